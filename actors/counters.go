@@ -1,0 +1,44 @@
+package actors
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/lionactor/lionactor/messages"
+)
+
+// Counters are the executor's running totals. The actors write them; Stats
+// reads them from any goroutine without asking the actors.
+type Counters struct {
+	queued, inFlight             atomic.Int64
+	completed, failed, cancelled atomic.Int64
+	retries, restarts            atomic.Int64
+	accepted, rejected           atomic.Int64
+}
+
+// Accepted counts a request accepted for the queue.
+func (c *Counters) Accepted() { c.accepted.Add(1) }
+
+// Rejected counts a submit refused because the queue was full.
+func (c *Counters) Rejected() { c.rejected.Add(1) }
+
+// Stats returns the counts, with the budget's availability at now.
+func (c *Counters) Stats(b *Budget, now time.Time) messages.Stats {
+	s := messages.Stats{
+		Queued:    c.queued.Load(),
+		InFlight:  c.inFlight.Load(),
+		Completed: c.completed.Load(),
+		Failed:    c.failed.Load(),
+		Cancelled: c.cancelled.Load(),
+		Retries:   c.retries.Load(),
+		Restarts:  c.restarts.Load(),
+		Accepted:  c.accepted.Load(),
+		Rejected:  c.rejected.Load(),
+	}
+	if b != nil {
+		s.RequestBudget = b.RequestsAvailable(now)
+		s.TokenBudget = b.TokensAvailable(now)
+		s.PausedUntil = b.PausedUntil()
+	}
+	return s
+}

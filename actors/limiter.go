@@ -1,0 +1,219 @@
+package actors
+
+import (
+	"math"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"golang.org/x/time/rate"
+
+	"github.com/lionactor/lionactor/messages"
+)
+
+// limiter grants permits: one request from the request bucket plus the
+// request's API tokens from the token bucket. Asks are served strictly in
+// arrival order, so a large request is never starved by small ones behind
+// it. Only the head ask holds reservations; when it is not yet due, a single
+// timer wakes the actor at its due time.
+type limiter struct {
+	budget *Budget
+	queue  *actor.PID // where permits go
+	self   *actor.PID
+	system *actor.ActorSystem
+
+	pending []pendingAsk // FIFO; pending[0] is the head
+	timer   *time.Timer
+	timerAt time.Time
+	paused  time.Time
+}
+
+type pendingAsk struct {
+	ask      permitAsk
+	reserved bool
+	due      time.Time
+	resv     []*rate.Reservation // what to give back if cancelled while reserved
+	credit   float64             // refund credit used, given back if cancelled
+}
+
+func newLimiter(b *Budget, queue *actor.PID) *limiter {
+	return &limiter{budget: b, queue: queue}
+}
+
+// Receive implements actor.Actor.
+func (l *limiter) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		l.self, l.system = ctx.Self(), ctx.ActorSystem()
+	case *permitAsk:
+		l.pending = append(l.pending, pendingAsk{ask: *m})
+		l.pump(ctx, time.Now())
+	case *permitCancel:
+		l.cancel(m.ticket, time.Now())
+		l.pump(ctx, time.Now())
+	case *limiterTick:
+		l.pump(ctx, time.Now())
+	case *PauseUntil:
+		if m.Until.After(l.paused) {
+			l.paused = m.Until
+			l.budget.pausedUntil.Store(m.Until.UnixNano())
+		}
+		l.pump(ctx, time.Now())
+	case *SetLimits:
+		now := time.Now()
+		l.budget.Apply(now, m.Limits)
+		l.unreserveHead(now) // its due time was computed at the old rates
+		l.pump(ctx, now)
+	case *AdjustTokens:
+		now := time.Now()
+		l.adjust(m.Delta, now)
+		if m.Delta < 0 {
+			l.unreserveHead(now) // a refund may let it go sooner
+		}
+		l.pump(ctx, now)
+	case *actor.Stopping:
+		if l.timer != nil {
+			l.timer.Stop()
+		}
+	}
+}
+
+// pump grants every ask that is due at now, in order, and arms the timer for
+// the first one that is not.
+func (l *limiter) pump(ctx actor.Context, now time.Time) {
+	for len(l.pending) > 0 {
+		head := &l.pending[0]
+		if !head.reserved {
+			if now.Before(l.paused) {
+				l.arm(l.paused, now)
+				return
+			}
+			if err := l.reserve(head, now); err != nil {
+				ctx.Send(l.queue, &permitDenied{ticket: head.ask.ticket, err: err})
+				l.pop()
+				continue
+			}
+		}
+		due := head.due
+		if due.Before(l.paused) {
+			due = l.paused
+		}
+		if due.After(now) {
+			l.arm(due, now)
+			return
+		}
+		ctx.Send(l.queue, &permitGranted{ticket: head.ask.ticket})
+		l.pop()
+	}
+	l.clearPause(now)
+}
+
+func (l *limiter) pop() {
+	l.pending[0] = pendingAsk{}
+	l.pending = l.pending[1:]
+	if len(l.pending) == 0 {
+		l.pending = l.pending[:0:0] // let the backing array go
+	}
+}
+
+func (l *limiter) clearPause(now time.Time) {
+	if !l.paused.IsZero() && !now.Before(l.paused) {
+		l.paused = time.Time{}
+		l.budget.pausedUntil.Store(0)
+	}
+}
+
+// reserve takes the head's request and tokens from the buckets at now,
+// recording when the permit is due.
+func (l *limiter) reserve(p *pendingAsk, now time.Time) error {
+	b := l.budget
+	r := b.requests.ReserveN(now, 1)
+	due := now.Add(r.DelayFrom(now))
+	p.resv = append(p.resv[:0], r)
+	if n := p.ask.tokens; n > 0 && b.TokensEnabled() {
+		if burst := b.TokenBurst(); n > burst {
+			r.CancelAt(now)
+			return &messages.TokenLimitError{Tokens: n, Burst: burst}
+		}
+		use := math.Min(b.Credit(), float64(n))
+		b.setCredit(b.Credit() - use)
+		p.credit = use
+		if need := n - int(use); need > 0 {
+			t := b.tokens.ReserveN(now, need)
+			p.resv = append(p.resv, t)
+			if d := now.Add(t.DelayFrom(now)); d.After(due) {
+				due = d
+			}
+		}
+	}
+	p.reserved, p.due = true, due
+	return nil
+}
+
+func (l *limiter) cancel(ticket uint64, now time.Time) {
+	for i := range l.pending {
+		if l.pending[i].ask.ticket == ticket {
+			l.unreserve(&l.pending[i], now)
+			l.pending = append(l.pending[:i], l.pending[i+1:]...)
+			return
+		}
+	}
+}
+
+// unreserve gives back what an ask took from the buckets.
+func (l *limiter) unreserve(p *pendingAsk, now time.Time) {
+	if !p.reserved {
+		return
+	}
+	for _, r := range p.resv {
+		r.CancelAt(now)
+	}
+	l.budget.setCredit(l.budget.Credit() + p.credit)
+	p.reserved, p.resv, p.credit = false, p.resv[:0], 0
+}
+
+func (l *limiter) unreserveHead(now time.Time) {
+	if len(l.pending) > 0 {
+		l.unreserve(&l.pending[0], now)
+	}
+}
+
+// adjust reconciles the token bucket with a call's real usage.
+func (l *limiter) adjust(delta int, now time.Time) {
+	b := l.budget
+	if delta == 0 || !b.TokensEnabled() {
+		return
+	}
+	if delta < 0 {
+		// A refund cannot make the budget exceed the bucket's capacity: the
+		// provider's own bucket holds no more than that either.
+		room := float64(b.TokenBurst()) - b.tokens.TokensAt(now)
+		b.setCredit(math.Max(0, math.Min(b.Credit()+float64(-delta), room)))
+		return
+	}
+	// Spend credit first, then charge the bucket, in pieces no larger than
+	// its burst (ReserveN refuses larger ones). The reservations push later
+	// permits back, which is the point.
+	use := math.Min(b.Credit(), float64(delta))
+	b.setCredit(b.Credit() - use)
+	rest := delta - int(use)
+	for burst := b.TokenBurst(); rest > 0 && burst > 0; {
+		n := min(rest, burst)
+		b.tokens.ReserveN(now, n)
+		rest -= n
+	}
+}
+
+// arm makes sure a tick arrives at at, keeping one timer.
+func (l *limiter) arm(at, now time.Time) {
+	if l.timer != nil && !l.timerAt.IsZero() && !l.timerAt.After(at) && l.timerAt.After(now) {
+		return // an earlier (or equal) wake-up is already set
+	}
+	l.timerAt = at
+	d := at.Sub(now)
+	if l.timer == nil {
+		self, root := l.self, l.system.Root
+		l.timer = time.AfterFunc(d, func() { root.Send(self, &limiterTick{}) })
+		return
+	}
+	l.timer.Reset(d)
+}

@@ -1,0 +1,404 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/google/uuid"
+
+	"github.com/lionactor/lionactor/messages"
+)
+
+// entryState is where an accepted request is in the queue actor's hands.
+type entryState uint8
+
+const (
+	inQueue        entryState = iota + 1 // in the FIFO
+	waitingRetry                         // backing off before another attempt
+	awaitingPermit                       // caller reserved, permit asked
+	calling                              // the caller runs it
+	settling                             // an attempt ended; deciding what next
+	ended                                // terminal snapshot published
+)
+
+// entry is one accepted request. The queue actor owns it, and with it the
+// request's Lifecycle, from acceptance to its terminal snapshot: a single
+// owner is what makes the sequence numbers gap-free and the terminal state
+// unique.
+type entry struct {
+	ticket    uint64 // the queue's own key: cheaper than the UUID in messages
+	id        uuid.UUID
+	lc        *messages.Lifecycle
+	req       messages.Request
+	sink      Sink
+	sender    *actor.PID
+	base      context.Context
+	state     entryState
+	caller    *actor.PID
+	holdsSlot bool
+	timer     *time.Timer
+}
+
+// queue is the dispatcher of the tree; see the package documentation.
+type queue struct {
+	cfg     *Config
+	limiter *actor.PID
+
+	nextTicket uint64
+	fifo       []*entry // entries no longer inQueue are skipped when popped
+	byTicket   map[uint64]*entry
+	byID       map[uuid.UUID]*entry
+
+	idle []*actor.PID
+	// busy maps a caller's ID to the entry it serves; a nil entry means the
+	// caller still runs a call whose request already ended (cancelled), so it
+	// is not idle yet.
+	busy map[string]*entry
+
+	draining bool
+	closed   bool // after an abort: nothing more is accepted
+	drains   []chan struct{}
+}
+
+func newQueue(cfg *Config, limiter *actor.PID) *queue {
+	return &queue{
+		cfg:      cfg,
+		limiter:  limiter,
+		byTicket: make(map[uint64]*entry),
+		byID:     make(map[uuid.UUID]*entry),
+		busy:     make(map[string]*entry),
+	}
+}
+
+// Receive implements actor.Actor.
+func (q *queue) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *Enqueue:
+		q.enqueue(ctx, &entry{id: m.ID, lc: m.Lifecycle, req: m.Request, sink: m.Sink, base: m.Context, holdsSlot: true})
+	case *messages.Submit:
+		q.submit(ctx, m)
+	case *callerReady:
+		if _, ok := q.busy[m.caller.Id]; !ok && !slices.ContainsFunc(q.idle, func(p *actor.PID) bool { return p.Id == m.caller.Id }) {
+			q.idle = append(q.idle, m.caller)
+		}
+	case *permitGranted:
+		q.granted(ctx, m.ticket)
+	case *permitDenied:
+		if e := q.byTicket[m.ticket]; e != nil && e.state == awaitingPermit {
+			q.freeCaller(e)
+			q.cfg.Counters.inFlight.Add(-1)
+			q.end(ctx, e, messages.StatusFailed, m.err, messages.Result{})
+		}
+	case *callDone:
+		e, ok := q.busy[m.caller.Id]
+		if ok {
+			delete(q.busy, m.caller.Id)
+			q.idle = append(q.idle, m.caller)
+		}
+		if e != nil && e.ticket == m.ticket && e.state == calling {
+			q.outcome(ctx, e, m.result, m.err)
+		}
+	case *callerCrashed:
+		e := q.busy[m.caller.Id]
+		delete(q.busy, m.caller.Id) // it comes back idle with callerReady
+		if e != nil && e.state == calling {
+			pv := m.reason
+			if cp, ok := pv.(*callPanic); ok {
+				pv = cp.value
+			}
+			q.outcome(ctx, e, messages.Result{}, &messages.CallerCrashError{Panic: pv})
+		}
+	case *retryDue:
+		if e := q.byTicket[m.ticket]; e != nil && e.state == waitingRetry {
+			e.state, e.timer = inQueue, nil
+			q.fifo = append(q.fifo, e)
+		}
+	case *messages.Cancel:
+		if e := q.byID[m.ID]; e != nil {
+			cause := m.Cause
+			if cause == nil {
+				cause = messages.ErrCancelled
+			}
+			q.end(ctx, e, messages.StatusCancelled, cause, messages.Result{})
+		}
+	case *Drain:
+		q.draining = true
+		q.drains = append(q.drains, m.Done)
+		q.checkDrained()
+	case *Abort:
+		q.abort(ctx, m.Err, m.Fail)
+		close(m.Done)
+		if ctx.Sender() != nil {
+			ctx.Respond(&abortDone{})
+		}
+	case *actor.Stopping:
+		// Normally empty by now (Stop drains or aborts first); if the tree is
+		// stopped from outside, nothing accepted may be left hanging.
+		q.abort(ctx, messages.ErrStopped, false)
+	}
+	q.dispatch(ctx)
+}
+
+// submit accepts a request sent by message from another actor.
+func (q *queue) submit(ctx actor.Context, m *messages.Submit) {
+	id := m.ID
+	if id == uuid.Nil {
+		id = uuid.New()
+	}
+	reject := func(err error) {
+		if s := ctx.Sender(); s != nil {
+			ctx.Send(s, &messages.Rejected{ID: id, Err: err})
+		}
+	}
+	if q.closed || q.draining {
+		reject(messages.ErrStopped)
+		return
+	}
+	if err := ValidateRequest(&m.Request, q.cfg.Budget); err != nil {
+		reject(err)
+		return
+	}
+	if !q.cfg.Admission.TryAcquire() {
+		q.cfg.Counters.Rejected()
+		reject(messages.ErrQueueFull)
+		return
+	}
+	q.cfg.Counters.Accepted()
+	e := &entry{
+		id:        id,
+		lc:        messages.NewLifecycle(id, &m.Request, time.Now()),
+		req:       m.Request,
+		sender:    ctx.Sender(),
+		holdsSlot: true,
+	}
+	q.register(e)
+	q.publish(ctx, e, e.lc.Pending(time.Now()))
+	q.queueEntry(ctx, e)
+}
+
+func (q *queue) enqueue(ctx actor.Context, e *entry) {
+	q.register(e)
+	if q.closed {
+		q.end(ctx, e, messages.StatusCancelled, messages.ErrStopped, messages.Result{})
+		return
+	}
+	q.queueEntry(ctx, e)
+}
+
+func (q *queue) register(e *entry) {
+	q.nextTicket++
+	e.ticket = q.nextTicket
+	q.byTicket[e.ticket] = e
+	q.byID[e.id] = e
+}
+
+func (q *queue) queueEntry(ctx actor.Context, e *entry) {
+	e.state = inQueue
+	q.fifo = append(q.fifo, e)
+	q.cfg.Counters.queued.Add(1)
+	q.publish(ctx, e, e.lc.Queue(time.Now(), 1, ""))
+}
+
+// dispatch pairs the oldest queued requests with idle callers and asks the
+// limiter for their permits, in order.
+func (q *queue) dispatch(ctx actor.Context) {
+	for len(q.idle) > 0 {
+		e := q.popQueued()
+		if e == nil {
+			return
+		}
+		c := q.idle[len(q.idle)-1]
+		q.idle = q.idle[:len(q.idle)-1]
+		e.caller, e.state = c, awaitingPermit
+		q.busy[c.Id] = e
+		q.releaseSlot(e)
+		q.cfg.Counters.queued.Add(-1)
+		q.cfg.Counters.inFlight.Add(1)
+		q.publish(ctx, e, e.lc.Process(time.Now()))
+		ctx.Send(q.limiter, &permitAsk{ticket: e.ticket, tokens: e.req.Tokens})
+	}
+}
+
+func (q *queue) popQueued() *entry {
+	for len(q.fifo) > 0 {
+		e := q.fifo[0]
+		q.fifo[0] = nil
+		q.fifo = q.fifo[1:]
+		if e.state == inQueue {
+			return e
+		}
+	}
+	q.fifo = nil // let the drained backing array go
+	return nil
+}
+
+func (q *queue) granted(ctx actor.Context, ticket uint64) {
+	e := q.byTicket[ticket]
+	if e == nil || e.state != awaitingPermit {
+		return // cancelled while waiting; its caller was freed then
+	}
+	e.state = calling
+	q.publish(ctx, e, e.lc.Call(time.Now()))
+	timeout := e.req.Timeout
+	if timeout == 0 {
+		timeout = q.cfg.CallTimeout
+	}
+	ctx.Send(e.caller, &startCall{ticket: e.ticket, call: e.req.Call, attempt: e.lc.Attempt(), timeout: timeout, base: e.base})
+}
+
+// outcome settles an attempt: success, a retry, or failure.
+func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err error) {
+	q.cfg.Counters.inFlight.Add(-1)
+	e.caller, e.state = nil, settling
+	if res.Usage != nil && q.cfg.Budget.TokensEnabled() {
+		actual := res.Usage.TotalTokens
+		if actual == 0 {
+			actual = res.Usage.InputTokens + res.Usage.OutputTokens
+		}
+		if delta := actual - e.req.Tokens; delta != 0 {
+			ctx.Send(q.limiter, &AdjustTokens{Delta: delta})
+		}
+	}
+	if err == nil {
+		q.end(ctx, e, messages.StatusCompleted, nil, res)
+		return
+	}
+	var pause messages.PauseError
+	if errors.As(err, &pause) {
+		ctx.Send(q.limiter, &PauseUntil{Until: pause.PauseUntil()})
+	}
+	if delay, ok := q.retryDelay(e, err); ok {
+		q.cfg.Counters.retries.Add(1)
+		q.cfg.Counters.queued.Add(1)
+		q.publish(ctx, e, e.lc.Retry(time.Now(), delay, err, res))
+		if delay <= 0 {
+			e.state = inQueue
+			q.fifo = append(q.fifo, e)
+			return
+		}
+		e.state = waitingRetry
+		ticket, self, root := e.ticket, ctx.Self(), ctx.ActorSystem().Root
+		e.timer = time.AfterFunc(delay, func() { root.Send(self, &retryDue{ticket: ticket}) })
+		return
+	}
+	q.end(ctx, e, messages.StatusFailed, err, res)
+}
+
+func (q *queue) retryDelay(e *entry, err error) (time.Duration, bool) {
+	maxAttempts := e.req.MaxAttempts
+	if maxAttempts == 0 {
+		maxAttempts = q.cfg.MaxAttempts
+	}
+	policy := e.req.Retry
+	if policy == nil {
+		policy = q.cfg.Retry
+	}
+	if policy == nil || e.lc.Attempt() >= maxAttempts {
+		return 0, false
+	}
+	return policy.Backoff(e.lc.Attempt(), err)
+}
+
+// end publishes the terminal snapshot of e, whatever state it is in, and
+// gives back what it held: its queue slot, its caller, its permit ask, its
+// retry timer, its running call.
+func (q *queue) end(ctx actor.Context, e *entry, status messages.RequestStatus, err error, res messages.Result) {
+	switch e.state {
+	case inQueue, waitingRetry:
+		q.cfg.Counters.queued.Add(-1)
+		if e.timer != nil {
+			e.timer.Stop()
+		}
+	case awaitingPermit:
+		q.cfg.Counters.inFlight.Add(-1)
+		ctx.Send(q.limiter, &permitCancel{ticket: e.ticket})
+		q.freeCaller(e)
+	case calling:
+		q.cfg.Counters.inFlight.Add(-1)
+		// The caller stays busy until its goroutine returns: the
+		// concurrency cap counts running calls, not live requests.
+		ctx.Send(e.caller, &cancelCall{ticket: e.ticket, cause: err})
+		q.busy[e.caller.Id] = nil
+	}
+	q.releaseSlot(e)
+	now := time.Now()
+	var ev messages.Event
+	switch status {
+	case messages.StatusCompleted:
+		q.cfg.Counters.completed.Add(1)
+		ev = e.lc.Complete(now, res)
+	case messages.StatusFailed:
+		q.cfg.Counters.failed.Add(1)
+		ev = e.lc.Fail(now, err, res)
+	default:
+		q.cfg.Counters.cancelled.Add(1)
+		ev = e.lc.Cancel(now, err)
+	}
+	e.state, e.caller, e.timer = ended, nil, nil
+	delete(q.byTicket, e.ticket)
+	delete(q.byID, e.id)
+	q.publish(ctx, e, ev)
+	q.checkDrained()
+}
+
+// freeCaller returns e's reserved caller, which never started e's call.
+func (q *queue) freeCaller(e *entry) {
+	if e.caller == nil {
+		return
+	}
+	delete(q.busy, e.caller.Id)
+	q.idle = append(q.idle, e.caller)
+	e.caller = nil
+}
+
+func (q *queue) releaseSlot(e *entry) {
+	if e.holdsSlot {
+		e.holdsSlot = false
+		q.cfg.Admission.Release()
+	}
+}
+
+// abort ends every live request, oldest first.
+func (q *queue) abort(ctx actor.Context, err error, fail bool) {
+	q.closed = true
+	status := messages.StatusCancelled
+	if fail {
+		status = messages.StatusFailed
+	}
+	tickets := make([]uint64, 0, len(q.byTicket))
+	for t := range q.byTicket {
+		tickets = append(tickets, t)
+	}
+	slices.Sort(tickets)
+	for _, t := range tickets {
+		q.end(ctx, q.byTicket[t], status, err, messages.Result{})
+	}
+	q.fifo = nil
+}
+
+func (q *queue) checkDrained() {
+	if !q.draining || len(q.byTicket) > 0 {
+		return
+	}
+	for _, d := range q.drains {
+		close(d)
+	}
+	q.drains = nil
+}
+
+// publish delivers a snapshot. The observer goes first, so that whoever sees
+// a request end through its handle knows the observer has seen it too.
+func (q *queue) publish(ctx actor.Context, e *entry, ev messages.Event) {
+	if q.cfg.Observer != nil {
+		q.cfg.Observer(ev)
+	}
+	if e.sender != nil {
+		ctx.Send(e.sender, ev)
+	}
+	if e.sink != nil {
+		e.sink.Publish(ev)
+	}
+}

@@ -1,0 +1,136 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/lionactor/lionactor/messages"
+)
+
+// stormDetected tells the supervisor, from its own HandleFailure, to fail
+// everything and stop.
+type stormDetected struct{}
+
+// abortDone is the queue's reply to an Abort sent with a sender.
+type abortDone struct{}
+
+// supervisor is the root of an executor's tree. It spawns the limiter, the
+// queue and the callers, forwards the public messages, and supervises: a
+// failed caller is restarted, at most MaxRestarts times within RestartWindow;
+// past that the executor fails every pending request with ErrRestartStorm and
+// stops, rather than restart forever or hang.
+type supervisor struct {
+	cfg      *Config
+	ready    chan<- Tree
+	self     *actor.PID
+	tree     Tree
+	callers  map[string]bool
+	restarts []time.Time
+	stormed  bool
+}
+
+// SupervisorProps returns the props of an executor's supervisor. Once it has
+// spawned its children it sends their PIDs on ready (buffered, capacity 1).
+func SupervisorProps(cfg *Config, ready chan<- Tree) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor {
+		// A fresh struct per incarnation: nothing survives a restart by accident.
+		return &supervisor{cfg: cfg, ready: ready}
+	})
+}
+
+// Receive implements actor.Actor.
+func (s *supervisor) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		s.start(ctx)
+	case *messages.Submit, *messages.Cancel:
+		ctx.Forward(s.tree.Queue)
+	case *PauseUntil, *SetLimits, *AdjustTokens:
+		ctx.Forward(s.tree.Limiter)
+	case *messages.StatsQuery:
+		if ctx.Sender() != nil {
+			ctx.Respond(s.cfg.Counters.Stats(s.cfg.Budget, time.Now()))
+		}
+	case *stormDetected:
+		ctx.Request(s.tree.Queue, &Abort{Err: messages.ErrRestartStorm, Fail: true, Done: make(chan struct{})})
+	case *abortDone:
+		ctx.Stop(ctx.Self())
+	case *actor.Stopped:
+		close(s.cfg.Stopped)
+	}
+}
+
+func (s *supervisor) start(ctx actor.Context) {
+	s.self = ctx.Self()
+	// The limiter sends permits to the queue and the queue asks the limiter:
+	// name the queue's PID before spawning either.
+	queuePID := actor.NewPID(ctx.Self().Address, ctx.Self().Id+"/queue")
+	limiter, err := ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
+		return newLimiter(s.cfg.Budget, queuePID)
+	}), "limiter")
+	if err != nil {
+		panic(fmt.Sprintf("actors: spawning limiter: %v", err))
+	}
+	queue, err := ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
+		return newQueue(s.cfg, limiter)
+	}), "queue")
+	if err != nil || queue.Id != queuePID.Id {
+		panic(fmt.Sprintf("actors: spawning queue: %v", err))
+	}
+	s.tree = Tree{Supervisor: ctx.Self(), Queue: queue, Limiter: limiter}
+	s.callers = make(map[string]bool, s.cfg.Concurrency)
+	props := actor.PropsFromProducer(func() actor.Actor { return newCaller(queue, s.cfg.Calls) })
+	for i := range s.cfg.Concurrency {
+		c, err := ctx.SpawnNamed(props, fmt.Sprintf("caller-%d", i))
+		if err != nil {
+			panic(fmt.Sprintf("actors: spawning caller: %v", err))
+		}
+		s.tree.Callers = append(s.tree.Callers, c)
+		s.callers[c.Id] = true
+	}
+	if s.ready != nil {
+		s.ready <- s.tree
+		s.ready = nil
+	}
+}
+
+// HandleFailure implements actor.SupervisorStrategy for the supervisor's
+// children. It runs on the supervisor's goroutine.
+func (s *supervisor) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason, _ any) {
+	if !s.callers[child.Id] {
+		// The queue and the limiter hold every request's state: a restart
+		// would lose it. A panic there is a bug; keep the state and go on.
+		s.cfg.Logger.Error("lionactor: actor failed; resuming", slog.String("actor", child.Id), slog.Any("reason", reason))
+		sup.ResumeChildren(child)
+		return
+	}
+	if s.stormed {
+		sup.StopChildren(child)
+		return
+	}
+	now := time.Now()
+	s.cfg.Counters.restarts.Add(1)
+	s.restarts = append(s.restarts, now)
+	for len(s.restarts) > 0 && now.Sub(s.restarts[0]) > s.cfg.RestartWindow {
+		s.restarts = s.restarts[1:]
+	}
+	if len(s.restarts) > s.cfg.MaxRestarts {
+		s.stormed = true
+		s.cfg.Logger.Error("lionactor: caller restart limit exceeded; failing pending requests and stopping",
+			slog.Int("restarts", len(s.restarts)), slog.Duration("window", s.cfg.RestartWindow))
+		if s.cfg.OnFatal != nil {
+			s.cfg.OnFatal(messages.ErrRestartStorm)
+		}
+		sup.StopChildren(child)
+		system.Root.Send(s.self, &stormDetected{})
+		return
+	}
+	s.cfg.Logger.Warn("lionactor: caller crashed; restarting", slog.String("actor", child.Id), slog.Any("reason", reason))
+	// Tell the queue before the restart: the restarted caller's callerReady
+	// then arrives after the crash is accounted for.
+	system.Root.Send(s.tree.Queue, &callerCrashed{caller: child, reason: reason})
+	sup.RestartChildren(child)
+}

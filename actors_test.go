@@ -1,0 +1,1214 @@
+package lionactor_test
+
+// End-to-end tests of the actor tree, driven through package runtime as a
+// user would, and by plain messages from a user's own actor.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/google/uuid"
+	"go.uber.org/goleak"
+
+	"github.com/lionactor/lionactor/messages"
+	"github.com/lionactor/lionactor/runtime"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder is an Observer that keeps every snapshot per request and checks
+// the invariants as they arrive: Seq grows by one, nothing follows a terminal
+// snapshot.
+type recorder struct {
+	mu     sync.Mutex
+	events map[uuid.UUID][]messages.Event
+	errs   []string
+}
+
+func newRecorder() *recorder { return &recorder{events: make(map[uuid.UUID][]messages.Event)} }
+
+func (r *recorder) observe(ev messages.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := r.events[ev.ID]
+	if n := len(prev); n > 0 && prev[n-1].Status.Terminal() {
+		r.errs = append(r.errs, fmt.Sprintf("%s: %v after terminal %v", ev.ID, ev.Status, prev[n-1].Status))
+	}
+	if want := uint64(len(prev) + 1); ev.Seq != want {
+		r.errs = append(r.errs, fmt.Sprintf("%s: seq %d, want %d", ev.ID, ev.Seq, want))
+	}
+	r.events[ev.ID] = append(prev, ev)
+}
+
+// check fails t unless every recorded request has exactly one terminal
+// snapshot, as its last, and the invariants held throughout.
+func (r *recorder) check(t *testing.T) map[messages.RequestStatus]int {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.errs {
+		t.Error(e)
+	}
+	counts := map[messages.RequestStatus]int{}
+	for id, evs := range r.events {
+		terminals := 0
+		for _, ev := range evs {
+			if ev.Status.Terminal() {
+				terminals++
+			}
+		}
+		last := evs[len(evs)-1]
+		if terminals != 1 || !last.Status.Terminal() {
+			t.Errorf("%s: %d terminal snapshots, last %v", id, terminals, last.Status)
+		}
+		counts[last.Status]++
+	}
+	return counts
+}
+
+func (r *recorder) of(id uuid.UUID) []messages.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events[id])
+}
+
+// start runs an executor with an unlimited request rate unless edit says
+// otherwise, stopping it (immediately) when the test ends.
+func start(t *testing.T, edit func(*runtime.Config)) (*runtime.Executor, *recorder) {
+	t.Helper()
+	rec := newRecorder()
+	cfg := runtime.DefaultConfig()
+	cfg.RequestsPerInterval = runtime.Unlimited
+	cfg.Observer = rec.observe
+	if edit != nil {
+		edit(&cfg)
+	}
+	ex, err := runtime.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ex.StopNow(ctx); err != nil {
+			t.Errorf("StopNow: %v", err)
+		}
+	})
+	return ex, rec
+}
+
+func ok(body string) runtime.Call {
+	return runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
+		return runtime.Result{StatusCode: 200, Body: []byte(body)}, nil
+	})
+}
+
+// blocker is a call that reports when it starts and then waits for its
+// context or for the test to release it.
+type blocker struct {
+	started chan int // receives the attempt number
+	release chan struct{}
+	seen    chan error // receives context.Cause when the context ends the call
+}
+
+func newBlocker() *blocker {
+	return &blocker{started: make(chan int, 100), release: make(chan struct{}), seen: make(chan error, 100)}
+}
+
+func (b *blocker) Do(ctx context.Context, attempt int) (runtime.Result, error) {
+	b.started <- attempt
+	select {
+	case <-b.release:
+		return runtime.Result{StatusCode: 200}, nil
+	case <-ctx.Done():
+		b.seen <- context.Cause(ctx)
+		return runtime.Result{}, ctx.Err()
+	}
+}
+
+func submit(t *testing.T, ex *runtime.Executor, r runtime.Request) *runtime.Handle {
+	t.Helper()
+	h, err := ex.Submit(context.Background(), r)
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	return h
+}
+
+func wait(t *testing.T, h *runtime.Handle) messages.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ev, err := h.Wait(ctx)
+	if err != nil {
+		t.Fatalf("Wait %s: %v (last %v)", h.ID(), err, h.Latest().Status)
+	}
+	return ev
+}
+
+// waitStatus walks h's snapshots until one has status s.
+func waitStatus(t *testing.T, h *runtime.Handle, s messages.RequestStatus) messages.Event {
+	t.Helper()
+	for ev := range h.Events() {
+		if ev.Status == s {
+			return ev
+		}
+	}
+	t.Fatalf("%s ended %v without reaching %v", h.ID(), h.Latest().Status, s)
+	return messages.Event{}
+}
+
+func statuses(evs []messages.Event) []messages.RequestStatus {
+	out := make([]messages.RequestStatus, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.Status
+	}
+	return out
+}
+
+func TestFlowPublishesEveryTransitionInOrder(t *testing.T) {
+	ex, rec := start(t, nil)
+	h := submit(t, ex, runtime.Request{
+		Call:     ok(`{"answer":42}`),
+		Tokens:   7,
+		Endpoint: messages.Endpoint{Method: "POST", URL: "http://127.0.0.1/v1/x"},
+		Metadata: map[string]string{"row": "3"},
+	})
+	final := wait(t, h)
+
+	var got []messages.Event
+	for ev := range h.Events() {
+		got = append(got, ev)
+	}
+	want := []messages.RequestStatus{messages.StatusPending, messages.StatusQueued, messages.StatusProcessing, messages.StatusCalling, messages.StatusCompleted}
+	if !slices.Equal(statuses(got), want) {
+		t.Fatalf("statuses %v, want %v", statuses(got), want)
+	}
+	for i, ev := range got {
+		if ev.Seq != uint64(i+1) || ev.ID != h.ID() {
+			t.Errorf("snapshot %d: seq %d id %s", i, ev.Seq, ev.ID)
+		}
+	}
+	if !slices.Equal(statuses(rec.of(h.ID())), want) {
+		t.Errorf("observer saw %v", statuses(rec.of(h.ID())))
+	}
+	resp, has := final.Response()
+	if !has || resp.StatusCode != 200 || string(resp.Body) != `{"answer":42}` {
+		t.Errorf("response %+v %v", resp, has)
+	}
+	if final.Attempt != 1 || final.Tokens.Estimated != 7 || final.Metadata()["row"] != "3" || final.Endpoint().URL != "http://127.0.0.1/v1/x" {
+		t.Errorf("final snapshot %+v", final)
+	}
+	tm := final.Timings
+	if tm.Created.After(tm.Queued) || tm.Queued.After(tm.Processing) || tm.Processing.After(tm.CallStarted) || tm.CallStarted.After(tm.Finished) {
+		t.Errorf("timings out of order: %+v", tm)
+	}
+	if final.Err() != nil {
+		t.Errorf("Err = %v", final.Err())
+	}
+	rec.check(t)
+}
+
+func TestManyRequestsEachEndOnceWithGaplessSeq(t *testing.T) {
+	ex, rec := start(t, func(c *runtime.Config) {
+		c.Concurrency = 8
+		c.MaxAttempts = 3
+		c.Retry = runtime.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond}
+	})
+	const n = 300
+	var attempts atomic.Int64
+	handles := make([]*runtime.Handle, n)
+	for i := range n {
+		call := runtime.CallFunc(func(_ context.Context, attempt int) (runtime.Result, error) {
+			attempts.Add(1)
+			switch {
+			case i%3 == 0 && attempt == 1: // fails once, then succeeds
+				return runtime.Result{}, errors.New("transient")
+			case i%7 == 0: // always fails
+				return runtime.Result{}, errors.New("permanent")
+			}
+			return runtime.Result{StatusCode: 200}, nil
+		})
+		handles[i] = submit(t, ex, runtime.Request{Call: call})
+	}
+	want := map[messages.RequestStatus]int{}
+	for i, h := range handles {
+		ev := wait(t, h)
+		exp := messages.StatusCompleted
+		if i%7 == 0 {
+			exp = messages.StatusFailed
+		}
+		want[exp]++
+		if ev.Status != exp {
+			t.Errorf("request %d ended %v, want %v", i, ev.Status, exp)
+		}
+		// The handle saw exactly what the observer saw.
+		var fromHandle []messages.Event
+		for e := range h.Events() {
+			fromHandle = append(fromHandle, e)
+		}
+		if !slices.Equal(statuses(fromHandle), statuses(rec.of(h.ID()))) {
+			t.Errorf("request %d: handle %v, observer %v", i, statuses(fromHandle), statuses(rec.of(h.ID())))
+		}
+	}
+	counts := rec.check(t)
+	if counts[messages.StatusCompleted] != want[messages.StatusCompleted] || counts[messages.StatusFailed] != want[messages.StatusFailed] {
+		t.Errorf("counts %v, want %v", counts, want)
+	}
+	st := ex.Stats()
+	if st.Completed+st.Failed != n || st.Accepted != n || st.Queued != 0 || st.InFlight != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	// Every retry shows as another attempt.
+	if int64(n)+st.Retries != attempts.Load() {
+		t.Errorf("attempts %d, want %d + %d retries", attempts.Load(), n, st.Retries)
+	}
+}
+
+func TestFIFOAdmission(t *testing.T) {
+	ex, _ := start(t, func(c *runtime.Config) {
+		c.Concurrency = 3
+		c.RequestsPerInterval, c.RequestInterval, c.RequestBurst = 200, time.Second, 1
+	})
+	const n = 30
+	handles := make([]*runtime.Handle, n)
+	for i := range n {
+		handles[i] = submit(t, ex, runtime.Request{Call: ok("")})
+	}
+	var prev time.Time
+	for i, h := range handles {
+		ev := wait(t, h)
+		if ev.Timings.CallStarted.Before(prev) {
+			t.Errorf("request %d started at %v, before request %d", i, ev.Timings.CallStarted, i-1)
+		}
+		prev = ev.Timings.CallStarted
+	}
+}
+
+// checkWindows asserts the defining property of a token bucket: over the
+// interval between any two admissions i ≤ j, the cost admitted is at most
+// burst + rate × (t_j − t_i). slack absorbs clock reads taken a little after
+// the permit.
+func checkWindows(t *testing.T, starts []time.Time, costs []float64, burst, perSecond float64, slack time.Duration) {
+	t.Helper()
+	order := make([]int, len(starts))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return starts[a].Compare(starts[b]) })
+	for a := range order {
+		sum := 0.0
+		for b := a; b < len(order); b++ {
+			i, j := order[a], order[b]
+			sum += costs[j]
+			allowed := burst + perSecond*(starts[j].Sub(starts[i])+slack).Seconds()
+			if sum > allowed+1e-9 {
+				t.Fatalf("%.0f admitted between %v and %v (%v apart), bucket allows %.1f", sum, starts[i], starts[j], starts[j].Sub(starts[i]), allowed)
+			}
+		}
+	}
+}
+
+func TestRequestRateFollowsTheBucket(t *testing.T) {
+	const (
+		n     = 12
+		rate  = 20 // per second
+		burst = 3
+	)
+	before := time.Now()
+	ex, _ := start(t, func(c *runtime.Config) {
+		c.Concurrency = n
+		c.RequestsPerInterval, c.RequestInterval, c.RequestBurst = rate, time.Second, burst
+	})
+	handles := make([]*runtime.Handle, n)
+	for i := range n {
+		handles[i] = submit(t, ex, runtime.Request{Call: ok("")})
+	}
+	starts := make([]time.Time, n)
+	costs := make([]float64, n)
+	for i, h := range handles {
+		starts[i] = wait(t, h).Timings.CallStarted
+		costs[i] = 1
+		// No start before the bucket allows: the k-th start (0-based) needs
+		// k-burst+1 refills after the bucket was created, which was after
+		// `before`.
+		if earliest := before.Add(time.Duration(float64(i-burst+1) / rate * float64(time.Second))); i >= burst && starts[i].Before(earliest) {
+			t.Errorf("request %d started %v before the bucket allows", i, earliest.Sub(starts[i]))
+		}
+	}
+	checkWindows(t, starts, costs, burst, rate, time.Millisecond)
+	// And not needlessly late: the last permit is due at (n-burst)/rate.
+	if total := starts[n-1].Sub(before); total > time.Duration(float64(n-burst)/rate*float64(time.Second))+2*time.Second {
+		t.Errorf("last start after %v", total)
+	}
+}
+
+func TestTokenRateFollowsTheBucket(t *testing.T) {
+	const (
+		n         = 8
+		cost      = 200
+		perSecond = 1000
+		burst     = 500
+	)
+	ex, _ := start(t, func(c *runtime.Config) {
+		c.Concurrency = n
+		c.TokensPerInterval, c.TokenInterval, c.TokenBurst = perSecond, time.Second, burst
+	})
+	handles := make([]*runtime.Handle, n)
+	for i := range n {
+		handles[i] = submit(t, ex, runtime.Request{Call: ok(""), Tokens: cost})
+	}
+	starts := make([]time.Time, n)
+	costs := make([]float64, n)
+	for i, h := range handles {
+		starts[i] = wait(t, h).Timings.CallStarted
+		costs[i] = cost
+	}
+	checkWindows(t, starts, costs, burst, perSecond, time.Millisecond)
+	// 1600 tokens in all, 500 at once: at least 1.1 s at 1000/s.
+	if span := starts[n-1].Sub(starts[0]); span < 1000*time.Millisecond {
+		t.Errorf("8 requests of 200 tokens spanned only %v", span)
+	}
+}
+
+func TestConcurrencyNeverExceedsTheCap(t *testing.T) {
+	const cap = 4
+	ex, _ := start(t, func(c *runtime.Config) { c.Concurrency = cap })
+	var inFlight, peak atomic.Int64
+	gate := make(chan struct{})
+	startedCh := make(chan struct{}, 64)
+	call := runtime.CallFunc(func(ctx context.Context, _ int) (runtime.Result, error) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		startedCh <- struct{}{}
+		<-gate
+		return runtime.Result{}, nil
+	})
+	const n = 40
+	handles := make([]*runtime.Handle, n)
+	for i := range n {
+		handles[i] = submit(t, ex, runtime.Request{Call: call})
+	}
+	// Let calls through one at a time once the cap is reached.
+	for range cap {
+		<-startedCh
+	}
+	if st := ex.Stats(); st.InFlight != cap || st.Queued != n-cap {
+		t.Errorf("with %d callers busy: %+v", cap, st)
+	}
+	for i := range n {
+		gate <- struct{}{}
+		if i+cap < n {
+			<-startedCh
+		}
+	}
+	for _, h := range handles {
+		wait(t, h)
+	}
+	if p := peak.Load(); p != cap {
+		t.Errorf("peak concurrency %d, want %d", p, cap)
+	}
+}
+
+func TestQueueFullIsRefusedBeforeAcceptance(t *testing.T) {
+	// Seed regression 2: a refused request was dropped and stayed QUEUED.
+	ex, rec := start(t, func(c *runtime.Config) { c.Concurrency, c.QueueCapacity = 1, 3 })
+	b := newBlocker()
+	first := submit(t, ex, runtime.Request{Call: b})
+	<-b.started
+	queued := []*runtime.Handle{first}
+	for range 3 {
+		queued = append(queued, submit(t, ex, runtime.Request{Call: ok("")}))
+	}
+	h, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")})
+	if !errors.Is(err, runtime.ErrQueueFull) || h != nil {
+		t.Fatalf("Submit on a full queue = %v, %v", h, err)
+	}
+	close(b.release)
+	for _, h := range queued {
+		if ev := wait(t, h); ev.Status != messages.StatusCompleted {
+			t.Errorf("%v", ev.Status)
+		}
+	}
+	counts := rec.check(t)
+	if counts[messages.StatusCompleted] != 4 || len(counts) != 1 {
+		t.Errorf("observer saw %v: the refused request must not appear", counts)
+	}
+	if st := ex.Stats(); st.Rejected != 1 || st.Accepted != 4 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestWaitForRoom(t *testing.T) {
+	ex, _ := start(t, func(c *runtime.Config) { c.Concurrency, c.QueueCapacity, c.WaitForRoom = 1, 1, true })
+	b := newBlocker()
+	submit(t, ex, runtime.Request{Call: b})
+	<-b.started
+	submit(t, ex, runtime.Request{Call: ok("")}) // fills the queue
+
+	// A submit that runs out of time while waiting is refused with its
+	// context's error.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := ex.Submit(ctx, runtime.Request{Call: ok("")}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Submit = %v, want deadline exceeded", err)
+	}
+	// One that waits while room is made gets in.
+	res := make(chan error, 1)
+	go func() {
+		h, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")})
+		if err == nil {
+			_, err = h.Wait(context.Background())
+		}
+		res <- err
+	}()
+	close(b.release)
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWaitForRoomEndsWhenTheExecutorStops(t *testing.T) {
+	ex, _ := start(t, func(c *runtime.Config) { c.Concurrency, c.QueueCapacity, c.WaitForRoom = 1, 1, true })
+	b := newBlocker()
+	submit(t, ex, runtime.Request{Call: b})
+	<-b.started
+	submit(t, ex, runtime.Request{Call: ok("")})
+	res := make(chan error, 1)
+	go func() {
+		_, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")})
+		res <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ex.StopNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res; !errors.Is(err, runtime.ErrStopped) {
+		t.Fatalf("waiting Submit = %v, want ErrStopped", err)
+	}
+}
+
+func TestCancelInEachState(t *testing.T) {
+	t.Run("queued", func(t *testing.T) {
+		ex, rec := start(t, func(c *runtime.Config) { c.Concurrency = 1 })
+		b := newBlocker()
+		submit(t, ex, runtime.Request{Call: b})
+		<-b.started
+		var ran atomic.Bool
+		h := submit(t, ex, runtime.Request{Call: runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
+			ran.Store(true)
+			return runtime.Result{}, nil
+		})})
+		waitStatus(t, h, messages.StatusQueued)
+		h.Cancel()
+		ev := wait(t, h)
+		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrCancelled) {
+			t.Fatalf("%v %v", ev.Status, ev.Err())
+		}
+		close(b.release)
+		if st := ex.Stats(); st.Queued != 0 {
+			t.Errorf("stats %+v", st)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ex.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if ran.Load() {
+			t.Error("a cancelled queued request ran")
+		}
+		if info, _ := ev.Error(); info.Kind != "cancelled" {
+			t.Errorf("kind %q", info.Kind)
+		}
+		rec.check(t)
+	})
+	t.Run("processing", func(t *testing.T) {
+		ex, rec := start(t, func(c *runtime.Config) {
+			c.Concurrency = 2
+			c.RequestsPerInterval, c.RequestInterval, c.RequestBurst = 1, time.Hour, 1
+		})
+		first := submit(t, ex, runtime.Request{Call: ok("")}) // takes the only permit
+		h := submit(t, ex, runtime.Request{Call: ok("")})
+		waitStatus(t, h, messages.StatusProcessing)
+		h.Cancel()
+		if ev := wait(t, h); ev.Status != messages.StatusCancelled || ev.Attempt != 0 {
+			t.Fatalf("%v attempt %d", ev.Status, ev.Attempt)
+		}
+		wait(t, first)
+		if st := ex.Stats(); st.InFlight != 0 {
+			t.Errorf("stats %+v", st)
+		}
+		rec.check(t)
+	})
+	t.Run("calling", func(t *testing.T) {
+		ex, rec := start(t, nil)
+		b := newBlocker()
+		h := submit(t, ex, runtime.Request{Call: b})
+		<-b.started
+		h.Cancel()
+		ev := wait(t, h)
+		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrCancelled) {
+			t.Fatalf("%v %v", ev.Status, ev.Err())
+		}
+		if cause := <-b.seen; !errors.Is(cause, runtime.ErrCancelled) {
+			t.Errorf("call's context cause %v", cause)
+		}
+		rec.check(t)
+	})
+	t.Run("backing off", func(t *testing.T) {
+		ex, rec := start(t, func(c *runtime.Config) {
+			c.MaxAttempts = 2
+			c.Retry = runtime.Backoff{Initial: time.Hour, Max: time.Hour, Retryable: func(error) bool { return true }}
+		})
+		var calls atomic.Int64
+		h := submit(t, ex, runtime.Request{Call: runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
+			calls.Add(1)
+			return runtime.Result{}, errors.New("try later")
+		})})
+		// The retry's QUEUED snapshot is the second QUEUED.
+		n := 0
+		for ev := range h.Events() {
+			if ev.Status == messages.StatusQueued {
+				n++
+			}
+			if n == 2 {
+				break
+			}
+		}
+		h.Cancel()
+		if ev := wait(t, h); ev.Status != messages.StatusCancelled || ev.Attempt != 1 {
+			t.Fatalf("%v attempt %d", ev.Status, ev.Attempt)
+		}
+		if calls.Load() != 1 {
+			t.Errorf("%d calls", calls.Load())
+		}
+		rec.check(t)
+	})
+	t.Run("submit context", func(t *testing.T) {
+		ex, rec := start(t, nil)
+		b := newBlocker()
+		ctx, cancel := context.WithCancel(context.Background())
+		h, err := ex.Submit(ctx, runtime.Request{Call: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-b.started
+		cancel()
+		ev := wait(t, h)
+		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), context.Canceled) || !errors.Is(ev.Err(), runtime.ErrCancelled) {
+			t.Fatalf("%v %v", ev.Status, ev.Err())
+		}
+		rec.check(t)
+	})
+	t.Run("after the end", func(t *testing.T) {
+		ex, rec := start(t, nil)
+		h := submit(t, ex, runtime.Request{Call: ok("")})
+		final := wait(t, h)
+		h.Cancel()
+		// A later request's completion proves the cancel was processed.
+		wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
+		if l := h.Latest(); l.Seq != final.Seq || l.Status != messages.StatusCompleted {
+			t.Errorf("cancel after the end changed the request: %v", l.Status)
+		}
+		rec.check(t)
+	})
+}
+
+func TestCallTimeout(t *testing.T) {
+	ex, rec := start(t, func(c *runtime.Config) { c.CallTimeout = 30 * time.Millisecond })
+	b := newBlocker()
+	h := submit(t, ex, runtime.Request{Call: b})
+	ev := wait(t, h)
+	if ev.Status != messages.StatusFailed || !errors.Is(ev.Err(), runtime.ErrTimeout) || !errors.Is(ev.Err(), context.DeadlineExceeded) {
+		t.Fatalf("%v %v", ev.Status, ev.Err())
+	}
+	if info, _ := ev.Error(); info.Kind != "timeout" {
+		t.Errorf("kind %q", info.Kind)
+	}
+	// The request's own timeout wins over the default.
+	h = submit(t, ex, runtime.Request{Call: b, Timeout: time.Hour})
+	<-b.started
+	<-b.started
+	b.release <- struct{}{}
+	if ev := wait(t, h); ev.Status != messages.StatusCompleted {
+		t.Fatalf("%v %v", ev.Status, ev.Err())
+	}
+	rec.check(t)
+}
+
+func TestPanicRestartsTheCallerAndAccountsTheRequest(t *testing.T) {
+	ex, rec := start(t, func(c *runtime.Config) { c.Concurrency = 1 })
+	boom := runtime.CallFunc(func(context.Context, int) (runtime.Result, error) { panic("boom") })
+	h := submit(t, ex, runtime.Request{Call: boom})
+	ev := wait(t, h)
+	var crash *messages.CallerCrashError
+	if ev.Status != messages.StatusFailed || !errors.As(ev.Err(), &crash) || crash.Panic != "boom" {
+		t.Fatalf("%v %v", ev.Status, ev.Err())
+	}
+	// The only caller was restarted: the next requests run.
+	for range 3 {
+		if ev := wait(t, submit(t, ex, runtime.Request{Call: ok("")})); ev.Status != messages.StatusCompleted {
+			t.Fatalf("after restart: %v", ev.Status)
+		}
+	}
+	// With a retry policy the crashed attempt is retried.
+	h = submit(t, ex, runtime.Request{
+		MaxAttempts: 2,
+		Retry:       runtime.Backoff{Initial: time.Millisecond},
+		Call: runtime.CallFunc(func(_ context.Context, attempt int) (runtime.Result, error) {
+			if attempt == 1 {
+				panic("first attempt")
+			}
+			return runtime.Result{StatusCode: 200}, nil
+		}),
+	})
+	if ev := wait(t, h); ev.Status != messages.StatusCompleted || ev.Attempt != 2 {
+		t.Fatalf("%v attempt %d", ev.Status, ev.Attempt)
+	}
+	if st := ex.Stats(); st.Restarts != 2 {
+		t.Errorf("restarts %d", st.Restarts)
+	}
+	rec.check(t)
+}
+
+func TestRestartStormFailsPendingRequestsAndStops(t *testing.T) {
+	ex, rec := start(t, func(c *runtime.Config) {
+		c.Concurrency, c.MaxRestarts, c.RestartWindow = 1, 2, time.Minute
+	})
+	boom := runtime.CallFunc(func(context.Context, int) (runtime.Result, error) { panic("boom") })
+	handles := make([]*runtime.Handle, 10)
+	for i := range handles {
+		handles[i] = submit(t, ex, runtime.Request{Call: boom})
+	}
+	crashed, storm := 0, 0
+	for _, h := range handles {
+		ev := wait(t, h)
+		switch {
+		case ev.Status == messages.StatusFailed && errors.Is(ev.Err(), runtime.ErrRestartStorm):
+			storm++
+		case ev.Status == messages.StatusFailed && errors.Is(ev.Err(), runtime.ErrCallerCrashed):
+			crashed++
+		default:
+			t.Errorf("%v %v", ev.Status, ev.Err())
+		}
+	}
+	// Two restarts are allowed; the third crash is the storm.
+	if crashed != 2 || storm != 8 {
+		t.Errorf("crashed %d, storm %d", crashed, storm)
+	}
+	if !errors.Is(ex.Err(), runtime.ErrRestartStorm) {
+		t.Errorf("Err = %v", ex.Err())
+	}
+	if _, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")}); !errors.Is(err, runtime.ErrStopped) || !errors.Is(err, runtime.ErrRestartStorm) {
+		t.Errorf("Submit after a storm = %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ex.Stop(ctx); err != nil {
+		t.Fatalf("Stop after a storm: %v", err)
+	}
+	rec.check(t)
+}
+
+func TestGracefulStopFinishesEverything(t *testing.T) {
+	// Seed regression 3: graceful stop left queued requests QUEUED.
+	ex, rec := start(t, func(c *runtime.Config) {
+		c.Concurrency, c.RequestsPerInterval, c.RequestInterval = 8, 2000, time.Second
+		c.MaxAttempts, c.Retry = 2, runtime.Backoff{Initial: 5 * time.Millisecond}
+	})
+	const n = 300
+	handles := make([]*runtime.Handle, n)
+	for i := range n {
+		handles[i] = submit(t, ex, runtime.Request{Call: runtime.CallFunc(func(ctx context.Context, attempt int) (runtime.Result, error) {
+			if i%10 == 0 && attempt == 1 {
+				return runtime.Result{}, errors.New("retry me")
+			}
+			select { // a little work, as a real call would have
+			case <-time.After(time.Millisecond):
+			case <-ctx.Done():
+				return runtime.Result{}, ctx.Err()
+			}
+			return runtime.Result{StatusCode: 200}, nil
+		})})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := ex.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range handles {
+		select {
+		case <-h.Done():
+		default:
+			t.Fatalf("request %d not ended after Stop: %v", i, h.Latest().Status)
+		}
+		if s := h.Latest().Status; s != messages.StatusCompleted {
+			t.Errorf("request %d: %v", i, s)
+		}
+	}
+	if counts := rec.check(t); counts[messages.StatusCompleted] != n {
+		t.Errorf("counts %v", counts)
+	}
+	if _, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")}); !errors.Is(err, runtime.ErrStopped) {
+		t.Errorf("Submit after Stop = %v", err)
+	}
+}
+
+func TestImmediateStopCancelsEverything(t *testing.T) {
+	// Seed regression 4: immediate stop left in-flight requests CALLING.
+	ex, rec := start(t, func(c *runtime.Config) { c.Concurrency = 8 })
+	b := newBlocker()
+	const n = 200
+	handles := make([]*runtime.Handle, n)
+	for i := range n {
+		handles[i] = submit(t, ex, runtime.Request{Call: b})
+	}
+	for range 8 {
+		<-b.started // every caller is in a call
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ex.StopNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range handles {
+		select {
+		case <-h.Done():
+		default:
+			t.Fatalf("request %d not ended after StopNow: %v", i, h.Latest().Status)
+		}
+		ev := h.Latest()
+		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrStopped) {
+			t.Errorf("request %d: %v %v", i, ev.Status, ev.Err())
+		}
+	}
+	// The running calls saw their contexts cancelled, and returned.
+	for range 8 {
+		if cause := <-b.seen; !errors.Is(cause, runtime.ErrStopped) {
+			t.Errorf("call context cause %v", cause)
+		}
+	}
+	if counts := rec.check(t); counts[messages.StatusCancelled] != n {
+		t.Errorf("counts %v", counts)
+	}
+	if _, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")}); !errors.Is(err, runtime.ErrStopped) {
+		t.Errorf("Submit after StopNow = %v", err)
+	}
+	// Stopping again is harmless.
+	if err := ex.Stop(ctx); err != nil {
+		t.Errorf("second stop: %v", err)
+	}
+}
+
+func TestGracefulStopThatRunsOutOfTimeCancelsTheRest(t *testing.T) {
+	ex, rec := start(t, func(c *runtime.Config) { c.Concurrency = 2 })
+	b := newBlocker()
+	handles := make([]*runtime.Handle, 5)
+	for i := range handles {
+		handles[i] = submit(t, ex, runtime.Request{Call: b})
+	}
+	<-b.started
+	<-b.started
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if err := ex.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop = %v, want deadline exceeded", err)
+	}
+	for _, h := range handles {
+		if ev := h.Latest(); ev.Status != messages.StatusCancelled {
+			t.Errorf("%v", ev.Status)
+		}
+	}
+	rec.check(t)
+}
+
+func TestTokensBeyondTheBurstAreRefusedAtSubmit(t *testing.T) {
+	// Seed regression 5: a request larger than the token bucket waited,
+	// ran, and was never charged.
+	ex, _ := start(t, func(c *runtime.Config) {
+		c.TokensPerInterval, c.TokenInterval, c.TokenBurst = 1000, time.Hour, 1000
+	})
+	_, err := ex.Submit(context.Background(), runtime.Request{Call: ok(""), Tokens: 1001})
+	var tle *messages.TokenLimitError
+	if !errors.As(err, &tle) || tle.Tokens != 1001 || tle.Burst != 1000 || !errors.Is(err, runtime.ErrTokensExceedBurst) {
+		t.Fatalf("Submit = %v", err)
+	}
+	// A request of exactly the burst runs, and is charged.
+	wait(t, submit(t, ex, runtime.Request{Call: ok(""), Tokens: 1000}))
+	if b := ex.Stats().TokenBudget; b > 1 {
+		t.Errorf("token budget %.1f after spending the burst", b)
+	}
+}
+
+func TestSeedLimiterReservesPermits(t *testing.T) {
+	// Seed regression 1: 10 calls at 2 requests/s all started within 0.5 s.
+	// At 2/s with a burst of 2, the 4th start is due 1 s after the first.
+	before := time.Now()
+	ex, _ := start(t, func(c *runtime.Config) {
+		c.Concurrency = 10
+		c.RequestsPerInterval, c.RequestInterval = 2, time.Second
+	})
+	b := newBlocker()
+	for range 10 {
+		submit(t, ex, runtime.Request{Call: b})
+	}
+	for range 4 {
+		<-b.started
+	}
+	if elapsed := time.Since(before); elapsed < time.Second {
+		t.Fatalf("4 calls started within %v at 2 requests/s", elapsed)
+	}
+	if st := ex.Stats(); st.InFlight < 6 {
+		t.Errorf("the other requests should be waiting for permits: %+v", st)
+	}
+}
+
+func TestPauseHoldsEveryPermit(t *testing.T) {
+	ex, _ := start(t, nil)
+	until := time.Now().Add(100 * time.Millisecond)
+	ex.PauseUntil(until)
+	ev := wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
+	if ev.Timings.CallStarted.Before(until) {
+		t.Errorf("call started %v before the pause ended", until.Sub(ev.Timings.CallStarted))
+	}
+}
+
+// pauseErr is a call error that pauses the whole budget, as a 429 does.
+type pauseErr struct{ until time.Time }
+
+func (e pauseErr) Error() string             { return "429 rate limited" }
+func (e pauseErr) PauseUntil() time.Time     { return e.until }
+func (e pauseErr) RetryAfter() time.Duration { return time.Until(e.until) }
+
+func TestPauseErrorPausesTheSharedBudget(t *testing.T) {
+	ex, _ := start(t, func(c *runtime.Config) { c.Concurrency = 4 })
+	until := time.Now().Add(150 * time.Millisecond)
+	h := submit(t, ex, runtime.Request{Call: runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
+		return runtime.Result{StatusCode: 429}, pauseErr{until}
+	})})
+	if ev := wait(t, h); ev.Status != messages.StatusFailed {
+		t.Fatalf("%v", ev.Status)
+	}
+	// Another request, of another submitter, waits for the pause too.
+	ev := wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
+	if ev.Timings.CallStarted.Before(until) {
+		t.Errorf("call started %v before the pause ended", until.Sub(ev.Timings.CallStarted))
+	}
+	// And a retry honours the server's delay.
+	until = time.Now().Add(50 * time.Millisecond)
+	h = submit(t, ex, runtime.Request{MaxAttempts: 2, Retry: runtime.Backoff{Initial: time.Microsecond},
+		Call: runtime.CallFunc(func(_ context.Context, attempt int) (runtime.Result, error) {
+			if attempt == 1 {
+				return runtime.Result{}, pauseErr{until}
+			}
+			return runtime.Result{}, nil
+		})})
+	if ev := wait(t, h); ev.Status != messages.StatusCompleted || ev.Timings.CallStarted.Before(until) {
+		t.Errorf("%v, retried %v early", ev.Status, until.Sub(ev.Timings.CallStarted))
+	}
+}
+
+func TestTokenReconciliation(t *testing.T) {
+	ex, _ := start(t, func(c *runtime.Config) {
+		c.TokensPerInterval, c.TokenInterval, c.TokenBurst = 10000, time.Hour, 10000
+	})
+	usage := func(n int) runtime.Call {
+		return runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
+			return runtime.Result{Usage: &messages.Usage{InputTokens: n / 2, OutputTokens: n - n/2}}, nil
+		})
+	}
+	// Estimated 3000, used 1000: 2000 come back.
+	ev := wait(t, submit(t, ex, runtime.Request{Call: usage(1000), Tokens: 3000}))
+	if !ev.Tokens.HasActual || ev.Tokens.Actual != 1000 || ev.Tokens.Estimated != 3000 {
+		t.Fatalf("tokens %+v", ev.Tokens)
+	}
+	// The refund reaches the limiter by message: a later request's permit
+	// is granted after it.
+	wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
+	if b := ex.Stats().TokenBudget; b < 8990 || b > 9010 {
+		t.Errorf("after an over-estimate the budget is %.0f, want about 9000", b)
+	}
+	// Estimated 1000, used 4000: 3000 more are charged, leaving what
+	// 10000 − 1000 − 4000 really used.
+	wait(t, submit(t, ex, runtime.Request{Call: usage(4000), Tokens: 1000}))
+	wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
+	if b := ex.Stats().TokenBudget; b < 4990 || b > 5010 {
+		t.Errorf("after an under-estimate the budget is %.0f, want about 5000", b)
+	}
+}
+
+func TestRatesChangeAtRunTime(t *testing.T) {
+	ex, _ := start(t, func(c *runtime.Config) {
+		c.RequestsPerInterval, c.RequestInterval, c.RequestBurst = 1, time.Hour, 1
+	})
+	wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
+	h := submit(t, ex, runtime.Request{Call: ok("")})
+	waitStatus(t, h, messages.StatusProcessing) // waiting up to an hour
+	if err := ex.SetRequestRate(runtime.Unlimited, time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	if ev := wait(t, h); ev.Status != messages.StatusCompleted {
+		t.Fatalf("%v", ev.Status)
+	}
+	if err := ex.SetRequestRate(0, time.Second, 0); !errors.Is(err, runtime.ErrInvalidConfig) {
+		t.Errorf("SetRequestRate(0) = %v", err)
+	}
+	if err := ex.SetTokenRate(100, time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ex.Submit(context.Background(), runtime.Request{Call: ok(""), Tokens: 101}); !errors.Is(err, runtime.ErrTokensExceedBurst) {
+		t.Errorf("after SetTokenRate(100): %v", err)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	cases := []struct {
+		field string
+		edit  func(*runtime.Config)
+	}{
+		{"QueueCapacity", func(c *runtime.Config) { c.QueueCapacity = 0 }},
+		{"Concurrency", func(c *runtime.Config) { c.Concurrency = -1 }},
+		{"RequestsPerInterval", func(c *runtime.Config) { c.RequestsPerInterval = 0 }},
+		{"RequestInterval", func(c *runtime.Config) { c.RequestInterval = 0 }},
+		{"RequestBurst", func(c *runtime.Config) { c.RequestBurst = -1 }},
+		{"TokensPerInterval", func(c *runtime.Config) { c.TokensPerInterval = -5 }},
+		{"TokenInterval", func(c *runtime.Config) { c.TokensPerInterval, c.TokenInterval = 5, 0 }},
+		{"TokenBurst", func(c *runtime.Config) { c.TokenBurst = -1 }},
+		{"CallTimeout", func(c *runtime.Config) { c.CallTimeout = -time.Second }},
+		{"MaxAttempts", func(c *runtime.Config) { c.MaxAttempts = 0 }},
+		{"MaxRestarts", func(c *runtime.Config) { c.MaxRestarts = -1 }},
+		{"RestartWindow", func(c *runtime.Config) { c.RestartWindow = 0 }},
+	}
+	for _, tc := range cases {
+		cfg := runtime.DefaultConfig()
+		tc.edit(&cfg)
+		_, err := runtime.Start(cfg)
+		var ce *messages.ConfigError
+		if !errors.Is(err, runtime.ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != tc.field {
+			t.Errorf("%s: Start = %v", tc.field, err)
+		}
+	}
+	if _, err := runtime.Start(runtime.Config{}); !errors.Is(err, runtime.ErrInvalidConfig) {
+		t.Errorf("zero Config: %v", err)
+	}
+}
+
+func TestInvalidRequestsAreRefusedAtSubmit(t *testing.T) {
+	ex, rec := start(t, nil)
+	for _, r := range []runtime.Request{
+		{},
+		{Call: ok(""), Tokens: -1},
+		{Call: ok(""), Timeout: -time.Second},
+		{Call: ok(""), MaxAttempts: -1},
+	} {
+		if h, err := ex.Submit(context.Background(), r); !errors.Is(err, runtime.ErrInvalidRequest) || h != nil {
+			t.Errorf("Submit(%+v) = %v", r, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := ex.Submit(ctx, runtime.Request{Call: ok("")}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Submit with a done context = %v", err)
+	}
+	if counts := rec.check(t); len(counts) != 0 {
+		t.Errorf("refused requests were observed: %v", counts)
+	}
+}
+
+func TestSnapshotsAreImmutable(t *testing.T) {
+	ex, _ := start(t, nil)
+	hdr := map[string][]string{"Authorization": {"Bearer sk-test-000"}, "Accept": {"application/json"}}
+	payload := []byte(`{"q":1}`)
+	meta := map[string]string{"k": "v"}
+	h := submit(t, ex, runtime.Request{
+		Call: runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
+			return runtime.Result{StatusCode: 200, Header: map[string][]string{"X-Id": {"a"}}, Body: []byte(`{"r":2}`)}, nil
+		}),
+		Endpoint: messages.Endpoint{Method: "POST", URL: "http://127.0.0.1/x", Header: hdr, Payload: payload},
+		Metadata: meta,
+	})
+	ev := wait(t, h)
+	// Change everything the submitter still holds, and everything the
+	// accessors return.
+	hdr["Accept"][0], payload[0], meta["k"] = "changed", 'X', "changed"
+	ep := ev.Endpoint()
+	ep.Header["Accept"][0], ep.Payload[1] = "changed", 'X'
+	ev.Metadata()["k"] = "changed"
+	resp, _ := ev.Response()
+	resp.Header["X-Id"][0], resp.Body[0] = "changed", 'X'
+	ev.Log()[0].Message = "changed"
+
+	again := h.Latest()
+	ep2 := again.Endpoint()
+	r2, _ := again.Response()
+	if ep2.Header.Get("Accept") != "application/json" || string(ep2.Payload) != `{"q":1}` ||
+		again.Metadata()["k"] != "v" || r2.Header.Get("X-Id") != "a" || string(r2.Body) != `{"r":2}` ||
+		again.Log()[0].Message != "accepted" {
+		t.Errorf("a snapshot changed: %+v %s %v %+v %v", ep2, ep2.Payload, again.Metadata(), r2, again.Log()[0])
+	}
+	if got := ep2.Header.Get("Authorization"); got != messages.Redacted {
+		t.Errorf("Authorization shown as %q", got)
+	}
+}
+
+// userActor is an actor of the user's own system that drives the executor by
+// messages alone and reports what it receives.
+type userActor struct {
+	executor *actor.PID
+	requests []messages.Request
+	out      chan<- any
+}
+
+func (u *userActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		for _, r := range u.requests {
+			ctx.Request(u.executor, &messages.Submit{Request: r})
+		}
+	case messages.Event, *messages.Rejected:
+		u.out <- m
+	}
+}
+
+// quietSystem is a user's actor system as tests need it: silent, and with a
+// dead-letter throttle short enough for goleak.
+func quietSystem() *actor.ActorSystem {
+	return actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }),
+		actor.WithDeadLetterThrottleInterval(time.Millisecond),
+	)
+}
+
+func TestUserActorDrivesTheExecutorByMessages(t *testing.T) {
+	system := quietSystem()
+	defer system.Shutdown()
+	cfg := runtime.DefaultConfig()
+	cfg.QueueCapacity = 2
+	cfg.Concurrency = 1
+	ex, err := runtime.Spawn(system.Root, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan any, 100)
+	gate := make(chan struct{})
+	slow := runtime.CallFunc(func(ctx context.Context, _ int) (runtime.Result, error) {
+		<-gate
+		return runtime.Result{StatusCode: 200, Body: []byte(`"done"`)}, nil
+	})
+	reqs := []messages.Request{
+		{Call: slow, Metadata: map[string]string{"n": "1"}},
+		{Call: ok(`"two"`), Metadata: map[string]string{"n": "2"}},
+		{Call: ok(`"three"`), Metadata: map[string]string{"n": "3"}},
+		{Call: ok(`"four"`)}, // refused: the queue holds 2 once the first is calling
+		{},                   // refused: no call
+	}
+	// The first request must be at its caller before the others arrive.
+	system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return &userActor{executor: ex.PID(), requests: reqs[:1], out: out}
+	}))
+	for ev := range out {
+		if e, isEv := ev.(messages.Event); isEv && e.Status == messages.StatusCalling {
+			break
+		}
+	}
+	system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return &userActor{executor: ex.PID(), requests: reqs[1:], out: out}
+	}))
+	var rejected []error
+	for len(rejected) < 2 {
+		if r, isRej := (<-out).(*messages.Rejected); isRej {
+			rejected = append(rejected, r.Err)
+		}
+	}
+	if !errors.Is(rejected[0], runtime.ErrQueueFull) || !errors.Is(rejected[1], runtime.ErrInvalidRequest) {
+		t.Errorf("rejections %v", rejected)
+	}
+	close(gate)
+	finals := map[string]string{}
+	for len(finals) < 3 {
+		if e, isEv := (<-out).(messages.Event); isEv && e.Status.Terminal() {
+			r, _ := e.Response()
+			finals[e.Metadata()["n"]] = string(r.Body)
+		}
+	}
+	if finals["1"] != `"done"` || finals["2"] != `"two"` || finals["3"] != `"three"` {
+		t.Errorf("results %v", finals)
+	}
+	// Stats by message too.
+	res, err := system.Root.RequestFuture(ex.PID(), &messages.StatsQuery{}, 5*time.Second).Result()
+	if st, isStats := res.(messages.Stats); err != nil || !isStats || st.Completed != 3 || st.Rejected != 1 {
+		t.Errorf("stats reply %+v %v", res, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ex.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The user's system is still running: Stop never shuts it down.
+	if system.IsStopped() {
+		t.Error("Stop shut down the user's actor system")
+	}
+}
+
+// parentActor spawns an executor under itself, as a user's supervisor would.
+type parentActor struct {
+	got chan<- *runtime.Executor
+}
+
+func (p *parentActor) Receive(ctx actor.Context) {
+	if _, started := ctx.Message().(*actor.Started); started {
+		cfg := runtime.DefaultConfig()
+		cfg.Concurrency = 2
+		ex, err := runtime.Spawn(ctx, cfg)
+		if err != nil {
+			panic(err)
+		}
+		p.got <- ex
+	}
+}
+
+func TestExecutorUnderAUserActorStopsWithIt(t *testing.T) {
+	system := quietSystem()
+	defer system.Shutdown()
+	got := make(chan *runtime.Executor, 1)
+	parent := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &parentActor{got: got} }))
+	ex := <-got
+	b := newBlocker()
+	handles := make([]*runtime.Handle, 5)
+	for i := range handles {
+		handles[i] = submit(t, ex, runtime.Request{Call: b})
+	}
+	<-b.started
+	<-b.started
+	if err := system.Root.StopFuture(parent).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range handles {
+		if ev := wait(t, h); ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrStopped) {
+			t.Errorf("%v %v", ev.Status, ev.Err())
+		}
+	}
+	if _, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")}); !errors.Is(err, runtime.ErrStopped) {
+		t.Errorf("Submit after the parent stopped = %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ex.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

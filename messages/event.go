@@ -1,0 +1,234 @@
+package messages
+
+import (
+	"encoding/json"
+	"maps"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Event is one immutable snapshot of one request: the state it reached, when,
+// and everything known about it at that moment. Each transition publishes a
+// new Event with Seq one higher than the last; a request's final Event has a
+// terminal Status.
+//
+// The exported fields are plain values, copied with the Event. Maps and
+// slices are reached through methods that return copies, so no holder of an
+// Event can change what another holder sees. Parts that do not change between
+// snapshots are shared between them, never copied per snapshot.
+type Event struct {
+	ID      uuid.UUID     // the request's identity, the same in all its snapshots
+	Seq     uint64        // 1 for PENDING, then one higher per snapshot
+	Status  RequestStatus // the state this snapshot records
+	Attempt int           // the attempt in progress or last made, from 1; 0 before the first
+	Tokens  Tokens        // estimated and, once known, actual API tokens
+	Timings Timings       // when each stage was reached
+
+	req  *requestData // shared by all snapshots of the request
+	resp *Response    // set on COMPLETED (and on failures that had a response)
+	fail *failure     // set on FAILED and CANCELLED
+	log  []Transition // shared prefix; elements below len are never written again
+}
+
+// Tokens counts a request's API tokens.
+type Tokens struct {
+	Estimated int  `json:"estimated"`
+	Actual    int  `json:"actual"`
+	HasActual bool `json:"has_actual"` // whether Actual was reported by the call
+}
+
+// Timings records when a request reached each stage. For a retried request,
+// Queued, Processing and CallStarted are those of the latest attempt; zero
+// times mean the stage was not reached.
+type Timings struct {
+	Created     time.Time `json:"created"`
+	Queued      time.Time `json:"queued,omitzero"`
+	Processing  time.Time `json:"processing,omitzero"`
+	CallStarted time.Time `json:"call_started,omitzero"`
+	Finished    time.Time `json:"finished,omitzero"`
+}
+
+func between(from, to time.Time) time.Duration {
+	if from.IsZero() || to.IsZero() {
+		return 0
+	}
+	return to.Sub(from)
+}
+
+// QueueWait is the time from entering the queue to leaving it for a caller.
+func (t Timings) QueueWait() time.Duration { return between(t.Queued, t.Processing) }
+
+// PermitWait is the time spent waiting for the rate limiter's permit.
+func (t Timings) PermitWait() time.Duration { return between(t.Processing, t.CallStarted) }
+
+// CallDuration is the time the last call took.
+func (t Timings) CallDuration() time.Duration { return between(t.CallStarted, t.Finished) }
+
+// Total is the time from creation to the terminal state.
+func (t Timings) Total() time.Duration { return between(t.Created, t.Finished) }
+
+// Transition is one entry of a request's log.
+type Transition struct {
+	At      time.Time     `json:"at"`
+	Status  RequestStatus `json:"status"`
+	Message string        `json:"message,omitempty"`
+}
+
+// Response is what the call returned, as a snapshot records it.
+type Response struct {
+	StatusCode int
+	Header     http.Header
+	Body       []byte
+	// Value is the call's decoded result, shared as it is: treat it as read-only.
+	Value any
+}
+
+// ErrorInfo describes why a request failed or was cancelled.
+type ErrorInfo struct {
+	// Kind is a short machine-readable class: "cancelled", "timeout",
+	// "stopped", "caller_crashed", "restart_storm", or one the error names
+	// itself through a Kind() string method; otherwise "error".
+	Kind string `json:"kind"`
+	// Message is the error's text, with secrets scrubbed.
+	Message string `json:"message"`
+	// Details are extra facts the error offers through a
+	// Details() map[string]string method, such as an HTTP status.
+	Details map[string]string `json:"details,omitempty"`
+}
+
+type requestData struct {
+	endpoint Endpoint // redacted and private to the package
+	metadata map[string]string
+	secrets  []string
+}
+
+type failure struct {
+	info ErrorInfo
+	err  error
+}
+
+// Endpoint returns a copy of what the request calls, with credential headers
+// redacted.
+func (e Event) Endpoint() Endpoint {
+	if e.req == nil {
+		return Endpoint{}
+	}
+	ep := e.req.endpoint
+	ep.Header = ep.Header.Clone()
+	ep.Payload = slices.Clone(ep.Payload)
+	return ep
+}
+
+// Metadata returns a copy of the caller-supplied metadata.
+func (e Event) Metadata() map[string]string {
+	if e.req == nil {
+		return nil
+	}
+	return maps.Clone(e.req.metadata)
+}
+
+// Log returns a copy of the transitions up to and including this snapshot.
+func (e Event) Log() []Transition { return slices.Clone(e.log) }
+
+// Response returns a copy of the call's response, and whether there is one.
+func (e Event) Response() (Response, bool) {
+	if e.resp == nil {
+		return Response{}, false
+	}
+	r := *e.resp
+	r.Header = r.Header.Clone()
+	r.Body = slices.Clone(r.Body)
+	return r, true
+}
+
+// Error returns a copy of the failure's description, and whether there is one.
+func (e Event) Error() (ErrorInfo, bool) {
+	if e.fail == nil {
+		return ErrorInfo{}, false
+	}
+	info := e.fail.info
+	info.Details = maps.Clone(info.Details)
+	return info, true
+}
+
+// Err returns the error that ended the request, or nil. It keeps the error's
+// chain for [errors.Is] and [errors.As], while its message is scrubbed of
+// secrets like the rest of the snapshot.
+func (e Event) Err() error {
+	if e.fail == nil {
+		return nil
+	}
+	return e.fail.err
+}
+
+// eventJSON is the wire form of an Event.
+type eventJSON struct {
+	ID       uuid.UUID         `json:"id"`
+	Seq      uint64            `json:"seq"`
+	Status   RequestStatus     `json:"status"`
+	Attempt  int               `json:"attempt"`
+	Tokens   Tokens            `json:"tokens"`
+	Timings  Timings           `json:"timings"`
+	Durms    durationsJSON     `json:"durations_ms"`
+	Method   string            `json:"method,omitempty"`
+	URL      string            `json:"url,omitempty"`
+	Header   http.Header       `json:"headers,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	Response *responseJSON     `json:"response,omitempty"`
+	Error    *ErrorInfo        `json:"error,omitempty"`
+	Log      []Transition      `json:"log,omitempty"`
+}
+
+type durationsJSON struct {
+	Queue  float64 `json:"queue"`
+	Permit float64 `json:"permit"`
+	Call   float64 `json:"call"`
+	Total  float64 `json:"total"`
+}
+
+type responseJSON struct {
+	StatusCode int             `json:"status_code,omitempty"`
+	Header     http.Header     `json:"headers,omitempty"`
+	Body       json.RawMessage `json:"body,omitempty"`
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// MarshalJSON encodes the snapshot with its request description (without the
+// payload), response and error. A response body that is not JSON is encoded
+// as a JSON string.
+func (e Event) MarshalJSON() ([]byte, error) {
+	out := eventJSON{
+		ID: e.ID, Seq: e.Seq, Status: e.Status, Attempt: e.Attempt,
+		Tokens: e.Tokens, Timings: e.Timings,
+		Durms: durationsJSON{
+			Queue:  ms(e.Timings.QueueWait()),
+			Permit: ms(e.Timings.PermitWait()),
+			Call:   ms(e.Timings.CallDuration()),
+			Total:  ms(e.Timings.Total()),
+		},
+		Log: e.log,
+	}
+	if e.req != nil {
+		out.Method, out.URL, out.Header = e.req.endpoint.Method, e.req.endpoint.URL, e.req.endpoint.Header
+		out.Metadata = e.req.metadata
+	}
+	if e.resp != nil {
+		rj := &responseJSON{StatusCode: e.resp.StatusCode, Header: e.resp.Header}
+		if len(e.resp.Body) > 0 {
+			if json.Valid(e.resp.Body) {
+				rj.Body = e.resp.Body
+			} else {
+				rj.Body, _ = json.Marshal(string(e.resp.Body))
+			}
+		}
+		out.Response = rj
+	}
+	if e.fail != nil {
+		out.Error = &e.fail.info
+	}
+	return json.Marshal(out)
+}

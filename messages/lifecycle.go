@@ -1,0 +1,176 @@
+package messages
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Lifecycle builds the snapshots of one request. It holds the request's
+// current state and turns each transition into a new immutable [Event] with
+// the next sequence number; once a terminal state is reached it refuses
+// further transitions.
+//
+// A Lifecycle is not safe for concurrent use: one actor owns it at a time,
+// which is what makes the sequence numbers gap-free.
+type Lifecycle struct {
+	cur Event
+}
+
+// NewLifecycle prepares the lifecycle of request r, created at now. It copies
+// and redacts what the snapshots will show, once, so later snapshots share it.
+// The first snapshot comes from [Lifecycle.Pending].
+func NewLifecycle(id uuid.UUID, r *Request, now time.Time) *Lifecycle {
+	secrets := slices.Clone(r.Secrets)
+	ep := r.Endpoint
+	ep.URL = Scrub(ep.URL, secrets)
+	ep.Header = RedactHeader(ep.Header, secrets)
+	ep.Payload = scrubBytes(slices.Clone(ep.Payload), secrets)
+	l := &Lifecycle{cur: Event{
+		ID:      id,
+		Tokens:  Tokens{Estimated: r.Tokens},
+		Timings: Timings{Created: now},
+		req:     &requestData{endpoint: ep, metadata: maps.Clone(r.Metadata), secrets: secrets},
+	}}
+	return l
+}
+
+// Current returns the latest snapshot (the zero Event before Pending).
+func (l *Lifecycle) Current() Event { return l.cur }
+
+// Done reports whether the request reached a terminal state.
+func (l *Lifecycle) Done() bool { return l.cur.Status.Terminal() }
+
+// Attempt is the attempt in progress or last made.
+func (l *Lifecycle) Attempt() int { return l.cur.Attempt }
+
+// live panics if the request already reached a terminal state. Transitions
+// after a terminal state are bugs in the runtime, not conditions to handle.
+// Every transition calls it before it changes anything, so a refused
+// transition leaves the lifecycle as it was.
+func (l *Lifecycle) live(s RequestStatus) {
+	if l.cur.Status.Terminal() {
+		panic(fmt.Sprintf("messages: request %s moved from terminal %v to %v", l.cur.ID, l.cur.Status, s))
+	}
+}
+
+// advance publishes the next snapshot.
+func (l *Lifecycle) advance(s RequestStatus, now time.Time, note string) Event {
+	l.live(s)
+	l.cur.Seq++
+	l.cur.Status = s
+	// Appending may write into spare capacity shared with earlier snapshots,
+	// but only past their length, which they never read.
+	l.cur.log = append(l.cur.log, Transition{At: now, Status: s, Message: note})
+	return l.cur
+}
+
+// Pending publishes the first snapshot: accepted, not yet queued.
+func (l *Lifecycle) Pending(now time.Time) Event {
+	return l.advance(StatusPending, now, "accepted")
+}
+
+// Queue publishes QUEUED for the given attempt (1 for the first entry, higher
+// for a retry, whose note says why and when).
+func (l *Lifecycle) Queue(now time.Time, attempt int, note string) Event {
+	l.live(StatusQueued)
+	if l.cur.Timings.Queued.IsZero() || attempt > 1 {
+		l.cur.Timings.Queued = now
+	}
+	if attempt > 1 {
+		l.cur.Timings.Processing, l.cur.Timings.CallStarted = time.Time{}, time.Time{}
+	}
+	if note == "" {
+		note = "queued"
+	}
+	return l.advance(StatusQueued, now, note)
+}
+
+// Process publishes PROCESSING: a caller is reserved and the limiter's permit
+// is awaited for the next attempt.
+func (l *Lifecycle) Process(now time.Time) Event {
+	l.live(StatusProcessing)
+	l.cur.Timings.Processing = now
+	return l.advance(StatusProcessing, now, "awaiting permit")
+}
+
+// Call publishes CALLING for the next attempt.
+func (l *Lifecycle) Call(now time.Time) Event {
+	l.live(StatusCalling)
+	l.cur.Attempt++
+	l.cur.Timings.CallStarted = now
+	return l.advance(StatusCalling, now, fmt.Sprintf("attempt %d", l.cur.Attempt))
+}
+
+// Complete publishes COMPLETED with the call's result.
+func (l *Lifecycle) Complete(now time.Time, res Result) Event {
+	l.live(StatusCompleted)
+	l.setResult(res)
+	l.cur.Timings.Finished = now
+	return l.advance(StatusCompleted, now, "completed")
+}
+
+// Fail publishes FAILED with err and, when the failed call returned one, its
+// result.
+func (l *Lifecycle) Fail(now time.Time, err error, res Result) Event {
+	l.live(StatusFailed)
+	l.setResult(res)
+	return l.end(StatusFailed, now, err)
+}
+
+// Cancel publishes CANCELLED, err saying why.
+func (l *Lifecycle) Cancel(now time.Time, err error) Event {
+	return l.end(StatusCancelled, now, err)
+}
+
+// Retry publishes QUEUED for the next attempt after the current one failed
+// with err and will be tried again after delay. The attempt's error and
+// response stay visible in the log, not in the snapshot's terminal fields.
+func (l *Lifecycle) Retry(now time.Time, delay time.Duration, err error, res Result) Event {
+	l.live(StatusQueued)
+	if res.Usage != nil {
+		l.setUsage(res.Usage)
+	}
+	msg := Scrub(err.Error(), l.cur.req.secrets)
+	return l.Queue(now, l.cur.Attempt+1, fmt.Sprintf("retry in %v after attempt %d failed: %s", delay, l.cur.Attempt, msg))
+}
+
+func (l *Lifecycle) end(s RequestStatus, now time.Time, err error) Event {
+	l.live(s)
+	secrets := l.cur.req.secrets
+	err = ScrubError(err, secrets)
+	l.cur.fail = &failure{
+		err:  err,
+		info: ErrorInfo{Kind: errorKind(err), Message: err.Error(), Details: errorDetails(err, secrets)},
+	}
+	l.cur.Timings.Finished = now
+	return l.advance(s, now, l.cur.fail.info.Message)
+}
+
+func (l *Lifecycle) setResult(res Result) {
+	if res.Usage != nil {
+		l.setUsage(res.Usage)
+	}
+	if res.StatusCode == 0 && res.Header == nil && res.Body == nil && res.Value == nil {
+		return
+	}
+	secrets := l.cur.req.secrets
+	l.cur.resp = &Response{
+		StatusCode: res.StatusCode,
+		Header:     RedactHeader(res.Header, secrets),
+		Body:       scrubBytes(slices.Clone(res.Body), secrets),
+		Value:      res.Value,
+	}
+}
+
+func (l *Lifecycle) setUsage(u *Usage) {
+	total := u.TotalTokens
+	if total == 0 {
+		total = u.InputTokens + u.OutputTokens
+	}
+	l.cur.Tokens.Actual += total
+	l.cur.Tokens.HasActual = true
+}

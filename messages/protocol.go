@@ -1,0 +1,59 @@
+package messages
+
+import (
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Submit asks an executor to run a request. Send it with a sender (the
+// actor's ctx.Request, or RootContext.Request): the executor replies to the
+// sender with every [Event] of the request, the first being PENDING, or with
+// a single [Rejected] if it refuses the request.
+type Submit struct {
+	// ID names the request; the zero UUID asks the executor to choose one.
+	ID      uuid.UUID
+	Request Request
+}
+
+// Rejected is the reply to a [Submit] that was not accepted. Err matches
+// [ErrQueueFull], [ErrStopped], [ErrInvalidRequest] or
+// [ErrTokensExceedBurst] under errors.Is.
+type Rejected struct {
+	ID  uuid.UUID
+	Err error
+}
+
+// Cancel asks the executor to cancel a request. It has no reply: the request's
+// snapshots show the outcome (CANCELLED, or its terminal state if it ended
+// first).
+type Cancel struct {
+	ID uuid.UUID
+	// Cause says why; nil means [ErrCancelled]. It becomes the error of the
+	// CANCELLED snapshot.
+	Cause error
+}
+
+// StatsQuery asks the executor for its [Stats]; it replies to the sender.
+type StatsQuery struct{}
+
+// Stats is a moment's count of an executor's work.
+type Stats struct {
+	Queued    int64 // waiting in the queue or for a retry
+	InFlight  int64 // holding a caller: awaiting a permit or calling
+	Completed int64
+	Failed    int64
+	Cancelled int64
+	Retries   int64 // attempts after the first
+	Restarts  int64 // caller restarts after a panic
+	// Accepted counts requests accepted since start; Rejected those refused
+	// at submit for a full queue.
+	Accepted int64
+	Rejected int64
+	// RequestBudget and TokenBudget are the permits the limiter could grant
+	// now without waiting (a token budget of -1 means no token limit).
+	RequestBudget float64
+	TokenBudget   float64
+	// PausedUntil is when a pause of the whole budget ends, if one is on.
+	PausedUntil time.Time
+}

@@ -1,0 +1,158 @@
+package messages
+
+import (
+	"cmp"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// Redacted replaces secret values in snapshots, errors and logs.
+const Redacted = "[REDACTED]"
+
+// minSecretLen keeps very short strings from being treated as secrets: scrubbing
+// every "a" out of a message would destroy it and protect nothing.
+const minSecretLen = 4
+
+// IsCredentialHeader reports whether a header of that name carries a
+// credential whose value must never be shown.
+func IsCredentialHeader(name string) bool {
+	n := strings.ToLower(name)
+	switch n {
+	case "authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie":
+		return true
+	}
+	return strings.HasSuffix(n, "-key") || strings.HasSuffix(n, "-token") || strings.Contains(n, "secret")
+}
+
+// RedactHeader returns a copy of h in which credential headers' values are
+// [Redacted] and any secret is scrubbed from the other values.
+func RedactHeader(h http.Header, secrets []string) http.Header {
+	if h == nil {
+		return nil
+	}
+	out := make(http.Header, len(h))
+	for k, vs := range h {
+		cp := make([]string, len(vs))
+		for i, v := range vs {
+			if IsCredentialHeader(k) {
+				cp[i] = Redacted
+			} else {
+				cp[i] = Scrub(v, secrets)
+			}
+		}
+		out[k] = cp
+	}
+	return out
+}
+
+// Scrub returns s with every occurrence of each secret replaced by [Redacted].
+// Secrets shorter than four bytes are ignored. Occurrences that overlap,
+// including one secret inside another, are replaced as one, so no part of
+// any secret is left in clear.
+func Scrub(s string, secrets []string) string {
+	// Find every occurrence first: replacing one secret after another would
+	// let a shorter secret cut a longer one that contains or overlaps it and
+	// leave the rest of the longer one unmatched.
+	var spans [][2]int
+	for _, sec := range secrets {
+		if len(sec) < minSecretLen {
+			continue
+		}
+		for i := 0; ; {
+			j := strings.Index(s[i:], sec)
+			if j < 0 {
+				break
+			}
+			spans = append(spans, [2]int{i + j, i + j + len(sec)})
+			i += j + 1
+		}
+	}
+	if len(spans) == 0 {
+		return s
+	}
+	slices.SortFunc(spans, func(a, b [2]int) int { return cmp.Compare(a[0], b[0]) })
+	var b strings.Builder
+	done := 0 // s[:done] is written or redacted
+	for k := 0; k < len(spans); {
+		start, end := spans[k][0], spans[k][1]
+		for k++; k < len(spans) && spans[k][0] < end; k++ {
+			end = max(end, spans[k][1])
+		}
+		b.WriteString(s[done:start])
+		b.WriteString(Redacted)
+		done = end
+	}
+	b.WriteString(s[done:])
+	return b.String()
+}
+
+func scrubBytes(b []byte, secrets []string) []byte {
+	for _, sec := range secrets {
+		if len(sec) >= minSecretLen && strings.Contains(string(b), sec) {
+			return []byte(Scrub(string(b), secrets))
+		}
+	}
+	return b
+}
+
+// scrubbedError keeps err's chain for errors.Is and errors.As while showing a
+// message with the secrets removed.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+// ScrubError returns err unchanged when its message holds no secret, and
+// otherwise an error with the scrubbed message that still unwraps to err.
+func ScrubError(err error, secrets []string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	clean := Scrub(msg, secrets)
+	if clean == msg {
+		return err
+	}
+	return &scrubbedError{msg: clean, err: err}
+}
+
+// errorKind classifies err for [ErrorInfo.Kind].
+func errorKind(err error) string {
+	var kinded interface{ Kind() string }
+	switch {
+	case errors.As(err, &kinded):
+		return kinded.Kind()
+	case errors.Is(err, ErrRestartStorm):
+		return "restart_storm"
+	case errors.Is(err, ErrCallerCrashed):
+		return "caller_crashed"
+	case errors.Is(err, ErrStopped):
+		return "stopped"
+	case errors.Is(err, ErrTimeout):
+		return "timeout"
+	case errors.Is(err, ErrCancelled):
+		return "cancelled"
+	}
+	return "error"
+}
+
+func errorDetails(err error, secrets []string) map[string]string {
+	var detailed interface{ Details() map[string]string }
+	if !errors.As(err, &detailed) {
+		return nil
+	}
+	d := detailed.Details()
+	if len(d) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(d))
+	for k, v := range d {
+		out[k] = Scrub(v, secrets)
+	}
+	return out
+}

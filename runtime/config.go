@@ -1,0 +1,143 @@
+package runtime
+
+import (
+	"log/slog"
+	"math"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/lionactor/lionactor/actors"
+	"github.com/lionactor/lionactor/messages"
+)
+
+// Unlimited, as RequestsPerInterval, turns the request-rate limit off.
+const Unlimited = math.MaxInt
+
+// Config configures an [Executor]. Start from [DefaultConfig]: the zero
+// Config is invalid, because a zero rate, concurrency or capacity is far more
+// often a mistake than a wish.
+type Config struct {
+	// QueueCapacity bounds the requests waiting in the queue (not those
+	// already at a caller, nor those backing off before a retry).
+	QueueCapacity int
+	// WaitForRoom makes Submit wait for queue room while its context allows,
+	// instead of failing at once with ErrQueueFull.
+	WaitForRoom bool
+	// Concurrency is the number of callers: at most this many calls run at once.
+	Concurrency int
+
+	// RequestsPerInterval requests may start per RequestInterval, on average;
+	// [Unlimited] turns the limit off.
+	RequestsPerInterval int
+	RequestInterval     time.Duration
+	// RequestBurst is how many requests may start at once after a quiet
+	// spell; 0 means RequestsPerInterval.
+	RequestBurst int
+
+	// TokensPerInterval API tokens may be spent per TokenInterval; 0 turns
+	// the token limit off.
+	TokensPerInterval int
+	TokenInterval     time.Duration
+	// TokenBurst is the token bucket's capacity, the most one request may
+	// cost; 0 means TokensPerInterval.
+	TokenBurst int
+
+	// CallTimeout bounds each attempt unless the request sets its own; 0
+	// means no limit.
+	CallTimeout time.Duration
+	// MaxAttempts is the default total number of attempts per request.
+	MaxAttempts int
+	// Retry is the default retry policy; nil means failed attempts are not
+	// retried.
+	Retry RetryPolicy
+
+	// MaxRestarts caller restarts are tolerated within RestartWindow; one
+	// more fails every pending request with ErrRestartStorm and stops the
+	// executor.
+	MaxRestarts   int
+	RestartWindow time.Duration
+
+	// Observer, if set, is called with every snapshot of every request, in
+	// order per request. It runs on the executor's actor goroutines (and,
+	// for PENDING, on the submitting goroutine), so it must be fast, safe for
+	// concurrent use, and never block.
+	Observer func(Event)
+	// Logger receives the executor's and, for an executor with its own actor
+	// system, protoactor's logs. Nil means quiet.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults: a queue of 1000, 10 callers, 10
+// requests per second with a burst of 10, no token limit (60 s interval once
+// TokensPerInterval is set), one attempt, no timeout, and at most 10 caller
+// restarts in 10 s.
+func DefaultConfig() Config {
+	return Config{
+		QueueCapacity:       1000,
+		Concurrency:         10,
+		RequestsPerInterval: 10,
+		RequestInterval:     time.Second,
+		TokenInterval:       time.Minute,
+		MaxAttempts:         1,
+		MaxRestarts:         10,
+		RestartWindow:       10 * time.Second,
+	}
+}
+
+// Validate reports the first invalid field as a *messages.ConfigError, which
+// matches ErrInvalidConfig.
+func (c Config) Validate() error {
+	bad := func(field, reason string) error { return &messages.ConfigError{Field: field, Reason: reason} }
+	switch {
+	case c.QueueCapacity <= 0:
+		return bad("QueueCapacity", "must be positive")
+	case c.Concurrency <= 0:
+		return bad("Concurrency", "must be positive")
+	case c.RequestsPerInterval <= 0:
+		return bad("RequestsPerInterval", "must be positive (Unlimited turns the limit off)")
+	case c.RequestInterval <= 0:
+		return bad("RequestInterval", "must be positive")
+	case c.RequestBurst < 0:
+		return bad("RequestBurst", "must not be negative")
+	case c.TokensPerInterval < 0:
+		return bad("TokensPerInterval", "must not be negative (0 turns the limit off)")
+	case c.TokensPerInterval > 0 && c.TokenInterval <= 0:
+		return bad("TokenInterval", "must be positive when TokensPerInterval is set")
+	case c.TokenBurst < 0:
+		return bad("TokenBurst", "must not be negative")
+	case c.CallTimeout < 0:
+		return bad("CallTimeout", "must not be negative")
+	case c.MaxAttempts <= 0:
+		return bad("MaxAttempts", "must be positive")
+	case c.MaxRestarts < 0:
+		return bad("MaxRestarts", "must not be negative")
+	case c.RestartWindow <= 0:
+		return bad("RestartWindow", "must be positive")
+	}
+	return nil
+}
+
+// limits converts the configured rates into the limiter's buckets.
+func (c Config) limits() actors.Limits {
+	l := actors.Limits{RequestsPerSecond: rate.Inf}
+	if c.RequestsPerInterval != Unlimited {
+		l.RequestsPerSecond = perSecond(c.RequestsPerInterval, c.RequestInterval)
+		l.RequestBurst = c.RequestBurst
+		if l.RequestBurst == 0 {
+			l.RequestBurst = c.RequestsPerInterval
+		}
+	}
+	if c.TokensPerInterval > 0 {
+		l.TokensPerSecond = perSecond(c.TokensPerInterval, c.TokenInterval)
+		l.TokenBurst = c.TokenBurst
+		if l.TokenBurst == 0 {
+			l.TokenBurst = c.TokensPerInterval
+		}
+	}
+	return l
+}
+
+func perSecond(n int, per time.Duration) rate.Limit {
+	return rate.Limit(float64(n) / per.Seconds())
+}

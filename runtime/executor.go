@@ -1,0 +1,354 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/google/uuid"
+
+	"github.com/lionactor/lionactor/actors"
+	"github.com/lionactor/lionactor/messages"
+)
+
+// Executor runs requests through its actor tree. Create one with [Start] or
+// [Spawn]; its methods are safe for concurrent use.
+type Executor struct {
+	cfg       Config
+	system    *actor.ActorSystem
+	ownSystem bool
+	root      *actor.RootContext
+	tree      actors.Tree
+	budget    *actors.Budget
+	admission *actors.Admission
+	counters  *actors.Counters
+	calls     sync.WaitGroup
+
+	// mu orders submissions against the start of a stop: a submit that
+	// passed the running check has its request in the queue's mailbox before
+	// the stop's Drain or Abort.
+	mu       sync.RWMutex
+	stopping bool
+	stopCh   chan struct{} // closed when a stop begins: wakes submitters waiting for room
+	stopped  chan struct{} // closed when the supervisor and its children are gone
+	fatal    atomic.Pointer[error]
+	shutdown sync.Once
+
+	limitsMu sync.Mutex
+	limits   actors.Limits
+}
+
+// Start validates cfg and starts an executor in an actor system of its own,
+// which Stop shuts down.
+func Start(cfg Config) (*Executor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := loggerOf(cfg)
+	system := actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }),
+		// The dead-letter throttle keeps a goroutine alive for one interval
+		// after a dead letter: keep it short so a stopped executor leaves
+		// nothing running.
+		actor.WithDeadLetterThrottleInterval(time.Millisecond),
+		actor.WithDeadLetterRequestLogging(false),
+	)
+	ex, err := spawn(system.Root, system, cfg)
+	if err != nil {
+		system.Shutdown()
+		return nil, err
+	}
+	ex.ownSystem = true
+	return ex, nil
+}
+
+// Spawn validates cfg and spawns an executor inside an existing actor
+// system, as a child of parent: the system's root context, or an actor's
+// context so that the executor lives under that actor's supervision (if the
+// parent stops, the executor stops and its requests end CANCELLED). Stop
+// stops the executor's actors but never the system.
+func Spawn(parent actor.SpawnerContext, cfg Config) (*Executor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if parent == nil {
+		return nil, &messages.ConfigError{Field: "parent", Reason: "nil SpawnerContext"}
+	}
+	return spawn(parent, parent.ActorSystem(), cfg)
+}
+
+func loggerOf(cfg Config) *slog.Logger {
+	if cfg.Logger != nil {
+		return cfg.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, cfg Config) (*Executor, error) {
+	limits := cfg.limits()
+	ex := &Executor{
+		cfg:       cfg,
+		system:    system,
+		root:      system.Root,
+		budget:    actors.NewBudget(limits),
+		admission: actors.NewAdmission(cfg.QueueCapacity),
+		counters:  &actors.Counters{},
+		stopCh:    make(chan struct{}),
+		stopped:   make(chan struct{}),
+		limits:    limits,
+	}
+	acfg := &actors.Config{
+		Concurrency:   cfg.Concurrency,
+		Budget:        ex.budget,
+		Admission:     ex.admission,
+		Counters:      ex.counters,
+		Calls:         &ex.calls,
+		CallTimeout:   cfg.CallTimeout,
+		MaxAttempts:   cfg.MaxAttempts,
+		Retry:         cfg.Retry,
+		MaxRestarts:   cfg.MaxRestarts,
+		RestartWindow: cfg.RestartWindow,
+		Observer:      cfg.Observer,
+		Logger:        loggerOf(cfg),
+		OnFatal:       func(err error) { ex.fatal.Store(&err) },
+		Stopped:       ex.stopped,
+	}
+	ready := make(chan actors.Tree, 1)
+	pid := parent.SpawnPrefix(actors.SupervisorProps(acfg, ready), "lionactor")
+	select {
+	case ex.tree = <-ready:
+	case <-ex.stopped:
+		return nil, fmt.Errorf("lionactor: executor %s stopped while starting", pid.Id)
+	}
+	return ex, nil
+}
+
+// PID is the executor's supervisor. Actors drive the executor by sending it
+// messages.Submit, messages.Cancel and messages.StatsQuery.
+func (ex *Executor) PID() *actor.PID { return ex.tree.Supervisor }
+
+// System is the actor system the executor runs in.
+func (ex *Executor) System() *actor.ActorSystem { return ex.system }
+
+// Err returns why the executor stopped by itself (ErrRestartStorm), or nil.
+func (ex *Executor) Err() error {
+	if p := ex.fatal.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Submit hands a request to the executor and returns its handle. ctx bounds
+// the request's whole life: if it is done before the request ends, the
+// request is cancelled. Its values (not its deadline) reach each call's
+// context.
+//
+// Submit refuses, with a typed error and no snapshot, what it cannot accept:
+// an invalid request (ErrInvalidRequest), one costing more tokens than the
+// token bucket holds (ErrTokensExceedBurst), a full queue (ErrQueueFull,
+// unless Config.WaitForRoom), or a stopping executor (ErrStopped). Once it
+// returns a handle, the request reaches exactly one terminal snapshot.
+func (ex *Executor) Submit(ctx context.Context, r Request) (*Handle, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := actors.ValidateRequest(&r, ex.budget); err != nil {
+		return nil, err
+	}
+	if err := ex.checkRunning(); err != nil {
+		return nil, err
+	}
+	if ex.cfg.WaitForRoom {
+		if err := ex.admission.Acquire(ctx, ex.stopCh, ErrStopped); err != nil {
+			return nil, err
+		}
+	} else if !ex.admission.TryAcquire() {
+		ex.counters.Rejected()
+		return nil, ErrQueueFull
+	}
+
+	ex.mu.RLock()
+	defer ex.mu.RUnlock()
+	if err := ex.checkRunningLocked(); err != nil {
+		ex.admission.Release()
+		return nil, err
+	}
+	id := uuid.New()
+	queue := ex.tree.Queue
+	h := newHandle(id, func(cause error) {
+		ex.root.Send(queue, &messages.Cancel{ID: id, Cause: cause})
+	})
+	now := time.Now()
+	lc := messages.NewLifecycle(id, &r, now)
+	pending := lc.Pending(now)
+	if ex.cfg.Observer != nil {
+		ex.cfg.Observer(pending)
+	}
+	h.publish(pending)
+	if ctx.Done() != nil {
+		h.stopWait = context.AfterFunc(ctx, func() {
+			h.cancel(fmt.Errorf("%w: %w", ErrCancelled, context.Cause(ctx)))
+		})
+	}
+	ex.counters.Accepted()
+	ex.root.Send(queue, &actors.Enqueue{ID: id, Lifecycle: lc, Request: r, Sink: sink{h}, Context: ctx})
+	return h, nil
+}
+
+func (ex *Executor) checkRunning() error {
+	ex.mu.RLock()
+	defer ex.mu.RUnlock()
+	return ex.checkRunningLocked()
+}
+
+func (ex *Executor) checkRunningLocked() error {
+	if err := ex.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrStopped, err)
+	}
+	if ex.stopping {
+		return ErrStopped
+	}
+	select {
+	case <-ex.stopped:
+		return ErrStopped
+	default:
+		return nil
+	}
+}
+
+// Stats returns the executor's counts and current budget, without a round
+// trip through the actors.
+func (ex *Executor) Stats() Stats { return ex.counters.Stats(ex.budget, time.Now()) }
+
+// PauseUntil grants no permit to any request before t, as after a 429 that
+// concerns the whole API key.
+func (ex *Executor) PauseUntil(t time.Time) {
+	ex.root.Send(ex.tree.Limiter, &actors.PauseUntil{Until: t})
+}
+
+// AdjustTokens corrects the token bucket by delta tokens: positive charges
+// tokens used beyond an estimate, negative refunds an over-estimate. The
+// executor already does this for calls that report messages.Usage.
+func (ex *Executor) AdjustTokens(delta int) {
+	ex.root.Send(ex.tree.Limiter, &actors.AdjustTokens{Delta: delta})
+}
+
+// SetRequestRate changes the request limit at run time to n requests per
+// interval with the given burst (0 means n); n may be [Unlimited].
+func (ex *Executor) SetRequestRate(n int, interval time.Duration, burst int) error {
+	c := ex.cfg
+	c.RequestsPerInterval, c.RequestInterval, c.RequestBurst = n, interval, burst
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	l := c.limits()
+	ex.limitsMu.Lock()
+	defer ex.limitsMu.Unlock()
+	ex.limits.RequestsPerSecond, ex.limits.RequestBurst = l.RequestsPerSecond, l.RequestBurst
+	ex.applyLimits()
+	return nil
+}
+
+// SetTokenRate changes the token limit at run time to n tokens per interval
+// with the given burst (0 means n); n = 0 turns the limit off.
+func (ex *Executor) SetTokenRate(n int, interval time.Duration, burst int) error {
+	c := ex.cfg
+	c.TokensPerInterval, c.TokenInterval, c.TokenBurst = n, interval, burst
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	l := c.limits()
+	ex.limitsMu.Lock()
+	defer ex.limitsMu.Unlock()
+	ex.limits.TokensPerSecond, ex.limits.TokenBurst = l.TokensPerSecond, l.TokenBurst
+	ex.applyLimits()
+	return nil
+}
+
+// applyLimits makes new limits visible to Submit at once and tells the
+// limiter. The caller holds limitsMu.
+func (ex *Executor) applyLimits() {
+	ex.budget.Apply(time.Now(), ex.limits)
+	ex.root.Send(ex.tree.Limiter, &actors.SetLimits{Limits: ex.limits})
+}
+
+// Stop stops the executor gracefully: it refuses new requests, finishes
+// every accepted one (queued, backing off, or in flight), then stops its
+// actors and, if it has its own actor system, shuts that down. If ctx ends
+// first, what is left is cancelled as by [Executor.StopNow] and ctx's error
+// is returned. Calling Stop again, or after StopNow, waits for the same end.
+func (ex *Executor) Stop(ctx context.Context) error {
+	if !ex.beginStop() {
+		return ex.finish(ctx, nil)
+	}
+	done := make(chan struct{})
+	ex.root.Send(ex.tree.Queue, &actors.Drain{Done: done})
+	select {
+	case <-done:
+	case <-ex.stopped:
+	case <-ctx.Done():
+		ex.abort()
+		return ex.finish(context.WithoutCancel(ctx), ctx.Err())
+	}
+	return ex.finish(ctx, nil)
+}
+
+// StopNow stops the executor at once: every accepted request that has not
+// ended is CANCELLED (cause ErrStopped) and running calls have their
+// contexts cancelled. It returns once the actors are gone and the call
+// goroutines have returned, or with ctx's error if ctx ends first.
+func (ex *Executor) StopNow(ctx context.Context) error {
+	if ex.beginStop() {
+		ex.abort()
+	}
+	return ex.finish(ctx, nil)
+}
+
+func (ex *Executor) beginStop() bool {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	if ex.stopping {
+		return false
+	}
+	ex.stopping = true
+	close(ex.stopCh)
+	return true
+}
+
+// abort cancels everything left. The queue answers at once, so this wait is
+// short; it is bounded anyway in case the tree is already gone.
+func (ex *Executor) abort() {
+	done := make(chan struct{})
+	ex.root.Send(ex.tree.Queue, &actors.Abort{Err: ErrStopped, Done: done})
+	select {
+	case <-done:
+	case <-ex.stopped:
+	}
+}
+
+// finish stops the actors, waits for the call goroutines, and shuts down an
+// owned actor system.
+func (ex *Executor) finish(ctx context.Context, err error) error {
+	ex.root.Stop(ex.tree.Supervisor)
+	select {
+	case <-ex.stopped:
+	case <-ctx.Done():
+		return errors.Join(err, ctx.Err())
+	}
+	calls := make(chan struct{})
+	go func() { ex.calls.Wait(); close(calls) }()
+	select {
+	case <-calls:
+	case <-ctx.Done():
+		return errors.Join(err, ctx.Err())
+	}
+	if ex.ownSystem {
+		ex.shutdown.Do(ex.system.Shutdown)
+	}
+	return err
+}

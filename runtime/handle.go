@@ -1,0 +1,114 @@
+package runtime
+
+import (
+	"context"
+	"iter"
+	"sync"
+
+	"github.com/google/uuid"
+
+	"github.com/lionactor/lionactor/messages"
+)
+
+// Handle follows one submitted request. Its methods are safe for concurrent
+// use. Snapshots are kept in the handle as they arrive, so a slow reader
+// never slows the executor and never misses one.
+type Handle struct {
+	id     uuid.UUID
+	cancel func(cause error)
+
+	mu       sync.Mutex
+	events   []Event
+	changed  chan struct{} // made on demand by a waiting reader, closed on publish
+	done     chan struct{} // closed once the terminal snapshot is in
+	stopWait func() bool   // stops the submit context's watcher
+}
+
+func newHandle(id uuid.UUID, cancel func(error)) *Handle {
+	return &Handle{id: id, cancel: cancel, done: make(chan struct{})}
+}
+
+// ID returns the request's ID, the one its snapshots carry.
+func (h *Handle) ID() uuid.UUID { return h.id }
+
+// Done returns a channel that is closed when the request has ended.
+func (h *Handle) Done() <-chan struct{} { return h.done }
+
+// Latest returns the most recent snapshot.
+func (h *Handle) Latest() Event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.events[len(h.events)-1]
+}
+
+// Wait blocks until the request ends and returns its terminal snapshot, or
+// returns ctx's error if ctx is done first (the request goes on). Check the
+// snapshot's Status, or Err, for the outcome.
+func (h *Handle) Wait(ctx context.Context) (Event, error) {
+	select {
+	case <-h.done:
+		return h.Latest(), nil
+	case <-ctx.Done():
+		return Event{}, ctx.Err()
+	}
+}
+
+// Events yields every snapshot of the request in order, from the first, and
+// ends after the terminal one. Each call starts a new walk from the first
+// snapshot; several may run at once.
+func (h *Handle) Events() iter.Seq[Event] {
+	return func(yield func(Event) bool) {
+		for i := 0; ; i++ {
+			ev, ok := h.next(i)
+			if !ok || !yield(ev) || ev.Status.Terminal() {
+				return
+			}
+		}
+	}
+}
+
+// next returns snapshot i, waiting for it to be published.
+func (h *Handle) next(i int) (Event, bool) {
+	for {
+		h.mu.Lock()
+		if i < len(h.events) {
+			ev := h.events[i]
+			h.mu.Unlock()
+			return ev, true
+		}
+		if h.changed == nil {
+			h.changed = make(chan struct{})
+		}
+		ch := h.changed
+		h.mu.Unlock()
+		<-ch
+	}
+}
+
+// Cancel asks the executor to cancel the request. It returns at once; the
+// request's snapshots show the outcome: CANCELLED, or the terminal state it
+// reached first.
+func (h *Handle) Cancel() { h.cancel(nil) }
+
+// sink adapts a Handle to actors.Sink without exporting Publish on Handle.
+type sink struct{ h *Handle }
+
+func (s sink) Publish(ev messages.Event) { s.h.publish(ev) }
+
+func (h *Handle) publish(ev Event) {
+	h.mu.Lock()
+	h.events = append(h.events, ev)
+	ch := h.changed
+	h.changed = nil
+	stop := h.stopWait
+	h.mu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
+	if ev.Status.Terminal() {
+		if stop != nil {
+			stop()
+		}
+		close(h.done)
+	}
+}
