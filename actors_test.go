@@ -6,88 +6,32 @@ package lionactor_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/google/uuid"
 	"go.uber.org/goleak"
 
+	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// recorder is an Observer that keeps every snapshot per request and checks
-// the invariants as they arrive: Seq grows by one, nothing follows a terminal
-// snapshot.
-type recorder struct {
-	mu     sync.Mutex
-	events map[uuid.UUID][]messages.Event
-	errs   []string
-}
-
-func newRecorder() *recorder { return &recorder{events: make(map[uuid.UUID][]messages.Event)} }
-
-func (r *recorder) observe(ev messages.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	prev := r.events[ev.ID]
-	if n := len(prev); n > 0 && prev[n-1].Status.Terminal() {
-		r.errs = append(r.errs, fmt.Sprintf("%s: %v after terminal %v", ev.ID, ev.Status, prev[n-1].Status))
-	}
-	if want := uint64(len(prev) + 1); ev.Seq != want {
-		r.errs = append(r.errs, fmt.Sprintf("%s: seq %d, want %d", ev.ID, ev.Seq, want))
-	}
-	r.events[ev.ID] = append(prev, ev)
-}
-
-// check fails t unless every recorded request has exactly one terminal
-// snapshot, as its last, and the invariants held throughout.
-func (r *recorder) check(t *testing.T) map[messages.RequestStatus]int {
-	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, e := range r.errs {
-		t.Error(e)
-	}
-	counts := map[messages.RequestStatus]int{}
-	for id, evs := range r.events {
-		terminals := 0
-		for _, ev := range evs {
-			if ev.Status.Terminal() {
-				terminals++
-			}
-		}
-		last := evs[len(evs)-1]
-		if terminals != 1 || !last.Status.Terminal() {
-			t.Errorf("%s: %d terminal snapshots, last %v", id, terminals, last.Status)
-		}
-		counts[last.Status]++
-	}
-	return counts
-}
-
-func (r *recorder) of(id uuid.UUID) []messages.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.events[id])
-}
+var ok = runtimetest.OK
 
 // start runs an executor with an unlimited request rate unless edit says
 // otherwise, stopping it (immediately) when the test ends.
-func start(t *testing.T, edit func(*runtime.Config)) (*runtime.Executor, *recorder) {
+func start(t *testing.T, edit func(*runtime.Config)) (*runtime.Executor, *runtimetest.Recorder) {
 	t.Helper()
-	rec := newRecorder()
+	rec := runtimetest.NewRecorder()
 	cfg := runtime.DefaultConfig()
 	cfg.RequestsPerInterval = runtime.Unlimited
-	cfg.Observer = rec.observe
+	cfg.Observer = rec.Observe
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -103,35 +47,6 @@ func start(t *testing.T, edit func(*runtime.Config)) (*runtime.Executor, *record
 		}
 	})
 	return ex, rec
-}
-
-func ok(body string) runtime.Call {
-	return runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
-		return runtime.Result{StatusCode: 200, Body: []byte(body)}, nil
-	})
-}
-
-// blocker is a call that reports when it starts and then waits for its
-// context or for the test to release it.
-type blocker struct {
-	started chan int // receives the attempt number
-	release chan struct{}
-	seen    chan error // receives context.Cause when the context ends the call
-}
-
-func newBlocker() *blocker {
-	return &blocker{started: make(chan int, 100), release: make(chan struct{}), seen: make(chan error, 100)}
-}
-
-func (b *blocker) Do(ctx context.Context, attempt int) (runtime.Result, error) {
-	b.started <- attempt
-	select {
-	case <-b.release:
-		return runtime.Result{StatusCode: 200}, nil
-	case <-ctx.Done():
-		b.seen <- context.Cause(ctx)
-		return runtime.Result{}, ctx.Err()
-	}
 }
 
 func submit(t *testing.T, ex *runtime.Executor, r runtime.Request) *runtime.Handle {
@@ -166,14 +81,6 @@ func waitStatus(t *testing.T, h *runtime.Handle, s messages.RequestStatus) messa
 	return messages.Event{}
 }
 
-func statuses(evs []messages.Event) []messages.RequestStatus {
-	out := make([]messages.RequestStatus, len(evs))
-	for i, ev := range evs {
-		out[i] = ev.Status
-	}
-	return out
-}
-
 func TestFlowPublishesEveryTransitionInOrder(t *testing.T) {
 	ex, rec := start(t, nil)
 	h := submit(t, ex, runtime.Request{
@@ -189,16 +96,16 @@ func TestFlowPublishesEveryTransitionInOrder(t *testing.T) {
 		got = append(got, ev)
 	}
 	want := []messages.RequestStatus{messages.StatusPending, messages.StatusQueued, messages.StatusProcessing, messages.StatusCalling, messages.StatusCompleted}
-	if !slices.Equal(statuses(got), want) {
-		t.Fatalf("statuses %v, want %v", statuses(got), want)
+	if !slices.Equal(runtimetest.Statuses(got), want) {
+		t.Fatalf("statuses %v, want %v", runtimetest.Statuses(got), want)
 	}
 	for i, ev := range got {
 		if ev.Seq != uint64(i+1) || ev.ID != h.ID() {
 			t.Errorf("snapshot %d: seq %d id %s", i, ev.Seq, ev.ID)
 		}
 	}
-	if !slices.Equal(statuses(rec.of(h.ID())), want) {
-		t.Errorf("observer saw %v", statuses(rec.of(h.ID())))
+	if !slices.Equal(runtimetest.Statuses(rec.Of(h.ID())), want) {
+		t.Errorf("observer saw %v", runtimetest.Statuses(rec.Of(h.ID())))
 	}
 	resp, has := final.Response()
 	if !has || resp.StatusCode != 200 || string(resp.Body) != `{"answer":42}` {
@@ -214,7 +121,7 @@ func TestFlowPublishesEveryTransitionInOrder(t *testing.T) {
 	if final.Err() != nil {
 		t.Errorf("Err = %v", final.Err())
 	}
-	rec.check(t)
+	rec.Check(t)
 }
 
 func TestManyRequestsEachEndOnceWithGaplessSeq(t *testing.T) {
@@ -255,11 +162,11 @@ func TestManyRequestsEachEndOnceWithGaplessSeq(t *testing.T) {
 		for e := range h.Events() {
 			fromHandle = append(fromHandle, e)
 		}
-		if !slices.Equal(statuses(fromHandle), statuses(rec.of(h.ID()))) {
-			t.Errorf("request %d: handle %v, observer %v", i, statuses(fromHandle), statuses(rec.of(h.ID())))
+		if !slices.Equal(runtimetest.Statuses(fromHandle), runtimetest.Statuses(rec.Of(h.ID()))) {
+			t.Errorf("request %d: handle %v, observer %v", i, runtimetest.Statuses(fromHandle), runtimetest.Statuses(rec.Of(h.ID())))
 		}
 	}
-	counts := rec.check(t)
+	counts := rec.Check(t)
 	if counts[messages.StatusCompleted] != want[messages.StatusCompleted] || counts[messages.StatusFailed] != want[messages.StatusFailed] {
 		t.Errorf("counts %v, want %v", counts, want)
 	}
@@ -427,9 +334,9 @@ func TestConcurrencyNeverExceedsTheCap(t *testing.T) {
 func TestQueueFullIsRefusedBeforeAcceptance(t *testing.T) {
 	// Seed regression 2: a refused request was dropped and stayed QUEUED.
 	ex, rec := start(t, func(c *runtime.Config) { c.Concurrency, c.QueueCapacity = 1, 3 })
-	b := newBlocker()
+	b := runtimetest.NewBlocker()
 	first := submit(t, ex, runtime.Request{Call: b})
-	<-b.started
+	<-b.Started
 	queued := []*runtime.Handle{first}
 	for range 3 {
 		queued = append(queued, submit(t, ex, runtime.Request{Call: ok("")}))
@@ -438,13 +345,13 @@ func TestQueueFullIsRefusedBeforeAcceptance(t *testing.T) {
 	if !errors.Is(err, runtime.ErrQueueFull) || h != nil {
 		t.Fatalf("Submit on a full queue = %v, %v", h, err)
 	}
-	close(b.release)
+	close(b.Release)
 	for _, h := range queued {
 		if ev := wait(t, h); ev.Status != messages.StatusCompleted {
 			t.Errorf("%v", ev.Status)
 		}
 	}
-	counts := rec.check(t)
+	counts := rec.Check(t)
 	if counts[messages.StatusCompleted] != 4 || len(counts) != 1 {
 		t.Errorf("observer saw %v: the refused request must not appear", counts)
 	}
@@ -453,62 +360,12 @@ func TestQueueFullIsRefusedBeforeAcceptance(t *testing.T) {
 	}
 }
 
-func TestWaitForRoom(t *testing.T) {
-	ex, _ := start(t, func(c *runtime.Config) { c.Concurrency, c.QueueCapacity, c.WaitForRoom = 1, 1, true })
-	b := newBlocker()
-	submit(t, ex, runtime.Request{Call: b})
-	<-b.started
-	submit(t, ex, runtime.Request{Call: ok("")}) // fills the queue
-
-	// A submit that runs out of time while waiting is refused with its
-	// context's error.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	if _, err := ex.Submit(ctx, runtime.Request{Call: ok("")}); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Submit = %v, want deadline exceeded", err)
-	}
-	// One that waits while room is made gets in.
-	res := make(chan error, 1)
-	go func() {
-		h, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")})
-		if err == nil {
-			_, err = h.Wait(context.Background())
-		}
-		res <- err
-	}()
-	close(b.release)
-	if err := <-res; err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestWaitForRoomEndsWhenTheExecutorStops(t *testing.T) {
-	ex, _ := start(t, func(c *runtime.Config) { c.Concurrency, c.QueueCapacity, c.WaitForRoom = 1, 1, true })
-	b := newBlocker()
-	submit(t, ex, runtime.Request{Call: b})
-	<-b.started
-	submit(t, ex, runtime.Request{Call: ok("")})
-	res := make(chan error, 1)
-	go func() {
-		_, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")})
-		res <- err
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := ex.StopNow(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-res; !errors.Is(err, runtime.ErrStopped) {
-		t.Fatalf("waiting Submit = %v, want ErrStopped", err)
-	}
-}
-
 func TestCancelInEachState(t *testing.T) {
 	t.Run("queued", func(t *testing.T) {
 		ex, rec := start(t, func(c *runtime.Config) { c.Concurrency = 1 })
-		b := newBlocker()
+		b := runtimetest.NewBlocker()
 		submit(t, ex, runtime.Request{Call: b})
-		<-b.started
+		<-b.Started
 		var ran atomic.Bool
 		h := submit(t, ex, runtime.Request{Call: runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
 			ran.Store(true)
@@ -520,7 +377,7 @@ func TestCancelInEachState(t *testing.T) {
 		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrCancelled) {
 			t.Fatalf("%v %v", ev.Status, ev.Err())
 		}
-		close(b.release)
+		close(b.Release)
 		if st := ex.Stats(); st.Queued != 0 {
 			t.Errorf("stats %+v", st)
 		}
@@ -535,7 +392,7 @@ func TestCancelInEachState(t *testing.T) {
 		if info, _ := ev.Error(); info.Kind != "cancelled" {
 			t.Errorf("kind %q", info.Kind)
 		}
-		rec.check(t)
+		rec.Check(t)
 	})
 	t.Run("processing", func(t *testing.T) {
 		ex, rec := start(t, func(c *runtime.Config) {
@@ -553,22 +410,22 @@ func TestCancelInEachState(t *testing.T) {
 		if st := ex.Stats(); st.InFlight != 0 {
 			t.Errorf("stats %+v", st)
 		}
-		rec.check(t)
+		rec.Check(t)
 	})
 	t.Run("calling", func(t *testing.T) {
 		ex, rec := start(t, nil)
-		b := newBlocker()
+		b := runtimetest.NewBlocker()
 		h := submit(t, ex, runtime.Request{Call: b})
-		<-b.started
+		<-b.Started
 		h.Cancel()
 		ev := wait(t, h)
 		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrCancelled) {
 			t.Fatalf("%v %v", ev.Status, ev.Err())
 		}
-		if cause := <-b.seen; !errors.Is(cause, runtime.ErrCancelled) {
+		if cause := <-b.Seen; !errors.Is(cause, runtime.ErrCancelled) {
 			t.Errorf("call's context cause %v", cause)
 		}
-		rec.check(t)
+		rec.Check(t)
 	})
 	t.Run("backing off", func(t *testing.T) {
 		ex, rec := start(t, func(c *runtime.Config) {
@@ -597,23 +454,23 @@ func TestCancelInEachState(t *testing.T) {
 		if calls.Load() != 1 {
 			t.Errorf("%d calls", calls.Load())
 		}
-		rec.check(t)
+		rec.Check(t)
 	})
 	t.Run("submit context", func(t *testing.T) {
 		ex, rec := start(t, nil)
-		b := newBlocker()
+		b := runtimetest.NewBlocker()
 		ctx, cancel := context.WithCancel(context.Background())
 		h, err := ex.Submit(ctx, runtime.Request{Call: b})
 		if err != nil {
 			t.Fatal(err)
 		}
-		<-b.started
+		<-b.Started
 		cancel()
 		ev := wait(t, h)
 		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), context.Canceled) || !errors.Is(ev.Err(), runtime.ErrCancelled) {
 			t.Fatalf("%v %v", ev.Status, ev.Err())
 		}
-		rec.check(t)
+		rec.Check(t)
 	})
 	t.Run("after the end", func(t *testing.T) {
 		ex, rec := start(t, nil)
@@ -625,13 +482,13 @@ func TestCancelInEachState(t *testing.T) {
 		if l := h.Latest(); l.Seq != final.Seq || l.Status != messages.StatusCompleted {
 			t.Errorf("cancel after the end changed the request: %v", l.Status)
 		}
-		rec.check(t)
+		rec.Check(t)
 	})
 }
 
 func TestCallTimeout(t *testing.T) {
 	ex, rec := start(t, func(c *runtime.Config) { c.CallTimeout = 30 * time.Millisecond })
-	b := newBlocker()
+	b := runtimetest.NewBlocker()
 	h := submit(t, ex, runtime.Request{Call: b})
 	ev := wait(t, h)
 	if ev.Status != messages.StatusFailed || !errors.Is(ev.Err(), runtime.ErrTimeout) || !errors.Is(ev.Err(), context.DeadlineExceeded) {
@@ -642,13 +499,13 @@ func TestCallTimeout(t *testing.T) {
 	}
 	// The request's own timeout wins over the default.
 	h = submit(t, ex, runtime.Request{Call: b, Timeout: time.Hour})
-	<-b.started
-	<-b.started
-	b.release <- struct{}{}
+	<-b.Started
+	<-b.Started
+	b.Release <- struct{}{}
 	if ev := wait(t, h); ev.Status != messages.StatusCompleted {
 		t.Fatalf("%v %v", ev.Status, ev.Err())
 	}
-	rec.check(t)
+	rec.Check(t)
 }
 
 func TestPanicRestartsTheCallerAndAccountsTheRequest(t *testing.T) {
@@ -683,7 +540,7 @@ func TestPanicRestartsTheCallerAndAccountsTheRequest(t *testing.T) {
 	if st := ex.Stats(); st.Restarts != 2 {
 		t.Errorf("restarts %d", st.Restarts)
 	}
-	rec.check(t)
+	rec.Check(t)
 }
 
 func TestRestartStormFailsPendingRequestsAndStops(t *testing.T) {
@@ -722,7 +579,7 @@ func TestRestartStormFailsPendingRequestsAndStops(t *testing.T) {
 	if err := ex.Stop(ctx); err != nil {
 		t.Fatalf("Stop after a storm: %v", err)
 	}
-	rec.check(t)
+	rec.Check(t)
 }
 
 func TestGracefulStopFinishesEverything(t *testing.T) {
@@ -761,7 +618,7 @@ func TestGracefulStopFinishesEverything(t *testing.T) {
 			t.Errorf("request %d: %v", i, s)
 		}
 	}
-	if counts := rec.check(t); counts[messages.StatusCompleted] != n {
+	if counts := rec.Check(t); counts[messages.StatusCompleted] != n {
 		t.Errorf("counts %v", counts)
 	}
 	if _, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")}); !errors.Is(err, runtime.ErrStopped) {
@@ -772,14 +629,14 @@ func TestGracefulStopFinishesEverything(t *testing.T) {
 func TestImmediateStopCancelsEverything(t *testing.T) {
 	// Seed regression 4: immediate stop left in-flight requests CALLING.
 	ex, rec := start(t, func(c *runtime.Config) { c.Concurrency = 8 })
-	b := newBlocker()
+	b := runtimetest.NewBlocker()
 	const n = 200
 	handles := make([]*runtime.Handle, n)
 	for i := range n {
 		handles[i] = submit(t, ex, runtime.Request{Call: b})
 	}
 	for range 8 {
-		<-b.started // every caller is in a call
+		<-b.Started // every caller is in a call
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -799,11 +656,11 @@ func TestImmediateStopCancelsEverything(t *testing.T) {
 	}
 	// The running calls saw their contexts cancelled, and returned.
 	for range 8 {
-		if cause := <-b.seen; !errors.Is(cause, runtime.ErrStopped) {
+		if cause := <-b.Seen; !errors.Is(cause, runtime.ErrStopped) {
 			t.Errorf("call context cause %v", cause)
 		}
 	}
-	if counts := rec.check(t); counts[messages.StatusCancelled] != n {
+	if counts := rec.Check(t); counts[messages.StatusCancelled] != n {
 		t.Errorf("counts %v", counts)
 	}
 	if _, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")}); !errors.Is(err, runtime.ErrStopped) {
@@ -813,28 +670,6 @@ func TestImmediateStopCancelsEverything(t *testing.T) {
 	if err := ex.Stop(ctx); err != nil {
 		t.Errorf("second stop: %v", err)
 	}
-}
-
-func TestGracefulStopThatRunsOutOfTimeCancelsTheRest(t *testing.T) {
-	ex, rec := start(t, func(c *runtime.Config) { c.Concurrency = 2 })
-	b := newBlocker()
-	handles := make([]*runtime.Handle, 5)
-	for i := range handles {
-		handles[i] = submit(t, ex, runtime.Request{Call: b})
-	}
-	<-b.started
-	<-b.started
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
-	defer cancel()
-	if err := ex.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Stop = %v, want deadline exceeded", err)
-	}
-	for _, h := range handles {
-		if ev := h.Latest(); ev.Status != messages.StatusCancelled {
-			t.Errorf("%v", ev.Status)
-		}
-	}
-	rec.check(t)
 }
 
 func TestTokensBeyondTheBurstAreRefusedAtSubmit(t *testing.T) {
@@ -863,28 +698,18 @@ func TestSeedLimiterReservesPermits(t *testing.T) {
 		c.Concurrency = 10
 		c.RequestsPerInterval, c.RequestInterval = 2, time.Second
 	})
-	b := newBlocker()
+	b := runtimetest.NewBlocker()
 	for range 10 {
 		submit(t, ex, runtime.Request{Call: b})
 	}
 	for range 4 {
-		<-b.started
+		<-b.Started
 	}
 	if elapsed := time.Since(before); elapsed < time.Second {
 		t.Fatalf("4 calls started within %v at 2 requests/s", elapsed)
 	}
 	if st := ex.Stats(); st.InFlight < 6 {
 		t.Errorf("the other requests should be waiting for permits: %+v", st)
-	}
-}
-
-func TestPauseHoldsEveryPermit(t *testing.T) {
-	ex, _ := start(t, nil)
-	until := time.Now().Add(100 * time.Millisecond)
-	ex.PauseUntil(until)
-	ev := wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
-	if ev.Timings.CallStarted.Before(until) {
-		t.Errorf("call started %v before the pause ended", until.Sub(ev.Timings.CallStarted))
 	}
 }
 
@@ -949,84 +774,6 @@ func TestTokenReconciliation(t *testing.T) {
 	wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
 	if b := ex.Stats().TokenBudget; b < 4990 || b > 5010 {
 		t.Errorf("after an under-estimate the budget is %.0f, want about 5000", b)
-	}
-}
-
-func TestRatesChangeAtRunTime(t *testing.T) {
-	ex, _ := start(t, func(c *runtime.Config) {
-		c.RequestsPerInterval, c.RequestInterval, c.RequestBurst = 1, time.Hour, 1
-	})
-	wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
-	h := submit(t, ex, runtime.Request{Call: ok("")})
-	waitStatus(t, h, messages.StatusProcessing) // waiting up to an hour
-	if err := ex.SetRequestRate(runtime.Unlimited, time.Second, 0); err != nil {
-		t.Fatal(err)
-	}
-	if ev := wait(t, h); ev.Status != messages.StatusCompleted {
-		t.Fatalf("%v", ev.Status)
-	}
-	if err := ex.SetRequestRate(0, time.Second, 0); !errors.Is(err, runtime.ErrInvalidConfig) {
-		t.Errorf("SetRequestRate(0) = %v", err)
-	}
-	if err := ex.SetTokenRate(100, time.Second, 0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ex.Submit(context.Background(), runtime.Request{Call: ok(""), Tokens: 101}); !errors.Is(err, runtime.ErrTokensExceedBurst) {
-		t.Errorf("after SetTokenRate(100): %v", err)
-	}
-}
-
-func TestConfigValidation(t *testing.T) {
-	cases := []struct {
-		field string
-		edit  func(*runtime.Config)
-	}{
-		{"QueueCapacity", func(c *runtime.Config) { c.QueueCapacity = 0 }},
-		{"Concurrency", func(c *runtime.Config) { c.Concurrency = -1 }},
-		{"RequestsPerInterval", func(c *runtime.Config) { c.RequestsPerInterval = 0 }},
-		{"RequestInterval", func(c *runtime.Config) { c.RequestInterval = 0 }},
-		{"RequestBurst", func(c *runtime.Config) { c.RequestBurst = -1 }},
-		{"TokensPerInterval", func(c *runtime.Config) { c.TokensPerInterval = -5 }},
-		{"TokenInterval", func(c *runtime.Config) { c.TokensPerInterval, c.TokenInterval = 5, 0 }},
-		{"TokenBurst", func(c *runtime.Config) { c.TokenBurst = -1 }},
-		{"CallTimeout", func(c *runtime.Config) { c.CallTimeout = -time.Second }},
-		{"MaxAttempts", func(c *runtime.Config) { c.MaxAttempts = 0 }},
-		{"MaxRestarts", func(c *runtime.Config) { c.MaxRestarts = -1 }},
-		{"RestartWindow", func(c *runtime.Config) { c.RestartWindow = 0 }},
-	}
-	for _, tc := range cases {
-		cfg := runtime.DefaultConfig()
-		tc.edit(&cfg)
-		_, err := runtime.Start(cfg)
-		var ce *messages.ConfigError
-		if !errors.Is(err, runtime.ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != tc.field {
-			t.Errorf("%s: Start = %v", tc.field, err)
-		}
-	}
-	if _, err := runtime.Start(runtime.Config{}); !errors.Is(err, runtime.ErrInvalidConfig) {
-		t.Errorf("zero Config: %v", err)
-	}
-}
-
-func TestInvalidRequestsAreRefusedAtSubmit(t *testing.T) {
-	ex, rec := start(t, nil)
-	for _, r := range []runtime.Request{
-		{},
-		{Call: ok(""), Tokens: -1},
-		{Call: ok(""), Timeout: -time.Second},
-		{Call: ok(""), MaxAttempts: -1},
-	} {
-		if h, err := ex.Submit(context.Background(), r); !errors.Is(err, runtime.ErrInvalidRequest) || h != nil {
-			t.Errorf("Submit(%+v) = %v", r, err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := ex.Submit(ctx, runtime.Request{Call: ok("")}); !errors.Is(err, context.Canceled) {
-		t.Errorf("Submit with a done context = %v", err)
-	}
-	if counts := rec.check(t); len(counts) != 0 {
-		t.Errorf("refused requests were observed: %v", counts)
 	}
 }
 
@@ -1188,13 +935,13 @@ func TestExecutorUnderAUserActorStopsWithIt(t *testing.T) {
 	got := make(chan *runtime.Executor, 1)
 	parent := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &parentActor{got: got} }))
 	ex := <-got
-	b := newBlocker()
+	b := runtimetest.NewBlocker()
 	handles := make([]*runtime.Handle, 5)
 	for i := range handles {
 		handles[i] = submit(t, ex, runtime.Request{Call: b})
 	}
-	<-b.started
-	<-b.started
+	<-b.Started
+	<-b.Started
 	if err := system.Root.StopFuture(parent).Wait(); err != nil {
 		t.Fatal(err)
 	}

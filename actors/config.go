@@ -12,8 +12,8 @@ import (
 // Config assembles an actor tree. The runtime package fills it from its own,
 // validated configuration; every field must be set unless marked optional.
 type Config struct {
-	Concurrency int      // number of callers
-	Budget      *Budget  // the limiter's buckets
+	Concurrency int     // number of callers
+	Budget      *Budget // the limiter's buckets
 	Admission   *Admission
 	Counters    *Counters
 	Calls       *sync.WaitGroup // tracks call goroutines
