@@ -99,7 +99,15 @@ func (b *Budget) TokensAvailable(t time.Time) float64 {
 	if !b.TokensEnabled() {
 		return -1
 	}
-	return b.tokens.TokensAt(t) + b.Credit()
+	return b.tokens.TokensAt(t) + b.creditAt(t)
+}
+
+// creditAt is the part of the credit usable at t. A refund refills the
+// bucket, which holds no more than its burst: once the bucket's own refill
+// has made up for a refund, that credit is void.
+func (b *Budget) creditAt(t time.Time) float64 {
+	room := float64(b.TokenBurst()) - b.tokens.TokensAt(t)
+	return math.Max(0, math.Min(b.Credit(), room))
 }
 
 // Credit is the API tokens refunded by reconciliation and not yet reused.

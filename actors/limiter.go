@@ -134,6 +134,7 @@ func (l *limiter) reserve(p *pendingAsk, now time.Time) error {
 			r.CancelAt(now)
 			return &messages.TokenLimitError{Tokens: n, Burst: burst}
 		}
+		b.setCredit(b.creditAt(now))
 		use := math.Min(b.Credit(), float64(n))
 		b.setCredit(b.Credit() - use)
 		p.credit = use
@@ -193,6 +194,7 @@ func (l *limiter) adjust(delta int, now time.Time) {
 	// Spend credit first, then charge the bucket, in pieces no larger than
 	// its burst (ReserveN refuses larger ones). The reservations push later
 	// permits back, which is the point.
+	b.setCredit(b.creditAt(now))
 	use := math.Min(b.Credit(), float64(delta))
 	b.setCredit(b.Credit() - use)
 	rest := delta - int(use)

@@ -88,8 +88,7 @@ func (q *queue) Receive(ctx actor.Context) {
 		q.granted(ctx, m.ticket)
 	case *permitDenied:
 		if e := q.byTicket[m.ticket]; e != nil && e.state == awaitingPermit {
-			q.freeCaller(e)
-			q.cfg.Counters.inFlight.Add(-1)
+			// end frees the caller and counts the request out of flight.
 			q.end(ctx, e, messages.StatusFailed, m.err, messages.Result{})
 		}
 	case *callDone:

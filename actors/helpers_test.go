@@ -1,0 +1,466 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/google/uuid"
+	"go.uber.org/goleak"
+	"golang.org/x/time/rate"
+
+	"github.com/lionactor/lionactor/messages"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// waitLimit bounds every wait for something a correct implementation does
+// promptly; it only matters when a test is failing.
+const waitLimit = 5 * time.Second
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// newSystem returns a quiet actor system that is shut down when the test
+// ends, after the cleanups registered later (which stop the test's actors).
+func newSystem(t *testing.T) *actor.ActorSystem {
+	t.Helper()
+	sys := actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return discardLogger() }),
+		actor.WithDeadLetterThrottleInterval(time.Millisecond),
+	)
+	t.Cleanup(sys.Shutdown)
+	return sys
+}
+
+// stopActor stops pid when the test ends and waits until it is gone.
+func stopActor(t *testing.T, sys *actor.ActorSystem, pid *actor.PID) {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := sys.Root.StopFuture(pid).Wait(); err != nil {
+			t.Errorf("stopping %s: %v", pid.Id, err)
+		}
+	})
+}
+
+// received is one message a probe got.
+type received struct {
+	msg    any
+	sender *actor.PID
+	at     time.Time
+}
+
+// probeRequest makes a probe send msg to target with itself as the sender.
+type probeRequest struct {
+	target *actor.PID
+	msg    any
+}
+
+// probe is an actor standing in for the peers of the actor under test: it
+// records every user message with its arrival time.
+type probe struct {
+	pid *actor.PID
+	ch  chan received
+}
+
+func spawnProbe(t *testing.T, sys *actor.ActorSystem) *probe {
+	t.Helper()
+	p := &probe{ch: make(chan received, 4096)}
+	p.pid = sys.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case actor.SystemMessage, actor.AutoReceiveMessage:
+		case *probeRequest:
+			ctx.Request(m.target, m.msg)
+		default:
+			p.ch <- received{msg: m, sender: ctx.Sender(), at: time.Now()}
+		}
+	}))
+	stopActor(t, sys, p.pid)
+	return p
+}
+
+// request makes the probe send msg to target, as its sender.
+func (p *probe) request(sys *actor.ActorSystem, target *actor.PID, msg any) {
+	sys.Root.Send(p.pid, &probeRequest{target: target, msg: msg})
+}
+
+func (p *probe) next(t *testing.T) received {
+	t.Helper()
+	select {
+	case r := <-p.ch:
+		return r
+	case <-time.After(waitLimit):
+		t.Fatalf("probe: no message within %v", waitLimit)
+		return received{}
+	}
+}
+
+// expect returns the probe's next message, which must be a T.
+func expect[T any](t *testing.T, p *probe) (T, received) {
+	t.Helper()
+	r := p.next(t)
+	m, ok := r.msg.(T)
+	if !ok {
+		var zero T
+		t.Fatalf("probe got %T %+v, want %T", r.msg, r.msg, zero)
+	}
+	return m, r
+}
+
+// expectNone fails if the probe gets a message within d. A correct
+// implementation sends nothing at all; d only bounds how long we look.
+func (p *probe) expectNone(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case r := <-p.ch:
+		t.Fatalf("probe got unexpected %T %+v", r.msg, r.msg)
+	case <-time.After(d):
+	}
+}
+
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitLimit):
+		t.Fatalf("%s: not within %v", what, waitLimit)
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func waitGroup(t *testing.T, wg *sync.WaitGroup) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	waitClosed(t, done, "call goroutines to end")
+}
+
+func recvValue[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitLimit):
+		t.Fatalf("%s: nothing within %v", what, waitLimit)
+		var zero T
+		return zero
+	}
+}
+
+// recorder is a Sink (and an Observer) that keeps every snapshot per request
+// and checks as they arrive that Seq grows by one and nothing follows a
+// terminal snapshot.
+type recorder struct {
+	mu      sync.Mutex
+	events  map[uuid.UUID][]messages.Event
+	errs    []string
+	changed chan struct{} // closed and replaced on every snapshot
+}
+
+func newRecorder() *recorder {
+	return &recorder{events: make(map[uuid.UUID][]messages.Event), changed: make(chan struct{})}
+}
+
+// Publish implements Sink.
+func (r *recorder) Publish(ev messages.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := r.events[ev.ID]
+	if n := len(prev); n > 0 && prev[n-1].Status.Terminal() {
+		r.errs = append(r.errs, fmt.Sprintf("%s: %v after terminal %v", ev.ID, ev.Status, prev[n-1].Status))
+	}
+	if want := uint64(len(prev) + 1); ev.Seq != want {
+		r.errs = append(r.errs, fmt.Sprintf("%s: %v has seq %d, want %d", ev.ID, ev.Status, ev.Seq, want))
+	}
+	r.events[ev.ID] = append(prev, ev)
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+func (r *recorder) of(id uuid.UUID) []messages.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events[id])
+}
+
+// waitFor waits until find, called under the lock, reports success.
+func (r *recorder) waitFor(t *testing.T, what string, find func() bool) {
+	t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		r.mu.Lock()
+		ok, changed := find(), r.changed
+		r.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("%s: not within %v", what, waitLimit)
+		}
+	}
+}
+
+// waitStatusN waits for the n-th snapshot (from 1) of id with status s.
+func (r *recorder) waitStatusN(t *testing.T, id uuid.UUID, s messages.RequestStatus, n int) messages.Event {
+	t.Helper()
+	var found messages.Event
+	r.waitFor(t, fmt.Sprintf("%s reaching %v (#%d)", id, s, n), func() bool {
+		seen := 0
+		for _, ev := range r.events[id] {
+			if ev.Status == s {
+				if seen++; seen == n {
+					found = ev
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return found
+}
+
+func (r *recorder) waitStatus(t *testing.T, id uuid.UUID, s messages.RequestStatus) messages.Event {
+	t.Helper()
+	return r.waitStatusN(t, id, s, 1)
+}
+
+// terminal waits for the terminal snapshot of id.
+func (r *recorder) terminal(t *testing.T, id uuid.UUID) messages.Event {
+	t.Helper()
+	var found messages.Event
+	r.waitFor(t, fmt.Sprintf("%s ending", id), func() bool {
+		evs := r.events[id]
+		if n := len(evs); n > 0 && evs[n-1].Status.Terminal() {
+			found = evs[n-1]
+			return true
+		}
+		return false
+	})
+	return found
+}
+
+// check fails t unless every recorded request ended exactly once, with its
+// terminal snapshot last, and the invariants held throughout.
+func (r *recorder) check(t *testing.T) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.errs {
+		t.Error(e)
+	}
+	for id, evs := range r.events {
+		terminals := 0
+		for _, ev := range evs {
+			if ev.Status.Terminal() {
+				terminals++
+			}
+		}
+		if last := evs[len(evs)-1]; terminals != 1 || !last.Status.Terminal() {
+			t.Errorf("%s: %d terminal snapshots, last %v", id, terminals, last.Status)
+		}
+	}
+}
+
+func statuses(evs []messages.Event) []messages.RequestStatus {
+	out := make([]messages.RequestStatus, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.Status
+	}
+	return out
+}
+
+// outcome is what a gate's call returns when released.
+type outcome struct {
+	res messages.Result
+	err error
+}
+
+// gate is a Call that blocks until released or until its context ends. It
+// reports each attempt's start and, when its context ends, the cause.
+type gate struct {
+	started chan int
+	release chan outcome
+	causes  chan error
+	values  chan any
+}
+
+type ctxKey struct{}
+
+func newGate() *gate {
+	return &gate{
+		started: make(chan int, 64),
+		release: make(chan outcome, 64),
+		causes:  make(chan error, 64),
+		values:  make(chan any, 64),
+	}
+}
+
+func (g *gate) Do(ctx context.Context, attempt int) (messages.Result, error) {
+	g.values <- ctx.Value(ctxKey{})
+	g.started <- attempt
+	select {
+	case o := <-g.release:
+		return o.res, o.err
+	case <-ctx.Done():
+		cause := context.Cause(ctx)
+		g.causes <- cause
+		return messages.Result{}, cause
+	}
+}
+
+func okCall(body string) messages.Call {
+	return messages.CallFunc(func(context.Context, int) (messages.Result, error) {
+		return messages.Result{StatusCode: 200, Body: []byte(body)}, nil
+	})
+}
+
+// retryFunc adapts a function to messages.RetryPolicy.
+type retryFunc func(attempt int, err error) (time.Duration, bool)
+
+func (f retryFunc) Backoff(attempt int, err error) (time.Duration, bool) { return f(attempt, err) }
+
+// logCapture is a slog handler that keeps the messages logged.
+type logCapture struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logCapture) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCapture) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logCapture) WithGroup(string) slog.Handler            { return l }
+func (l *logCapture) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	msg := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		msg += " " + a.String()
+		return true
+	})
+	l.msgs = append(l.msgs, msg)
+	return nil
+}
+
+func (l *logCapture) messages() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.msgs)
+}
+
+// harness is a whole tree spawned from SupervisorProps, as the runtime does.
+type harness struct {
+	sys   *actor.ActorSystem
+	cfg   *Config
+	tree  Tree
+	obs   *recorder // the Observer: every request's every snapshot
+	sink  *recorder // the Sink of requests handed over with Enqueue
+	calls *sync.WaitGroup
+	logs  *logCapture
+	fatal chan error
+}
+
+// noLimits turns every limit off.
+var noLimits = Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1}
+
+func startTree(t *testing.T, lim Limits, edit func(*Config)) *harness {
+	t.Helper()
+	sys := newSystem(t)
+	h := &harness{
+		sys:   sys,
+		obs:   newRecorder(),
+		sink:  newRecorder(),
+		calls: &sync.WaitGroup{},
+		logs:  &logCapture{},
+		fatal: make(chan error, 4),
+	}
+	h.cfg = &Config{
+		Concurrency:   2,
+		Budget:        NewBudget(lim),
+		Admission:     NewAdmission(16),
+		Counters:      &Counters{},
+		Calls:         h.calls,
+		CallTimeout:   0,
+		MaxAttempts:   1,
+		MaxRestarts:   3,
+		RestartWindow: time.Minute,
+		Observer:      h.obs.Publish,
+		Logger:        slog.New(h.logs),
+		OnFatal:       func(err error) { h.fatal <- err },
+		Stopped:       make(chan struct{}),
+	}
+	if edit != nil {
+		edit(h.cfg)
+	}
+	ready := make(chan Tree, 1)
+	pid := sys.Root.SpawnPrefix(SupervisorProps(h.cfg, ready), "exec")
+	select {
+	case h.tree = <-ready:
+	case <-time.After(waitLimit):
+		t.Fatal("tree not ready")
+	}
+	if h.tree.Supervisor.Id != pid.Id || h.tree.Queue == nil || h.tree.Limiter == nil || len(h.tree.Callers) != h.cfg.Concurrency {
+		t.Fatalf("tree %+v from supervisor %s", h.tree, pid.Id)
+	}
+	t.Cleanup(func() {
+		if !isClosed(h.cfg.Stopped) {
+			sys.Root.Stop(h.tree.Supervisor)
+		}
+		waitClosed(t, h.cfg.Stopped, "supervisor to stop")
+		waitGroup(t, h.calls)
+		h.obs.check(t)
+		h.sink.check(t)
+		if n := h.cfg.Admission.Len(); n != 0 {
+			t.Errorf("%d admission slots still taken after stop", n)
+		}
+	})
+	return h
+}
+
+// enqueue hands r to the queue the way the runtime does: a slot first, the
+// PENDING snapshot published by the sender, then Enqueue.
+func (h *harness) enqueue(t *testing.T, r messages.Request) uuid.UUID {
+	t.Helper()
+	return h.enqueueCtx(t, context.Background(), r)
+}
+
+func (h *harness) enqueueCtx(t *testing.T, ctx context.Context, r messages.Request) uuid.UUID {
+	t.Helper()
+	if !h.cfg.Admission.TryAcquire() {
+		t.Fatal("no admission slot free")
+	}
+	id := uuid.New()
+	now := time.Now()
+	lc := messages.NewLifecycle(id, &r, now)
+	pending := lc.Pending(now)
+	h.obs.Publish(pending)
+	h.sink.Publish(pending)
+	h.cfg.Counters.Accepted()
+	h.sys.Root.Send(h.tree.Queue, &Enqueue{ID: id, Lifecycle: lc, Request: r, Sink: h.sink, Context: ctx})
+	return id
+}
+
+func (h *harness) stats(t *testing.T) messages.Stats {
+	t.Helper()
+	res, err := h.sys.Root.RequestFuture(h.tree.Supervisor, &messages.StatsQuery{}, waitLimit).Result()
+	if err != nil {
+		t.Fatalf("StatsQuery: %v", err)
+	}
+	s, ok := res.(messages.Stats)
+	if !ok {
+		t.Fatalf("StatsQuery answered %T", res)
+	}
+	return s
+}

@@ -1,0 +1,200 @@
+package tokens
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tiktoken-go/tokenizer"
+)
+
+func TestEncodingForModel(t *testing.T) {
+	cases := map[string]string{
+		"gpt-4o":                        O200kBase,
+		"gpt-4o-mini":                   O200kBase,
+		"gpt-4o-2024-08-06":             O200kBase,
+		"chatgpt-4o-latest":             O200kBase,
+		"gpt-4.1":                       O200kBase,
+		"gpt-4.1-nano":                  O200kBase,
+		"gpt-5":                         O200kBase,
+		"gpt-5-mini":                    O200kBase,
+		"o1":                            O200kBase,
+		"o1-mini":                       O200kBase,
+		"o3":                            O200kBase,
+		"o4-mini":                       O200kBase,
+		"ft:gpt-4o-mini:acme::abc123":   O200kBase,
+		"claude-3-5-sonnet-latest":      O200kBase, // unknown: default
+		"":                              O200kBase,
+		"gpt-4":                         Cl100kBase,
+		"GPT-4":                         Cl100kBase,
+		"gpt-4-0613":                    Cl100kBase,
+		"gpt-4-turbo":                   Cl100kBase,
+		"gpt-3.5-turbo":                 Cl100kBase,
+		"gpt-3.5-turbo-0125":            Cl100kBase,
+		"gpt-35-turbo":                  Cl100kBase,
+		"ft:gpt-3.5-turbo:acme::abc123": Cl100kBase,
+		"text-embedding-3-small":        Cl100kBase,
+		"text-embedding-3-large":        Cl100kBase,
+		"text-embedding-ada-002":        Cl100kBase,
+		"text-embedding-ada-0021":       O200kBase, // not the ada family
+	}
+	for model, want := range cases {
+		if got := EncodingForModel(model); got != want {
+			t.Errorf("EncodingForModel(%q) = %q, want %q", model, got, want)
+		}
+		if got := ForModel(model).Encoding(); got != want {
+			t.Errorf("ForModel(%q).Encoding() = %q, want %q", model, got, want)
+		}
+	}
+}
+
+func TestForModelSharesOneCounterPerEncoding(t *testing.T) {
+	if ForModel("gpt-4o") != ForModel("o3-mini") {
+		t.Error("two o200k_base models got different counters; the vocabulary must be loaded once")
+	}
+	if ForModel("gpt-4") != ForModel("text-embedding-3-small") {
+		t.Error("two cl100k_base models got different counters; the vocabulary must be loaded once")
+	}
+	if ForModel("gpt-4") == ForModel("gpt-4o") {
+		t.Error("cl100k_base and o200k_base share a counter")
+	}
+}
+
+// The expected counts were computed once with the tokenizer; the ones for
+// "tiktoken is great!", "antidisestablishmentarianism", "2 + 2 = 4" and
+// "お誕生日おめでとう" are also the values published in OpenAI's cookbook
+// ("How to count tokens with tiktoken").
+func TestCount(t *testing.T) {
+	cases := []struct {
+		text          string
+		o200k, cl100k int
+	}{
+		{"", 0, 0},
+		{"hello world", 2, 2},
+		{"Hello, world!", 4, 4},
+		{"tiktoken is great!", 6, 6},
+		{"antidisestablishmentarianism", 6, 6},
+		{"2 + 2 = 4", 7, 7},
+		{"お誕生日おめでとう", 8, 9},
+		{"日本語のテキスト", 6, 8},
+		{"The quick brown fox jumps over the lazy dog.", 10, 10},
+		{"<|endoftext|>", 7, 7}, // counted as text, not as the special token
+	}
+	o, c := ForModel("gpt-4o"), ForModel("gpt-4")
+	for _, tc := range cases {
+		if got := o.Count(tc.text); got != tc.o200k {
+			t.Errorf("o200k_base Count(%q) = %d, want %d", tc.text, got, tc.o200k)
+		}
+		if got := c.Count(tc.text); got != tc.cl100k {
+			t.Errorf("cl100k_base Count(%q) = %d, want %d", tc.text, got, tc.cl100k)
+		}
+	}
+}
+
+func TestCountInvalidUTF8CountsReplacementCharacters(t *testing.T) {
+	c := ForModel("gpt-4o")
+	if got, want := c.Count("\xff\xfe abc"), c.Count("\ufffd\ufffd abc"); got != want || got == 0 {
+		t.Errorf("Count of invalid UTF-8 = %d, want %d (as with U+FFFD)", got, want)
+	}
+}
+
+// failingCodec fails every Count; the embedded nil Codec supplies the
+// other methods, which Counter never calls.
+type failingCodec struct{ tokenizer.Codec }
+
+func (failingCodec) Count(string) (int, error) { return 0, errors.New("regexp timeout") }
+
+func TestCountFallsBackToFourBytesPerToken(t *testing.T) {
+	c := &Counter{codec: failingCodec{}, encoding: "broken"}
+	cases := map[string]int{"": 0, "a": 1, "abcd": 1, "abcde": 2, strings.Repeat("x", 400): 100}
+	for text, want := range cases {
+		if got := c.Count(text); got != want {
+			t.Errorf("fallback Count(%d bytes) = %d, want %d", len(text), got, want)
+		}
+	}
+}
+
+func TestChatPrompt(t *testing.T) {
+	c := ForModel("gpt-4o")
+	system := Message{Role: "system", Text: "You are a helpful assistant."}              // 4 + 1 + 6
+	user := Message{Role: "user", Name: "alice", Text: "What is the capital of France?"} // 4 + 1 + 7 + 1 - 1
+	cases := []struct {
+		name string
+		msgs []Message
+		want int
+	}{
+		{"no messages", nil, 2},
+		{"one message", []Message{system}, 2 + 11},
+		{"with name", []Message{system, user}, 2 + 11 + 12},
+		{"empty message", []Message{{}}, 2 + 4},
+		{"images", []Message{{Role: "user", Text: "hello world", Images: 2}}, 2 + 4 + 1 + 2 + 2*ImageTokens},
+	}
+	for _, tc := range cases {
+		if got := c.ChatPrompt(tc.msgs); got != tc.want {
+			t.Errorf("%s: ChatPrompt = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestChatRequest(t *testing.T) {
+	c := ForModel("gpt-4o")
+	msgs := []Message{{Role: "user", Text: "hello world"}} // prompt 2 + 4 + 1 + 2 = 9
+	cases := []struct {
+		n, maxTokens, want int
+	}{
+		{1, 100, 109},
+		{3, 100, 309},
+		{0, 100, 109},  // n defaults to 1
+		{-2, 100, 109}, // likewise
+		{1, 0, 9 + DefaultMaxTokens},
+		{2, -1, 9 + 2*DefaultMaxTokens},
+	}
+	for _, tc := range cases {
+		if got := c.ChatRequest(msgs, tc.n, tc.maxTokens); got != tc.want {
+			t.Errorf("ChatRequest(n=%d, maxTokens=%d) = %d, want %d", tc.n, tc.maxTokens, got, tc.want)
+		}
+	}
+}
+
+func TestEmbedding(t *testing.T) {
+	c := ForModel("text-embedding-3-small")
+	if got := c.Embedding(nil); got != 0 {
+		t.Errorf("Embedding(nil) = %d, want 0", got)
+	}
+	got := c.Embedding([]string{"hello world", "The quick brown fox jumps over the lazy dog.", ""})
+	if got != 12 {
+		t.Errorf("Embedding = %d, want 12 (2 + 10 + 0, no per-input overhead)", got)
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	texts := []string{"hello world", "お誕生日おめでとう", "The quick brown fox jumps over the lazy dog.", strings.Repeat("lorem ipsum ", 200)}
+	models := []string{"gpt-4o", "gpt-4", "o3", "gpt-3.5-turbo"}
+	want := make(map[[2]int]int)
+	for i, m := range models {
+		for j, s := range texts {
+			want[[2]int{i, j}] = ForModel(m).Count(s)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := range 16 {
+		wg.Go(func() {
+			for k := range 20 {
+				i, j := (g+k)%len(models), k%len(texts)
+				c := ForModel(models[i])
+				if got := c.Count(texts[j]); got != want[[2]int{i, j}] {
+					errs <- models[i]
+					return
+				}
+				c.ChatPrompt([]Message{{Role: "user", Text: texts[j]}})
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for m := range errs {
+		t.Errorf("concurrent Count with %s disagreed with the serial count", m)
+	}
+}
