@@ -11,20 +11,29 @@ import (
 	"github.com/lionactor/lionactor/messages"
 )
 
-// caller runs one call at a time. The call runs in its own goroutine with a
-// context, so that the actor stays responsive (to a cancel, to a stop) while
-// the call blocks; the goroutine reports back by message. A call that panics
-// makes the caller panic in Receive, so the supervisor sees the failure and
-// restarts it; the queue, which knows what the caller held, accounts for the
-// request.
+// caller runs one call at a time. The call runs on the caller's worker
+// goroutine with a context, so that the actor stays responsive (to a cancel,
+// to a stop) while the call blocks. The worker lives as long as the actor's
+// incarnation, so a call costs no goroutine start, and it reports the outcome
+// straight to the queue. A call that panics is reported to the caller, which
+// panics in Receive, so the supervisor sees the failure and restarts it; the
+// queue, which knows what the caller held, accounts for the request.
 type caller struct {
 	queue   *actor.PID
-	calls   *sync.WaitGroup // every call goroutine, so a stop can wait for them
+	calls   *sync.WaitGroup // every worker, so a stop can wait for them
+	work    chan job        // to this incarnation's worker
 	running *runningCall
 }
 
 type runningCall struct {
 	ticket uint64
+	cancel context.CancelCauseFunc
+}
+
+// job is one attempt handed to the worker.
+type job struct {
+	start  *startCall
+	ctx    context.Context
 	cancel context.CancelCauseFunc
 }
 
@@ -36,30 +45,48 @@ func newCaller(queue *actor.PID, calls *sync.WaitGroup) *caller {
 func (c *caller) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		// Sent on first start and after every restart.
+		// On first start and after every restart: a fresh worker.
+		c.work = make(chan job, 1)
+		c.calls.Add(1)
+		go c.worker(ctx.Self(), ctx.ActorSystem().Root, c.work)
 		ctx.Send(c.queue, &callerReady{caller: ctx.Self()})
 	case *startCall:
-		c.start(ctx, m)
+		c.start(m)
 	case *cancelCall:
 		if c.running != nil && c.running.ticket == m.ticket {
 			c.running.cancel(m.cause)
 		}
 	case *callFinished:
-		c.finish(ctx, m)
+		if m.panicked && c.running != nil && c.running.ticket == m.ticket {
+			c.running = nil
+			panic(&callPanic{value: m.panicVal})
+		}
 	case *actor.Restarting, *actor.Stopping:
 		if c.running != nil {
 			c.running.cancel(messages.ErrStopped)
 			c.running = nil
 		}
+		if c.work != nil {
+			close(c.work) // the worker ends once its call returns
+			c.work = nil
+		}
 	}
 }
 
-func (c *caller) start(ctx actor.Context, m *startCall) {
+// start hands an attempt to the worker. The queue sends a startCall only to
+// an idle caller, whose worker has finished the previous call, so the send
+// never blocks.
+func (c *caller) start(m *startCall) {
 	base := m.base
-	if base == nil {
+	switch {
+	case base == nil:
 		base = context.Background()
+	case base.Done() != nil:
+		// Keep the submitter's values, not its cancellation: the queue
+		// cancels by message, so that the request ends as one event.
+		base = context.WithoutCancel(base)
 	}
-	callCtx, cancel := context.WithCancelCause(context.WithoutCancel(base))
+	callCtx, cancel := context.WithCancelCause(base)
 	if m.timeout > 0 {
 		var stopTimer context.CancelFunc
 		callCtx, stopTimer = context.WithTimeoutCause(callCtx, m.timeout, messages.ErrTimeout)
@@ -67,16 +94,25 @@ func (c *caller) start(ctx actor.Context, m *startCall) {
 		cancel = func(cause error) { inner(cause); stopTimer() }
 	}
 	c.running = &runningCall{ticket: m.ticket, cancel: cancel}
-	self, root := ctx.Self(), ctx.ActorSystem().Root
-	c.calls.Add(1)
-	go func() {
-		defer c.calls.Done()
-		res, err, pv, panicked := runCall(callCtx, m.call, m.attempt)
-		if err != nil && errors.Is(context.Cause(callCtx), messages.ErrTimeout) && !errors.Is(err, messages.ErrTimeout) {
+	c.work <- job{start: m, ctx: callCtx, cancel: cancel}
+}
+
+// worker runs the incarnation's calls until its channel is closed.
+func (c *caller) worker(self *actor.PID, root *actor.RootContext, work <-chan job) {
+	defer c.calls.Done()
+	for j := range work {
+		m := j.start
+		res, err, pv, panicked := runCall(j.ctx, m.call, m.attempt)
+		if err != nil && errors.Is(context.Cause(j.ctx), messages.ErrTimeout) && !errors.Is(err, messages.ErrTimeout) {
 			err = fmt.Errorf("%w after %v: %w", messages.ErrTimeout, m.timeout, err)
 		}
-		root.Send(self, &callFinished{ticket: m.ticket, result: res, err: err, panicked: panicked, panicVal: pv})
-	}()
+		j.cancel(nil) // release the context's resources
+		if panicked {
+			root.Send(self, &callFinished{ticket: m.ticket, panicked: true, panicVal: pv})
+			continue
+		}
+		root.Send(c.queue, &callDone{caller: self, ticket: m.ticket, result: res, err: err})
+	}
 }
 
 // runCall runs one attempt, turning a panic into a value.
@@ -88,16 +124,4 @@ func runCall(ctx context.Context, call messages.Call, attempt int) (res messages
 	}()
 	res, err = call.Do(ctx, attempt)
 	return res, err, nil, false
-}
-
-func (c *caller) finish(ctx actor.Context, m *callFinished) {
-	if c.running == nil || c.running.ticket != m.ticket {
-		return // a call of a previous incarnation, already accounted for
-	}
-	c.running.cancel(nil) // release the context's resources
-	c.running = nil
-	if m.panicked {
-		panic(&callPanic{value: m.panicVal})
-	}
-	ctx.Send(c.queue, &callDone{caller: ctx.Self(), ticket: m.ticket, result: m.result, err: m.err})
 }

@@ -177,7 +177,7 @@ func TestCallerTimeout(t *testing.T) {
 
 func TestCallerIgnoresUnknownFinish(t *testing.T) {
 	f := startCaller(t)
-	f.sys.Root.Send(f.pid, &callFinished{ticket: 99, err: errors.New("stale")})
+	f.sys.Root.Send(f.pid, &callFinished{ticket: 99, panicked: true, panicVal: "stale"}) // not its call: no crash
 	f.start(1, okCall("x"), 0, nil)
 	f.done(t, 1) // the stale finish produced nothing before it
 	f.probe.expectNone(t, 20*time.Millisecond)

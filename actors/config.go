@@ -17,6 +17,8 @@ type Config struct {
 	Admission   *Admission
 	Counters    *Counters
 	Calls       *sync.WaitGroup // tracks call goroutines
+	// Dispatcher, if set, runs every actor of the tree (optional).
+	Dispatcher *Dispatcher
 
 	CallTimeout time.Duration        // default per-attempt timeout; 0 for none
 	MaxAttempts int                  // default total attempts, at least 1

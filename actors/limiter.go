@@ -125,6 +125,11 @@ func (l *limiter) clearPause(now time.Time) {
 // reserve takes the head's request and tokens from the buckets at now,
 // recording when the permit is due.
 func (l *limiter) reserve(p *pendingAsk, now time.Time) error {
+	if l.takeNow(p.ask.tokens, now) {
+		// Granted at once: nothing is held that a cancel could give back.
+		p.reserved, p.due, p.resv = true, now, p.resv[:0]
+		return nil
+	}
 	b := l.budget
 	r := b.requests.ReserveN(now, 1)
 	due := now.Add(r.DelayFrom(now))
@@ -148,6 +153,41 @@ func (l *limiter) reserve(p *pendingAsk, now time.Time) error {
 	}
 	p.reserved, p.due = true, due
 	return nil
+}
+
+// takeNow takes one request and n tokens if both buckets hold them at now.
+// It is the common case of a limit not yet reached, and unlike ReserveN it
+// allocates nothing. The check and the take cannot be split by another
+// permit (the limiter is the only taker); a concurrent change of rates can
+// at worst make the take fail after the check, charging the request's slot
+// once more on the slow path, which errs on the safe side.
+func (l *limiter) takeNow(n int, now time.Time) bool {
+	b := l.budget
+	useTokens := n > 0 && b.TokensEnabled()
+	if b.requests.Limit() != rate.Inf && b.requests.TokensAt(now) < 1 {
+		return false
+	}
+	var credit float64
+	if useTokens {
+		if n > b.TokenBurst() {
+			return false // the slow path reports it
+		}
+		credit = b.creditAt(now)
+		if b.tokens.TokensAt(now)+credit < float64(n) {
+			return false
+		}
+	}
+	if !b.requests.AllowN(now, 1) {
+		return false
+	}
+	if useTokens {
+		use := math.Min(credit, float64(n))
+		b.setCredit(credit - use)
+		if need := n - int(use); need > 0 {
+			b.tokens.AllowN(now, need)
+		}
+	}
+	return true
 }
 
 func (l *limiter) cancel(ticket uint64, now time.Time) {

@@ -109,11 +109,10 @@ type cancelCall struct {
 	cause  error
 }
 
-// callFinished is sent by the call goroutine to its caller.
+// callFinished is sent by a caller's worker to the caller when a call
+// panicked (an outcome goes to the queue as callDone).
 type callFinished struct {
 	ticket   uint64
-	result   messages.Result
-	err      error
 	panicked bool
 	panicVal any
 }

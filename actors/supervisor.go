@@ -38,7 +38,15 @@ func SupervisorProps(cfg *Config, ready chan<- Tree) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		// A fresh struct per incarnation: nothing survives a restart by accident.
 		return &supervisor{cfg: cfg, ready: ready}
-	})
+	}, cfg.propsOptions()...)
+}
+
+// propsOptions are the options of every actor of the tree.
+func (c *Config) propsOptions() []actor.PropsOption {
+	if c.Dispatcher == nil {
+		return nil
+	}
+	return []actor.PropsOption{actor.WithDispatcher(c.Dispatcher)}
 }
 
 // Receive implements actor.Actor.
@@ -68,21 +76,22 @@ func (s *supervisor) start(ctx actor.Context) {
 	// The limiter sends permits to the queue and the queue asks the limiter:
 	// name the queue's PID before spawning either.
 	queuePID := actor.NewPID(ctx.Self().Address, ctx.Self().Id+"/queue")
+	opts := s.cfg.propsOptions()
 	limiter, err := ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
 		return newLimiter(s.cfg.Budget, queuePID)
-	}), "limiter")
+	}, opts...), "limiter")
 	if err != nil {
 		panic(fmt.Sprintf("actors: spawning limiter: %v", err))
 	}
 	queue, err := ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
 		return newQueue(s.cfg, limiter)
-	}), "queue")
+	}, opts...), "queue")
 	if err != nil || queue.Id != queuePID.Id {
 		panic(fmt.Sprintf("actors: spawning queue: %v", err))
 	}
 	s.tree = Tree{Supervisor: ctx.Self(), Queue: queue, Limiter: limiter}
 	s.callers = make(map[string]bool, s.cfg.Concurrency)
-	props := actor.PropsFromProducer(func() actor.Actor { return newCaller(queue, s.cfg.Calls) })
+	props := actor.PropsFromProducer(func() actor.Actor { return newCaller(queue, s.cfg.Calls) }, opts...)
 	for i := range s.cfg.Concurrency {
 		c, err := ctx.SpawnNamed(props, fmt.Sprintf("caller-%d", i))
 		if err != nil {

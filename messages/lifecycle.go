@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,6 +35,8 @@ func NewLifecycle(id uuid.UUID, r *Request, now time.Time) *Lifecycle {
 		Tokens:  Tokens{Estimated: r.Tokens},
 		Timings: Timings{Created: now},
 		req:     &requestData{endpoint: ep, metadata: maps.Clone(r.Metadata), secrets: secrets},
+		// Room for a request that succeeds at once: one allocation, not four.
+		log: make([]Transition, 0, 5),
 	}}
 	return l
 }
@@ -102,7 +105,7 @@ func (l *Lifecycle) Call(now time.Time) Event {
 	l.live(StatusCalling)
 	l.cur.Attempt++
 	l.cur.Timings.CallStarted = now
-	return l.advance(StatusCalling, now, fmt.Sprintf("attempt %d", l.cur.Attempt))
+	return l.advance(StatusCalling, now, attemptNote(l.cur.Attempt))
 }
 
 // Complete publishes COMPLETED with the call's result.
@@ -173,4 +176,14 @@ func (l *Lifecycle) setUsage(u *Usage) {
 	}
 	l.cur.Tokens.Actual += total
 	l.cur.Tokens.HasActual = true
+}
+
+// attemptNotes are the CALLING notes of the first attempts, made once.
+var attemptNotes = [...]string{"", "attempt 1", "attempt 2", "attempt 3", "attempt 4", "attempt 5"}
+
+func attemptNote(n int) string {
+	if n > 0 && n < len(attemptNotes) {
+		return attemptNotes[n]
+	}
+	return "attempt " + strconv.Itoa(n)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	goruntime "runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,7 @@ type Executor struct {
 	admission *actors.Admission
 	counters  *actors.Counters
 	calls     sync.WaitGroup
+	dispatch  *actors.Dispatcher
 
 	// mu orders submissions against the start of a stop: a submit that
 	// passed the running check has its request in the queue's mailbox before
@@ -101,6 +103,9 @@ func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, cfg Config) (
 		stopCh:    make(chan struct{}),
 		stopped:   make(chan struct{}),
 		limits:    limits,
+		// A worker per core, and a few more so that a queue, a limiter and
+		// busy callers rarely wait for one.
+		dispatch: actors.NewDispatcher(goruntime.GOMAXPROCS(0)+2, 300),
 	}
 	acfg := &actors.Config{
 		Concurrency:   cfg.Concurrency,
@@ -108,6 +113,7 @@ func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, cfg Config) (
 		Admission:     ex.admission,
 		Counters:      ex.counters,
 		Calls:         &ex.calls,
+		Dispatcher:    ex.dispatch,
 		CallTimeout:   cfg.CallTimeout,
 		MaxAttempts:   cfg.MaxAttempts,
 		Retry:         cfg.Retry,
@@ -123,6 +129,7 @@ func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, cfg Config) (
 	select {
 	case ex.tree = <-ready:
 	case <-ex.stopped:
+		ex.dispatch.Close()
 		return nil, fmt.Errorf("lionactor: executor %s stopped while starting", pid.Id)
 	}
 	return ex, nil
@@ -131,6 +138,10 @@ func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, cfg Config) (
 // PID is the executor's supervisor. Actors drive the executor by sending it
 // messages.Submit, messages.Cancel and messages.StatsQuery.
 func (ex *Executor) PID() *actor.PID { return ex.tree.Supervisor }
+
+// Config returns the configuration the executor was started with (rates
+// changed at run time are not reflected).
+func (ex *Executor) Config() Config { return ex.cfg }
 
 // System is the actor system the executor runs in.
 func (ex *Executor) System() *actor.ActorSystem { return ex.system }
@@ -347,8 +358,11 @@ func (ex *Executor) finish(ctx context.Context, err error) error {
 	case <-ctx.Done():
 		return errors.Join(err, ctx.Err())
 	}
-	if ex.ownSystem {
-		ex.shutdown.Do(ex.system.Shutdown)
-	}
+	ex.shutdown.Do(func() {
+		ex.dispatch.Close()
+		if ex.ownSystem {
+			ex.system.Shutdown()
+		}
+	})
 	return err
 }

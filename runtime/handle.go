@@ -24,8 +24,13 @@ type Handle struct {
 	stopWait func() bool   // stops the submit context's watcher
 }
 
+// typicalEvents is the snapshot count of a request that succeeds at once
+// (PENDING, QUEUED, PROCESSING, CALLING, COMPLETED), so that most handles
+// allocate their list once.
+const typicalEvents = 5
+
 func newHandle(id uuid.UUID, cancel func(error)) *Handle {
-	return &Handle{id: id, cancel: cancel, done: make(chan struct{})}
+	return &Handle{id: id, cancel: cancel, done: make(chan struct{}), events: make([]Event, 0, typicalEvents)}
 }
 
 // ID returns the request's ID, the one its snapshots carry.
