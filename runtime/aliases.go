@@ -19,6 +19,19 @@ type (
 	Stats = messages.Stats
 	// RetryPolicy decides whether a failed attempt is tried again.
 	RetryPolicy = messages.RetryPolicy
+	// RequestStatus is the stage of a request's life.
+	RequestStatus = messages.RequestStatus
+)
+
+// The request states; see package messages.
+const (
+	StatusPending    = messages.StatusPending
+	StatusQueued     = messages.StatusQueued
+	StatusProcessing = messages.StatusProcessing
+	StatusCalling    = messages.StatusCalling
+	StatusCompleted  = messages.StatusCompleted
+	StatusFailed     = messages.StatusFailed
+	StatusCancelled  = messages.StatusCancelled
 )
 
 // The runtime's sentinel errors; see package messages for their meaning.

@@ -38,6 +38,7 @@ type Executor struct {
 	stopping bool
 	stopCh   chan struct{} // closed when a stop begins: wakes submitters waiting for room
 	stopped  chan struct{} // closed when the supervisor and its children are gone
+	cleaned  chan struct{} // closed when everything the executor started has ended
 	fatal    atomic.Pointer[error]
 	shutdown sync.Once
 
@@ -74,6 +75,12 @@ func Start(cfg Config) (*Executor, error) {
 // context so that the executor lives under that actor's supervision (if the
 // parent stops, the executor stops and its requests end CANCELLED). Stop
 // stops the executor's actors but never the system.
+//
+// protoactor logs to standard output unless the system was created with
+// actor.WithLoggerFactory, and keeps a goroutine alive for
+// DeadLetterThrottleInterval (1 s by default) after a dead letter: create
+// the system with actor.WithDeadLetterThrottleInterval if a leak checker
+// runs right after Shutdown.
 func Spawn(parent actor.SpawnerContext, cfg Config) (*Executor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -102,6 +109,7 @@ func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, cfg Config) (
 		counters:  &actors.Counters{},
 		stopCh:    make(chan struct{}),
 		stopped:   make(chan struct{}),
+		cleaned:   make(chan struct{}),
 		limits:    limits,
 		// A worker per core, and a few more so that a queue, a limiter and
 		// busy callers rarely wait for one.
@@ -304,7 +312,7 @@ func (ex *Executor) Stop(ctx context.Context) error {
 	case <-ex.stopped:
 	case <-ctx.Done():
 		ex.abort()
-		return ex.finish(context.WithoutCancel(ctx), ctx.Err())
+		return ex.finish(ctx, ctx.Err())
 	}
 	return ex.finish(ctx, nil)
 }
@@ -342,27 +350,27 @@ func (ex *Executor) abort() {
 	}
 }
 
-// finish stops the actors, waits for the call goroutines, and shuts down an
-// owned actor system.
+// finish stops the actors and waits, within ctx, for the cleanup: the
+// actors gone, the call goroutines returned, the dispatcher's workers ended
+// and an owned actor system shut down. If ctx ends first the cleanup goes on
+// by itself, so Stop returns within its context whatever a call does.
 func (ex *Executor) finish(ctx context.Context, err error) error {
 	ex.root.Stop(ex.tree.Supervisor)
+	ex.shutdown.Do(func() { go ex.cleanup() })
 	select {
-	case <-ex.stopped:
+	case <-ex.cleaned:
+		return err
 	case <-ctx.Done():
 		return errors.Join(err, ctx.Err())
 	}
-	calls := make(chan struct{})
-	go func() { ex.calls.Wait(); close(calls) }()
-	select {
-	case <-calls:
-	case <-ctx.Done():
-		return errors.Join(err, ctx.Err())
+}
+
+func (ex *Executor) cleanup() {
+	<-ex.stopped
+	ex.calls.Wait()
+	ex.dispatch.Close()
+	if ex.ownSystem {
+		ex.system.Shutdown()
 	}
-	ex.shutdown.Do(func() {
-		ex.dispatch.Close()
-		if ex.ownSystem {
-			ex.system.Shutdown()
-		}
-	})
-	return err
+	close(ex.cleaned)
 }

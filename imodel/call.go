@@ -1,0 +1,165 @@
+package imodel
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/lionactor/lionactor/messages"
+)
+
+// decodeFunc turns a success body into the call's value and usage.
+type decodeFunc func(p Provider, body []byte) (value any, usage *messages.Usage, err error)
+
+// httpCall is one model request as the executor runs it: each attempt sends
+// the same request anew.
+type httpCall struct {
+	m      *Model
+	method string
+	url    string
+	header http.Header
+	body   []byte
+	decode decodeFunc
+}
+
+// Do implements messages.Call.
+func (c *httpCall) Do(ctx context.Context, attempt int) (messages.Result, error) {
+	resp, err := c.send(ctx)
+	if err != nil {
+		return messages.Result{}, err
+	}
+	defer resp.Body.Close()
+	body, err := readCapped(resp.Body, c.m.cfg.MaxResponseBytes)
+	c.m.observe(resp.Header)
+	res := messages.Result{StatusCode: resp.StatusCode, Header: resp.Header}
+	if err != nil {
+		c.m.logAttempt(attempt, resp.StatusCode, err)
+		if errors.Is(err, ErrResponseTooLarge) {
+			return res, transportError(c.m.cfg.Provider, ErrResponseTooLarge, err)
+		}
+		return res, transportError(c.m.cfg.Provider, ErrConnection, err)
+	}
+	res.Body = body
+	if resp.StatusCode >= 400 {
+		err := statusError(c.m.cfg.Provider, resp.StatusCode, resp.Header, body, time.Now())
+		c.m.logAttempt(attempt, resp.StatusCode, err)
+		return res, err
+	}
+	value, usage, err := c.decode(c.m.cfg.Provider, body)
+	if err != nil {
+		err := malformed(c.m.cfg.Provider, resp.StatusCode, "%v", err)
+		c.m.logAttempt(attempt, resp.StatusCode, err)
+		return res, err
+	}
+	res.Value, res.Usage = value, usage
+	c.m.logAttempt(attempt, resp.StatusCode, nil)
+	return res, nil
+}
+
+// send makes one HTTP request with ctx.
+func (c *httpCall) send(ctx context.Context) (*http.Response, error) {
+	var body io.Reader
+	if c.body != nil {
+		body = bytes.NewReader(c.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, c.method, c.url, body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", messages.ErrInvalidRequest, err)
+	}
+	req.Header = c.header.Clone()
+	resp, err := c.m.client.Do(req)
+	if err != nil {
+		c.m.counts.errors.Add(1)
+		return nil, transportError(c.m.cfg.Provider, ErrConnection, err)
+	}
+	c.m.counts.add(resp.StatusCode)
+	return resp, nil
+}
+
+// observe reacts to a response's rate-limit headers: when the provider's
+// budget is nearly spent, the executor pauses until it has refilled.
+func (m *Model) observe(h http.Header) {
+	if !m.adaptive {
+		return
+	}
+	now := time.Now()
+	rl, ok := parseRateLimit(m.cfg.Provider, h, now)
+	if !ok {
+		return
+	}
+	if until := pauseFor(rl, now); !until.IsZero() {
+		m.logger.Debug("imodel: provider budget low; pausing", slog.String("model", m.cfg.Name), slog.Time("until", until))
+		m.ex.PauseUntil(until)
+	}
+}
+
+func (m *Model) logAttempt(attempt, status int, err error) {
+	if !m.logger.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	attrs := []any{slog.String("model", m.cfg.Name), slog.Int("attempt", attempt), slog.Int("status", status)}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", messages.Scrub(err.Error(), m.cfg.secrets())))
+	}
+	m.logger.Debug("imodel: attempt", attrs...)
+}
+
+// readCapped reads all of r, failing with ErrResponseTooLarge past limit.
+func readCapped(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrResponseTooLarge, limit)
+	}
+	return b, nil
+}
+
+// usageFields reads either provider's usage object.
+type usageFields struct {
+	Usage *struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+		TotalTokens      int `json:"total_tokens"`
+		InputTokens      int `json:"input_tokens"`
+		OutputTokens     int `json:"output_tokens"`
+	} `json:"usage"`
+}
+
+func (u usageFields) usage() *messages.Usage {
+	if u.Usage == nil {
+		return nil
+	}
+	in := u.Usage.PromptTokens + u.Usage.InputTokens
+	out := u.Usage.CompletionTokens + u.Usage.OutputTokens
+	total := u.Usage.TotalTokens
+	if total == 0 {
+		total = in + out
+	}
+	return &messages.Usage{InputTokens: in, OutputTokens: out, TotalTokens: total}
+}
+
+// decodeGeneric accepts any JSON body and reads a usage object if there is
+// one; the caller decodes the body itself (Response.Decode).
+func decodeGeneric(_ Provider, body []byte) (any, *messages.Usage, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, nil, nil
+	}
+	if !json.Valid(body) {
+		return nil, nil, errors.New("body is not valid JSON")
+	}
+	var u usageFields
+	if bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+		if err := json.Unmarshal(body, &u); err != nil {
+			return nil, nil, err
+		}
+	}
+	return nil, u.usage(), nil
+}

@@ -1,0 +1,232 @@
+package imodel
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/lionactor/lionactor/messages"
+)
+
+// Provider names the API dialect an endpoint speaks.
+type Provider string
+
+// The providers.
+const (
+	// OpenAI is api.openai.com: chat completions and embeddings.
+	OpenAI Provider = "openai"
+	// Anthropic is api.anthropic.com: messages.
+	Anthropic Provider = "anthropic"
+	// OpenAICompatible is any server speaking OpenAI's API (Groq, vLLM,
+	// Ollama, OpenRouter, ...). BaseURL is required.
+	OpenAICompatible Provider = "openai-compatible"
+	// Generic is any JSON HTTP endpoint. BaseURL is required; nothing is
+	// assumed about the body or the usage.
+	Generic Provider = "generic"
+)
+
+// AuthScheme says how the API key is sent.
+type AuthScheme string
+
+// The authentication schemes.
+const (
+	// AuthBearer sends "Authorization: Bearer KEY" (OpenAI and compatibles).
+	AuthBearer AuthScheme = "bearer"
+	// AuthAPIKeyHeader sends "x-api-key: KEY" (Anthropic).
+	AuthAPIKeyHeader AuthScheme = "x-api-key"
+	// AuthNone sends no credential.
+	AuthNone AuthScheme = "none"
+)
+
+// DefaultMaxResponseBytes caps a response body unless the config says
+// otherwise: far above any real completion, far below what would hurt.
+const DefaultMaxResponseBytes = 32 << 20
+
+// DefaultAnthropicVersion is sent as the anthropic-version header.
+const DefaultAnthropicVersion = "2023-06-01"
+
+// RetryPolicy configures a model's retries. The zero value means 3 attempts
+// in all with backoff from 500 ms up to 30 s.
+type RetryPolicy struct {
+	// MaxAttempts counts every attempt, the first included; 1 disables
+	// retries.
+	MaxAttempts int
+	// Initial and Max bound the full-jitter exponential backoff.
+	Initial, Max time.Duration
+}
+
+// EndpointConfig describes one model endpoint. Only Provider is required
+// for OpenAI and Anthropic; the rest has defaults per provider.
+type EndpointConfig struct {
+	// Name labels the model in logs and snapshots; default the provider.
+	Name     string
+	Provider Provider
+	// BaseURL is the API root, such as "https://api.openai.com/v1".
+	BaseURL string
+	// Path is the endpoint under BaseURL that Invoke calls, such as
+	// "/chat/completions". A {name} segment is filled from the payload's
+	// field of that name, which is then left out of the body.
+	Path string
+	// Method is the HTTP method of Invoke; default POST. POST, PUT and
+	// PATCH send the payload as a JSON body, others as query parameters.
+	Method string
+	// Model is the default "model" field of requests.
+	Model string
+
+	// Auth says how the key is sent; default by provider.
+	Auth AuthScheme
+	// APIKey is the credential. Leave it empty to read APIKeyEnv.
+	APIKey string
+	// APIKeyEnv names the environment variable holding the key; default
+	// OPENAI_API_KEY or ANTHROPIC_API_KEY by provider.
+	APIKeyEnv string
+
+	// Headers are sent with every request.
+	Headers map[string]string
+	// Defaults are request fields used when the payload does not set them.
+	Defaults map[string]any
+
+	// Timeout bounds each attempt; 0 means the executor's default.
+	Timeout time.Duration
+	// Retry configures retries of transient failures.
+	Retry RetryPolicy
+	// MaxResponseBytes caps each response body; default
+	// DefaultMaxResponseBytes. A larger body fails the attempt.
+	MaxResponseBytes int64
+	// AnthropicVersion is the anthropic-version header; default
+	// DefaultAnthropicVersion.
+	AnthropicVersion string
+	// InsecureSkipVerify turns off TLS certificate verification, for a test
+	// server with a self-signed certificate only. New logs a warning when it
+	// is set. It has no effect with WithHTTPClient.
+	InsecureSkipVerify bool
+}
+
+// ConfigError reports an invalid EndpointConfig field. It matches
+// messages.ErrInvalidConfig (and so runtime.ErrInvalidConfig) under
+// errors.Is.
+type ConfigError = messages.ConfigError
+
+func badConfig(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// resolved is an EndpointConfig with every default applied and the key read.
+type resolved struct {
+	EndpointConfig
+	base   *url.URL
+	apiKey string
+}
+
+// resolve validates c and fills its defaults. getenv reads the environment.
+func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
+	r := &resolved{EndpointConfig: c}
+	switch c.Provider {
+	case OpenAI:
+		r.BaseURL = or(c.BaseURL, "https://api.openai.com/v1")
+		r.Path = or(c.Path, "/chat/completions")
+		r.Auth = AuthScheme(or(string(c.Auth), string(AuthBearer)))
+		r.APIKeyEnv = or(c.APIKeyEnv, "OPENAI_API_KEY")
+	case Anthropic:
+		r.BaseURL = or(c.BaseURL, "https://api.anthropic.com/v1")
+		r.Path = or(c.Path, "/messages")
+		r.Auth = AuthScheme(or(string(c.Auth), string(AuthAPIKeyHeader)))
+		r.APIKeyEnv = or(c.APIKeyEnv, "ANTHROPIC_API_KEY")
+		r.AnthropicVersion = or(c.AnthropicVersion, DefaultAnthropicVersion)
+	case OpenAICompatible:
+		r.Path = or(c.Path, "/chat/completions")
+		r.Auth = AuthScheme(or(string(c.Auth), string(AuthBearer)))
+	case Generic:
+		r.Auth = AuthScheme(or(string(c.Auth), string(AuthNone)))
+	case "":
+		return nil, badConfig("Provider", "required (openai, anthropic, openai-compatible or generic)")
+	default:
+		return nil, badConfig("Provider", "unknown provider %q", c.Provider)
+	}
+	r.Name = or(c.Name, string(c.Provider))
+	r.Method = strings.ToUpper(or(c.Method, http.MethodPost))
+	if r.BaseURL == "" {
+		return nil, badConfig("BaseURL", "required for provider %s", c.Provider)
+	}
+	u, err := url.Parse(r.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, badConfig("BaseURL", "must be an absolute http or https URL, got %q", r.BaseURL)
+	}
+	if u.User != nil {
+		return nil, badConfig("BaseURL", "must not carry credentials")
+	}
+	r.base = u
+	if r.Path != "" && !strings.HasPrefix(r.Path, "/") {
+		return nil, badConfig("Path", "must start with /, got %q", r.Path)
+	}
+	if !validMethod(r.Method) {
+		return nil, badConfig("Method", "unsupported method %q", r.Method)
+	}
+	switch r.Auth {
+	case AuthBearer, AuthAPIKeyHeader, AuthNone:
+	default:
+		return nil, badConfig("Auth", "unknown scheme %q", r.Auth)
+	}
+	r.apiKey = c.APIKey
+	if r.apiKey == "" && r.APIKeyEnv != "" {
+		r.apiKey = strings.TrimSpace(getenv(r.APIKeyEnv))
+	}
+	if r.Auth != AuthNone && r.apiKey == "" && (c.Provider == OpenAI || c.Provider == Anthropic) {
+		return nil, badConfig("APIKey", "no API key: set APIKey or the environment variable %s", r.APIKeyEnv)
+	}
+	if strings.ContainsAny(r.apiKey, "\r\n") {
+		return nil, badConfig("APIKey", "contains a line break")
+	}
+	for k := range c.Headers {
+		if k == "" || strings.ContainsAny(k, " \r\n:") {
+			return nil, badConfig("Headers", "invalid header name %q", k)
+		}
+	}
+	switch {
+	case c.Timeout < 0:
+		return nil, badConfig("Timeout", "must not be negative")
+	case c.Retry.MaxAttempts < 0:
+		return nil, badConfig("Retry.MaxAttempts", "must not be negative")
+	case c.Retry.Initial < 0 || c.Retry.Max < 0:
+		return nil, badConfig("Retry", "backoff bounds must not be negative")
+	case c.MaxResponseBytes < 0:
+		return nil, badConfig("MaxResponseBytes", "must not be negative")
+	}
+	if r.Retry.MaxAttempts == 0 {
+		r.Retry.MaxAttempts = 3
+	}
+	if r.MaxResponseBytes == 0 {
+		r.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	return r, nil
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func validMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodHead:
+		return true
+	}
+	return false
+}
+
+// hasBody reports whether the method sends its payload as a JSON body.
+func hasBody(method string) bool {
+	return method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch
+}
+
+// secrets lists what must be scrubbed from everything shown.
+func (r *resolved) secrets() []string {
+	if r.apiKey == "" {
+		return nil
+	}
+	return []string{r.apiKey}
+}

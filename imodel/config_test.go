@@ -1,0 +1,160 @@
+package imodel
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lionactor/lionactor/runtime"
+)
+
+func TestConfigErrorsNameTheirField(t *testing.T) {
+	ok := EndpointConfig{Provider: OpenAI, APIKey: testKey}
+	with := func(f func(*EndpointConfig)) EndpointConfig {
+		c := ok
+		f(&c)
+		return c
+	}
+	cases := []struct {
+		name  string
+		cfg   EndpointConfig
+		field string
+	}{
+		{"no provider", EndpointConfig{}, "Provider"},
+		{"unknown provider", EndpointConfig{Provider: "cohere"}, "Provider"},
+		{"compatible without base URL", EndpointConfig{Provider: OpenAICompatible}, "BaseURL"},
+		{"generic without base URL", EndpointConfig{Provider: Generic}, "BaseURL"},
+		{"relative base URL", with(func(c *EndpointConfig) { c.BaseURL = "api.openai.com/v1" }), "BaseURL"},
+		{"ftp base URL", with(func(c *EndpointConfig) { c.BaseURL = "ftp://example.com/v1" }), "BaseURL"},
+		{"base URL without host", with(func(c *EndpointConfig) { c.BaseURL = "http:///v1" }), "BaseURL"},
+		{"unparsable base URL", with(func(c *EndpointConfig) { c.BaseURL = "http://[::1" }), "BaseURL"},
+		{"credentials in base URL", with(func(c *EndpointConfig) { c.BaseURL = "https://user:pw@example.com/v1" }), "BaseURL"},
+		{"relative path", with(func(c *EndpointConfig) { c.Path = "chat/completions" }), "Path"},
+		{"bad method", with(func(c *EndpointConfig) { c.Method = "CONNECT" }), "Method"},
+		{"bad auth", with(func(c *EndpointConfig) { c.Auth = "basic" }), "Auth"},
+		{"no OpenAI key", EndpointConfig{Provider: OpenAI, APIKeyEnv: "IMODEL_TEST_UNSET_KEY"}, "APIKey"},
+		{"no Anthropic key", EndpointConfig{Provider: Anthropic, APIKeyEnv: "IMODEL_TEST_UNSET_KEY"}, "APIKey"},
+		{"key with a line break", with(func(c *EndpointConfig) { c.APIKey = "sk-test-a\nX-Evil: 1" }), "APIKey"},
+		{"empty header name", with(func(c *EndpointConfig) { c.Headers = map[string]string{"": "x"} }), "Headers"},
+		{"header name with a space", with(func(c *EndpointConfig) { c.Headers = map[string]string{"X Bad": "x"} }), "Headers"},
+		{"header name with a colon", with(func(c *EndpointConfig) { c.Headers = map[string]string{"X-A:b": "x"} }), "Headers"},
+		{"negative timeout", with(func(c *EndpointConfig) { c.Timeout = -time.Second }), "Timeout"},
+		{"negative attempts", with(func(c *EndpointConfig) { c.Retry.MaxAttempts = -1 }), "Retry.MaxAttempts"},
+		{"negative initial backoff", with(func(c *EndpointConfig) { c.Retry.Initial = -time.Second }), "Retry"},
+		{"negative max backoff", with(func(c *EndpointConfig) { c.Retry.Max = -time.Second }), "Retry"},
+		{"negative body cap", with(func(c *EndpointConfig) { c.MaxResponseBytes = -1 }), "MaxResponseBytes"},
+	}
+	ex := startExecutor(t, nil)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.cfg.resolve(func(string) string { return "" })
+			checkConfigError(t, err, tc.field)
+			m, err := New(ex, tc.cfg)
+			if m != nil {
+				t.Error("New returned a model for an invalid config")
+			}
+			checkConfigError(t, err, tc.field)
+			if strings.Contains(err.Error(), "sk-test-a") {
+				t.Errorf("the error shows the key: %v", err)
+			}
+		})
+	}
+}
+
+func TestNewNilExecutor(t *testing.T) {
+	_, err := New(nil, EndpointConfig{Provider: OpenAI, APIKey: testKey})
+	checkConfigError(t, err, "executor")
+}
+
+func checkConfigError(t *testing.T, err error, field string) {
+	t.Helper()
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %v (%T), want a *ConfigError", err, err)
+	}
+	if ce.Field != field {
+		t.Errorf("field %q, want %q (%v)", ce.Field, field, err)
+	}
+	if !errors.Is(err, runtime.ErrInvalidConfig) {
+		t.Errorf("%v does not match runtime.ErrInvalidConfig", err)
+	}
+	if !strings.Contains(err.Error(), field) {
+		t.Errorf("message %q does not name %s", err, field)
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	t.Setenv("OPENAI_API_KEY", "  sk-test-from-env-openai \n")
+	t.Setenv("ANTHROPIC_API_KEY", "sk-test-from-env-anthropic")
+	t.Setenv("IMODEL_TEST_KEY", "sk-test-from-custom-env")
+	ex := startExecutor(t, nil)
+	cases := []struct {
+		cfg                   EndpointConfig
+		base, path, env, key  string
+		auth                  AuthScheme
+		wantHeader, wantValue string
+	}{
+		{EndpointConfig{Provider: OpenAI}, "https://api.openai.com/v1", "/chat/completions", "OPENAI_API_KEY",
+			"sk-test-from-env-openai", AuthBearer, "Authorization", "Bearer sk-test-from-env-openai"},
+		{EndpointConfig{Provider: Anthropic}, "https://api.anthropic.com/v1", "/messages", "ANTHROPIC_API_KEY",
+			"sk-test-from-env-anthropic", AuthAPIKeyHeader, "X-Api-Key", "sk-test-from-env-anthropic"},
+		{EndpointConfig{Provider: OpenAICompatible, BaseURL: "http://127.0.0.1:1/v1"}, "http://127.0.0.1:1/v1", "/chat/completions", "",
+			"", AuthBearer, "Authorization", ""},
+		{EndpointConfig{Provider: Generic, BaseURL: "http://127.0.0.1:1", APIKey: "sk-test-unsent"}, "http://127.0.0.1:1", "", "",
+			"sk-test-unsent", AuthNone, "Authorization", ""},
+		// An explicit key wins over the environment; a named variable is read.
+		{EndpointConfig{Provider: OpenAI, APIKey: "sk-test-explicit"}, "https://api.openai.com/v1", "/chat/completions", "OPENAI_API_KEY",
+			"sk-test-explicit", AuthBearer, "Authorization", "Bearer sk-test-explicit"},
+		{EndpointConfig{Provider: OpenAICompatible, BaseURL: "https://example.com/v1", APIKeyEnv: "IMODEL_TEST_KEY"}, "https://example.com/v1", "/chat/completions", "IMODEL_TEST_KEY",
+			"sk-test-from-custom-env", AuthBearer, "Authorization", "Bearer sk-test-from-custom-env"},
+	}
+	for _, tc := range cases {
+		t.Run(string(tc.cfg.Provider), func(t *testing.T) {
+			m, err := New(ex, tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			r := m.cfg
+			if r.BaseURL != tc.base || r.Path != tc.path || r.APIKeyEnv != tc.env || r.apiKey != tc.key || r.Auth != tc.auth {
+				t.Errorf("resolved base %q path %q env %q key %q auth %q; want %q %q %q %q %q",
+					r.BaseURL, r.Path, r.APIKeyEnv, r.apiKey, r.Auth, tc.base, tc.path, tc.env, tc.key, tc.auth)
+			}
+			if m.Name() != string(tc.cfg.Provider) || m.Provider() != tc.cfg.Provider {
+				t.Errorf("name %q provider %q", m.Name(), m.Provider())
+			}
+			if r.Method != http.MethodPost || r.Retry.MaxAttempts != 3 || r.MaxResponseBytes != DefaultMaxResponseBytes {
+				t.Errorf("method %q attempts %d cap %d", r.Method, r.Retry.MaxAttempts, r.MaxResponseBytes)
+			}
+			h := m.header(nil, true)
+			if got := h.Get(tc.wantHeader); got != tc.wantValue {
+				t.Errorf("%s: %q, want %q", tc.wantHeader, got, tc.wantValue)
+			}
+			if tc.cfg.Provider == Anthropic && h.Get("Anthropic-Version") != DefaultAnthropicVersion {
+				t.Errorf("anthropic-version %q", h.Get("Anthropic-Version"))
+			}
+			if tc.cfg.Provider != Anthropic && h.Get("Anthropic-Version") != "" {
+				t.Error("anthropic-version sent to another provider")
+			}
+			if len(m.cfg.secrets()) != min(1, len(tc.key)) {
+				t.Errorf("secrets %d", len(m.cfg.secrets()))
+			}
+		})
+	}
+
+	// Explicit settings are kept.
+	m := newModel(t, ex, EndpointConfig{Provider: Anthropic, Name: "claude", APIKey: "sk-test-x", Method: "put",
+		AnthropicVersion: "2024-01-01", Retry: RetryPolicy{MaxAttempts: 1}, MaxResponseBytes: 10, Auth: AuthBearer,
+		Headers: map[string]string{"X-Team": "a"}})
+	if m.Name() != "claude" || m.cfg.Method != http.MethodPut || m.cfg.AnthropicVersion != "2024-01-01" ||
+		m.cfg.Retry.MaxAttempts != 1 || m.cfg.MaxResponseBytes != 10 {
+		t.Errorf("resolved %+v", m.cfg.EndpointConfig)
+	}
+	h := m.header(map[string]string{"X-Call": "b"}, false)
+	if h.Get("Authorization") != "Bearer sk-test-x" || h.Get("X-Api-Key") != "" || h.Get("X-Team") != "a" ||
+		h.Get("X-Call") != "b" || h.Get("Content-Type") != "" || h.Get("Accept") != "application/json" {
+		t.Errorf("headers %v", h)
+	}
+}

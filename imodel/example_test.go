@@ -1,0 +1,159 @@
+package imodel_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"strings"
+	"time"
+
+	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/runtime"
+	"github.com/lionactor/lionactor/simulator"
+)
+
+// start runs a local simulator, whose replies are fixed by its seed, and an
+// executor; stop releases both.
+func start() (baseURL string, ex *runtime.Executor, stop func()) {
+	sim, err := simulator.New(simulator.Config{Seed: 1, RequestsPerMinute: 600, TokensPerMinute: 100000})
+	if err != nil {
+		log.Fatal(err)
+	}
+	base, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg := runtime.DefaultConfig()
+	cfg.RequestsPerInterval = 600 // the provider's limit: 600 a minute
+	cfg.RequestInterval = time.Minute
+	ex, err = runtime.Start(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return base + "/v1", ex, func() {
+		ex.Stop(context.Background())
+		sim.Close()
+	}
+}
+
+func ExampleModel_Chat() {
+	baseURL, ex, stop := start()
+	defer stop()
+
+	m, err := imodel.New(ex, imodel.EndpointConfig{
+		Provider: imodel.OpenAI,
+		BaseURL:  baseURL,
+		APIKey:   "sk-test-example",
+		Model:    "gpt-4o-mini",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	resp, err := m.Chat(context.Background(), imodel.ChatRequest{
+		System:    "You are terse.",
+		Messages:  []imodel.Message{{Role: "user", Content: "Say something."}},
+		MaxTokens: 8,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(resp.Text)
+	fmt.Println("finish:", resp.FinishReason)
+	fmt.Printf("usage: %d in, %d out\n", resp.Usage.InputTokens, resp.Usage.OutputTokens)
+	fmt.Printf("tokens: %d estimated, %d used\n", resp.Event.Tokens.Estimated, resp.Event.Tokens.Actual)
+	fmt.Println(resp.Event.Status, "after", resp.Event.Attempt, "attempt")
+	// Output:
+	// Lorem dolor tempor nisi labore do ad.
+	// finish: length
+	// usage: 19 in, 8 out
+	// tokens: 27 estimated, 27 used
+	// COMPLETED after 1 attempt
+}
+
+func ExampleModel_Invoke() {
+	baseURL, ex, stop := start()
+	defer stop()
+
+	m, err := imodel.New(ex, imodel.EndpointConfig{
+		Provider: imodel.Anthropic,
+		BaseURL:  baseURL,
+		APIKey:   "sk-test-example",
+		Model:    "claude-sonnet-4-5",
+		Defaults: map[string]any{"max_tokens": 64, "temperature": 0.2},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	// The payload is the provider's own body; a field set by an option wins
+	// over the payload, which wins over the config's defaults.
+	resp, err := m.Invoke(context.Background(), map[string]any{
+		"system":     "Answer in five words.",
+		"messages":   []map[string]any{{"role": "user", "content": "What is an actor?"}},
+		"max_tokens": 32,
+	}, imodel.WithField("max_tokens", 5))
+	if err != nil {
+		log.Fatal(err)
+	}
+	var msg struct {
+		Content []struct {
+			Text string `json:"text"`
+		} `json:"content"`
+		StopReason string `json:"stop_reason"`
+	}
+	if err := resp.Decode(&msg); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(resp.StatusCode, msg.Content[0].Text, msg.StopReason)
+	fmt.Println("endpoint:", resp.Event.Endpoint().Method, strings.TrimPrefix(resp.Event.Endpoint().URL, baseURL))
+	fmt.Println("key shown as:", resp.Event.Endpoint().Header.Get("X-Api-Key"))
+	// Output:
+	// 200 Lorem sunt ex enim. max_tokens
+	// endpoint: POST /messages
+	// key shown as: [REDACTED]
+}
+
+func ExampleModel_Stream() {
+	baseURL, ex, stop := start()
+	defer stop()
+
+	m, err := imodel.New(ex, imodel.EndpointConfig{
+		Provider: imodel.OpenAI,
+		BaseURL:  baseURL,
+		APIKey:   "sk-test-example",
+		Model:    "gpt-4o-mini",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	s, err := m.Stream(context.Background(), imodel.ChatRequest{
+		Messages:  []imodel.Message{{Role: "user", Content: "Stream a few words."}},
+		MaxTokens: 6,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for chunk := range s.Chunks() {
+		fmt.Printf("%q\n", chunk)
+	}
+	resp, err := s.Wait(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(resp.Text)
+	fmt.Printf("%s, %d tokens\n", resp.FinishReason, resp.Usage.TotalTokens)
+	// Output:
+	// "Lorem"
+	// " sint"
+	// " anim"
+	// " amet"
+	// " et"
+	// "."
+	// Lorem sint anim amet et.
+	// length, 18 tokens
+}

@@ -1,0 +1,383 @@
+package imodel
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/lionactor/lionactor/messages"
+	"github.com/lionactor/lionactor/runtime"
+)
+
+// ErrClosed is returned by calls on a closed Model.
+var ErrClosed = errors.New("imodel: model closed")
+
+// Model is one model endpoint bound to an executor. Its methods are safe for
+// concurrent use. Close it when done to release its connections.
+type Model struct {
+	ex        *runtime.Executor
+	cfg       *resolved
+	client    *http.Client
+	ownClient bool
+	logger    *slog.Logger
+	adaptive  bool
+	closed    atomic.Bool
+	counts    statusCounts
+}
+
+// Option configures a Model.
+type Option func(*Model)
+
+// WithHTTPClient makes the model use c instead of a client of its own
+// (Close then leaves c alone).
+func WithHTTPClient(c *http.Client) Option {
+	return func(m *Model) { m.client, m.ownClient = c, false }
+}
+
+// WithLogger sends the model's debug logs (one line per attempt, never a
+// key) to l.
+func WithLogger(l *slog.Logger) Option { return func(m *Model) { m.logger = l } }
+
+// WithoutAdaptiveLimits stops the model from pausing the executor when the
+// provider's rate-limit headers say the budget is nearly spent. A 429 still
+// pauses it.
+func WithoutAdaptiveLimits() Option { return func(m *Model) { m.adaptive = false } }
+
+// New returns a Model for cfg whose calls run on ex. It validates cfg (a
+// *ConfigError names the field) and reads the API key from the environment
+// if cfg does not hold one.
+func New(ex *runtime.Executor, cfg EndpointConfig, opts ...Option) (*Model, error) {
+	if ex == nil {
+		return nil, badConfig("executor", "nil executor")
+	}
+	r, err := cfg.resolve(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{ex: ex, cfg: r, adaptive: true, ownClient: true}
+	for _, o := range opts {
+		o(m)
+	}
+	if m.logger == nil {
+		m.logger = slog.New(slog.DiscardHandler)
+	}
+	if m.client == nil {
+		t := newTransport(ex.Config().Concurrency)
+		if r.InsecureSkipVerify {
+			m.logger.Warn("imodel: TLS certificate verification is off", slog.String("model", r.Name), slog.String("base_url", r.BaseURL))
+			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // an explicit opt-out, logged
+		}
+		m.client = &http.Client{Transport: t}
+		m.ownClient = true
+	}
+	return m, nil
+}
+
+// newTransport is tuned for many concurrent calls to one host: the idle pool
+// holds a connection per caller, so a steady load reuses connections instead
+// of dialling; HTTP/2 is used where the server offers it.
+func newTransport(concurrency int) *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          max(100, concurrency),
+		MaxIdleConnsPerHost:   max(2, concurrency),
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// Name returns the model's name.
+func (m *Model) Name() string { return m.cfg.Name }
+
+// Provider returns the model's provider.
+func (m *Model) Provider() Provider { return m.cfg.Provider }
+
+// Close releases the model's idle connections. Calls after Close fail with
+// ErrClosed; calls already submitted go on.
+func (m *Model) Close() error {
+	if m.closed.Swap(true) {
+		return nil
+	}
+	if m.ownClient {
+		m.client.CloseIdleConnections()
+	}
+	return nil
+}
+
+// CallOption adjusts one call.
+type CallOption func(*callOptions)
+
+type callOptions struct {
+	fields      map[string]any
+	tokens      int
+	hasTokens   bool
+	metadata    map[string]string
+	headers     map[string]string
+	timeout     time.Duration
+	maxAttempts int
+}
+
+// WithField sets a request field, over the payload and the defaults.
+func WithField(name string, value any) CallOption {
+	return func(o *callOptions) {
+		if o.fields == nil {
+			o.fields = map[string]any{}
+		}
+		o.fields[name] = value
+	}
+}
+
+// WithTokens gives the request's API-token cost instead of the estimate.
+func WithTokens(n int) CallOption { return func(o *callOptions) { o.tokens, o.hasTokens = n, true } }
+
+// WithMetadata attaches metadata that every snapshot of the request carries.
+func WithMetadata(md map[string]string) CallOption {
+	return func(o *callOptions) { o.metadata = maps.Clone(md) }
+}
+
+// WithHeader sets a header for this call.
+func WithHeader(name, value string) CallOption {
+	return func(o *callOptions) {
+		if o.headers == nil {
+			o.headers = map[string]string{}
+		}
+		o.headers[name] = value
+	}
+}
+
+// WithTimeout bounds each attempt of this call.
+func WithTimeout(d time.Duration) CallOption { return func(o *callOptions) { o.timeout = d } }
+
+// WithMaxAttempts sets this call's total attempts.
+func WithMaxAttempts(n int) CallOption { return func(o *callOptions) { o.maxAttempts = n } }
+
+// Response is the outcome of Invoke: the request's terminal snapshot and,
+// when there was one, the HTTP response.
+type Response struct {
+	Event      runtime.Event
+	StatusCode int
+	Header     http.Header
+	Body       []byte
+}
+
+// Decode unmarshals the response body into v.
+func (r *Response) Decode(v any) error {
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		return fmt.Errorf("imodel: decoding response: %w", err)
+	}
+	return nil
+}
+
+// Invoke sends payload to the model's endpoint and waits for the outcome.
+// Fields merge in this order, later winning: the config's Defaults (and
+// Model), payload, then WithField options. It returns the response with the
+// terminal snapshot, and the request's error if it did not complete
+// (an *APIError, ErrTimeout, ErrCancelled, ...). If ctx ends first, the
+// request is cancelled.
+func (m *Model) Invoke(ctx context.Context, payload map[string]any, opts ...CallOption) (*Response, error) {
+	h, err := m.Submit(ctx, payload, opts...)
+	if err != nil {
+		return nil, err
+	}
+	ev := awaitEnd(h)
+	resp := &Response{Event: ev}
+	if r, ok := ev.Response(); ok {
+		resp.StatusCode, resp.Header, resp.Body = r.StatusCode, r.Header, r.Body
+	}
+	return resp, ev.Err()
+}
+
+// awaitEnd waits for the request's terminal snapshot. It always comes: the
+// submit context's end cancels the request.
+func awaitEnd(h *runtime.Handle) runtime.Event {
+	<-h.Done()
+	return h.Latest()
+}
+
+// Submit sends payload to the model's endpoint without waiting, and returns
+// the request's handle; see Invoke for the merging of fields.
+func (m *Model) Submit(ctx context.Context, payload map[string]any, opts ...CallOption) (*runtime.Handle, error) {
+	return m.submit(ctx, m.cfg.Method, m.cfg.Path, payload, decodeGeneric, opts)
+}
+
+// submit builds the HTTP request and hands it to the executor.
+func (m *Model) submit(ctx context.Context, method, path string, payload map[string]any, decode decodeFunc, opts []CallOption) (*runtime.Handle, error) {
+	return m.submitCall(ctx, method, path, payload, opts, func(c *httpCall) messages.Call {
+		c.decode = decode
+		return c
+	})
+}
+
+// submitCall builds the request and submits it.
+func (m *Model) submitCall(ctx context.Context, method, path string, payload map[string]any, opts []CallOption, makeCall func(*httpCall) messages.Call) (*runtime.Handle, error) {
+	r, err := m.build(method, path, payload, opts, makeCall)
+	if err != nil {
+		return nil, err
+	}
+	return m.ex.Submit(ctx, r)
+}
+
+// NewRequest builds the executor request that Submit would submit, for an
+// actor that drives the executor by messages (messages.Submit): its Call
+// makes the HTTP request with the model's client, credentials and retries,
+// and its snapshots carry the same redacted description.
+func (m *Model) NewRequest(payload map[string]any, opts ...CallOption) (runtime.Request, error) {
+	return m.build(m.cfg.Method, m.cfg.Path, payload, opts, func(c *httpCall) messages.Call {
+		c.decode = decodeGeneric
+		return c
+	})
+}
+
+// build makes the HTTP request, lets makeCall wrap it in the call the
+// executor runs, and returns the executor's request.
+func (m *Model) build(method, path string, payload map[string]any, opts []CallOption, makeCall func(*httpCall) messages.Call) (runtime.Request, error) {
+	if m.closed.Load() {
+		return runtime.Request{}, ErrClosed
+	}
+	var o callOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	fields := make(map[string]any, len(m.cfg.Defaults)+len(payload)+len(o.fields)+1)
+	if m.cfg.Model != "" {
+		fields["model"] = m.cfg.Model
+	}
+	maps.Copy(fields, m.cfg.Defaults)
+	maps.Copy(fields, payload)
+	maps.Copy(fields, o.fields)
+
+	path, err := fillPath(path, fields)
+	if err != nil {
+		return runtime.Request{}, err
+	}
+	// path is escaped (fillPath escapes the values it puts in): join it to
+	// the base's escaped path, so that it is not escaped twice.
+	u := *m.cfg.base
+	u.RawPath = strings.TrimSuffix(u.EscapedPath(), "/") + path
+	if u.Path, err = url.PathUnescape(u.RawPath); err != nil {
+		return runtime.Request{}, fmt.Errorf("%w: path %q: %w", messages.ErrInvalidRequest, path, err)
+	}
+	var body []byte
+	if hasBody(method) {
+		if body, err = json.Marshal(fields); err != nil {
+			return runtime.Request{}, fmt.Errorf("%w: payload is not JSON: %w", messages.ErrInvalidRequest, err)
+		}
+	} else if len(fields) > 0 {
+		u.RawQuery = query(fields)
+	}
+	header := m.header(o.headers, body != nil)
+	tokens := o.tokens
+	if !o.hasTokens {
+		tokens = estimate(m.cfg.Provider, path, body)
+	}
+	maxAttempts := o.maxAttempts
+	if maxAttempts == 0 {
+		maxAttempts = m.cfg.Retry.MaxAttempts
+	}
+	timeout := o.timeout
+	if timeout == 0 {
+		timeout = m.cfg.Timeout
+	}
+	hc := &httpCall{m: m, method: method, url: u.String(), header: header, body: body}
+	return runtime.Request{
+		Call:        makeCall(hc),
+		Tokens:      tokens,
+		Endpoint:    messages.Endpoint{Method: method, URL: hc.url, Header: header, Payload: body},
+		Metadata:    o.metadata,
+		Timeout:     timeout,
+		MaxAttempts: maxAttempts,
+		Retry:       runtime.Backoff{Initial: m.cfg.Retry.Initial, Max: m.cfg.Retry.Max, Retryable: retryable},
+		Secrets:     m.cfg.secrets(),
+	}, nil
+}
+
+// header builds the request headers: defaults, then the call's, then
+// credentials and the provider's required headers.
+func (m *Model) header(extra map[string]string, jsonBody bool) http.Header {
+	h := make(http.Header, len(m.cfg.Headers)+len(extra)+3)
+	for k, v := range m.cfg.Headers {
+		h.Set(k, v)
+	}
+	for k, v := range extra {
+		h.Set(k, v)
+	}
+	if jsonBody {
+		h.Set("Content-Type", "application/json")
+	}
+	h.Set("Accept", "application/json")
+	if m.cfg.apiKey != "" {
+		switch m.cfg.Auth {
+		case AuthBearer:
+			h.Set("Authorization", "Bearer "+m.cfg.apiKey)
+		case AuthAPIKeyHeader:
+			h.Set("X-Api-Key", m.cfg.apiKey)
+		}
+	}
+	if m.cfg.Provider == Anthropic {
+		h.Set("Anthropic-Version", m.cfg.AnthropicVersion)
+	}
+	return h
+}
+
+// fillPath replaces each {name} in path by the field of that name, which it
+// removes from fields.
+func fillPath(path string, fields map[string]any) (string, error) {
+	for {
+		i := strings.IndexByte(path, '{')
+		if i < 0 {
+			return path, nil
+		}
+		j := strings.IndexByte(path[i:], '}')
+		if j < 0 {
+			return "", fmt.Errorf("%w: unclosed { in path %q", messages.ErrInvalidRequest, path)
+		}
+		name := path[i+1 : i+j]
+		v, ok := fields[name]
+		if !ok {
+			return "", fmt.Errorf("%w: path parameter {%s} has no field", messages.ErrInvalidRequest, name)
+		}
+		delete(fields, name)
+		path = path[:i] + url.PathEscape(fmt.Sprint(v)) + path[i+j+1:]
+	}
+}
+
+// query encodes fields as URL query parameters, in a stable order; values
+// that are not strings or numbers are sent as JSON.
+func query(fields map[string]any) string {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	q := url.Values{}
+	for _, k := range keys {
+		switch v := fields[k].(type) {
+		case string:
+			q.Set(k, v)
+		case fmt.Stringer:
+			q.Set(k, v.String())
+		case int, int64, float64, bool, json.Number:
+			q.Set(k, fmt.Sprint(v))
+		default:
+			b, _ := json.Marshal(v)
+			q.Set(k, string(bytes.TrimSpace(b)))
+		}
+	}
+	return q.Encode()
+}

@@ -1,0 +1,68 @@
+// Package simulator is a built-in simulator of the OpenAI and Anthropic
+// APIs that enforces its own rate limits per API key and answers as the
+// real services do: the same paths, JSON bodies, server-sent-event streams,
+// error bodies, status codes and rate-limit headers. It lets tests,
+// benchmarks and demonstrations drive a client against realistic limits
+// and failures without a network or an account.
+//
+// # Endpoints
+//
+// POST /v1/chat/completions and POST /v1/embeddings speak OpenAI's API,
+// with "Authorization: Bearer KEY"; POST /v1/messages speaks Anthropic's,
+// with "x-api-key: KEY" and the required anthropic-version header. Bodies
+// are decoded and encoded with the types of package imodel/wire. Replies
+// are lorem-ipsum words, one token each, CompletionTokens long (or
+// max_tokens, if smaller), chosen by a random source seeded from
+// Config.Seed and the request's model and prompt, so the same request gets
+// the same reply. Usage is counted with package imodel/tokens.
+//
+// # Rate limits
+//
+// Each API key has a request bucket and a token bucket, each refilling
+// continuously at its per-minute limit / 60 per second. A bucket holds the
+// per-minute limit, as the providers' buckets do, unless
+// Config.RequestBurst or Config.TokenBurst makes it smaller, so that a test
+// can demand steady pacing instead of a minute's worth at once. A request
+// costs 1 request and, as OpenAI estimates it at admission, its prompt
+// tokens plus n × max_tokens (tokens.DefaultMaxTokens when unset); an
+// embeddings request costs its input tokens. A request that does not fit is
+// refused with 429 and costs nothing. Every response to an accepted key
+// carries the provider's headers: x-ratelimit-{limit,remaining,reset}-
+// {requests,tokens} for OpenAI, with the reset as a duration until the
+// bucket is full ("1s", "6m0s", "12ms"), and anthropic-ratelimit-
+// {requests,tokens}-{limit,remaining,reset} for Anthropic, with the reset
+// as an RFC 3339 time. The limit is always the per-minute limit and the
+// remaining count the bucket's level. A 429 carries retry-after (seconds)
+// and, for OpenAI, retry-after-ms.
+//
+// # Faults
+//
+// Config.Faults makes a share of requests fail at random: 500, 503, 529,
+// injected 429s, connection resets, malformed JSON, truncated bodies and
+// streams, and slow responses. Faults other than 429 happen after
+// admission, so the request is charged, as a real failure after admission
+// would be.
+//
+// # Test hooks
+//
+// Request headers steer single requests, so that a test can produce an
+// outcome without depending on the seed:
+//
+//	X-Sim-Fault: 500|503|529|429|reset|malformed|truncate|slow|quota
+//	X-Sim-Fault-Times: N   only the first N attempts with the same
+//	                       X-Sim-Request-Id meet the fault
+//	X-Sim-Request-Id: ID   names the logical request across retries
+//	X-Sim-Latency: 20ms    the latency of this request
+//
+// For example, a request sent with "X-Sim-Fault: 503", "X-Sim-Fault-Times:
+// 2" and "X-Sim-Request-Id: r1" fails twice and succeeds on the third
+// attempt, which shows that a client retries. An invalid hook value is
+// answered 400.
+//
+// # Observation
+//
+// Server.Stats counts responses by status, rate-limit refusals, admitted
+// requests and tokens, per-key counts and the largest number of requests
+// in flight at once. Server.Arrivals and MaxBurst tell how many requests
+// arrived within any window, to check a client's pacing.
+package simulator
