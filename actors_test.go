@@ -317,7 +317,8 @@ func TestConcurrencyNeverExceedsTheCap(t *testing.T) {
 	for range cap {
 		<-startedCh
 	}
-	if st := ex.Stats(); st.InFlight != cap || st.Queued != n-cap {
+	// Some submits may still be in the queue's mailbox, not yet counted.
+	if st := ex.Stats(); st.InFlight != cap || st.Queued > n-cap {
 		t.Errorf("with %d callers busy: %+v", cap, st)
 	}
 	for i := range n {

@@ -53,11 +53,17 @@ func (l *limiter) Receive(ctx actor.Context) {
 	case *limiterTick:
 		l.pump(ctx, time.Now())
 	case *PauseUntil:
+		now := time.Now()
 		if m.Until.After(l.paused) {
 			l.paused = m.Until
 			l.budget.pausedUntil.Store(m.Until.UnixNano())
+			// A head reserved before the pause would take its permit from
+			// the bucket as it was then, and at the pause's end go out
+			// together with a refilled bucket: one over the burst. It
+			// reserves again when the pause ends.
+			l.unreserveHead(now)
 		}
-		l.pump(ctx, time.Now())
+		l.pump(ctx, now)
 	case *SetLimits:
 		now := time.Now()
 		l.budget.Apply(now, m.Limits)
