@@ -248,6 +248,9 @@ func decodeEmbeddings(_ Provider, body []byte) (any, *messages.Usage, error) {
 		if d.Index < 0 || d.Index >= len(r.Data) || out.Vectors[d.Index] != nil {
 			return nil, nil, fmt.Errorf("embedding index %d out of place", d.Index)
 		}
+		if d.Embedding == nil {
+			return nil, nil, fmt.Errorf("embedding %d has no vector", d.Index)
+		}
 		out.Vectors[d.Index] = d.Embedding
 	}
 	out.Usage = messages.Usage{InputTokens: r.Usage.PromptTokens, TotalTokens: r.Usage.TotalTokens}

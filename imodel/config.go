@@ -152,14 +152,14 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	}
 	u, err := url.Parse(r.BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, badConfig("BaseURL", "must be an absolute http or https URL, got %q", r.BaseURL)
+		return nil, badConfig("BaseURL", "must be an absolute http or https URL") // the value is not quoted: a key pasted into it would leak
 	}
 	if u.User != nil {
 		return nil, badConfig("BaseURL", "must not carry credentials")
 	}
 	r.base = u
 	if r.Path != "" && !strings.HasPrefix(r.Path, "/") {
-		return nil, badConfig("Path", "must start with /, got %q", r.Path)
+		return nil, badConfig("Path", "must start with /") // not quoted, like BaseURL
 	}
 	if !validMethod(r.Method) {
 		return nil, badConfig("Method", "unsupported method %q", r.Method)

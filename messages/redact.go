@@ -52,6 +52,21 @@ func RedactHeader(h http.Header, secrets []string) http.Header {
 // including one secret inside another, are replaced as one, so no part of
 // any secret is left in clear.
 func Scrub(s string, secrets []string) string {
+	// A secret that begins with the end of Redacted could be formed anew
+	// where a replacement meets the text after it; a second pass catches
+	// that. The passes are bounded: a secret inside Redacted itself would
+	// be found again forever, and is not a secret Redacted can hide.
+	for range 3 {
+		clean := scrubOnce(s, secrets)
+		if clean == s {
+			return s
+		}
+		s = clean
+	}
+	return s
+}
+
+func scrubOnce(s string, secrets []string) string {
 	// Find every occurrence first: replacing one secret after another would
 	// let a shorter secret cut a longer one that contains or overlaps it and
 	// leave the rest of the longer one unmatched.

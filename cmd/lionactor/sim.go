@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lionactor/lionactor/simulator"
+)
+
+func newSimCmd(e env) *cobra.Command {
+	var (
+		addr, keys string
+		cfg        simulator.Config
+	)
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Serve a local simulator of the OpenAI and Anthropic APIs",
+		Long: `sim serves chat completions, embeddings and messages (streamed or not) the way
+the providers do: rate limits per API key with their headers and 429 bodies,
+usage counted with the same tokenizer, configurable latency, and faults injected
+at the rates given. Point a client (or lionactor batch --url) at the printed base
+URL. It runs until interrupted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if keys != "" {
+				cfg.Keys = strings.Split(keys, ",")
+			}
+			sim, err := simulator.New(cfg)
+			if err != nil {
+				return usageError{err}
+			}
+			base, err := sim.Start(addr)
+			if err != nil {
+				return usageError{err}
+			}
+			defer sim.Close()
+			fmt.Fprintf(e.stdout, "simulator listening; base URL for clients: %s/v1\n", base)
+			if cfg.RequestsPerMinute > 0 {
+				fmt.Fprintf(e.stdout, "  lionactor batch --url %s/v1 --rpm %d ...\n", base, cfg.RequestsPerMinute)
+			} else {
+				fmt.Fprintf(e.stdout, "  lionactor batch --url %s/v1 ...\n", base)
+			}
+			<-cmd.Context().Done()
+			st := sim.Stats()
+			fmt.Fprintf(e.stdout, "served %d requests (%d rate limited)\n", st.Requests, st.RateLimited)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&addr, "addr", "127.0.0.1:8787", "address to listen on")
+	fl.IntVar(&cfg.RequestsPerMinute, "rpm", 0, "requests per minute allowed per API key (0: unlimited)")
+	fl.IntVar(&cfg.TokensPerMinute, "tpm", 0, "tokens per minute allowed per API key (0: unlimited)")
+	fl.DurationVar(&cfg.Latency, "latency", 0, "latency of each response")
+	fl.DurationVar(&cfg.LatencyJitter, "jitter", 0, "uniform jitter around --latency")
+	fl.Int64Var(&cfg.Seed, "seed", 1, "seed of latency and fault draws")
+	fl.IntVar(&cfg.CompletionTokens, "completion-tokens", 0, "tokens in each generated reply (0: default)")
+	fl.StringVar(&keys, "keys", "", "comma-separated API keys accepted (default: any)")
+	fl.Float64Var(&cfg.Faults.ServerError, "fail-500", 0, "rate of 500 answers")
+	fl.Float64Var(&cfg.Faults.Unavailable, "fail-503", 0, "rate of 503 answers")
+	fl.Float64Var(&cfg.Faults.Overloaded, "fail-529", 0, "rate of 529 (overloaded) answers")
+	fl.Float64Var(&cfg.Faults.RateLimit, "fail-429", 0, "rate of injected 429 answers")
+	fl.Float64Var(&cfg.Faults.Reset, "fail-reset", 0, "rate of connections reset without an answer")
+	fl.Float64Var(&cfg.Faults.Malformed, "fail-malformed", 0, "rate of malformed JSON answers")
+	fl.Float64Var(&cfg.Faults.Truncate, "fail-truncate", 0, "rate of truncated answers and streams")
+	fl.Float64Var(&cfg.Faults.Slow, "fail-slow", 0, "rate of answers held for --slow-delay")
+	fl.DurationVar(&cfg.SlowDelay, "slow-delay", time.Minute, "how long a slow answer is held")
+	return cmd
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+var baseURLRE = regexp.MustCompile(`^simulator listening; base URL for clients: (http://127\.0\.0\.1:\d+/v1)$`)
+
+func TestSimServesUntilCancelled(t *testing.T) {
+	pr, pw := io.Pipe()
+	c := newCLI()
+	e := c.environ()
+	e.stdout = pw
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	exit := make(chan int, 1)
+	go func() {
+		code := run(ctx, e, []string{"sim", "--addr", "127.0.0.1:0", "--rpm", "100", "--keys", "sk-test-cli-0001,sk-test-cli-0002", "--latency", "1ms"})
+		pw.Close()
+		exit <- code
+	}()
+
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	first, ok := <-lines
+	m := baseURLRE.FindStringSubmatch(first)
+	if !ok || m == nil {
+		t.Fatalf("first line %q does not give the base URL (stderr %s)", first, c.stderr.String())
+	}
+	base := m[1]
+	if hint := <-lines; !strings.Contains(hint, "lionactor batch --url "+base+" --rpm 100") {
+		t.Errorf("hint line %q", hint)
+	}
+
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	send := func(key string) int {
+		req, _ := http.NewRequest("POST", base+"/chat/completions", strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":4}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("request to the simulator: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := send(testKey); code != 200 {
+		t.Errorf("a listed key got %d", code)
+	}
+	if code := send("sk-test-cli-9999"); code != 401 {
+		t.Errorf("an unlisted key got %d, want 401", code)
+	}
+	tr.CloseIdleConnections()
+
+	cancel()
+	var rest []string
+	for l := range lines {
+		rest = append(rest, l)
+	}
+	if code := <-exit; code != exitOK {
+		t.Fatalf("exit %d, stderr %s", code, c.stderr.String())
+	}
+	if len(rest) != 1 || rest[0] != "served 2 requests (0 rate limited)" {
+		t.Errorf("last lines %q", rest)
+	}
+	if c.stderr.String() != "" {
+		t.Errorf("stderr %q", c.stderr.String())
+	}
+}
+
+func TestSimUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"sim", "--addr", "127.0.0.1:notaport"},
+		{"sim", "--addr", "127.0.0.1:0", "--fail-500", "1.5"},
+		{"sim", "--addr", "127.0.0.1:0", "--latency", "1ms", "--jitter", "1s"},
+		{"sim", "--addr", "127.0.0.1:0", "--rpm", "-1"},
+		{"sim", "--fail-500", "often"},
+	} {
+		c := newCLI()
+		if code := c.run(t, context.Background(), args...); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
+		}
+		if c.stdout.String() != "" {
+			t.Errorf("%q: printed %q", args, c.stdout.String())
+		}
+	}
+}
+
+func TestDemo(t *testing.T) {
+	dir := t.TempDir()
+	c := newCLI()
+	c.env = map[string]string{} // the demo needs no key
+	start := time.Now()
+	if code := c.run(t, context.Background(), "demo", "--requests", "40", "--dir", dir); code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	t.Logf("demo took %v", time.Since(start))
+	outPath := filepath.Join(dir, "results.jsonl")
+	if got := c.stdout.String(); got != "results: "+outPath+"\n" {
+		t.Errorf("stdout %q", got)
+	}
+	results := readResults(t, outPath)
+	seen := map[int]bool{}
+	for _, r := range results {
+		if r.Status != "COMPLETED" || seen[r.Index] || r.Index < 0 || r.Index >= 40 {
+			t.Fatalf("result %+v", r)
+		}
+		seen[r.Index] = true
+	}
+	if len(seen) != 40 {
+		t.Errorf("%d results, want 40", len(seen))
+	}
+	stderr := c.stderr.String()
+	for _, want := range []string{
+		"enforcing 1200 requests/min and 150000 tokens/min",
+		"running 40 chat requests from " + filepath.Join(dir, "requests.jsonl"),
+		"requests: 40 completed, 0 failed, 0 invalid input, 0 skipped (done before), 0 remaining",
+		"simulator: 40 requests served, 0 answered 429",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q", want)
+		}
+	}
+	// The sample requests are valid JSONL with metadata.
+	data, err := os.ReadFile(filepath.Join(dir, "requests.jsonl"))
+	if err != nil || strings.Count(string(data), "\n") != 40 || !strings.Contains(string(data), `"metadata":{"row":39`) {
+		t.Errorf("requests file: %v\n%.300s", err, data)
+	}
+}
+
+func TestDemoInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	c := newCLI()
+	c.terminal = true
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if code := c.run(t, ctx, "demo", "--requests", "10", "--dir", dir); code == exitOK {
+		t.Errorf("an interrupted demo exits 0")
+	}
+	if !strings.Contains(c.stderr.String(), "interrupted") {
+		t.Errorf("stderr %q", c.stderr.String())
+	}
+}
+
+func TestDemoBadDir(t *testing.T) {
+	c := newCLI()
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := c.run(t, context.Background(), "demo", "--requests", "1", "--dir", file); code != exitFailure {
+		t.Errorf("exit %d, want %d", code, exitFailure)
+	}
+}
+
+func TestDemoDefaultDir(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // where the demo makes its directory
+	c := newCLI()
+	if code := c.run(t, context.Background(), "demo", "--requests", "5"); code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	path, ok := strings.CutPrefix(strings.TrimSpace(c.stdout.String()), "results: ")
+	if !ok || !strings.HasPrefix(path, filepath.Join(tmp, "lionactor-demo-")) {
+		t.Fatalf("stdout %q, want a results file under %s", c.stdout.String(), tmp)
+	}
+	if got := len(readResults(t, path)); got != 5 {
+		t.Errorf("%d results, want 5", got)
+	}
+}

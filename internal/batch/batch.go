@@ -1,0 +1,590 @@
+// Package batch runs a JSONL file of model requests through an executor at
+// the provider's limits, writing one JSONL result per request as each ends.
+// It is the engine of the lionactor batch command: resumable (requests with
+// a final result in the output are skipped), interruptible (in-flight calls
+// finish, the rest remain for a rerun), and observable (progress, summary,
+// Prometheus metrics).
+package batch
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/messages"
+	"github.com/lionactor/lionactor/runtime"
+)
+
+// Config configures a batch run.
+type Config struct {
+	// Endpoint is the model endpoint; its API key must already be set.
+	Endpoint imodel.EndpointConfig
+	// RPM and TPM are the provider's limits per minute; TPM 0 means none.
+	RPM, TPM int
+	// Burst is how many requests may start at once; 0 means one second's
+	// worth of RPM, which paces a run evenly from its first second.
+	Burst       int
+	Concurrency int
+	MaxAttempts int
+	// Timeout bounds each attempt; 0 means none.
+	Timeout time.Duration
+	// Queue bounds the requests read ahead of the callers.
+	Queue int
+	// Ordered writes results in input order instead of completion order.
+	Ordered bool
+	// Grace is how long an interrupted run lets in-flight calls finish.
+	Grace time.Duration
+	// MetricsAddr, if set, serves Prometheus metrics there while running.
+	MetricsAddr string
+	// Logger receives debug logs; nil means quiet.
+	Logger *slog.Logger
+}
+
+func (c Config) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	bad := func(field, reason string) error { return &messages.ConfigError{Field: field, Reason: reason} }
+	switch {
+	case c.RPM <= 0:
+		return bad("rpm", "must be positive")
+	case c.TPM < 0:
+		return bad("tpm", "must not be negative")
+	case c.Burst < 0:
+		return bad("burst", "must not be negative")
+	case c.Concurrency <= 0:
+		return bad("concurrency", "must be positive")
+	case c.MaxAttempts <= 0:
+		return bad("max-attempts", "must be positive")
+	case c.Timeout < 0:
+		return bad("timeout", "must not be negative")
+	case c.Queue <= 0:
+		return bad("queue", "must be positive")
+	case c.Grace < 0:
+		return bad("grace", "must not be negative")
+	}
+	return nil
+}
+
+// executorConfig turns the limits into the executor's: the request bucket
+// refills at RPM per minute from a small burst, the token bucket holds a full
+// minute, as the providers' do, so any request the provider accepts fits.
+func (c Config) executorConfig(observer func(messages.Event)) runtime.Config {
+	rc := runtime.DefaultConfig()
+	rc.RequestsPerInterval, rc.RequestInterval = c.RPM, time.Minute
+	rc.RequestBurst = c.Burst
+	if rc.RequestBurst == 0 {
+		rc.RequestBurst = max(1, (c.RPM+59)/60)
+	}
+	if c.TPM > 0 {
+		rc.TokensPerInterval, rc.TokenInterval = c.TPM, time.Minute
+	}
+	rc.Concurrency = c.Concurrency
+	// The runner's own window bounds what is in the queue: the queue holds
+	// room for the whole window, so that it never refuses a request (a
+	// request that just ended frees its window slot before its caller has
+	// taken the next one from the queue).
+	rc.QueueCapacity = c.Queue + c.Concurrency
+	rc.MaxAttempts = c.MaxAttempts
+	rc.CallTimeout = c.Timeout
+	rc.Observer = observer
+	rc.Logger = c.Logger
+	return rc
+}
+
+// Input is what a run reads.
+type Input struct {
+	R io.Reader
+	// Skip holds the indices that already have a final result.
+	Skip map[int]bool
+	// Total is the number of requests in R if known (for progress), else 0.
+	Total int
+}
+
+// ErrInterrupted is returned by Run when ctx ended the run early; the
+// Summary says how many requests remain.
+var ErrInterrupted = errors.New("batch: interrupted")
+
+// Run reads requests from in, runs them, and writes a result line to out as
+// each ends. It returns when every request read has a result, or, if ctx
+// ends first, once in-flight calls have finished (within Grace), with
+// ErrInterrupted. progress, if not nil, is told of every change.
+func Run(ctx context.Context, cfg Config, in Input, out io.Writer, progress Reporter) (*Summary, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := newRunner(cfg, in, out, progress)
+	return r.run(ctx)
+}
+
+// item is what the writer handles: a request's terminal snapshot, a line
+// the reader already failed, or an index that produces no line.
+type item struct {
+	index int
+	ev    *messages.Event
+	res   *Result // a failure made by the reader
+	skip  bool
+}
+
+// row is what the runner remembers of an input line while it runs.
+type row struct {
+	id, metadata json.RawMessage
+	handle       *runtime.Handle
+}
+
+type runner struct {
+	cfg      Config
+	in       Input
+	out      io.Writer
+	progress Reporter
+
+	ex    *runtime.Executor
+	model *imodel.Model
+
+	window  chan struct{} // one slot per request between submit and write
+	results chan item     // terminal snapshots, from the observer: never blocks (see window)
+	reader  chan item     // from the reader
+
+	mu   sync.Mutex
+	rows map[int]*row
+
+	sum         *Summary
+	start       time.Time
+	metricsAddr string // where metrics are served, once listening
+}
+
+func newRunner(cfg Config, in Input, out io.Writer, progress Reporter) *runner {
+	window := cfg.Queue + cfg.Concurrency
+	return &runner{
+		cfg: cfg, in: in, out: out, progress: progress,
+		window:  make(chan struct{}, window),
+		results: make(chan item, window),
+		reader:  make(chan item),
+		rows:    map[int]*row{},
+		sum:     newSummary(cfg),
+	}
+}
+
+// observe runs on the executor's goroutines for every snapshot. It must not
+// block: results has room for every request that holds a window slot.
+func (r *runner) observe(ev messages.Event) {
+	if ev.Status == messages.StatusQueued && ev.Attempt > 0 {
+		r.sum.retried()
+	}
+	if !ev.Status.Terminal() {
+		return
+	}
+	idx, err := strconv.Atoi(ev.Metadata()[indexKey])
+	if err != nil {
+		return // not one of ours
+	}
+	r.results <- item{index: idx, ev: &ev}
+}
+
+// indexKey is the snapshot metadata that maps a request back to its line.
+const indexKey = "batch.index"
+
+func (r *runner) run(ctx context.Context) (*Summary, error) {
+	ex, err := runtime.Start(r.cfg.executorConfig(r.observe))
+	if err != nil {
+		return nil, err
+	}
+	r.ex = ex
+	ep := r.cfg.Endpoint
+	if ep.Retry.MaxAttempts == 0 {
+		ep.Retry.MaxAttempts = r.cfg.MaxAttempts
+	}
+	opts := []imodel.Option{}
+	if r.cfg.Logger != nil {
+		opts = append(opts, imodel.WithLogger(r.cfg.Logger))
+	}
+	r.model, err = imodel.New(ex, ep, opts...)
+	if err != nil {
+		_ = ex.StopNow(context.Background())
+		return nil, err
+	}
+	defer r.model.Close()
+	stopMetrics, err := r.serveMetrics()
+	if err != nil {
+		_ = ex.StopNow(context.Background())
+		return nil, err
+	}
+	defer stopMetrics()
+
+	r.start = time.Now()
+	r.sum.begin(r.start, r.in.Total)
+	if r.progress != nil {
+		r.progress.Start(r.sum)
+		defer r.progress.Stop(r.sum)
+	}
+
+	readerDone := make(chan readerEnd, 1)
+	go func() { readerDone <- r.read(ctx) }()
+	writeErr := r.write(ctx, readerDone)
+
+	interrupted := ctx.Err() != nil
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Grace+5*time.Second)
+	defer cancel()
+	if err := ex.StopNow(stopCtx); err != nil && writeErr == nil {
+		writeErr = err
+	}
+	r.sum.finish(time.Now(), r.model.Stats())
+	switch {
+	case writeErr != nil:
+		return r.sum, writeErr
+	case interrupted && r.sum.Snapshot().Remaining() > 0:
+		// An interrupt that came after the last result left nothing to do.
+		return r.sum, ErrInterrupted
+	}
+	return r.sum, nil
+}
+
+type readerEnd struct {
+	submitted int   // requests handed to the executor
+	err       error // a read error of the input
+}
+
+// read parses the input and submits each request, sending the writer the
+// lines that need no call. It stops early when ctx ends.
+func (r *runner) read(ctx context.Context) readerEnd {
+	var end readerEnd
+	defer close(r.reader)
+	br := bufio.NewReaderSize(r.in.R, 1<<16)
+	for index := 0; ; index++ {
+		line, err := br.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) == 0 {
+			if err != nil {
+				if err != io.EOF {
+					end.err = err
+				}
+				return end
+			}
+			r.sum.blankLine()
+			r.reader <- item{index: index, skip: true}
+			continue
+		}
+		r.sum.read()
+		if r.in.Skip[index] {
+			r.sum.skipped()
+			r.reader <- item{index: index, skip: true}
+		} else {
+			select {
+			case r.window <- struct{}{}:
+			case <-ctx.Done():
+				// This line was read but not submitted: it is counted in
+				// Read already; count the lines after it.
+				r.sum.unread(r.countRest(index+1, br))
+				return end
+			}
+			if r.submit(ctx, index, line) {
+				end.submitted++
+			} else {
+				<-r.window
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				end.err = err
+			}
+			return end
+		}
+		if ctx.Err() != nil {
+			r.sum.unread(r.countRest(index+1, br))
+			return end
+		}
+	}
+}
+
+// countRest counts the requests not yet read, so an interrupted run can say
+// how many remain.
+func (r *runner) countRest(index int, br *bufio.Reader) int {
+	n := 0
+	for ; ; index++ {
+		line, err := br.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) > 0 && !r.in.Skip[index] {
+			n++
+		}
+		if err != nil {
+			return n
+		}
+	}
+}
+
+// submit parses one line and submits it; a line that cannot be sent becomes
+// a FAILED result at once. It reports whether the executor took it.
+func (r *runner) submit(ctx context.Context, index int, line []byte) bool {
+	rw := &row{} // its id and metadata, once the line parses
+	fail := func(kind, format string, args ...any) {
+		res := &Result{Index: index, ID: rw.id, Status: messages.StatusFailed.String(),
+			Error:    &ResultError{Kind: kind, Message: fmt.Sprintf("line %d: ", index+1) + fmt.Sprintf(format, args...)},
+			Metadata: rw.metadata}
+		r.reader <- item{index: index, res: res}
+	}
+	var body map[string]any
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
+	if err := dec.Decode(&body); err != nil {
+		fail("invalid_input", "not a JSON object: %v", err)
+		return false
+	}
+	if body == nil {
+		fail("invalid_input", "not a JSON object: null")
+		return false
+	}
+	// More would let a stray '}' or ']' after the object pass.
+	if _, err := dec.Token(); err != io.EOF {
+		fail("invalid_input", "more than one JSON value on the line")
+		return false
+	}
+	if v, ok := body["metadata"]; ok {
+		rw.metadata, _ = json.Marshal(v)
+		delete(body, "metadata")
+	}
+	if v, ok := body["id"]; ok {
+		rw.id, _ = json.Marshal(v)
+		delete(body, "id")
+	}
+	r.mu.Lock()
+	r.rows[index] = rw
+	r.mu.Unlock()
+	// The request's life is not bound to ctx: an interrupt lets in-flight
+	// calls finish, and cancels the others itself.
+	h, err := r.model.Submit(context.WithoutCancel(ctx), body, imodel.WithMetadata(map[string]string{indexKey: strconv.Itoa(index)}))
+	if err != nil {
+		r.mu.Lock()
+		delete(r.rows, index)
+		r.mu.Unlock()
+		var tle *messages.TokenLimitError
+		switch {
+		case errors.As(err, &tle):
+			fail("too_many_tokens", "estimated %d tokens exceed the --tpm burst of %d: the request could never run", tle.Tokens, tle.Burst)
+		default:
+			fail("invalid_request", "%v", err)
+		}
+		return false
+	}
+	r.mu.Lock()
+	rw.handle = h
+	r.mu.Unlock()
+	return true
+}
+
+// write turns items into result lines until the reader is done and every
+// submitted request has ended. When the reader stops early (an interrupt),
+// it cancels what has not started calling and lets the calls finish within
+// the grace period.
+func (r *runner) write(ctx context.Context, readerDone <-chan readerEnd) error {
+	var (
+		submitted = -1 // unknown until the reader ends
+		ended     int
+		ord       = newOrderer(r.cfg.Ordered)
+		writeErr  error // the output failed: nothing more is written
+		readErr   error // the input failed: what was submitted is still written
+	)
+	emit := func(lines [][]byte) {
+		for _, l := range lines {
+			if writeErr != nil {
+				return
+			}
+			if _, err := r.out.Write(l); err != nil {
+				writeErr = fmt.Errorf("batch: writing results: %w", err)
+			}
+		}
+	}
+	// interrupted is set when ctx ends; interrupt cannot tell by itself,
+	// since a context that never ends has a nil Done channel too.
+	reader, interrupt, interrupted := r.reader, ctx.Done(), false
+	for submitted < 0 || ended < submitted || reader != nil {
+		select {
+		case <-interrupt:
+			interrupt, interrupted = nil, true
+			r.drainOnInterrupt(reader == nil)
+		case it, ok := <-reader:
+			if !ok {
+				reader = nil
+				end := <-readerDone
+				submitted = end.submitted
+				if end.err != nil {
+					readErr = fmt.Errorf("batch: reading input: %w", end.err)
+				}
+				if interrupted {
+					// Interrupted while reading: now every submitted request
+					// is known, cancel those not yet calling.
+					r.drainOnInterrupt(true)
+				}
+				continue
+			}
+			if it.skip {
+				emit(ord.skip(it.index))
+				continue
+			}
+			r.sum.failedInput()
+			emit(ord.add(it.index, encode(it.res)))
+		case it := <-r.results:
+			ended++
+			<-r.window
+			res, write := r.result(it)
+			if !write {
+				emit(ord.skip(it.index))
+				continue
+			}
+			emit(ord.add(it.index, encode(res)))
+		}
+		if r.progress != nil {
+			r.progress.Update(r.sum)
+		}
+	}
+	emit(ord.rest())
+	return errors.Join(writeErr, readErr)
+}
+
+// drainOnInterrupt cancels every request that has not started its call,
+// and, once the reader has stopped submitting, stops the executor
+// gracefully within Grace: calls in flight finish and are written, the rest
+// remain for a rerun. It is called once when the interrupt comes and again
+// when the reader has stopped, since requests may be submitted in between.
+func (r *runner) drainOnInterrupt(readerStopped bool) {
+	r.mu.Lock()
+	live := make([]*runtime.Handle, 0, len(r.rows))
+	for _, rw := range r.rows {
+		if rw.handle != nil {
+			live = append(live, rw.handle)
+		}
+	}
+	r.mu.Unlock()
+	for _, h := range live {
+		if h.Latest().Status < messages.StatusCalling {
+			h.Cancel()
+		}
+	}
+	if !readerStopped {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Grace)
+		defer cancel()
+		_ = r.ex.Stop(ctx) // past the grace, what is left is cancelled
+	}()
+}
+
+// result turns a terminal snapshot into a result line; a CANCELLED request
+// gets none, so that a rerun does it.
+func (r *runner) result(it item) (*Result, bool) {
+	ev := it.ev
+	r.mu.Lock()
+	rw := r.rows[it.index]
+	delete(r.rows, it.index)
+	r.mu.Unlock()
+	if rw == nil {
+		rw = &row{}
+	}
+	r.sum.ended(ev)
+	if ev.Status == messages.StatusCancelled {
+		return nil, false
+	}
+	res := &Result{
+		Index: it.index, ID: rw.id, RequestID: ev.ID.String(), Status: ev.Status.String(),
+		Attempts: ev.Attempt, Metadata: rw.metadata,
+		Tokens: ResultTokens{Estimated: ev.Tokens.Estimated},
+		Timings: ResultTimings{
+			Created: ev.Timings.Created, QueueMS: millis(ev.Timings.QueueWait()), WaitMS: millis(ev.Timings.PermitWait()),
+			CallMS: millis(ev.Timings.CallDuration()), TotalMS: millis(ev.Timings.Total()),
+		},
+	}
+	if ev.Tokens.HasActual {
+		n := ev.Tokens.Actual
+		res.Tokens.Actual = &n
+	}
+	resp, hasResp := ev.Response()
+	if ev.Status == messages.StatusCompleted && hasResp && json.Valid(resp.Body) {
+		res.Response = resp.Body
+	}
+	if info, ok := ev.Error(); ok {
+		res.Error = &ResultError{Kind: info.Kind, Message: info.Message, Details: info.Details}
+		if hasResp {
+			res.Error.Status = resp.StatusCode
+		}
+	}
+	return res, true
+}
+
+func encode(res *Result) []byte {
+	b, err := json.Marshal(res)
+	if err != nil {
+		// Every field is plain data or valid JSON: this cannot happen, and
+		// if it did, the line must still say the request failed.
+		b, _ = json.Marshal(Result{Index: res.Index, Status: messages.StatusFailed.String(), Error: &ResultError{Kind: "internal", Message: err.Error()}})
+	}
+	return append(b, '\n')
+}
+
+// orderer releases lines in input order when ordered, at once otherwise.
+type orderer struct {
+	ordered bool
+	next    int
+	held    map[int][]byte // nil entries: indices that produce no line
+}
+
+func newOrderer(ordered bool) *orderer { return &orderer{ordered: ordered, held: map[int][]byte{}} }
+
+func (o *orderer) add(index int, line []byte) [][]byte {
+	if !o.ordered {
+		return [][]byte{line}
+	}
+	o.held[index] = line
+	return o.release()
+}
+
+func (o *orderer) skip(index int) [][]byte {
+	if !o.ordered {
+		return nil
+	}
+	o.held[index] = nil
+	return o.release()
+}
+
+func (o *orderer) release() [][]byte {
+	var out [][]byte
+	for {
+		line, ok := o.held[o.next]
+		if !ok {
+			return out
+		}
+		delete(o.held, o.next)
+		o.next++
+		if line != nil {
+			out = append(out, line)
+		}
+	}
+}
+
+// rest releases what is still held (an interrupted run), in index order.
+func (o *orderer) rest() [][]byte {
+	idx := make([]int, 0, len(o.held))
+	for i := range o.held {
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	var out [][]byte
+	for _, i := range idx {
+		if o.held[i] != nil {
+			out = append(out, o.held[i])
+		}
+	}
+	return out
+}

@@ -1,0 +1,66 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// serveMetrics serves Prometheus metrics of the run on MetricsAddr, from a
+// registry of its own (never the default one), and returns the function
+// that stops the server.
+func (r *runner) serveMetrics() (stop func(), err error) {
+	if r.cfg.MetricsAddr == "" {
+		return func() {}, nil
+	}
+	reg := prometheus.NewRegistry()
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "lionactor", Name: name, Help: help}, f))
+	}
+	counter := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "lionactor", Name: name, Help: help}, f))
+	}
+	gauge("queue_depth", "Requests waiting in the queue or for a retry.", func() float64 { return float64(r.ex.Stats().Queued) })
+	gauge("in_flight", "Requests holding a caller.", func() float64 { return float64(r.ex.Stats().InFlight) })
+	counter("completed_total", "Requests completed.", func() float64 { return float64(r.sum.Snapshot().Completed) })
+	counter("failed_total", "Requests failed, including invalid input lines.", func() float64 {
+		s := r.sum.Snapshot()
+		return float64(s.Failed + s.InvalidInput)
+	})
+	counter("retries_total", "Attempts after a first.", func() float64 { return float64(r.sum.Snapshot().Retries) })
+	counter("tokens_estimated_total", "API tokens estimated for ended requests.", func() float64 { return float64(r.sum.Snapshot().TokensEstimated) })
+	counter("tokens_actual_total", "API tokens the provider reported.", func() float64 { return float64(r.sum.Snapshot().TokensActual) })
+	counter("rate_limited_total", "429 responses.", func() float64 { return float64(r.model.Stats().RateLimited()) })
+	r.sum.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "lionactor", Name: "call_duration_seconds", Help: "Duration of completed calls.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+	})
+	reg.MustRegister(r.sum.latency)
+
+	ln, err := net.Listen("tcp", r.cfg.MetricsAddr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.cfg.logger().Error("batch: metrics server", "error", err)
+		}
+	}()
+	r.metricsAddr = ln.Addr().String()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
+}

@@ -1,0 +1,438 @@
+package batch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/lionactor/lionactor/messages"
+	"github.com/lionactor/lionactor/simulator"
+)
+
+func TestReadDone(t *testing.T) {
+	tests := []struct {
+		name         string
+		in           string
+		done         []int
+		needsNewline bool
+	}{
+		{"empty", "", nil, false},
+		{"terminal statuses", `{"index":0,"status":"COMPLETED"}` + "\n" + `{"index":4,"status":"FAILED"}` + "\n", []int{0, 4}, false},
+		{"cancelled and live statuses do not count",
+			`{"index":1,"status":"CANCELLED"}` + "\n" + `{"index":2,"status":"QUEUED"}` + "\n" + `{"index":3,"status":"completed"}` + "\n" + `{"index":5,"status":"COMPLETED"}` + "\n",
+			[]int{5}, false},
+		{"garbage, no index, blank lines and arrays are ignored",
+			"garbage\n\n" + `{"status":"COMPLETED"}` + "\n" + `[{"index":7,"status":"COMPLETED"}]` + "\n" + `{"index":"8","status":"COMPLETED"}` + "\n" + `{"index":9,"status":"FAILED"}` + "\n",
+			[]int{9}, false},
+		{"a line cut short", `{"index":0,"status":"COMPLETED"}` + "\n" + `{"index":1,"sta`, []int{0}, true},
+		{"a whole last line without its newline", `{"index":0,"status":"COMPLETED"}` + "\n" + `{"index":1,"status":"COMPLETED"}`, []int{0, 1}, true},
+		{"index zero is an index", `{"index":0,"status":"FAILED"}` + "\n", []int{0}, false},
+		{"CRLF lines", `{"index":2,"status":"COMPLETED"}` + "\r\n", []int{2}, false},
+		{"a result line as Run writes it", string(encode(&Result{Index: 12, Status: "COMPLETED", Attempts: 1})), []int{12}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			done, nl, err := ReadDone(strings.NewReader(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := slices.Sorted(maps.Keys(done))
+			if !slices.Equal(got, tt.done) || nl != tt.needsNewline {
+				t.Errorf("ReadDone = %v, %v; want %v, %v", got, nl, tt.done, tt.needsNewline)
+			}
+		})
+	}
+}
+
+func TestReadDoneReadError(t *testing.T) {
+	boom := errors.New("boom")
+	in := io.MultiReader(strings.NewReader(`{"index":0,"status":"COMPLETED"}`+"\n"), iotest.ErrReader(boom))
+	done, _, err := ReadDone(in)
+	if !errors.Is(err, boom) || done != nil {
+		t.Errorf("ReadDone = %v, %v; want nil, boom", done, err)
+	}
+}
+
+func TestConfigValidateNamesTheFlag(t *testing.T) {
+	valid := Config{RPM: 1, Concurrency: 1, MaxAttempts: 1, Queue: 1}
+	if err := valid.Validate(); err != nil {
+		t.Fatalf("minimal config: %v", err)
+	}
+	tests := []struct {
+		field string
+		set   func(*Config)
+	}{
+		{"rpm", func(c *Config) { c.RPM = 0 }},
+		{"rpm", func(c *Config) { c.RPM = -5 }},
+		{"tpm", func(c *Config) { c.TPM = -1 }},
+		{"burst", func(c *Config) { c.Burst = -1 }},
+		{"concurrency", func(c *Config) { c.Concurrency = 0 }},
+		{"max-attempts", func(c *Config) { c.MaxAttempts = 0 }},
+		{"timeout", func(c *Config) { c.Timeout = -time.Second }},
+		{"queue", func(c *Config) { c.Queue = 0 }},
+		{"grace", func(c *Config) { c.Grace = -time.Second }},
+	}
+	for _, tt := range tests {
+		c := valid
+		tt.set(&c)
+		err := c.Validate()
+		var ce *messages.ConfigError
+		if !errors.As(err, &ce) || ce.Field != tt.field || !errors.Is(err, messages.ErrInvalidConfig) {
+			t.Errorf("%s: Validate = %v, want a ConfigError for %q", tt.field, err, tt.field)
+			continue
+		}
+		if !strings.Contains(err.Error(), tt.field) || ce.Reason == "" {
+			t.Errorf("%s: message %q", tt.field, err)
+		}
+	}
+}
+
+func TestExecutorConfig(t *testing.T) {
+	c := Config{RPM: 3000, TPM: 90_000, Concurrency: 7, MaxAttempts: 4, Timeout: time.Second, Queue: 20}
+	rc := c.executorConfig(nil)
+	if err := rc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if rc.RequestsPerInterval != 3000 || rc.RequestInterval != time.Minute || rc.RequestBurst != 50 {
+		t.Errorf("request limit %d per %v, burst %d; want 3000 per minute, burst 50", rc.RequestsPerInterval, rc.RequestInterval, rc.RequestBurst)
+	}
+	if rc.TokensPerInterval != 90_000 || rc.TokenInterval != time.Minute {
+		t.Errorf("token limit %d per %v", rc.TokensPerInterval, rc.TokenInterval)
+	}
+	if rc.Concurrency != 7 || rc.MaxAttempts != 4 || rc.CallTimeout != time.Second {
+		t.Errorf("executor config %+v", rc)
+	}
+	if rc.QueueCapacity < c.Queue+c.Concurrency {
+		t.Errorf("queue capacity %d is smaller than the runner's window %d", rc.QueueCapacity, c.Queue+c.Concurrency)
+	}
+	// A burst of its own wins; a small RPM still gets a burst of one.
+	c.Burst = 5
+	if rc := c.executorConfig(nil); rc.RequestBurst != 5 {
+		t.Errorf("burst %d, want 5", rc.RequestBurst)
+	}
+	c.Burst, c.RPM, c.TPM = 0, 10, 0
+	if rc := c.executorConfig(nil); rc.RequestBurst != 1 || rc.TokensPerInterval != 0 {
+		t.Errorf("burst %d tokens %d, want 1 and no token limit", rc.RequestBurst, rc.TokensPerInterval)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var hundred []float64
+	for i := 1; i <= 100; i++ {
+		hundred = append(hundred, float64(i))
+	}
+	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+	tests := []struct {
+		sorted []float64
+		p      float64
+		want   time.Duration
+	}{
+		{nil, 0.5, 0},
+		{[]float64{7.5}, 0.5, ms(7.5)},
+		{[]float64{7.5}, 0.99, ms(7.5)},
+		{[]float64{1, 2, 3, 4}, 0.5, ms(2)},
+		{[]float64{1, 2, 3, 4}, 0.51, ms(3)},
+		{[]float64{1, 2, 3, 4}, 0.99, ms(4)},
+		{hundred, 0.5, ms(50)},
+		{hundred, 0.95, ms(95)},
+		{hundred, 0.99, ms(99)},
+		{hundred, 0, ms(1)},
+		{hundred, 1, ms(100)},
+	}
+	for _, tt := range tests {
+		if got := percentile(tt.sorted, tt.p); got != tt.want {
+			t.Errorf("percentile(%d values, %v) = %v, want %v", len(tt.sorted), tt.p, got, tt.want)
+		}
+	}
+}
+
+func TestOrderer(t *testing.T) {
+	line := func(i int) []byte { return []byte(fmt.Sprintf("line %d\n", i)) }
+	str := func(lines [][]byte) string { return string(bytes.Join(lines, nil)) }
+
+	t.Run("unordered", func(t *testing.T) {
+		o := newOrderer(false)
+		if got := str(o.add(3, line(3))); got != "line 3\n" {
+			t.Errorf("add = %q", got)
+		}
+		if got := o.skip(0); got != nil {
+			t.Errorf("skip = %q", got)
+		}
+		if got := o.rest(); got != nil {
+			t.Errorf("rest = %q", got)
+		}
+	})
+	t.Run("ordered", func(t *testing.T) {
+		o := newOrderer(true)
+		steps := []struct {
+			add  int // -1: skip
+			skip int
+			want string
+		}{
+			{add: 2, want: ""},
+			{add: -1, skip: 1, want: ""},
+			{add: 0, want: "line 0\nline 2\n"}, // 1 produces no line
+			{add: 4, want: ""},
+			{add: -1, skip: 3, want: "line 4\n"},
+			{add: 5, want: "line 5\n"},
+			{add: 7, want: ""},
+			{add: 9, want: ""},
+			{add: -1, skip: 8, want: ""},
+		}
+		for k, s := range steps {
+			var got [][]byte
+			if s.add >= 0 {
+				got = o.add(s.add, line(s.add))
+			} else {
+				got = o.skip(s.skip)
+			}
+			if str(got) != s.want {
+				t.Fatalf("step %d: released %q, want %q", k, str(got), s.want)
+			}
+		}
+		// 6 never came (an interrupted run): the rest goes out in order.
+		if got := str(o.rest()); got != "line 7\nline 9\n" {
+			t.Errorf("rest = %q", got)
+		}
+	})
+}
+
+// fixedSnapshot is a snapshot whose rates do not depend on the clock.
+func fixedSnapshot() Snapshot {
+	start := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	return Snapshot{
+		RPMLimit: 600, TPMLimit: 10_000, Total: 10,
+		Read: 7, Skipped: 2, Completed: 2, Failed: 1, InvalidInput: 1,
+		Retries: 3, RateLimited: 2, TokensEstimated: 400, TokensActual: 300,
+		P50: 12 * time.Millisecond, P95: 40400 * time.Microsecond, P99: 51 * time.Millisecond,
+		Start: start, End: start.Add(time.Minute),
+	}
+}
+
+func TestSnapshotArithmetic(t *testing.T) {
+	s := fixedSnapshot()
+	if s.Done() != 4 {
+		t.Errorf("Done = %d", s.Done())
+	}
+	if s.Remaining() != 1 { // 7 read - 2 skipped - 4 done
+		t.Errorf("Remaining = %d", s.Remaining())
+	}
+	s.Unread = 5
+	if s.Remaining() != 6 {
+		t.Errorf("Remaining with 5 unread = %d", s.Remaining())
+	}
+	if s.Elapsed() != time.Minute || s.RPM() != 3 || s.TPM() != 300 {
+		t.Errorf("elapsed %v rpm %v tpm %v", s.Elapsed(), s.RPM(), s.TPM())
+	}
+	s.End = time.Time{}
+	s.Start = time.Now().Add(-time.Second)
+	if e := s.Elapsed(); e < time.Second || e > time.Hour {
+		t.Errorf("a running snapshot's elapsed time is %v", e)
+	}
+	s.Start = time.Now().Add(time.Hour)
+	if s.RPM() != 0 {
+		t.Errorf("rate over a non-positive time: %v", s.RPM())
+	}
+}
+
+func TestSnapshotWrite(t *testing.T) {
+	var buf bytes.Buffer
+	fixedSnapshot().Write(&buf)
+	want := `requests: 2 completed, 1 failed, 1 invalid input, 2 skipped (done before), 1 remaining
+retries: 3; 429 responses: 2
+tokens: 400 estimated, 300 actual (-25.0%)
+rate: 3 requests/min (limit 600, 0.5%), 300 tokens/min (limit 10000, 3.0%)
+call latency: p50 12ms, p95 40ms, p99 51ms
+wall time: 1m0s
+`
+	if buf.String() != want {
+		t.Errorf("Write:\n%s\nwant:\n%s", buf.String(), want)
+	}
+
+	// No token limit and no tokens: no tokens/min part and no division by zero.
+	s := fixedSnapshot()
+	s.TPMLimit, s.TokensEstimated, s.TokensActual = 0, 0, 0
+	buf.Reset()
+	s.Write(&buf)
+	if out := buf.String(); strings.Contains(out, "tokens/min") || !strings.Contains(out, "tokens: 0 estimated, 0 actual (+0.0%)") || strings.Contains(out, "NaN") {
+		t.Errorf("Write without a token limit:\n%s", out)
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	s := fixedSnapshot()
+	// 4 done of 10-2 to do; 15 s per request over the minute, 4 left.
+	want := "progress: 4/8 done (2 ok, 1 failed, 1 invalid), 3 retries, 3 rpm / 600, 300 tpm / 10000, ETA 1m0s"
+	if got := progressLine(s); got != want {
+		t.Errorf("progressLine:\n%s\nwant\n%s", got, want)
+	}
+	s.Total, s.TPMLimit = 0, 0
+	want = "progress: 4/? done (2 ok, 1 failed, 1 invalid), 3 retries, 3 rpm / 600, ETA -"
+	if got := progressLine(s); got != want {
+		t.Errorf("progressLine without a total:\n%s\nwant\n%s", got, want)
+	}
+	s = fixedSnapshot()
+	s.Completed, s.Failed, s.InvalidInput = 0, 0, 0
+	if got := eta(s); got != "-" {
+		t.Errorf("eta with nothing done = %q", got)
+	}
+	s = fixedSnapshot()
+	s.Total = 6 // all done
+	if got := eta(s); got != "-" {
+		t.Errorf("eta with nothing left = %q", got)
+	}
+}
+
+func TestLinesReporter(t *testing.T) {
+	m := newSummary(Config{RPM: 600, TPM: 10_000})
+	m.update(func(s *Snapshot) { *s = fixedSnapshot() })
+	var buf bytes.Buffer
+	l := &Lines{W: &buf, Every: time.Hour}
+	l.Start(m)
+	l.Update(m)
+	l.Update(m)
+	if buf.Len() != 0 {
+		t.Errorf("printed before Every passed: %q", buf.String())
+	}
+	l.Stop(m)
+	if got := buf.String(); got != progressLine(fixedSnapshot())+"\n" {
+		t.Errorf("Stop printed %q", got)
+	}
+
+	buf.Reset()
+	l = &Lines{W: &buf}
+	l.Start(m)
+	l.Update(m)
+	l.Update(m)
+	if n := strings.Count(buf.String(), "progress: "); n != 2 {
+		t.Errorf("with Every 0, two updates printed %d lines: %q", n, buf.String())
+	}
+}
+
+func TestLinesReporterDuringRun(t *testing.T) {
+	_, base := startSim(t, simulator.Config{})
+	const n = 25
+	var buf bytes.Buffer
+	cfg := testConfig(base)
+	cfg.TPM = 1_000_000
+	results, _, _, err := runInput(t, context.Background(), cfg, Input{R: strings.NewReader(jsonl(t, n) + "\n"), Total: n}, &Lines{W: &buf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIndices(t, results, seq(0, n))
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	// One line per result at least (Every is 0), and the last one from Stop.
+	if len(lines) < n+1 {
+		t.Errorf("%d progress lines for %d results", len(lines), n)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "progress: ") || !strings.Contains(l, "tpm / 1000000") {
+			t.Errorf("progress line %q", l)
+		}
+	}
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, fmt.Sprintf("progress: %d/%d done (%d ok, 0 failed, 0 invalid), 0 retries, ", n, n, n)) || !strings.HasSuffix(last, "ETA -") {
+		t.Errorf("last progress line %q", last)
+	}
+}
+
+func TestBarReporter(t *testing.T) {
+	_, base := startSim(t, simulator.Config{})
+	for _, total := range []int{0, 20} {
+		t.Run(fmt.Sprintf("total=%d", total), func(t *testing.T) {
+			// mpb draws only on a terminal (where the command uses Bar): here
+			// the test checks the bar's state.
+			bar := &Bar{W: io.Discard}
+			results, _, sum, err := runInput(t, context.Background(), testConfig(base), Input{R: strings.NewReader(jsonl(t, 20)), Total: total}, bar)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantIndices(t, results, seq(0, 20))
+			if !bar.bar.Completed() || bar.bar.Current() != 20 {
+				t.Errorf("bar at %d, completed %v; want 20, true", bar.bar.Current(), bar.bar.Completed())
+			}
+			if s := sum.Snapshot(); s.Completed != 20 {
+				t.Errorf("summary %+v", s)
+			}
+		})
+	}
+}
+
+// The summary a run prints agrees with the results file it wrote.
+func TestSummaryMatchesResultsFile(t *testing.T) {
+	sim, base := startSim(t, simulator.Config{Faults: simulator.Faults{ServerError: 0.25, RateLimit: 0.1}, FaultRetryAfter: 5 * time.Millisecond, Seed: 5})
+	cfg := testConfig(base)
+	cfg.MaxAttempts = 2 // some requests fail for good
+	cfg.TPM = 1_000_000
+	const n = 100
+	var sb strings.Builder
+	skip := map[int]bool{}
+	for i := range n {
+		switch {
+		case i%10 == 9:
+			sb.WriteString("{broken\n")
+		default:
+			sb.WriteString(requestLine(t, i) + "\n")
+		}
+		if i%25 == 0 {
+			skip[i] = true
+		}
+	}
+	results, _, sum, err := runInput(t, context.Background(), cfg, Input{R: strings.NewReader(sb.String()), Skip: skip, Total: n}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var completed, failed, invalid, retries int
+	var estimated, actual int64
+	for _, r := range results {
+		switch {
+		case r.Status == "COMPLETED":
+			completed++
+		case r.Error != nil && r.Error.Kind == "invalid_input":
+			invalid++
+		case r.Status == "FAILED":
+			failed++
+		}
+		retries += max(r.Attempts-1, 0)
+		if r.Error == nil || r.Error.Kind != "invalid_input" {
+			estimated += int64(r.Tokens.Estimated)
+		}
+		if r.Tokens.Actual != nil {
+			actual += int64(*r.Tokens.Actual)
+		}
+	}
+	if completed+failed+invalid != n-len(skip) || failed == 0 || invalid != 10 {
+		t.Fatalf("results: %d completed, %d failed, %d invalid of %d", completed, failed, invalid, n-len(skip))
+	}
+
+	var buf bytes.Buffer
+	sum.Snapshot().Write(&buf)
+	var c, f, inv, sk, rem, re int
+	var rl, est, act int64
+	out := buf.String()
+	if _, err := fmt.Sscanf(out, "requests: %d completed, %d failed, %d invalid input, %d skipped (done before), %d remaining\nretries: %d; 429 responses: %d\ntokens: %d estimated, %d actual",
+		&c, &f, &inv, &sk, &rem, &re, &rl, &est, &act); err != nil {
+		t.Fatalf("summary does not parse (%v):\n%s", err, out)
+	}
+	if c != completed || f != failed || inv != invalid || sk != len(skip) || rem != 0 || re != retries {
+		t.Errorf("summary says %d/%d/%d/%d skipped/%d remaining/%d retries; the file says %d/%d/%d/%d/0/%d\n%s",
+			c, f, inv, sk, rem, re, completed, failed, invalid, len(skip), retries, out)
+	}
+	if est != estimated || act != actual {
+		t.Errorf("summary tokens %d/%d, file %d/%d", est, act, estimated, actual)
+	}
+	if st := sim.Stats(); rl != st.ByStatus[429] || rl == 0 {
+		t.Errorf("summary 429s %d, simulator sent %d", rl, st.ByStatus[429])
+	}
+	if s := sum.Snapshot(); s.P99 <= 0 || math.IsNaN(s.RPM()) {
+		t.Errorf("summary %+v", s)
+	}
+}
