@@ -16,10 +16,6 @@
 // in requests and in time. Run runs the workloads and returns a Report
 // whose table and JSON show each figure with its ratio to its baseline. The
 // same subjects serve the go test benchmarks of this package.
-//
-// The failsafe-go baseline is built with the failsafe build tag, because it
-// needs failsafe-go's own dependencies in go.sum; without it the report
-// says so.
 package bench
 
 import (

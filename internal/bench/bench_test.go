@@ -40,7 +40,7 @@ func BenchmarkPipeline(b *testing.B) {
 func BenchmarkHandLoop(b *testing.B) { benchTarget(b, NewHandLoop(Concurrency)) }
 
 // BenchmarkFailsafe is the failsafe-go baseline: RunAsync under a bulkhead
-// of 64 and a rate limiter. It needs the failsafe build tag.
+// of 64 and a rate limiter.
 func BenchmarkFailsafe(b *testing.B) {
 	if newFailsafePipeline == nil {
 		b.Skip("the failsafe-go baseline is built with -tags failsafe")

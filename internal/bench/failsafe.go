@@ -1,5 +1,3 @@
-//go:build failsafe
-
 package bench
 
 import (
@@ -16,8 +14,9 @@ import (
 	"github.com/failsafe-go/failsafe-go/ratelimiter"
 )
 
-// The failsafe-go baseline needs failsafe-go's own dependencies in go.sum,
-// so it is built only with the failsafe tag.
+// The failsafe-go baseline is built only with the failsafe tag: failsafe-go's
+// policies import github.com/bits-and-blooms/bitset, which the module's
+// requirements (go.mod and go.sum) must list for the build to succeed.
 func init() {
 	newFailsafePipeline = func(concurrency int) Target { return &failsafePipeline{exec: newFailsafeExecutor(concurrency)} }
 	newFailsafeQueue = newFailsafeGatedQueue
