@@ -14,6 +14,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/lionactor/lionactor/internal/exampletest"
+
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -126,28 +128,10 @@ func TestRunRejectsBadArguments(t *testing.T) {
 }
 
 func TestMainRunsWithoutArguments(t *testing.T) {
-	out := captureStdout(t, func() {
+	out := exampletest.CaptureStdout(t, func() {
 		defer func(args []string) { os.Args = args }(os.Args)
 		os.Args = []string{"basic"}
 		main()
 	})
 	checkOutput(t, out)
-}
-
-// captureStdout returns what f writes to os.Stdout.
-func captureStdout(t *testing.T, f func()) string {
-	t.Helper()
-	file, err := os.CreateTemp(t.TempDir(), "stdout")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer file.Close()
-	defer func(stdout *os.File) { os.Stdout = stdout }(os.Stdout)
-	os.Stdout = file
-	f()
-	b, err := os.ReadFile(file.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }

@@ -11,6 +11,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/lionactor/lionactor/internal/exampletest"
+
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -122,7 +124,7 @@ func TestRunRejectsBadArguments(t *testing.T) {
 }
 
 func TestMainRunsWithoutArguments(t *testing.T) {
-	out := captureStdout(t, func() {
+	out := exampletest.CaptureStdout(t, func() {
 		defer func(args []string) { os.Args = args }(os.Args)
 		os.Args = []string{"batch"}
 		main()
@@ -130,22 +132,4 @@ func TestMainRunsWithoutArguments(t *testing.T) {
 	if s := checkOutput(t, 200, 200, out); s.completed == 0 || !strings.Contains(out, "progress: 200/200 ended") {
 		t.Errorf("summary %+v", s)
 	}
-}
-
-// captureStdout returns what f writes to os.Stdout.
-func captureStdout(t *testing.T, f func()) string {
-	t.Helper()
-	file, err := os.CreateTemp(t.TempDir(), "stdout")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer file.Close()
-	defer func(stdout *os.File) { os.Stdout = stdout }(os.Stdout)
-	os.Stdout = file
-	f()
-	b, err := os.ReadFile(file.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
