@@ -50,13 +50,7 @@ type LatencySeries struct {
 
 func (s *LatencySeries) add(d Distribution) {
 	s.Runs = append(s.Runs, d)
-	pick := func(f func(Distribution) float64) float64 {
-		xs := make([]float64, len(s.Runs))
-		for i, r := range s.Runs {
-			xs[i] = f(r)
-		}
-		return median(xs)
-	}
+	pick := func(f func(Distribution) float64) float64 { return medianOf(s.Runs, f) }
 	s.Median = Distribution{
 		Count:  d.Count,
 		MeanUS: pick(func(r Distribution) float64 { return r.MeanUS }),

@@ -205,13 +205,7 @@ type MemorySeries struct {
 
 func (s *MemorySeries) add(f MemoryFigures) {
 	s.Runs = append(s.Runs, f)
-	pick := func(g func(MemoryFigures) float64) float64 {
-		xs := make([]float64, len(s.Runs))
-		for i, r := range s.Runs {
-			xs[i] = g(r)
-		}
-		return median(xs)
-	}
+	pick := func(f func(MemoryFigures) float64) float64 { return medianOf(s.Runs, f) }
 	s.Median = MemoryFigures{
 		Requests:             f.Requests,
 		HeapBytesPerRequest:  pick(func(r MemoryFigures) float64 { return r.HeapBytesPerRequest }),

@@ -249,13 +249,7 @@ type Series struct {
 
 func (s *Series) add(t Throughput) {
 	s.Runs = append(s.Runs, t)
-	pick := func(f func(Throughput) float64) float64 {
-		xs := make([]float64, len(s.Runs))
-		for i, r := range s.Runs {
-			xs[i] = f(r)
-		}
-		return median(xs)
-	}
+	pick := func(f func(Throughput) float64) float64 { return medianOf(s.Runs, f) }
 	s.Median = Throughput{
 		Calls:         t.Calls,
 		Seconds:       pick(func(r Throughput) float64 { return r.Seconds }),

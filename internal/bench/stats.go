@@ -12,6 +12,15 @@ import (
 
 // median returns the median of xs (the mean of the middle two for an even
 // count), or 0 for none.
+// medianOf is the median of one figure over runs.
+func medianOf[T any](runs []T, figure func(T) float64) float64 {
+	xs := make([]float64, len(runs))
+	for i, r := range runs {
+		xs[i] = figure(r)
+	}
+	return median(xs)
+}
+
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
