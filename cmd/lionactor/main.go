@@ -93,7 +93,7 @@ func newRoot(e env) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newBatchCmd(e), newSimCmd(e), newDemoCmd(e), newBenchCmd(e))
+	root.AddCommand(newBatchCmd(e), newSimCmd(e), newDemoCmd(e), newBenchCmd(e), newSoakCmd(e))
 	return root
 }
 
