@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	goruntime "runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,12 +93,11 @@ type failsafeQueue struct {
 	entered     atomic.Int64
 	results     []failsafe.ExecutionResult[any]
 	concurrency int
-	goroutines  int
 }
 
 func newFailsafeGatedQueue(concurrency, n int, gate <-chan struct{}) gatedQueue {
 	q := &failsafeQueue{exec: newFailsafeExecutor(concurrency), results: make([]failsafe.ExecutionResult[any], 0, n),
-		concurrency: concurrency, goroutines: goruntime.NumGoroutine()}
+		concurrency: concurrency}
 	q.block = gatedCall(gate, &q.entered)
 	return q
 }
@@ -114,11 +112,21 @@ func (q *failsafeQueue) submit(ctx context.Context, n int) error {
 	return nil
 }
 
-// settled: the calls hold every permit and a goroutine is up for each
-// request (RunAsync's goroutines wait for the bulkhead as they start).
+// settled: the calls hold every permit and every other request is still
+// pending (RunAsync's goroutine for it waits for the bulkhead). Counting
+// goroutines against a baseline instead would never settle when goroutines
+// of an earlier workload end in the meantime.
 func (q *failsafeQueue) settled() bool {
 	n := len(q.results)
-	return q.entered.Load() == int64(min(n, q.concurrency)) && goruntime.NumGoroutine()-q.goroutines >= n
+	if q.entered.Load() != int64(min(n, q.concurrency)) {
+		return false
+	}
+	for _, r := range q.results {
+		if r.IsDone() {
+			return false
+		}
+	}
+	return true
 }
 
 func (q *failsafeQueue) wait(ctx context.Context) error {
