@@ -75,7 +75,7 @@ func New(ex *runtime.Executor, cfg EndpointConfig, opts ...Option) (*Model, erro
 		m.logger = slog.New(slog.DiscardHandler)
 	}
 	if m.client == nil {
-		t := newTransport(ex.Config().Concurrency)
+		t := NewTransport(ex.Config().Concurrency)
 		if r.InsecureSkipVerify {
 			m.logger.Warn("imodel: TLS certificate verification is off", slog.String("model", r.Name), slog.String("base_url", r.BaseURL))
 			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // an explicit opt-out, logged
@@ -86,10 +86,12 @@ func New(ex *runtime.Executor, cfg EndpointConfig, opts ...Option) (*Model, erro
 	return m, nil
 }
 
-// newTransport is tuned for many concurrent calls to one host: the idle pool
-// holds a connection per caller, so a steady load reuses connections instead
-// of dialling; HTTP/2 is used where the server offers it.
-func newTransport(concurrency int) *http.Transport {
+// NewTransport returns the transport a Model builds for an executor of the
+// given concurrency, for a caller that passes its own client (WithHTTPClient)
+// and wants the same settings. It is tuned for many concurrent calls to one
+// host: the idle pool holds a connection per caller, so a steady load reuses
+// connections instead of dialling; HTTP/2 is used where the server offers it.
+func NewTransport(concurrency int) *http.Transport {
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -63,24 +62,16 @@ func startSimulator(cfg simulator.Config) (*simulator.Server, string, error) {
 	return sim, base + "/v1", nil
 }
 
-// newTransport has the settings imodel gives its own transport for
-// concurrency callers, and both subjects use one, so that the bare client
-// differs only in what runs around it. One setting differs from imodel's
-// default: idle connections are dropped after 5 s, before the simulator
-// drops them (at 10 s), so that no request is sent on a connection the
-// server is closing; runs of one subject leave the other's pool idle for
-// as long as a run lasts.
+// newTransport is imodel's transport for concurrency callers, and both
+// subjects use one, so that the bare client differs only in what runs
+// around it. One setting differs from imodel's default: idle connections are
+// dropped after 5 s, before the simulator drops them (at 10 s), so that no
+// request is sent on a connection the server is closing; runs of one subject
+// leave the other's pool idle for as long as a run lasts.
 func newTransport(concurrency int) *http.Transport {
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          max(100, concurrency),
-		MaxIdleConnsPerHost:   max(2, concurrency),
-		IdleConnTimeout:       5 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
+	t := imodel.NewTransport(concurrency)
+	t.IdleConnTimeout = 5 * time.Second
+	return t
 }
 
 // chatter sends one chat request and checks its reply.
