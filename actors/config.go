@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -19,6 +21,10 @@ type Config struct {
 	Calls       *sync.WaitGroup // tracks call goroutines
 	// Dispatcher, if set, runs every actor of the tree (optional).
 	Dispatcher *Dispatcher
+	// LeaseBroker, if set, is spawned as the supervisor's child "budget",
+	// and the limiter takes its permits from the leases it obtains instead
+	// of from Budget's buckets (optional; see LeaseWanted).
+	LeaseBroker *actor.Props
 
 	CallTimeout time.Duration        // default per-attempt timeout; 0 for none
 	MaxAttempts int                  // default total attempts, at least 1

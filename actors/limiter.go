@@ -25,6 +25,11 @@ type limiter struct {
 	timer   *time.Timer
 	timerAt time.Time
 	paused  time.Time
+
+	// With a broker, permits come from leases of a shared budget.
+	broker *actor.PID
+	pool   leasePool
+	wanted bool // a LeaseWanted is out
 }
 
 type pendingAsk struct {
@@ -35,8 +40,10 @@ type pendingAsk struct {
 	credit   float64             // refund credit used, given back if cancelled
 }
 
-func newLimiter(b *Budget, queue *actor.PID) *limiter {
-	return &limiter{budget: b, queue: queue}
+// newLimiter returns a limiter granting permits to queue from b's buckets,
+// or, if broker is not nil, from leases the broker obtains.
+func newLimiter(b *Budget, queue, broker *actor.PID) *limiter {
+	return &limiter{budget: b, queue: queue, broker: broker}
 }
 
 // Receive implements actor.Actor.
@@ -52,24 +59,26 @@ func (l *limiter) Receive(ctx actor.Context) {
 		l.pump(ctx, time.Now())
 	case *limiterTick:
 		l.pump(ctx, time.Now())
+	case *LeaseGranted:
+		l.wanted = false
+		l.pool.add(m)
+		l.pump(ctx, time.Now())
+	case *SharedPause:
+		l.pause(ctx, m.Until)
 	case *PauseUntil:
-		now := time.Now()
-		if m.Until.After(l.paused) {
-			l.paused = m.Until
-			l.budget.pausedUntil.Store(m.Until.UnixNano())
-			// A head reserved before the pause would take its permit from
-			// the bucket as it was then, and at the pause's end go out
-			// together with a refilled bucket: one over the burst. It
-			// reserves again when the pause ends.
-			l.unreserveHead(now)
-		}
-		l.pump(ctx, now)
+		l.forward(ctx, m)
+		l.pause(ctx, m.Until)
 	case *SetLimits:
 		now := time.Now()
 		l.budget.Apply(now, m.Limits)
+		l.forward(ctx, m)
 		l.unreserveHead(now) // its due time was computed at the old rates
 		l.pump(ctx, now)
 	case *AdjustTokens:
+		if l.broker != nil {
+			l.forward(ctx, m) // the shared budget is reconciled, not the local one
+			return
+		}
 		now := time.Now()
 		l.adjust(m.Delta, now)
 		if m.Delta < 0 {
@@ -83,9 +92,34 @@ func (l *limiter) Receive(ctx actor.Context) {
 	}
 }
 
+// forward tells the broker, if any, of a change seen here.
+func (l *limiter) forward(ctx actor.Context, m any) {
+	if l.broker != nil {
+		ctx.Send(l.broker, m)
+	}
+}
+
+func (l *limiter) pause(ctx actor.Context, until time.Time) {
+	now := time.Now()
+	if until.After(l.paused) {
+		l.paused = until
+		l.budget.pausedUntil.Store(until.UnixNano())
+		// A head reserved before the pause would take its permit from
+		// the bucket as it was then, and at the pause's end go out
+		// together with a refilled bucket: one over the burst. It
+		// reserves again when the pause ends.
+		l.unreserveHead(now)
+	}
+	l.pump(ctx, now)
+}
+
 // pump grants every ask that is due at now, in order, and arms the timer for
 // the first one that is not.
 func (l *limiter) pump(ctx actor.Context, now time.Time) {
+	if l.broker != nil {
+		l.pumpLeased(ctx, now)
+		return
+	}
 	for len(l.pending) > 0 {
 		head := &l.pending[0]
 		if !head.reserved {

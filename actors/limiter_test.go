@@ -24,7 +24,7 @@ func startLimiter(t *testing.T, lim Limits) *limiterFixture {
 	t.Helper()
 	sys := newSystem(t)
 	f := &limiterFixture{sys: sys, budget: NewBudget(lim), probe: spawnProbe(t, sys)}
-	f.pid = sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newLimiter(f.budget, f.probe.pid) }))
+	f.pid = sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newLimiter(f.budget, f.probe.pid, nil) }))
 	stopActor(t, sys, f.pid)
 	return f
 }

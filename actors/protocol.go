@@ -65,6 +65,7 @@ type AdjustTokens struct {
 // Tree names the actors of one executor.
 type Tree struct {
 	Supervisor, Queue, Limiter *actor.PID
+	Broker                     *actor.PID // nil without Config.LeaseBroker
 	Callers                    []*actor.PID
 }
 

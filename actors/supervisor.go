@@ -77,8 +77,15 @@ func (s *supervisor) start(ctx actor.Context) {
 	// name the queue's PID before spawning either.
 	queuePID := actor.NewPID(ctx.Self().Address, ctx.Self().Id+"/queue")
 	opts := s.cfg.propsOptions()
+	var broker *actor.PID
+	if s.cfg.LeaseBroker != nil {
+		var err error
+		if broker, err = ctx.SpawnNamed(s.cfg.LeaseBroker, "budget"); err != nil {
+			panic(fmt.Sprintf("actors: spawning lease broker: %v", err))
+		}
+	}
 	limiter, err := ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return newLimiter(s.cfg.Budget, queuePID)
+		return newLimiter(s.cfg.Budget, queuePID, broker)
 	}, opts...), "limiter")
 	if err != nil {
 		panic(fmt.Sprintf("actors: spawning limiter: %v", err))
@@ -89,7 +96,7 @@ func (s *supervisor) start(ctx actor.Context) {
 	if err != nil || queue.Id != queuePID.Id {
 		panic(fmt.Sprintf("actors: spawning queue: %v", err))
 	}
-	s.tree = Tree{Supervisor: ctx.Self(), Queue: queue, Limiter: limiter}
+	s.tree = Tree{Supervisor: ctx.Self(), Queue: queue, Limiter: limiter, Broker: broker}
 	s.callers = make(map[string]bool, s.cfg.Concurrency)
 	props := actor.PropsFromProducer(func() actor.Actor { return newCaller(queue, s.cfg.Calls) }, opts...)
 	for i := range s.cfg.Concurrency {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"golang.org/x/time/rate"
 
 	"github.com/lionactor/lionactor/actors"
@@ -66,6 +67,26 @@ type Config struct {
 	// Logger receives the executor's and, for an executor with its own actor
 	// system, protoactor's logs. Nil means quiet.
 	Logger *slog.Logger
+
+	// SharedBudget, if set, makes the executor take its rate permits from a
+	// budget shared with other processes (see package budget) instead of
+	// from its own buckets. The request and token limits above are still
+	// this executor's view of the key's limits: the shared budget applies
+	// the lowest of its members', and a request costing more tokens than
+	// TokenBurst is still refused at submit.
+	SharedBudget SharedBudget
+}
+
+// SharedBudget connects an executor to a rate budget shared by several
+// processes. Package budget's MemberConfig implements it.
+type SharedBudget interface {
+	// Validate reports an invalid configuration, as a *messages.ConfigError.
+	Validate() error
+	// Attach readies system for the executor's lease broker (starting what
+	// the broker needs, such as the remote layer) and returns the broker's
+	// props, with a function that releases what Attach started. The
+	// executor calls release once its actors have stopped.
+	Attach(system *actor.ActorSystem, limits actors.Limits, logger *slog.Logger) (broker *actor.Props, release func(), err error)
 }
 
 // DefaultConfig returns the defaults: a queue of 1000, 10 callers, 10
@@ -114,6 +135,9 @@ func (c Config) Validate() error {
 		return bad("MaxRestarts", "must not be negative")
 	case c.RestartWindow <= 0:
 		return bad("RestartWindow", "must be positive")
+	}
+	if c.SharedBudget != nil {
+		return c.SharedBudget.Validate()
 	}
 	return nil
 }

@@ -44,6 +44,8 @@ type Executor struct {
 
 	limitsMu sync.Mutex
 	limits   actors.Limits
+
+	release func() // undoes SharedBudget.Attach; nil without a shared budget
 }
 
 // Start validates cfg and starts an executor in an actor system of its own,
@@ -132,12 +134,23 @@ func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, cfg Config) (
 		OnFatal:       func(err error) { ex.fatal.Store(&err) },
 		Stopped:       ex.stopped,
 	}
+	if cfg.SharedBudget != nil {
+		broker, release, err := cfg.SharedBudget.Attach(system, limits, loggerOf(cfg))
+		if err != nil {
+			ex.dispatch.Close()
+			return nil, err
+		}
+		acfg.LeaseBroker, ex.release = broker, release
+	}
 	ready := make(chan actors.Tree, 1)
 	pid := parent.SpawnPrefix(actors.SupervisorProps(acfg, ready), "lionactor")
 	select {
 	case ex.tree = <-ready:
 	case <-ex.stopped:
 		ex.dispatch.Close()
+		if ex.release != nil {
+			ex.release()
+		}
 		return nil, fmt.Errorf("lionactor: executor %s stopped while starting", pid.Id)
 	}
 	return ex, nil
@@ -369,6 +382,9 @@ func (ex *Executor) cleanup() {
 	<-ex.stopped
 	ex.calls.Wait()
 	ex.dispatch.Close()
+	if ex.release != nil {
+		ex.release()
+	}
 	if ex.ownSystem {
 		ex.system.Shutdown()
 	}

@@ -1,0 +1,347 @@
+//go:build !race
+
+// protoactor-go races with itself when one process runs several remote
+// layers: remote.Start sets gRPC's global logger, which every gRPC goroutine
+// of the other remotes reads, and Remote.Shutdown writes a flag its own
+// endpoint goroutines read. Production has one remote per process; these
+// tests need four, so they run in builds without the race detector (.ci/run
+// runs them). The same protocol runs under -race in shared_test.go, with
+// the members and the service in one actor system.
+
+package budget_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+
+	"github.com/lionactor/lionactor/budget"
+	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/runtime"
+	"github.com/lionactor/lionactor/simulator"
+)
+
+const testKey = "sk-test-shared-budget-0001"
+
+// logBuffer collects log lines from several goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// sharedRun is one simulator enforcing a limit, one budget service, and
+// members each with its own executor, actor system and remote port.
+type sharedRun struct {
+	sim      *simulator.Server
+	baseURL  string
+	server   *budget.Server
+	members  []*member
+	perMin   int // the key's request limit, per minute
+	burst    int // the simulator's request burst
+	memberFn func(*runtime.Config, *budget.MemberConfig)
+}
+
+type member struct {
+	ex    *runtime.Executor
+	model *imodel.Model
+	logs  *logBuffer
+}
+
+func newSharedRun(t *testing.T, perMin, burst int, ttl time.Duration) *sharedRun {
+	t.Helper()
+	sim, err := simulator.New(simulator.Config{
+		RequestsPerMinute: perMin,
+		RequestBurst:      burst,
+		Latency:           10 * time.Millisecond,
+		LatencyJitter:     5 * time.Millisecond,
+		CompletionTokens:  8,
+		Seed:              7,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseURL, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	srv, err := budget.Listen("127.0.0.1:0", budget.ServiceConfig{LeaseTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &sharedRun{sim: sim, baseURL: baseURL + "/v1", server: srv, perMin: perMin, burst: burst}
+	t.Cleanup(r.closeServer)
+	return r
+}
+
+func (r *sharedRun) closeServer() {
+	if r.server != nil {
+		r.server.Close()
+		r.server = nil
+	}
+}
+
+// join starts a member: its executor believes it alone has the whole limit
+// (a burst a little under the simulator's), so only the shared budget can
+// keep the members together within it.
+func (r *sharedRun) join(t *testing.T, expected int, addr string) *member {
+	t.Helper()
+	logs := &logBuffer{}
+	cfg := runtime.DefaultConfig()
+	cfg.QueueCapacity = 10_000
+	cfg.Concurrency = 16
+	cfg.RequestsPerInterval, cfg.RequestInterval = r.perMin, time.Minute
+	cfg.RequestBurst = r.burst / 4
+	cfg.Logger = logs.logger()
+	mc := budget.MemberConfig{
+		Address:         addr,
+		Key:             budget.KeyFor(r.baseURL, testKey),
+		ExpectedMembers: expected,
+		ReplyTimeout:    300 * time.Millisecond,
+		RejoinInterval:  100 * time.Millisecond,
+	}
+	if r.memberFn != nil {
+		r.memberFn(&cfg, &mc)
+	}
+	cfg.SharedBudget = mc
+	ex, err := runtime.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ex.StopNow(context.Background()) })
+	model, err := imodel.New(ex, imodel.EndpointConfig{
+		Provider: imodel.OpenAI, BaseURL: r.baseURL, APIKey: testKey, Model: "gpt-4o-mini",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { model.Close() })
+	m := &member{ex: ex, model: model, logs: logs}
+	r.members = append(r.members, m)
+	return m
+}
+
+// submit queues n chat requests on m and returns their handles.
+func (m *member) submit(t *testing.T, n int) []*runtime.Handle {
+	t.Helper()
+	hs := make([]*runtime.Handle, n)
+	for i := range hs {
+		h, err := m.model.SubmitChat(context.Background(), imodel.ChatRequest{
+			Messages:  []imodel.Message{{Role: "user", Content: fmt.Sprintf("request %d", i)}},
+			MaxTokens: 8,
+		})
+		if err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+		hs[i] = h
+	}
+	return hs
+}
+
+// wait waits for every handle and counts the final statuses.
+func wait(t *testing.T, hs []*runtime.Handle) map[runtime.RequestStatus]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	counts := map[runtime.RequestStatus]int{}
+	for _, h := range hs {
+		ev, err := h.Wait(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("request %s did not end: %v", h.ID(), err)
+		}
+		counts[ev.Status]++
+	}
+	return counts
+}
+
+// achieved is the rate the simulator saw over its arrivals, as a fraction
+// of the limit: (arrivals − 1) over their span. The service's bucket starts
+// empty, so no initial burst inflates it.
+func (r *sharedRun) achieved(t *testing.T) float64 {
+	t.Helper()
+	arr := r.sim.Arrivals()
+	if len(arr) < 2 {
+		t.Fatalf("%d arrivals", len(arr))
+	}
+	span := arr[len(arr)-1].Sub(arr[0]).Seconds()
+	return float64(len(arr)-1) / span / (float64(r.perMin) / 60)
+}
+
+func TestThreeMembersShareOneLimit(t *testing.T) {
+	const perMember = 1000
+	r := newSharedRun(t, 24_000, 40, time.Second) // 400 requests/s
+	var hs [3][]*runtime.Handle
+	for range hs {
+		r.join(t, 3, r.server.Addr())
+	}
+	for i, m := range r.members {
+		hs[i] = m.submit(t, perMember)
+	}
+	for i := range hs {
+		counts := wait(t, hs[i])
+		if counts[runtime.StatusCompleted] != perMember {
+			t.Errorf("member %d: %v, want %d COMPLETED", i, counts, perMember)
+		}
+	}
+	st := r.sim.Stats()
+	if st.RateLimited != 0 || st.ByStatus[429] != 0 {
+		t.Errorf("simulator answered %d 429s (%d rate limited), want none", st.ByStatus[429], st.RateLimited)
+	}
+	if st.Requests != 3*perMember {
+		t.Errorf("simulator saw %d requests, want %d", st.Requests, 3*perMember)
+	}
+	frac := r.achieved(t)
+	t.Logf("achieved %.3f of the limit, %d requests", frac, st.Requests)
+	if frac < 0.90 || frac > 1.05 {
+		t.Errorf("achieved %.3f of the limit, want 0.90–1.05", frac)
+	}
+	ss, err := r.server.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss.Members != 3 || ss.Keys != 1 {
+		t.Errorf("service knows %d members of %d keys, want 3 of 1", ss.Members, ss.Keys)
+	}
+	if ss.GrantedRequests-ss.ReturnedRequests < 3*perMember {
+		t.Errorf("service granted %d requests net of returns, fewer than the %d made", ss.GrantedRequests-ss.ReturnedRequests, 3*perMember)
+	}
+	t.Logf("service: %d leases for %d requests, %d returned, %d expired", ss.Granted, ss.GrantedRequests, ss.Returned, ss.Expired)
+	for i, m := range r.members {
+		if strings.Contains(m.logs.String(), "unreachable") {
+			t.Errorf("member %d fell back although the service was up:\n%s", i, m.logs.String())
+		}
+	}
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestServiceGoneMembersFallBackAndRejoin(t *testing.T) {
+	const perMember = 600
+	r := newSharedRun(t, 24_000, 40, time.Second)
+	addr := r.server.Addr()
+	var hs [3][]*runtime.Handle
+	for range hs {
+		r.join(t, 3, addr)
+	}
+	for i, m := range r.members {
+		hs[i] = m.submit(t, perMember)
+	}
+	waitFor(t, time.Minute, "simulator saw 400 requests", func() bool { return r.sim.Stats().Requests >= 400 })
+	r.closeServer()
+	for i := range hs {
+		counts := wait(t, hs[i])
+		if counts[runtime.StatusCompleted] != perMember {
+			t.Errorf("member %d: %v, want %d COMPLETED", i, counts, perMember)
+		}
+	}
+	for i, m := range r.members {
+		if !strings.Contains(m.logs.String(), "budget service unreachable; using the local share") {
+			t.Errorf("member %d did not log its fallback:\n%s", i, m.logs.String())
+		}
+	}
+	// The local shares add up to the limit and start empty; what could
+	// still collide is leases granted just before the service went, at
+	// most one burst of the service's bucket.
+	st := r.sim.Stats()
+	t.Logf("with the service gone after 400 requests: %d 429s, %d requests", st.RateLimited, st.Requests)
+	if st.RateLimited > int64(r.burst/4) {
+		t.Errorf("%d 429s, want at most %d (one service burst)", st.RateLimited, r.burst/4)
+	}
+
+	// The service comes back at the same address: members rejoin.
+	srv, err := budget.Listen(addr, budget.ServiceConfig{LeaseTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.server = srv
+	for i, m := range r.members {
+		waitFor(t, 30*time.Second, fmt.Sprintf("member %d rejoins", i), func() bool {
+			return strings.Contains(m.logs.String(), "rejoined")
+		})
+	}
+	for i, m := range r.members {
+		counts := wait(t, m.submit(t, 20))
+		if counts[runtime.StatusCompleted] != 20 {
+			t.Errorf("member %d after rejoining: %v", i, counts)
+		}
+	}
+	ss, err := srv.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss.Members != 3 || ss.GrantedRequests < 60 {
+		t.Errorf("restarted service: %d members, %d requests granted; want 3 members and ≥ 60", ss.Members, ss.GrantedRequests)
+	}
+}
+
+func TestMemberKilledOthersGoOnAndLeasesExpire(t *testing.T) {
+	const perMember = 600
+	ttl := 500 * time.Millisecond
+	r := newSharedRun(t, 24_000, 40, ttl)
+	var hs [3][]*runtime.Handle
+	for range hs {
+		r.join(t, 3, r.server.Addr())
+	}
+	for i, m := range r.members {
+		hs[i] = m.submit(t, perMember)
+	}
+	waitFor(t, time.Minute, "simulator saw 300 requests", func() bool { return r.sim.Stats().Requests >= 300 })
+	victim := r.members[0]
+	brokerOf := func(m *member) string {
+		return actor.NewPID(m.ex.System().Address(), m.ex.PID().Id+"/budget").String()
+	}
+	// A kill: the member's network goes at once, nothing is given back.
+	remote.GetRemote(victim.ex.System()).Shutdown(false)
+	killed := time.Now()
+	victim.ex.StopNow(context.Background())
+	waitFor(t, ttl+time.Second, "the dead member's leases expire", func() bool {
+		ss, err := r.server.Stats()
+		return err == nil && ss.LeasesByMember[brokerOf(victim)] == 0
+	})
+	if d := time.Since(killed); d > ttl+500*time.Millisecond {
+		t.Errorf("leases of the dead member held for %v, lease TTL %v", d, ttl)
+	}
+	for i := 1; i < 3; i++ {
+		counts := wait(t, hs[i])
+		if counts[runtime.StatusCompleted] != perMember {
+			t.Errorf("member %d: %v, want %d COMPLETED", i, counts, perMember)
+		}
+	}
+	if st := r.sim.Stats(); st.RateLimited != 0 {
+		t.Errorf("%d 429s after a member died, want none", st.RateLimited)
+	}
+}
