@@ -1,0 +1,389 @@
+package budget
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/lionactor/lionactor/actors"
+	"github.com/lionactor/lionactor/budget/budgetpb"
+	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/runtime"
+	"github.com/lionactor/lionactor/simulator"
+)
+
+// These tests run the members and the service in one actor system, talking
+// by local PIDs: the same actors and messages as over remote (see
+// remote_test.go), but with the race detector on.
+
+const localKey = "sk-test-local-budget-0001"
+
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// localMember is a MemberConfig whose broker reaches the service by a local
+// PID instead of an address.
+type localMember struct {
+	MemberConfig
+	service *actor.PID
+}
+
+func (m localMember) Attach(_ *actor.ActorSystem, limits actors.Limits, logger *slog.Logger) (*actor.Props, func(), error) {
+	return brokerProps(m.withDefaults(), limits, logger, m.service), func() {}, nil
+}
+
+type localRun struct {
+	system  *actor.ActorSystem
+	sim     *simulator.Server
+	baseURL string
+	svc     *Service
+	perMin  int
+	burst   int
+}
+
+func newLocalRun(t *testing.T, perMin, burst int, ttl time.Duration) *localRun {
+	t.Helper()
+	sim, err := simulator.New(simulator.Config{
+		RequestsPerMinute: perMin, RequestBurst: burst,
+		Latency: 5 * time.Millisecond, CompletionTokens: 8, Seed: 3,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	system := newSystem(slog.New(slog.DiscardHandler))
+	t.Cleanup(system.Shutdown)
+	svc, err := NewService(system, ServiceConfig{LeaseTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Stop)
+	return &localRun{system: system, sim: sim, baseURL: base + "/v1", svc: svc, perMin: perMin, burst: burst}
+}
+
+type localExec struct {
+	ex    *runtime.Executor
+	model *imodel.Model
+	logs  *logBuffer
+}
+
+func (r *localRun) join(t *testing.T, expected int) *localExec {
+	t.Helper()
+	logs := &logBuffer{}
+	cfg := runtime.DefaultConfig()
+	cfg.QueueCapacity = 5000
+	cfg.Concurrency = 8
+	cfg.RequestsPerInterval, cfg.RequestInterval = r.perMin, time.Minute
+	cfg.RequestBurst = r.burst / 4
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	cfg.SharedBudget = localMember{
+		MemberConfig: MemberConfig{
+			Address: "127.0.0.1:1", Key: KeyFor(r.baseURL, localKey), ExpectedMembers: expected,
+			ReplyTimeout: 200 * time.Millisecond, RejoinInterval: 50 * time.Millisecond,
+		},
+		service: r.svc.PID(),
+	}
+	ex, err := runtime.Spawn(r.system.Root, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ex.StopNow(context.Background()) })
+	model, err := imodel.New(ex, imodel.EndpointConfig{Provider: imodel.OpenAI, BaseURL: r.baseURL, APIKey: localKey, Model: "gpt-4o-mini"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { model.Close() })
+	return &localExec{ex: ex, model: model, logs: logs}
+}
+
+func (m *localExec) submit(t *testing.T, n int) []*runtime.Handle {
+	t.Helper()
+	hs := make([]*runtime.Handle, n)
+	for i := range hs {
+		h, err := m.model.SubmitChat(context.Background(), imodel.ChatRequest{
+			Messages: []imodel.Message{{Role: "user", Content: fmt.Sprintf("hello %d", i)}}, MaxTokens: 8,
+		})
+		if err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+		hs[i] = h
+	}
+	return hs
+}
+
+func completed(t *testing.T, hs []*runtime.Handle) (n int, events []runtime.Event) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, h := range hs {
+		ev, err := h.Wait(ctx)
+		if err != nil {
+			t.Fatalf("request %s did not end: %v", h.ID(), err)
+		}
+		if ev.Status == runtime.StatusCompleted {
+			n++
+		}
+		events = append(events, ev)
+	}
+	return n, events
+}
+
+func poll(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestLocalMembersShareOneLimit(t *testing.T) {
+	const perMember = 200
+	r := newLocalRun(t, 12_000, 40, time.Second) // 200 requests/s
+	ms := []*localExec{r.join(t, 3), r.join(t, 3), r.join(t, 3)}
+	var hs [][]*runtime.Handle
+	for _, m := range ms {
+		hs = append(hs, m.submit(t, perMember))
+	}
+	for i := range hs {
+		if n, _ := completed(t, hs[i]); n != perMember {
+			t.Errorf("member %d: %d of %d COMPLETED", i, n, perMember)
+		}
+	}
+	st := r.sim.Stats()
+	if st.RateLimited != 0 {
+		t.Errorf("%d 429s from the simulator, want none", st.RateLimited)
+	}
+	arr := r.sim.Arrivals()
+	frac := float64(len(arr)-1) / arr[len(arr)-1].Sub(arr[0]).Seconds() / (float64(r.perMin) / 60)
+	t.Logf("achieved %.3f of the limit over %d requests", frac, len(arr))
+	if frac < 0.9 || frac > 1.05 {
+		t.Errorf("achieved %.3f of the limit, want 0.90–1.05", frac)
+	}
+	ss, err := r.svc.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss.Members != 3 || ss.Keys != 1 || ss.GrantedRequests < 3*perMember {
+		t.Errorf("service stats %+v: want 3 members, 1 key, ≥ %d requests granted", ss, 3*perMember)
+	}
+}
+
+func TestLocalServiceGoneFallBackThenRejoin(t *testing.T) {
+	const perMember = 150
+	r := newLocalRun(t, 12_000, 40, time.Second)
+	ms := []*localExec{r.join(t, 2), r.join(t, 2)}
+	var hs [][]*runtime.Handle
+	for _, m := range ms {
+		hs = append(hs, m.submit(t, perMember))
+	}
+	poll(t, time.Minute, "100 requests made", func() bool { return r.sim.Stats().Requests >= 100 })
+	r.svc.Stop()
+	for i := range hs {
+		if n, _ := completed(t, hs[i]); n != perMember {
+			t.Errorf("member %d: %d of %d COMPLETED", i, n, perMember)
+		}
+	}
+	for i, m := range ms {
+		if !strings.Contains(m.logs.String(), "using the local share") {
+			t.Errorf("member %d did not fall back:\n%s", i, m.logs.String())
+		}
+	}
+	if st := r.sim.Stats(); st.RateLimited > int64(r.burst/4) {
+		t.Errorf("%d 429s with the service gone, want at most one service burst (%d)", st.RateLimited, r.burst/4)
+	}
+
+	svc, err := NewService(r.system, ServiceConfig{LeaseTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Stop)
+	for i, m := range ms {
+		poll(t, 10*time.Second, fmt.Sprintf("member %d rejoins", i), func() bool { return strings.Contains(m.logs.String(), "rejoined") })
+		if n, _ := completed(t, m.submit(t, 10)); n != 10 {
+			t.Errorf("member %d after rejoining: %d of 10 COMPLETED", i, n)
+		}
+	}
+	ss, err := svc.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss.Members != 2 || ss.GrantedRequests < 20 {
+		t.Errorf("restarted service: %+v, want 2 members and ≥ 20 requests granted", ss)
+	}
+}
+
+func TestLocalPauseReachesOtherMembers(t *testing.T) {
+	r := newLocalRun(t, 60_000, 100, time.Second)
+	a, b := r.join(t, 2), r.join(t, 2)
+	// Both members have spoken to the service once.
+	for _, m := range []*localExec{a, b} {
+		if n, _ := completed(t, m.submit(t, 1)); n != 1 {
+			t.Fatal("warm-up request failed")
+		}
+	}
+	until := time.Now().Add(300 * time.Millisecond)
+	a.ex.PauseUntil(until)
+	poll(t, 5*time.Second, "b learns of a's pause", func() bool { return !b.ex.Stats().PausedUntil.IsZero() })
+	if got := b.ex.Stats().PausedUntil; got.Before(until.Add(-100*time.Millisecond)) || got.After(until.Add(100*time.Millisecond)) {
+		t.Errorf("b paused until %v, a until %v", got, until)
+	}
+	_, evs := completed(t, b.submit(t, 5))
+	for _, ev := range evs {
+		if ev.Status != runtime.StatusCompleted {
+			t.Fatalf("request ended %v", ev.Status)
+		}
+		// Allow for clock reads on either side of the relay.
+		if ev.Timings.CallStarted.Before(until.Add(-50 * time.Millisecond)) {
+			t.Errorf("b's request started at %v, during a's pause (until %v)", ev.Timings.CallStarted, until)
+		}
+	}
+	ss, err := r.svc.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss.Pauses != 1 {
+		t.Errorf("service counted %d pauses, want 1", ss.Pauses)
+	}
+}
+
+// probe is a test actor that forwards what it receives to a channel.
+type probe struct {
+	got chan any
+	pid *actor.PID
+}
+
+func newProbe(t *testing.T, system *actor.ActorSystem) *probe {
+	p := &probe{got: make(chan any, 64)}
+	p.pid = system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *actor.Started, *actor.Stopping, *actor.Stopped:
+		default:
+			p.got <- m
+		}
+	}))
+	t.Cleanup(func() { system.Root.Stop(p.pid) })
+	return p
+}
+
+func (p *probe) next(t *testing.T) any {
+	t.Helper()
+	select {
+	case m := <-p.got:
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message")
+		return nil
+	}
+}
+
+func TestServiceProtocol(t *testing.T) {
+	system := newSystem(slog.New(slog.DiscardHandler))
+	t.Cleanup(system.Shutdown)
+	svc, err := NewService(system, ServiceConfig{LeaseTTL: 200 * time.Millisecond, MemberTimeout: 400 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Stop)
+	a, b := newProbe(t, system), newProbe(t, system)
+	limits := &budgetpb.Limits{RequestsPerSecond: 100, RequestBurst: 10, TokensPerSecond: 1000, TokenBurst: 500}
+	ask := func(p *probe, id uint64, n, tokens int64) {
+		system.Root.RequestWithCustomSender(svc.PID(), &budgetpb.LeaseRequest{
+			Key: "k", RequestId: id, Requests: n, Tokens: tokens, MinTokens: tokens / max(n, 1), Limits: limits,
+		}, p.pid)
+	}
+
+	// The bucket starts empty: the first grant comes once one request and
+	// its tokens have refilled, and holds what had refilled by then.
+	start := time.Now()
+	ask(a, 1, 5, 50)
+	g, ok := a.next(t).(*budgetpb.LeaseGrant)
+	if !ok || g.GetRequestId() != 1 || g.GetRequests() < 1 || g.GetTokens() < 10 {
+		t.Fatalf("first grant %v", g)
+	}
+	if d := time.Since(start); d < 9*time.Millisecond {
+		t.Errorf("first grant after %v, before one request had refilled (10 ms)", d)
+	}
+	if g.GetTtlNanos() != int64(200*time.Millisecond) {
+		t.Errorf("ttl %v", time.Duration(g.GetTtlNanos()))
+	}
+
+	// Asking again for a waiting request is answered with a Pong.
+	ask(a, 2, 10, 0)
+	ask(a, 2, 10, 0)
+	var pong, grant2 bool
+	for !(pong && grant2) {
+		switch m := a.next(t).(type) {
+		case *budgetpb.Pong:
+			pong = true
+		case *budgetpb.LeaseGrant:
+			grant2 = m.GetRequestId() == 2
+		}
+	}
+
+	// A pause from a is relayed to b (a member once it has asked), not
+	// back to a.
+	ask(b, 1, 1, 0)
+	if _, ok := b.next(t).(*budgetpb.LeaseGrant); !ok {
+		t.Fatal("b got no grant")
+	}
+	system.Root.RequestWithCustomSender(svc.PID(), &budgetpb.Pause{Key: "k", DurationNanos: int64(time.Second)}, a.pid)
+	if p, ok := b.next(t).(*budgetpb.Pause); !ok || p.GetDurationNanos() != int64(time.Second) {
+		t.Fatalf("b got %v, want the pause", p)
+	}
+	// A shorter pause does not shorten it and is not relayed.
+	system.Root.RequestWithCustomSender(svc.PID(), &budgetpb.Pause{Key: "k", DurationNanos: int64(time.Millisecond)}, a.pid)
+	system.Root.RequestWithCustomSender(svc.PID(), &budgetpb.Ping{}, b.pid)
+	if _, ok := b.next(t).(*budgetpb.Pong); !ok {
+		t.Fatal("b: a shorter pause was relayed, or no Pong")
+	}
+
+	// A returned lease is credited; an unknown one is ignored.
+	system.Root.RequestWithCustomSender(svc.PID(), &budgetpb.LeaseReturn{Key: "k", LeaseId: g.GetLeaseId(), Requests: 1, Tokens: 10}, a.pid)
+	system.Root.RequestWithCustomSender(svc.PID(), &budgetpb.LeaseReturn{Key: "k", LeaseId: 999, Requests: 1}, a.pid)
+	st, err := svc.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Returned != 1 || st.ReturnedRequests != 1 || st.ReturnedTokens != 10 || st.Pauses != 1 || st.Members != 2 || st.Keys != 1 {
+		t.Errorf("stats %+v", st)
+	}
+
+	// Leases expire after their TTL, and silent members are forgotten.
+	poll(t, 5*time.Second, "leases expire and members are forgotten", func() bool {
+		st, err := svc.Stats()
+		return err == nil && st.Leases == 0 && st.Members == 0
+	})
+
+	svc.Stop()
+	if _, err := svc.Stats(); err == nil {
+		t.Error("Stats after Stop: no error")
+	}
+}
