@@ -114,6 +114,12 @@ func brokerProps(cfg MemberConfig, limits actors.Limits, logger *slog.Logger, se
 	})
 }
 
+// minSharedPause is the shortest pause a member shares: a shorter one ends
+// before it could reach the other members, and a server that reports a
+// small remainder on every response would otherwise have every response
+// relayed to every member.
+const minSharedPause = 10 * time.Millisecond
+
 // localLease marks the IDs of leases a member granted itself from its local
 // share while the service was away.
 const localLease = uint64(1) << 63
@@ -207,7 +213,7 @@ func (b *broker) Receive(ctx actor.Context) {
 		if b.local != nil {
 			b.local.pause(m.Until)
 		}
-		if d := m.Until.Sub(now); d > 0 && b.joined {
+		if d := m.Until.Sub(now); d >= minSharedPause && b.joined {
 			ctx.Request(b.service, &budgetpb.Pause{Key: b.cfg.Key, DurationNanos: int64(d)})
 		}
 	case *actors.SetLimits:

@@ -78,7 +78,7 @@ func newLocalRun(t *testing.T, perMin, burst int, ttl time.Duration) *localRun {
 	t.Cleanup(func() { sim.Close() })
 	system := newSystem(slog.New(slog.DiscardHandler))
 	t.Cleanup(system.Shutdown)
-	svc, err := NewService(system, ServiceConfig{LeaseTTL: ttl})
+	svc, err := NewService(system, ServiceConfig{LeaseTTL: ttl, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,3 +387,11 @@ func TestServiceProtocol(t *testing.T) {
 		t.Error("Stats after Stop: no error")
 	}
 }
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, nil))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
