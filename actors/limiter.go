@@ -224,7 +224,10 @@ func (l *limiter) takeNow(n int, now time.Time) bool {
 		use := math.Min(credit, float64(n))
 		b.setCredit(credit - use)
 		if need := n - int(use); need > 0 {
-			b.tokens.AllowN(now, need)
+			// ReserveN, not AllowN: with a fractional credit need may
+			// exceed the bucket by a fraction, and AllowN would then take
+			// nothing at all.
+			b.tokens.ReserveN(now, need)
 		}
 	}
 	return true

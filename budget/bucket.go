@@ -130,14 +130,17 @@ func (b *bucket) take(now time.Time, requests, tokens int64) {
 		use := math.Min(b.reqCredit, float64(requests))
 		b.reqCredit -= use
 		if rest := requests - int64(use); rest > 0 {
-			b.requests.AllowN(now, int(rest))
+			// ReserveN, not AllowN: with a fractional credit the rest may
+			// exceed the bucket by a fraction, and AllowN would then take
+			// nothing at all.
+			b.requests.ReserveN(now, int(rest))
 		}
 	}
 	if b.limits.TokensEnabled() && tokens > 0 {
 		use := math.Min(b.tokCredit, float64(tokens))
 		b.tokCredit -= use
 		if rest := tokens - int64(use); rest > 0 {
-			b.tokens.AllowN(now, int(rest))
+			b.tokens.ReserveN(now, int(rest))
 		}
 	}
 }
@@ -153,6 +156,9 @@ func (b *bucket) refund(now time.Time, requests, tokens int64) {
 	}
 }
 
+// maxAdjustBursts caps one positive adjustment, in token bursts.
+const maxAdjustBursts = 16
+
 // adjust reconciles the token bucket with real usage: delta > 0 charges
 // tokens used beyond an estimate (pushing later grants back), delta < 0
 // refunds.
@@ -164,6 +170,10 @@ func (b *bucket) adjust(now time.Time, delta int64) {
 		b.refund(now, 0, -delta)
 		return
 	}
+	// A member reports one call's usage beyond its estimate; more than a
+	// few buckets of it is nonsense (or hostile), and charging it piece by
+	// piece would hold the service for as long as it is large.
+	delta = min(delta, maxAdjustBursts*int64(b.limits.TokenBurst))
 	b.available(now)
 	use := math.Min(b.tokCredit, float64(delta))
 	b.tokCredit -= use
