@@ -2,8 +2,10 @@ package budgetpb_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -225,6 +227,64 @@ func TestFieldNumbersAreStable(t *testing.T) {
 			if f.Number() != w.num || f.Kind() != w.kind {
 				t.Errorf("%s.%s is %d %v, want %d %v", msgName, fieldName, f.Number(), f.Kind(), w.num, w.kind)
 			}
+		}
+	}
+}
+
+// TestGettersAgreeWithReflectionAndAreNilSafe checks every generated Get
+// method: on a message it returns what protobuf reflection reads from the
+// field, and on a nil message the zero value, which the service relies on
+// when a member leaves a field out. It also checks the legacy descriptor
+// index and the printed form of each message.
+func TestGettersAgreeWithReflectionAndAreNilSafe(t *testing.T) {
+	msgs := []proto.Message{
+		&budgetpb.Limits{RequestsPerSecond: 2, RequestBurst: 3, TokensPerSecond: 4, TokenBurst: 5},
+		&budgetpb.LeaseRequest{Key: "k", RequestId: 1, Requests: 2, Tokens: 3, MinTokens: 4, Limits: &budgetpb.Limits{RequestBurst: 1}},
+		&budgetpb.LeaseGrant{RequestId: 1, LeaseId: 2, Requests: 3, Tokens: 4, TtlNanos: 5},
+		&budgetpb.LeaseReturn{Key: "k", LeaseId: 2, Requests: 3, Tokens: 4},
+		&budgetpb.TokenAdjust{Key: "k", Delta: -6},
+		&budgetpb.Pause{Key: "k", DurationNanos: 7},
+		&budgetpb.Ping{},
+		&budgetpb.Pong{LeaseTtlNanos: 8},
+	}
+	for _, m := range msgs {
+		v, typ := reflect.ValueOf(m), reflect.TypeOf(m)
+		nilMsg := reflect.Zero(typ)
+		fields := m.ProtoReflect().Descriptor().Fields()
+		for i := range fields.Len() {
+			fd := fields.Get(i)
+			name := "Get" + strings.ToUpper(fd.JSONName()[:1]) + fd.JSONName()[1:]
+			if _, ok := typ.MethodByName(name); !ok {
+				t.Errorf("%T has no %s", m, name)
+				continue
+			}
+			got := v.MethodByName(name).Call(nil)[0].Interface()
+			want := m.ProtoReflect().Get(fd)
+			if fd.Message() != nil {
+				if !proto.Equal(got.(proto.Message), want.Message().Interface()) {
+					t.Errorf("%T.%s() = %v, field holds %v", m, name, got, want)
+				}
+			} else if got != want.Interface() {
+				t.Errorf("%T.%s() = %v, field holds %v", m, name, got, want)
+			}
+			zero := nilMsg.MethodByName(name).Call(nil)[0]
+			if !zero.IsZero() {
+				t.Errorf("(*%T)(nil).%s() = %v, want the zero value", m, name, zero)
+			}
+		}
+		legacy, ok := m.(interface{ Descriptor() ([]byte, []int) })
+		if !ok {
+			t.Fatalf("%T has no Descriptor method", m)
+		}
+		if _, path := legacy.Descriptor(); len(path) != 1 || path[0] != m.ProtoReflect().Descriptor().Index() {
+			t.Errorf("%T.Descriptor() path %v, want [%d]", m, path, m.ProtoReflect().Descriptor().Index())
+		}
+		if s := fmt.Sprint(m); fields.Len() > 0 && !strings.Contains(s, string(fields.Get(0).Name())) {
+			t.Errorf("%T prints as %q, without its field %s", m, s, fields.Get(0).Name())
+		}
+		proto.Reset(m)
+		if !proto.Equal(m, m.ProtoReflect().New().Interface()) {
+			t.Errorf("%T after Reset: %v", m, m)
 		}
 	}
 }
