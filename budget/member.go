@@ -101,7 +101,7 @@ func (c MemberConfig) Attach(system *actor.ActorSystem, limits actors.Limits, lo
 		if err != nil {
 			return nil, nil, err
 		}
-		release = func() { r.Shutdown(true) }
+		release = func() { shutdownRemote(r) }
 	}
 	return brokerProps(c, limits, logger, actor.NewPID(c.Address, ServiceName)), release, nil
 }

@@ -345,3 +345,47 @@ func TestMemberKilledOthersGoOnAndLeasesExpire(t *testing.T) {
 		t.Errorf("%d 429s after a member died, want none", st.RateLimited)
 	}
 }
+
+// BenchmarkSharedBudgetNoOpCall runs no-op calls through one member whose
+// permits come from a service over loopback remote, with the limits far
+// above what the machine can do: the cost of leasing itself. It reports
+// requests per lease (how well leases amortise the round trip).
+func BenchmarkSharedBudgetNoOpCall(b *testing.B) {
+	for _, shared := range []bool{false, true} {
+		b.Run(fmt.Sprintf("shared=%v", shared), func(b *testing.B) {
+			srv, err := budget.Listen("127.0.0.1:0", budget.ServiceConfig{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Close()
+			cfg := runtime.DefaultConfig()
+			cfg.QueueCapacity = b.N + 1
+			cfg.Concurrency = 16
+			cfg.RequestsPerInterval, cfg.RequestBurst = 10_000_000, 100_000
+			if shared {
+				cfg.SharedBudget = budget.MemberConfig{Address: srv.Addr(), Key: "bench", ExpectedMembers: 1}
+			}
+			ex, err := runtime.Start(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ex.StopNow(context.Background())
+			call := runtime.CallFunc(func(context.Context, int) (runtime.Result, error) { return runtime.Result{}, nil })
+			b.ResetTimer()
+			hs := make([]*runtime.Handle, b.N)
+			for i := range hs {
+				if hs[i], err = ex.Submit(context.Background(), runtime.Request{Call: call}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for _, h := range hs {
+				h.Wait(context.Background())
+			}
+			b.StopTimer()
+			if shared {
+				st, _ := srv.Stats()
+				b.ReportMetric(float64(st.GrantedRequests)/float64(max(st.Granted, 1)), "requests/lease")
+			}
+		})
+	}
+}

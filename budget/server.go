@@ -54,7 +54,7 @@ func (s *Server) Addr() string { return s.system.Address() }
 // down. Members fall back to their local shares until a service is back.
 func (s *Server) Close() {
 	s.Service.Stop()
-	s.remote.Shutdown(true)
+	shutdownRemote(s.remote)
 	s.system.Shutdown()
 }
 
@@ -99,6 +99,19 @@ func startRemote(system *actor.ActorSystem, host string, port int) (r *remote.Re
 	}()
 	r.Start()
 	return r, nil
+}
+
+// shutdownRemote stops r gracefully. protoactor's graceful shutdown can
+// panic, sending on the channel of a connection that closed a moment
+// before; it has stopped its own actors by then, so the rest is done the
+// hard way: the gRPC server is stopped, which closes every connection.
+func shutdownRemote(r *remote.Remote) {
+	defer func() {
+		if recover() != nil {
+			r.Shutdown(false)
+		}
+	}()
+	r.Shutdown(true)
 }
 
 // remoteOf returns the remote layer started on system, or nil.
