@@ -11,12 +11,10 @@
 package budget_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,33 +23,12 @@ import (
 
 	"github.com/lionactor/lionactor/budget"
 	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
 )
 
 const testKey = "sk-test-shared-budget-0001"
-
-// logBuffer collects log lines from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
 
 // sharedRun is one simulator enforcing a limit, one budget service, and
 // members each with its own executor, actor system and remote port.
@@ -68,7 +45,7 @@ type sharedRun struct {
 type member struct {
 	ex    *runtime.Executor
 	model *imodel.Model
-	logs  *logBuffer
+	logs  *runtimetest.Buffer
 }
 
 func newSharedRun(t *testing.T, perMin, burst int, ttl time.Duration) *sharedRun {
@@ -110,13 +87,13 @@ func (r *sharedRun) closeServer() {
 // keep the members together within it.
 func (r *sharedRun) join(t *testing.T, expected int, addr string) *member {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &runtimetest.Buffer{}
 	cfg := runtime.DefaultConfig()
 	cfg.QueueCapacity = 10_000
 	cfg.Concurrency = 16
 	cfg.RequestsPerInterval, cfg.RequestInterval = r.perMin, time.Minute
 	cfg.RequestBurst = r.burst / 4
-	cfg.Logger = logs.logger()
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	mc := budget.MemberConfig{
 		Address:         addr,
 		Key:             budget.KeyFor(r.baseURL, testKey),

@@ -1,12 +1,10 @@
 package budget
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/lionactor/lionactor/actors"
 	"github.com/lionactor/lionactor/budget/budgetpb"
 	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -24,23 +23,6 @@ import (
 // remote_test.go), but with the race detector on.
 
 const localKey = "sk-test-local-budget-0001"
-
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // localMember is a MemberConfig whose broker reaches the service by a local
 // PID instead of an address.
@@ -89,12 +71,12 @@ func newLocalRun(t *testing.T, perMin, burst int, ttl time.Duration) *localRun {
 type localExec struct {
 	ex    *runtime.Executor
 	model *imodel.Model
-	logs  *logBuffer
+	logs  *runtimetest.Buffer
 }
 
 func (r *localRun) join(t *testing.T, expected int) *localExec {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &runtimetest.Buffer{}
 	cfg := runtime.DefaultConfig()
 	cfg.QueueCapacity = 5000
 	cfg.Concurrency = 8
