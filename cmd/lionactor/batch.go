@@ -32,6 +32,8 @@ type batchFlags struct {
 	timeout, grace, every    time.Duration
 	ordered, verbose         bool
 	metricsAddr              string
+	budget, budgetListen     string
+	budgetMembers            int
 }
 
 func newBatchCmd(e env) *cobra.Command {
@@ -75,6 +77,9 @@ crashed run is finished by running it again. Ctrl-C lets calls in flight finish
 	fl.DurationVar(&f.every, "progress-every", 5*time.Second, "interval of progress lines when stderr is not a terminal")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9090)")
 	fl.BoolVar(&f.verbose, "verbose", false, "log each attempt to stderr (API keys are never logged)")
+	fl.StringVar(&f.budget, "budget", "", "share the rate limits with other processes through the budget service at this host:port (lionactor budget serve)")
+	fl.IntVar(&f.budgetMembers, "budget-members", 2, "processes sharing the --budget; while the service is unreachable each keeps to --rpm and --tpm divided by this, so set it to the number of processes")
+	fl.StringVar(&f.budgetListen, "budget-listen", "", "host:port, reachable from the budget service, where this process receives its answers (default: a free loopback port, enough for a service on this host)")
 	return cmd
 }
 
@@ -142,9 +147,15 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags) error {
 		Endpoint: ep, RPM: f.rpm, TPM: f.tpm, Burst: f.burst, Concurrency: f.concurrency,
 		MaxAttempts: f.maxAttempts, Timeout: f.timeout, Queue: f.queue, Ordered: f.ordered,
 		Grace: f.grace, MetricsAddr: f.metricsAddr,
+		Budget: f.budget, BudgetMembers: f.budgetMembers, BudgetListen: f.budgetListen,
 	}
-	if f.verbose {
+	switch {
+	case f.verbose:
 		cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	case f.budget != "":
+		// Quiet but for the shared budget's notices: when this process
+		// falls back to its share of the limits, and when it rejoins.
+		cfg.Logger = slog.New(prefixFilter{slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}), budgetNoticePrefix})
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}

@@ -5,6 +5,7 @@
 //	lionactor demo                       # offline: simulator + batch, under a minute
 //	lionactor batch --in req.jsonl --out res.jsonl --provider openai --rpm 3000 --tpm 250000
 //	lionactor sim --addr 127.0.0.1:8787  # a local OpenAI/Anthropic-compatible server
+//	lionactor budget serve --addr 127.0.0.1:7070  # one rate budget for several batch processes
 package main
 
 import (
@@ -93,7 +94,7 @@ func newRoot(e env) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newBatchCmd(e), newSimCmd(e), newDemoCmd(e), newBenchCmd(e), newSoakCmd(e))
+	root.AddCommand(newBatchCmd(e), newSimCmd(e), newDemoCmd(e), newBenchCmd(e), newSoakCmd(e), newBudgetCmd(e))
 	return root
 }
 

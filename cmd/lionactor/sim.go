@@ -53,6 +53,8 @@ URL. It runs until interrupted.`,
 	fl.StringVar(&addr, "addr", "127.0.0.1:8787", "address to listen on")
 	fl.IntVar(&cfg.RequestsPerMinute, "rpm", 0, "requests per minute allowed per API key (0: unlimited)")
 	fl.IntVar(&cfg.TokensPerMinute, "tpm", 0, "tokens per minute allowed per API key (0: unlimited)")
+	fl.IntVar(&cfg.RequestBurst, "request-burst", 0, "requests a key may send at once after a quiet spell (0: the whole --rpm, as the providers do)")
+	fl.IntVar(&cfg.TokenBurst, "token-burst", 0, "tokens a key may spend at once after a quiet spell (0: the whole --tpm)")
 	fl.DurationVar(&cfg.Latency, "latency", 0, "latency of each response")
 	fl.DurationVar(&cfg.LatencyJitter, "jitter", 0, "uniform jitter around --latency")
 	fl.Int64Var(&cfg.Seed, "seed", 1, "seed of latency and fault draws")

@@ -92,6 +92,8 @@ func TestSimUsageErrors(t *testing.T) {
 		{"sim", "--addr", "127.0.0.1:0", "--fail-500", "1.5"},
 		{"sim", "--addr", "127.0.0.1:0", "--latency", "1ms", "--jitter", "1s"},
 		{"sim", "--addr", "127.0.0.1:0", "--rpm", "-1"},
+		{"sim", "--addr", "127.0.0.1:0", "--rpm", "10", "--request-burst", "20"}, // a burst above its limit
+		{"sim", "--addr", "127.0.0.1:0", "--token-burst", "5"},                   // a burst without a limit
 		{"sim", "--fail-500", "often"},
 	} {
 		c := newCLI()

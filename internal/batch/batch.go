@@ -15,11 +15,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/lionactor/lionactor/budget"
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
@@ -48,6 +52,20 @@ type Config struct {
 	MetricsAddr string
 	// Logger receives debug logs; nil means quiet.
 	Logger *slog.Logger
+
+	// Budget, if set, is the host:port of a budget service (lionactor
+	// budget serve): the run then takes its rate permits from the budget
+	// it shares with every process using the same API key at the same
+	// endpoint, instead of keeping to RPM and TPM on its own.
+	Budget string
+	// BudgetMembers is how many processes share the budget. While the
+	// service cannot be reached, the run keeps to RPM and TPM divided by
+	// it. At least 1 when Budget is set.
+	BudgetMembers int
+	// BudgetListen is where the run listens for the budget service's
+	// answers; "" means a free port on the loopback interface, which only a
+	// service on the same host can reach.
+	BudgetListen string
 }
 
 func (c Config) logger() *slog.Logger {
@@ -77,8 +95,69 @@ func (c Config) Validate() error {
 		return bad("queue", "must be positive")
 	case c.Grace < 0:
 		return bad("grace", "must not be negative")
+	case c.BudgetMembers < 0:
+		return bad("budget-members", "must be at least 1")
+	}
+	if c.Budget == "" {
+		return nil
+	}
+	if reason := checkAddr(c.Budget, false); reason != "" {
+		return bad("budget", reason)
+	}
+	if c.BudgetMembers < 1 {
+		return bad("budget-members", "must be at least 1")
+	}
+	if c.BudgetListen != "" {
+		if reason := checkAddr(c.BudgetListen, true); reason != "" {
+			return bad("budget-listen", reason)
+		}
 	}
 	return nil
+}
+
+// checkAddr says what is wrong with a host:port address, or "" if nothing;
+// port 0 (any free port) is allowed only where the address is listened on.
+func checkAddr(addr string, listen bool) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("want host:port, got %q", addr)
+	}
+	if host == "" {
+		return fmt.Sprintf("host missing in %q", addr)
+	}
+	n, err := strconv.Atoi(port)
+	lowest := 1
+	if listen {
+		lowest = 0
+	}
+	if err != nil || n < lowest || n > 65535 {
+		return fmt.Sprintf("port must be a number from %d to 65535, got %q", lowest, port)
+	}
+	return ""
+}
+
+// budgetKey names the run's shared budget: the endpoint's base URL (without
+// a query or fragment, which could carry a secret) and a hash of the API
+// key, never the key itself. Processes with the same key at the same base
+// URL share a budget whatever their endpoint paths, as providers count a
+// key's requests across endpoints.
+func (c Config) budgetKey() string {
+	base := c.Endpoint.BaseURL
+	if base == "" {
+		base = defaultBaseURL[c.Endpoint.Provider]
+	}
+	endpoint := string(c.Endpoint.Provider)
+	if u, err := url.Parse(base); err == nil && u.Host != "" {
+		endpoint = strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimRight(u.EscapedPath(), "/")
+	}
+	return budget.KeyFor(endpoint, c.Endpoint.APIKey)
+}
+
+// defaultBaseURL is the base URL imodel uses for a provider when none is
+// given, so that a run naming it and one relying on it share a budget.
+var defaultBaseURL = map[imodel.Provider]string{
+	imodel.OpenAI:    "https://api.openai.com/v1",
+	imodel.Anthropic: "https://api.anthropic.com/v1",
 }
 
 // executorConfig turns the limits into the executor's: the request bucket
@@ -104,6 +183,11 @@ func (c Config) executorConfig(observer func(messages.Event)) runtime.Config {
 	rc.CallTimeout = c.Timeout
 	rc.Observer = observer
 	rc.Logger = c.Logger
+	if c.Budget != "" {
+		rc.SharedBudget = budget.MemberConfig{
+			Address: c.Budget, Key: c.budgetKey(), ExpectedMembers: c.BudgetMembers, ListenAddr: c.BudgetListen,
+		}
+	}
 	return rc
 }
 

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lionactor/lionactor/simulator"
+)
+
+var budgetAddrRE = regexp.MustCompile(`^budget service listening on (127\.0\.0\.1:(\d+))$`)
+
+// These tests run at most one protoactor remote layer at a time in the test
+// process: remote.Start sets grpc's global logger, so two in one process
+// race. Tests with a service and its members run them as processes
+// (e2e_budget_test.go).
+
+func TestBudgetServeUntilCancelled(t *testing.T) {
+	pr, pw := io.Pipe()
+	c := newCLI()
+	e := c.environ()
+	e.stdout = pw
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	exit := make(chan int, 1)
+	go func() {
+		code := run(ctx, e, []string{"budget", "serve", "--addr", "127.0.0.1:0", "--lease-ttl", "500ms", "--verbose"})
+		pw.Close()
+		exit <- code
+	}()
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	first, ok := <-lines
+	m := budgetAddrRE.FindStringSubmatch(first)
+	if !ok || m == nil || m[2] == "0" {
+		t.Fatalf("first line %q does not give the address (stderr %s)", first, c.stderr.String())
+	}
+	addr := m[1]
+	if hint := <-lines; !strings.Contains(hint, "lionactor batch --budget "+addr+" --budget-members N") {
+		t.Errorf("hint line %q", hint)
+	}
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("nothing listens on the printed address: %v", err)
+	}
+	conn.Close()
+
+	cancel()
+	var rest []string
+	for l := range lines {
+		rest = append(rest, l)
+	}
+	if code := <-exit; code != exitOK {
+		t.Fatalf("exit %d, stderr %s", code, c.stderr.String())
+	}
+	if len(rest) != 1 || rest[0] != "granted 0 leases (0 requests, 0 returned unused) to 0 members over 0 keys; 0 pauses" {
+		t.Errorf("last lines %q", rest)
+	}
+	// --verbose logs the service's own events, with the lease lifetime given.
+	if log := c.stderr.String(); !strings.Contains(log, `msg="budget service started"`) || !strings.Contains(log, "lease_ttl=500ms") {
+		t.Errorf("verbose log:\n%s", log)
+	}
+}
+
+func TestBudgetServeQuietByDefault(t *testing.T) {
+	c := newCLI()
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stdout.onWrite = func(all string) {
+		if strings.Contains(all, "\n  lionactor batch --budget") {
+			cancel()
+		}
+	}
+	if code := c.run(t, ctx, "budget", "serve", "--addr", "127.0.0.1:0"); code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	if !strings.HasPrefix(c.stdout.String(), "budget service listening on 127.0.0.1:") {
+		t.Errorf("stdout %q", c.stdout.String())
+	}
+	if c.stderr.String() != "" {
+		t.Errorf("stderr without --verbose: %q", c.stderr.String())
+	}
+}
+
+func TestBudgetServeUsageErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--addr", "7070"}, `--addr: want host:port, got "7070"`},
+		{[]string{"--addr", ":7070"}, "--addr: host missing"},
+		{[]string{"--addr", "127.0.0.1:65536"}, "--addr: port must be a number from 0 to 65535"},
+		{[]string{"--addr", "127.0.0.1:budget"}, "--addr: port must be"},
+		{[]string{"--addr", busy.Addr().String()}, busy.Addr().String()},
+		{[]string{"--addr", "127.0.0.1:0", "--lease-ttl", "0s"}, "--lease-ttl: must be positive"},
+		{[]string{"--addr", "127.0.0.1:0", "--lease-ttl", "-1s"}, "--lease-ttl: must be positive"},
+		{[]string{"--lease-ttl", "soon"}, "invalid argument"},
+		{[]string{"extra"}, "unknown command"},
+	}
+	for _, tt := range tests {
+		c := newCLI()
+		args := append([]string{"budget", "serve"}, tt.args...)
+		if code := c.run(t, context.Background(), args...); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
+		}
+		if !strings.HasPrefix(c.stderr.String(), "lionactor: ") || !strings.Contains(c.stderr.String(), tt.want) {
+			t.Errorf("%q: stderr lacks %q:\n%s", args, tt.want, c.stderr.String())
+		}
+		if strings.Contains(c.stdout.String(), "listening") {
+			t.Errorf("%q: it said it listens: %q", args, c.stdout.String())
+		}
+	}
+	// The group alone shows its help; an unknown subcommand is refused.
+	c := newCLI()
+	if code := c.run(t, context.Background(), "budget"); code != exitOK || !strings.Contains(c.stdout.String(), "serve") {
+		t.Errorf("budget: exit %d, stdout %q", code, c.stdout.String())
+	}
+	c = newCLI()
+	if code := c.run(t, context.Background(), "budget", "start"); code != exitUsage {
+		t.Errorf("budget start: exit %d, want %d", code, exitUsage)
+	}
+}
+
+func TestBatchBudgetUsageErrors(t *testing.T) {
+	sim, base := startSim(t, simulator.Config{})
+	dir := t.TempDir()
+	in, out := writeRequests(t, dir, 3), filepath.Join(dir, "results.jsonl")
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--budget", "127.0.0.1"}, "budget: want host:port"},
+		{[]string{"--budget", "http://127.0.0.1:7070"}, "budget: want host:port"},
+		{[]string{"--budget", ":7070"}, "budget: host missing"},
+		{[]string{"--budget", "127.0.0.1:0"}, "budget: port must be a number from 1 to 65535"},
+		{[]string{"--budget", "127.0.0.1:7070", "--budget-members", "0"}, "budget-members: must be at least 1"},
+		{[]string{"--budget", "127.0.0.1:7070", "--budget-members", "-3"}, "budget-members: must be at least 1"},
+		{[]string{"--budget-members", "-1"}, "budget-members: must be at least 1"},
+		{[]string{"--budget", "127.0.0.1:7070", "--budget-listen", "anywhere"}, "budget-listen: want host:port"},
+		{[]string{"--budget-members", "three"}, "invalid argument"},
+	}
+	for _, tt := range tests {
+		c := newCLI()
+		args := append([]string{"batch", "--in", in, "--out", out, "--url", base, "--model", testModel}, tt.args...)
+		if code := c.run(t, context.Background(), args...); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d", tt.args, code, exitUsage)
+		}
+		if !strings.HasPrefix(c.stderr.String(), "lionactor: ") || !strings.Contains(c.stderr.String(), tt.want) {
+			t.Errorf("%q: stderr lacks %q:\n%s", tt.args, tt.want, c.stderr.String())
+		}
+	}
+	if st := sim.Stats(); st.Requests != 0 {
+		t.Errorf("%d requests were sent", st.Requests)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("the results file was created")
+	}
+}
+
+// unusedAddr is a loopback address where nothing listens.
+func unusedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestBatchBudgetFromConfigFile sets --budget and --budget-members in the
+// config file, and points them at a service that is not there: the run
+// says it fell back to its share (naming the members the file gave), and
+// finishes.
+func TestBatchBudgetFromConfigFile(t *testing.T) {
+	sim, base := startSim(t, simulator.Config{})
+	dir := t.TempDir()
+	const n = 25
+	in, out := writeRequests(t, dir, n), filepath.Join(dir, "results.jsonl")
+	nobody := unusedAddr(t)
+	config := filepath.Join(dir, "batch.yaml")
+	yaml := fmt.Sprintf("in: %s\nout: %s\nurl: %s\nmodel: %s\nrpm: 60000\nbudget: %s\nbudget-members: 3\n", in, out, base, testModel, nobody)
+	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI()
+	if code := c.run(t, context.Background(), "batch", "--config", config, "--progress-every", "0s"); code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	checkEachOnce(t, readResults(t, out), n)
+	if got := sim.Stats().Requests; got != n {
+		t.Errorf("%d requests sent, want %d", got, n)
+	}
+	stderr := c.stderr.String()
+	notice := fallbackNotice(stderr)
+	if notice == "" || !strings.Contains(notice, "service="+nobody) || !strings.Contains(notice, "expected_members=3") ||
+		!strings.Contains(notice, "requests_per_second=333.3") { // 60000/min ÷ 60 ÷ 3
+		t.Errorf("no notice of the fallback to a third of the limits in stderr:\n%s", stderr)
+	}
+	// Without --verbose, that notice is the only log line: none of the
+	// executor's, protoactor's or the attempts'.
+	if strings.Count(stderr, "level=") != 1 || strings.Contains(stderr, testKey) {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+
+	// A flag on the command line wins over the file; a bad value in the
+	// file is refused before anything is sent.
+	if err := os.WriteFile(config, []byte(yaml+"budget-listen: 127.0.0.1:0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c = newCLI()
+	if code := c.run(t, context.Background(), "batch", "--config", config, "--budget-members", "0"); code != exitUsage {
+		t.Errorf("--budget-members 0 over the file's 3: exit %d, want %d", code, exitUsage)
+	}
+	bad := strings.Replace(yaml, "budget-members: 3", "budget-members: none", 1)
+	if err := os.WriteFile(config, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c = newCLI()
+	if code := c.run(t, context.Background(), "batch", "--config", config); code != exitUsage || !strings.Contains(c.stderr.String(), "budget-members") {
+		t.Errorf("budget-members: none: exit %d, stderr %s", code, c.stderr.String())
+	}
+	if got := sim.Stats().Requests; got != n {
+		t.Errorf("the refused runs sent %d requests", got-n)
+	}
+}
+
+// TestBatchBudgetVerboseNeverShowsTheKey falls back with --verbose: the
+// full log (executor, protoactor, attempts, the fallback) never shows the
+// key, and the budget's name in it is a hash.
+func TestBatchBudgetVerboseNeverShowsTheKey(t *testing.T) {
+	_, base := startSim(t, simulator.Config{})
+	var sb strings.Builder
+	for i := range 10 {
+		sb.WriteString(requestLine(i) + "\n")
+	}
+	c := newCLI()
+	c.stdin = strings.NewReader(sb.String())
+	if code := c.run(t, context.Background(), "batch", "--url", base, "--model", testModel, "--rpm", "60000", "--verbose",
+		"--budget", unusedAddr(t), "--budget-members", "2"); code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	results, _ := parseResults(t, []byte(c.stdout.String()), false)
+	checkEachOnce(t, results, 10)
+	if fallbackNotice(c.stderr.String()) == "" || !strings.Contains(c.stderr.String(), "imodel: attempt") {
+		t.Fatalf("the verbose log lacks the fallback or the attempts:\n%s", c.stderr.String())
+	}
+	for name, out := range map[string]string{"stdout": c.stdout.String(), "stderr": c.stderr.String()} {
+		if strings.Contains(out, testKey) || strings.Contains(out, "cli-0001") {
+			t.Errorf("the API key appears on %s", name)
+		}
+	}
+}
+
+// fallbackNotice returns the log line saying that a member fell back to
+// its share of the limits, or "".
+func fallbackNotice(log string) string {
+	for l := range strings.Lines(log) {
+		if strings.Contains(l, "level=WARN") && strings.Contains(l, `msg="`+budgetNoticePrefix) {
+			return l
+		}
+	}
+	return ""
+}
+
+func TestPrefixFilter(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(prefixFilter{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}), budgetNoticePrefix})
+	log.Info("actor system started")
+	log.Error("EndpointWriter lost connection")
+	log.Debug("lionactor: budget debug detail")
+	log.Warn("lionactor: budget service unreachable; using the local share", "expected_members", 3)
+	log.With("component", "broker").WithGroup("g").Info("lionactor: budget service reachable again; rejoined", "service", "x")
+	log.With("component", "broker").Info("imodel: attempt")
+	got := buf.String()
+	if strings.Count(got, "\n") != 2 || !strings.Contains(got, "expected_members=3") || !strings.Contains(got, "component=broker g.service=x") {
+		t.Errorf("notices passed:\n%s", got)
+	}
+}

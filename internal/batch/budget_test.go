@@ -1,0 +1,169 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/lionactor/lionactor/budget"
+	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/internal/runtimetest"
+	"github.com/lionactor/lionactor/messages"
+	"github.com/lionactor/lionactor/simulator"
+)
+
+func TestConfigValidateBudget(t *testing.T) {
+	valid := Config{RPM: 1, Concurrency: 1, MaxAttempts: 1, Queue: 1}
+	for _, ok := range []func(*Config){
+		func(c *Config) {}, // no budget: the members setting is unused
+		func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:7070", 1 },
+		func(c *Config) { c.Budget, c.BudgetMembers = "budget.internal:7070", 12 },
+		func(c *Config) { c.Budget, c.BudgetMembers = "[::1]:7070", 2 },
+		func(c *Config) { c.Budget, c.BudgetMembers, c.BudgetListen = "10.0.0.5:7070", 3, "10.0.0.9:0" },
+	} {
+		c := valid
+		ok(&c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
+	tests := []struct {
+		name, field, want string
+		set               func(*Config)
+	}{
+		{"no port", "budget", "host:port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1", 2 }},
+		{"no host", "budget", "host missing", func(c *Config) { c.Budget, c.BudgetMembers = ":7070", 2 }},
+		{"port 0", "budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:0", 2 }},
+		{"port too large", "budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:65536", 2 }},
+		{"port not a number", "budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:http", 2 }},
+		{"a URL", "budget", "host:port", func(c *Config) { c.Budget, c.BudgetMembers = "http://127.0.0.1:7070/", 2 }},
+		{"no members", "budget-members", "at least 1", func(c *Config) { c.Budget = "127.0.0.1:7070" }},
+		{"negative members", "budget-members", "at least 1", func(c *Config) { c.BudgetMembers = -1 }},
+		{"bad listen", "budget-listen", "host:port", func(c *Config) { c.Budget, c.BudgetMembers, c.BudgetListen = "127.0.0.1:7070", 2, "0" }},
+		{"listen port too large", "budget-listen", "port", func(c *Config) {
+			c.Budget, c.BudgetMembers, c.BudgetListen = "127.0.0.1:7070", 2, "127.0.0.1:99999"
+		}},
+	}
+	for _, tt := range tests {
+		c := valid
+		tt.set(&c)
+		err := c.Validate()
+		var ce *messages.ConfigError
+		if !errors.As(err, &ce) || ce.Field != tt.field || !strings.Contains(ce.Reason, tt.want) {
+			t.Errorf("%s: Validate = %v, want a ConfigError for %q saying %q", tt.name, err, tt.field, tt.want)
+		}
+	}
+}
+
+func TestExecutorConfigSharedBudget(t *testing.T) {
+	const key = "sk-budget-secret-0001"
+	c := Config{
+		RPM: 3000, Concurrency: 4, MaxAttempts: 1, Queue: 4,
+		Endpoint: imodel.EndpointConfig{Provider: imodel.OpenAI, BaseURL: "http://127.0.0.1:8787/v1", APIKey: key},
+	}
+	if rc := c.executorConfig(nil); rc.SharedBudget != nil {
+		t.Fatalf("no --budget, yet a shared budget: %+v", rc.SharedBudget)
+	}
+	c.Budget, c.BudgetMembers, c.BudgetListen = "127.0.0.1:7070", 3, "127.0.0.1:0"
+	rc := c.executorConfig(nil)
+	if err := rc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	mc, ok := rc.SharedBudget.(budget.MemberConfig)
+	if !ok {
+		t.Fatalf("SharedBudget is %T, want budget.MemberConfig", rc.SharedBudget)
+	}
+	want := budget.MemberConfig{
+		Address: "127.0.0.1:7070", Key: budget.KeyFor("http://127.0.0.1:8787/v1", key),
+		ExpectedMembers: 3, ListenAddr: "127.0.0.1:0",
+	}
+	if mc != want {
+		t.Errorf("member config %+v, want %+v", mc, want)
+	}
+	if strings.Contains(mc.Key, key) || strings.Contains(mc.Key, "secret") {
+		t.Errorf("the budget key %q shows the API key", mc.Key)
+	}
+	// The limits the budget divides are the run's own.
+	if rc.RequestsPerInterval != 3000 {
+		t.Errorf("rpm %d", rc.RequestsPerInterval)
+	}
+}
+
+func TestBudgetKey(t *testing.T) {
+	const key = "sk-budget-secret-0002"
+	keyOf := func(p imodel.Provider, base, apiKey string) string {
+		return Config{Endpoint: imodel.EndpointConfig{Provider: p, BaseURL: base, APIKey: apiKey}}.budgetKey()
+	}
+	same := []struct{ a, b string }{
+		// The provider's default base URL, given or not.
+		{keyOf(imodel.OpenAI, "", key), keyOf(imodel.OpenAI, "https://api.openai.com/v1", key)},
+		{keyOf(imodel.Anthropic, "", key), keyOf(imodel.Anthropic, "https://api.anthropic.com/v1/", key)},
+		// Case of scheme and host, a trailing slash.
+		{keyOf(imodel.OpenAICompatible, "HTTP://Groq.example:443/openai/v1/", key), keyOf(imodel.OpenAICompatible, "http://groq.example:443/openai/v1", key)},
+		// A query (where some gateways take a key) is left out.
+		{keyOf(imodel.OpenAICompatible, "https://gw.example/v1?api-key=sk-in-url", key), keyOf(imodel.OpenAICompatible, "https://gw.example/v1", key)},
+	}
+	for i, s := range same {
+		if s.a != s.b {
+			t.Errorf("pair %d: %q != %q", i, s.a, s.b)
+		}
+	}
+	different := []struct{ a, b string }{
+		{keyOf(imodel.OpenAI, "", key), keyOf(imodel.OpenAI, "", key+"x")},
+		{keyOf(imodel.OpenAI, "", key), keyOf(imodel.Anthropic, "", key)},
+		{keyOf(imodel.OpenAICompatible, "http://127.0.0.1:1/v1", key), keyOf(imodel.OpenAICompatible, "http://127.0.0.1:2/v1", key)},
+	}
+	for i, d := range different {
+		if d.a == d.b {
+			t.Errorf("pair %d: both %q", i, d.a)
+		}
+	}
+	for _, k := range []string{keyOf(imodel.OpenAI, "", key), keyOf(imodel.OpenAICompatible, "https://gw.example/v1?api-key=sk-in-url", key)} {
+		if strings.Contains(k, key) || strings.Contains(k, "sk-in-url") {
+			t.Errorf("budget key %q shows a secret", k)
+		}
+	}
+	// An unparsable URL (which imodel refuses) still names a budget, by
+	// the provider, and does not copy the URL.
+	if k := keyOf(imodel.OpenAICompatible, "not a url sk-in-url", key); !strings.HasPrefix(k, "openai-compatible#") {
+		t.Errorf("budget key of a bad URL: %q", k)
+	}
+}
+
+// TestRunSharedBudgetFallsBack runs a batch whose budget service cannot
+// be reached: it says so in its log, keeps to its share of the limits, and
+// completes every request. (A run with a service is tested end to end, in
+// processes of their own, by cmd/lionactor: protoactor's remote.Start sets
+// grpc's global logger, so two remote layers in one process race.)
+func TestRunSharedBudgetFallsBack(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := ln.Addr().String()
+	ln.Close()
+
+	sim, base := startSim(t, simulator.Config{})
+	const n = 30
+	var log runtimetest.Buffer
+	cfg := testConfig(base)
+	cfg.Budget, cfg.BudgetMembers = nobody, 2
+	cfg.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	results, _, sum, err := runInput(t, context.Background(), cfg, Input{R: strings.NewReader(jsonl(t, n))}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIndices(t, results, seq(0, n))
+	if s := sum.Snapshot(); s.Completed != n || s.RateLimited != 0 {
+		t.Errorf("summary %+v", s)
+	}
+	if got := sim.Stats().Requests; got != n {
+		t.Errorf("the simulator served %d requests, want %d", got, n)
+	}
+	if l := log.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "service="+nobody) || !strings.Contains(l, "expected_members=2") {
+		t.Errorf("no warning of the fallback:\n%s", l)
+	}
+}
