@@ -1,16 +1,15 @@
 package imodel
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lionactor/lionactor/imodel/tokens"
 	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -89,25 +88,7 @@ func TestParseRateLimit(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func debugLogger(w *syncBuffer) *slog.Logger {
+func debugLogger(w *runtimetest.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -118,7 +99,7 @@ func TestAdaptivePause(t *testing.T) {
 	prompt := tokens.ForModel(openAIModel).ChatPrompt([]tokens.Message{{Role: "user", Text: "adaptive"}})
 	big := hello("adaptive", 9533-prompt)
 
-	logs := &syncBuffer{}
+	logs := &runtimetest.Buffer{}
 	ex := startExecutor(t, nil)
 	m := newModel(t, ex, openAIConfig(e), WithLogger(debugLogger(logs)))
 	resp, err := m.Chat(ctx, big)
@@ -154,7 +135,7 @@ func TestAdaptivePause(t *testing.T) {
 
 	// Without adaptive limits the same headers do not pause (another key,
 	// another budget).
-	quiet := &syncBuffer{}
+	quiet := &runtimetest.Buffer{}
 	ex2 := startExecutor(t, nil)
 	cfg := openAIConfig(e)
 	cfg.APIKey = "sk-test-second-key-19ab"

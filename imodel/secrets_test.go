@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
@@ -22,7 +23,7 @@ func TestKeysNeverShown(t *testing.T) {
 		rejectedKey = "sk-test-SECRET-rejected-9f8e7d6c5b4a"
 	)
 	keys := []string{openAIKey, claudeKey, rejectedKey}
-	logs := &syncBuffer{}
+	logs := &runtimetest.Buffer{}
 	logger := debugLogger(logs)
 	log := &eventLog{}
 	var errs []error

@@ -20,6 +20,7 @@ import (
 
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/internal/batch"
+	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
@@ -28,26 +29,8 @@ import (
 // secretKey is the key that must never be shown.
 const secretKey = "sk-test-SECRET-4f1d2c"
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // debugLogger logs everything, at debug level, to buf.
-func debugLogger(buf *syncBuffer) *slog.Logger {
+func debugLogger(buf *runtimetest.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -170,7 +153,7 @@ func newModel(t *testing.T, ex *runtime.Executor, cfg imodel.EndpointConfig, opt
 // timeout), plain calls and streams, with debug logging on, and a batch run
 // with its debug log: the key is in no snapshot, error, log line or result.
 func TestSecretsNeverShown(t *testing.T) {
-	var logs syncBuffer
+	var logs runtimetest.Buffer
 	logger := debugLogger(&logs)
 	var snaps snapshots
 	cfg := runtime.DefaultConfig()
@@ -281,7 +264,7 @@ func TestSecretsNeverShown(t *testing.T) {
 
 	// A batch run, with its debug log and its results.
 	var out bytes.Buffer
-	var batchLogs syncBuffer
+	var batchLogs runtimetest.Buffer
 	blog := debugLogger(&batchLogs)
 	input := `{"messages":[{"role":"user","content":"a"}],"max_tokens":4}` + "\n" +
 		`{"messages":[{"role":"user","content":"b"}],"max_tokens":4,"id":"x"}` + "\n" + "not json\n"
@@ -383,7 +366,7 @@ func TestTLSVerifiedByDefault(t *testing.T) {
 	ep := imodel.EndpointConfig{Provider: imodel.OpenAI, BaseURL: srv.URL + "/v1", APIKey: secretKey, Model: "gpt-4o-mini",
 		Retry: imodel.RetryPolicy{MaxAttempts: 1}}
 
-	var logs syncBuffer
+	var logs runtimetest.Buffer
 	strict := newModel(t, ex, ep, imodel.WithLogger(debugLogger(&logs)))
 	_, err = strict.Chat(ctx, req)
 	var unknown x509.UnknownAuthorityError

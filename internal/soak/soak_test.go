@@ -5,38 +5,20 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/lionactor/lionactor/internal/chaos"
-
+	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/messages"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestRun(t *testing.T) {
-	var out syncBuffer
+	var out runtimetest.Buffer
 	rep, err := Run(context.Background(), Options{Duration: 4 * time.Second, Every: 500 * time.Millisecond, PanicRate: 0.05, Out: &out, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
