@@ -214,18 +214,6 @@ func TestThreeMembersShareOneLimit(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestServiceGoneMembersFallBackAndRejoin(t *testing.T) {
 	const perMember = 600
 	r := newSharedRun(t, 24_000, 40, time.Second)
@@ -237,7 +225,7 @@ func TestServiceGoneMembersFallBackAndRejoin(t *testing.T) {
 	for i, m := range r.members {
 		hs[i] = m.submit(t, perMember)
 	}
-	waitFor(t, time.Minute, "simulator saw 400 requests", func() bool { return r.sim.Stats().Requests >= 400 })
+	runtimetest.WaitFor(t, time.Minute, "simulator saw 400 requests", func() bool { return r.sim.Stats().Requests >= 400 })
 	r.closeServer()
 	for i := range hs {
 		counts := wait(t, hs[i])
@@ -266,7 +254,7 @@ func TestServiceGoneMembersFallBackAndRejoin(t *testing.T) {
 	}
 	r.server = srv
 	for i, m := range r.members {
-		waitFor(t, 30*time.Second, fmt.Sprintf("member %d rejoins", i), func() bool {
+		runtimetest.WaitFor(t, 30*time.Second, fmt.Sprintf("member %d rejoins", i), func() bool {
 			return strings.Contains(m.logs.String(), "rejoined")
 		})
 	}
@@ -296,7 +284,7 @@ func TestMemberKilledOthersGoOnAndLeasesExpire(t *testing.T) {
 	for i, m := range r.members {
 		hs[i] = m.submit(t, perMember)
 	}
-	waitFor(t, time.Minute, "simulator saw 300 requests", func() bool { return r.sim.Stats().Requests >= 300 })
+	runtimetest.WaitFor(t, time.Minute, "simulator saw 300 requests", func() bool { return r.sim.Stats().Requests >= 300 })
 	victim := r.members[0]
 	brokerOf := func(m *member) string {
 		return actor.NewPID(m.ex.System().Address(), m.ex.PID().Id+"/budget").String()
@@ -305,7 +293,7 @@ func TestMemberKilledOthersGoOnAndLeasesExpire(t *testing.T) {
 	remote.GetRemote(victim.ex.System()).Shutdown(false)
 	killed := time.Now()
 	victim.ex.StopNow(context.Background())
-	waitFor(t, ttl+time.Second, "the dead member's leases expire", func() bool {
+	runtimetest.WaitFor(t, ttl+time.Second, "the dead member's leases expire", func() bool {
 		ss, err := r.server.Stats()
 		return err == nil && ss.LeasesByMember[brokerOf(victim)] == 0
 	})

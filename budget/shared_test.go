@@ -135,17 +135,6 @@ func completed(t *testing.T, hs []*runtime.Handle) (n int, events []runtime.Even
 	return n, events
 }
 
-func poll(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestLocalMembersShareOneLimit(t *testing.T) {
 	const perMember = 200
 	r := newLocalRun(t, 12_000, 40, time.Second) // 200 requests/s
@@ -186,7 +175,7 @@ func TestLocalServiceGoneFallBackThenRejoin(t *testing.T) {
 	for _, m := range ms {
 		hs = append(hs, m.submit(t, perMember))
 	}
-	poll(t, time.Minute, "100 requests made", func() bool { return r.sim.Stats().Requests >= 100 })
+	runtimetest.WaitFor(t, time.Minute, "100 requests made", func() bool { return r.sim.Stats().Requests >= 100 })
 	r.svc.Stop()
 	for i := range hs {
 		if n, _ := completed(t, hs[i]); n != perMember {
@@ -208,7 +197,7 @@ func TestLocalServiceGoneFallBackThenRejoin(t *testing.T) {
 	}
 	t.Cleanup(svc.Stop)
 	for i, m := range ms {
-		poll(t, 10*time.Second, fmt.Sprintf("member %d rejoins", i), func() bool { return strings.Contains(m.logs.String(), "rejoined") })
+		runtimetest.WaitFor(t, 10*time.Second, fmt.Sprintf("member %d rejoins", i), func() bool { return strings.Contains(m.logs.String(), "rejoined") })
 		if n, _ := completed(t, m.submit(t, 10)); n != 10 {
 			t.Errorf("member %d after rejoining: %d of 10 COMPLETED", i, n)
 		}
@@ -233,7 +222,7 @@ func TestLocalPauseReachesOtherMembers(t *testing.T) {
 	}
 	until := time.Now().Add(300 * time.Millisecond)
 	a.ex.PauseUntil(until)
-	poll(t, 5*time.Second, "b learns of a's pause", func() bool { return !b.ex.Stats().PausedUntil.IsZero() })
+	runtimetest.WaitFor(t, 5*time.Second, "b learns of a's pause", func() bool { return !b.ex.Stats().PausedUntil.IsZero() })
 	if got := b.ex.Stats().PausedUntil; got.Before(until.Add(-100*time.Millisecond)) || got.After(until.Add(100*time.Millisecond)) {
 		t.Errorf("b paused until %v, a until %v", got, until)
 	}
@@ -359,7 +348,7 @@ func TestServiceProtocol(t *testing.T) {
 	}
 
 	// Leases expire after their TTL, and silent members are forgotten.
-	poll(t, 5*time.Second, "leases expire and members are forgotten", func() bool {
+	runtimetest.WaitFor(t, 5*time.Second, "leases expire and members are forgotten", func() bool {
 		st, err := svc.Stats()
 		return err == nil && st.Leases == 0 && st.Members == 0
 	})

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -26,26 +24,8 @@ var budgetAddrRE = regexp.MustCompile(`^budget service listening on (127\.0\.0\.
 // (e2e_budget_test.go).
 
 func TestBudgetServeUntilCancelled(t *testing.T) {
-	pr, pw := io.Pipe()
-	c := newCLI()
-	e := c.environ()
-	e.stdout = pw
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	exit := make(chan int, 1)
-	go func() {
-		code := run(ctx, e, []string{"budget", "serve", "--addr", "127.0.0.1:0", "--lease-ttl", "500ms", "--verbose"})
-		pw.Close()
-		exit <- code
-	}()
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
+	srv := startServer(t, "budget", "serve", "--addr", "127.0.0.1:0", "--lease-ttl", "500ms", "--verbose")
+	c, lines := srv.c, srv.lines
 	first, ok := <-lines
 	m := budgetAddrRE.FindStringSubmatch(first)
 	if !ok || m == nil || m[2] == "0" {
@@ -61,14 +41,7 @@ func TestBudgetServeUntilCancelled(t *testing.T) {
 	}
 	conn.Close()
 
-	cancel()
-	var rest []string
-	for l := range lines {
-		rest = append(rest, l)
-	}
-	if code := <-exit; code != exitOK {
-		t.Fatalf("exit %d, stderr %s", code, c.stderr.String())
-	}
+	rest := srv.stop(t)
 	if len(rest) != 1 || rest[0] != "granted 0 leases (0 requests, 0 returned unused) to 0 members over 0 keys; 0 pauses" {
 		t.Errorf("last lines %q", rest)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/internal/batch"
+	"github.com/lionactor/lionactor/internal/runtimetest"
 )
 
 // process is a lionactor command that a test runs as a process of its own.
@@ -59,7 +60,7 @@ func startProcess(t *testing.T, bin, name string, env []string, args ...string) 
 func (p *process) await(t *testing.T, re *regexp.Regexp) []string {
 	t.Helper()
 	var m []string
-	waitFor(t, 30*time.Second, p.name+" to print "+re.String(), func() bool {
+	runtimetest.WaitFor(t, 30*time.Second, p.name+" to print "+re.String(), func() bool {
 		for l := range strings.Lines(p.stdout.String()) {
 			if m = re.FindStringSubmatch(strings.TrimSuffix(l, "\n")); m != nil {
 				return true
@@ -375,7 +376,7 @@ func TestEndToEndSharedBudget(t *testing.T) {
 	t.Run("member killed", func(t *testing.T) {
 		r := startSharedRun(t, bin, size, 3) // the service not --verbose
 		victim := r.members[0]
-		waitFor(t, time.Minute, "a quarter of member 0's results", func() bool { return countLines(r.outs[0]) >= size.lines/4 })
+		runtimetest.WaitFor(t, time.Minute, "a quarter of member 0's results", func() bool { return countLines(r.outs[0]) >= size.lines/4 })
 		if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -412,7 +413,7 @@ func TestEndToEndSharedBudget(t *testing.T) {
 			}
 			return n
 		}
-		waitFor(t, time.Minute, "a quarter of the results", func() bool { return total() >= 3*size.lines/4 })
+		runtimetest.WaitFor(t, time.Minute, "a quarter of the results", func() bool { return total() >= 3*size.lines/4 })
 		if err := r.service.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}

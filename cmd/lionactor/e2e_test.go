@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -65,7 +66,7 @@ func TestEndToEndInterruptAndResume(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the first results", func() bool { return countLines(out) >= 300 })
+	runtimetest.WaitFor(t, 30*time.Second, "the first results", func() bool { return countLines(out) >= 300 })
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
@@ -214,16 +214,51 @@ func parseSummary(t *testing.T, stderr string) summaryCounts {
 	return s
 }
 
-// waitFor polls cond every few milliseconds until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+// server is a serving command (sim, budget serve) running in the test until
+// stop, with its standard output read line by line.
+type server struct {
+	c      *cli
+	lines  chan string
+	exit   chan int
+	cancel context.CancelFunc
+}
+
+// startServer runs args until stop.
+func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+	pr, pw := io.Pipe()
+	s := &server{c: newCLI(), lines: make(chan string), exit: make(chan int, 1)}
+	e := s.c.environ()
+	e.stdout = pw
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	t.Cleanup(cancel)
+	go func() {
+		code := run(ctx, e, args)
+		pw.Close()
+		s.exit <- code
+	}()
+	go func() {
+		defer close(s.lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			s.lines <- sc.Text()
 		}
-		<-tick.C
+	}()
+	return s
+}
+
+// stop interrupts the command and returns the lines it printed after those
+// already read, failing the test unless it exits 0.
+func (s *server) stop(t *testing.T) []string {
+	t.Helper()
+	s.cancel()
+	var rest []string
+	for l := range s.lines {
+		rest = append(rest, l)
 	}
+	if code := <-s.exit; code != exitOK {
+		t.Fatalf("exit %d, stderr %s", code, s.c.stderr.String())
+	}
+	return rest
 }

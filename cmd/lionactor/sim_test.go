@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net/http"
@@ -16,27 +15,8 @@ import (
 var baseURLRE = regexp.MustCompile(`^simulator listening; base URL for clients: (http://127\.0\.0\.1:\d+/v1)$`)
 
 func TestSimServesUntilCancelled(t *testing.T) {
-	pr, pw := io.Pipe()
-	c := newCLI()
-	e := c.environ()
-	e.stdout = pw
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	exit := make(chan int, 1)
-	go func() {
-		code := run(ctx, e, []string{"sim", "--addr", "127.0.0.1:0", "--rpm", "100", "--keys", "sk-test-cli-0001,sk-test-cli-0002", "--latency", "1ms"})
-		pw.Close()
-		exit <- code
-	}()
-
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
+	srv := startServer(t, "sim", "--addr", "127.0.0.1:0", "--rpm", "100", "--keys", "sk-test-cli-0001,sk-test-cli-0002", "--latency", "1ms")
+	c, lines := srv.c, srv.lines
 	first, ok := <-lines
 	m := baseURLRE.FindStringSubmatch(first)
 	if !ok || m == nil {
@@ -70,14 +50,7 @@ func TestSimServesUntilCancelled(t *testing.T) {
 	}
 	tr.CloseIdleConnections()
 
-	cancel()
-	var rest []string
-	for l := range lines {
-		rest = append(rest, l)
-	}
-	if code := <-exit; code != exitOK {
-		t.Fatalf("exit %d, stderr %s", code, c.stderr.String())
-	}
+	rest := srv.stop(t)
 	if len(rest) != 1 || rest[0] != "served 2 requests (0 rate limited)" {
 		t.Errorf("last lines %q", rest)
 	}

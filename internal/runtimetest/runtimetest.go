@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -113,5 +114,21 @@ func (b *Blocker) Do(ctx context.Context, attempt int) (messages.Result, error) 
 	case <-ctx.Done():
 		b.Seen <- context.Cause(ctx)
 		return messages.Result{}, ctx.Err()
+	}
+}
+
+// WaitFor polls cond every few milliseconds until it holds, and fails the
+// test if d passes first. It is for conditions that no event signals, such
+// as a count another process or a network peer moves.
+func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		<-tick.C
 	}
 }
