@@ -214,3 +214,28 @@ func TestConfigListenAndClose(t *testing.T) {
 		t.Errorf("Stats of a new service = %+v, %v", st, err)
 	}
 }
+
+func TestCheckAddress(t *testing.T) {
+	for _, tt := range []struct {
+		addr   string
+		listen bool
+		want   string // "" for valid
+	}{
+		{"127.0.0.1:7070", false, ""},
+		{"[::1]:7070", false, ""},
+		{"127.0.0.1:0", true, ""},
+		{"127.0.0.1:0", false, "port must be a number from 1 to 65535"},
+		{"127.0.0.1:65536", true, "port must be a number from 0 to 65535"},
+		{"7070", true, `want host:port, got "7070"`},
+		{":7070", false, "host missing"},
+	} {
+		err := CheckAddress(tt.addr, tt.listen)
+		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("CheckAddress(%q, %v) = %v, want %q", tt.addr, tt.listen, err, tt.want)
+		}
+	}
+	// A member connects to the service: port 0 names no service.
+	c := goodMemberConfig()
+	c.Address = "127.0.0.1:0"
+	wantConfigError(t, c.Validate(), "SharedBudget.Address")
+}

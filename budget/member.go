@@ -49,11 +49,11 @@ func (c MemberConfig) Validate() error {
 	bad := func(field, reason string) error {
 		return &messages.ConfigError{Field: "SharedBudget." + field, Reason: reason}
 	}
-	if _, _, err := splitAddr("SharedBudget.Address", c.Address); err != nil {
+	if _, _, err := splitAddr("SharedBudget.Address", c.Address, false); err != nil {
 		return err
 	}
 	if c.ListenAddr != "" {
-		if _, _, err := splitAddr("SharedBudget.ListenAddr", c.ListenAddr); err != nil {
+		if _, _, err := splitAddr("SharedBudget.ListenAddr", c.ListenAddr, true); err != nil {
 			return err
 		}
 	}
@@ -96,7 +96,7 @@ func (c MemberConfig) Attach(system *actor.ActorSystem, limits actors.Limits, lo
 	}
 	release := func() {}
 	if remoteOf(system) == nil {
-		host, port, _ := splitAddr("ListenAddr", c.ListenAddr)
+		host, port, _ := splitAddr("ListenAddr", c.ListenAddr, true)
 		r, err := startRemote(system, host, port)
 		if err != nil {
 			return nil, nil, err

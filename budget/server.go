@@ -27,7 +27,7 @@ func Listen(addr string, cfg ServiceConfig) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	host, port, err := splitAddr("addr", addr)
+	host, port, err := splitAddr("addr", addr, true)
 	if err != nil {
 		return nil, err
 	}
@@ -68,19 +68,34 @@ func newSystem(logger *slog.Logger) *actor.ActorSystem {
 	)
 }
 
-// splitAddr parses host:port for field.
-func splitAddr(field, addr string) (string, int, error) {
+// CheckAddress reports what is wrong with addr as a host:port, or nil. An
+// address to listen on may have port 0 (any free port); an address to
+// connect to may not.
+func CheckAddress(addr string, listen bool) error {
 	host, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", 0, &messages.ConfigError{Field: field, Reason: fmt.Sprintf("want host:port: %v", err)}
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil || port < 0 || port > 65535 {
-		return "", 0, &messages.ConfigError{Field: field, Reason: "port must be a number from 0 to 65535"}
+		return fmt.Errorf("want host:port, got %q", addr)
 	}
 	if host == "" {
-		return "", 0, &messages.ConfigError{Field: field, Reason: "host is empty"}
+		return fmt.Errorf("host missing in %q", addr)
 	}
+	lowest := 1
+	if listen {
+		lowest = 0
+	}
+	if port, err := strconv.Atoi(p); err != nil || port < lowest || port > 65535 {
+		return fmt.Errorf("port must be a number from %d to 65535, got %q", lowest, p)
+	}
+	return nil
+}
+
+// splitAddr checks addr, named field in errors, and splits it.
+func splitAddr(field, addr string, listen bool) (string, int, error) {
+	if err := CheckAddress(addr, listen); err != nil {
+		return "", 0, &messages.ConfigError{Field: field, Reason: err.Error()}
+	}
+	host, p, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(p)
 	return host, port, nil
 }
 

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -53,8 +51,8 @@ reaches the service. It runs until interrupted; members then keep to their
 share of the limits until a service is back.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if reason := listenAddrProblem(addr); reason != "" {
-				return usagef("--addr: %s", reason)
+			if err := budget.CheckAddress(addr, true); err != nil {
+				return usagef("--addr: %v", err)
 			}
 			if leaseTTL <= 0 {
 				return usagef("--lease-ttl: must be positive")
@@ -89,22 +87,6 @@ share of the limits until a service is back.`,
 	fl.DurationVar(&leaseTTL, "lease-ttl", budget.DefaultLeaseTTL, "how long a member may hold a lease; shorter frees a dead member's share sooner, longer means fewer round trips")
 	fl.BoolVar(&verbose, "verbose", false, "log to stderr members joining and going quiet, new keys, pauses, and protoactor's connection events")
 	return cmd
-}
-
-// listenAddrProblem says what is wrong with a host:port to listen on, or ""
-// if nothing.
-func listenAddrProblem(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Sprintf("want host:port, got %q", addr)
-	}
-	if host == "" {
-		return fmt.Sprintf("host missing in %q (give 127.0.0.1, or the address of an interface)", addr)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return fmt.Sprintf("port must be a number from 0 to 65535, got %q", port)
-	}
-	return ""
 }
 
 // prefixFilter passes on only the records whose message starts with

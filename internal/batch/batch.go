@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -101,39 +100,18 @@ func (c Config) Validate() error {
 	if c.Budget == "" {
 		return nil
 	}
-	if reason := checkAddr(c.Budget, false); reason != "" {
-		return bad("budget", reason)
+	if err := budget.CheckAddress(c.Budget, false); err != nil {
+		return bad("budget", err.Error())
 	}
 	if c.BudgetMembers < 1 {
 		return bad("budget-members", "must be at least 1")
 	}
 	if c.BudgetListen != "" {
-		if reason := checkAddr(c.BudgetListen, true); reason != "" {
-			return bad("budget-listen", reason)
+		if err := budget.CheckAddress(c.BudgetListen, true); err != nil {
+			return bad("budget-listen", err.Error())
 		}
 	}
 	return nil
-}
-
-// checkAddr says what is wrong with a host:port address, or "" if nothing;
-// port 0 (any free port) is allowed only where the address is listened on.
-func checkAddr(addr string, listen bool) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Sprintf("want host:port, got %q", addr)
-	}
-	if host == "" {
-		return fmt.Sprintf("host missing in %q", addr)
-	}
-	n, err := strconv.Atoi(port)
-	lowest := 1
-	if listen {
-		lowest = 0
-	}
-	if err != nil || n < lowest || n > 65535 {
-		return fmt.Sprintf("port must be a number from %d to 65535, got %q", lowest, port)
-	}
-	return ""
 }
 
 // budgetKey names the run's shared budget: the endpoint's base URL (without
