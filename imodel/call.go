@@ -43,7 +43,7 @@ func (c *httpCall) Do(ctx context.Context, attempt int) (messages.Result, error)
 		if errors.Is(err, ErrResponseTooLarge) {
 			return res, transportError(c.m.cfg.Provider, ErrResponseTooLarge, err)
 		}
-		return res, transportError(c.m.cfg.Provider, ErrConnection, err)
+		return res, droppedBody(c.m.cfg.Provider, resp.Header, err)
 	}
 	res.Body = body
 	if resp.StatusCode >= 400 {

@@ -61,6 +61,10 @@ type APIError struct {
 
 	kind error
 	err  error
+	// shouldRetry is the provider's x-should-retry header, when it sent
+	// "true" or "false": its word overrides the rule by status.
+	shouldRetry    bool
+	hasShouldRetry bool
 }
 
 // Error implements error. It never contains the API key.
@@ -137,6 +141,9 @@ func (e *APIError) Details() map[string]string {
 	if e.RetryAfterDelay > 0 {
 		d["retry_after_ms"] = strconv.FormatInt(e.RetryAfterDelay.Milliseconds(), 10)
 	}
+	if e.hasShouldRetry {
+		d["should_retry"] = strconv.FormatBool(e.shouldRetry)
+	}
 	return d
 }
 
@@ -152,8 +159,15 @@ func (e *APIError) PauseUntil() time.Time {
 	return e.ResetAt
 }
 
-// Retryable reports whether another attempt may succeed.
+// Retryable reports whether another attempt may succeed. The provider's
+// x-should-retry header, when it says "true" or "false", decides, as it
+// does in the official SDKs: true retries even a status that is never
+// retried otherwise (a 400, a 401), false forbids retrying a 429 or a 5xx.
+// Without it, rate limits, server errors and connection errors are retried.
 func (e *APIError) Retryable() bool {
+	if e.hasShouldRetry {
+		return e.shouldRetry
+	}
 	switch e.kind {
 	case ErrRateLimited, ErrServer, ErrConnection:
 		return true
@@ -199,6 +213,7 @@ func statusError(p Provider, status int, h http.Header, body []byte, now time.Ti
 	if d, ok := wire.ParseRetryAfter(h, now); ok {
 		e.RetryAfterDelay = d
 	}
+	e.shouldRetry, e.hasShouldRetry = shouldRetryHeader(h)
 	if e.kind == ErrRateLimited {
 		e.ResetAt = now.Add(e.RetryAfterDelay)
 		if e.RetryAfterDelay == 0 {
@@ -213,6 +228,30 @@ func statusError(p Provider, status int, h http.Header, body []byte, now time.Ti
 				}
 			}
 		}
+	}
+	return e
+}
+
+// shouldRetryHeader reads the x-should-retry header by which OpenAI and
+// Anthropic tell a client whether to retry; ok is false unless it is
+// exactly "true" or "false", the only values the official SDKs act on.
+func shouldRetryHeader(h http.Header) (retry, ok bool) {
+	switch h.Get("X-Should-Retry") {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
+}
+
+// droppedBody is the error of a response whose body could not be read: a
+// connection error, retried unless the provider's x-should-retry said
+// "false", as Anthropic's SDK treats it.
+func droppedBody(p Provider, h http.Header, err error) *APIError {
+	e := transportError(p, ErrConnection, err)
+	if retry, ok := shouldRetryHeader(h); ok && !retry {
+		e.shouldRetry, e.hasShouldRetry = false, true
 	}
 	return e
 }

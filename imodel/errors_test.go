@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -493,5 +494,91 @@ func TestErrorClassification(t *testing.T) {
 		if got := retryable(err); got != want {
 			t.Errorf("retryable(%v) = %v, want %v", err, got, want)
 		}
+	}
+}
+
+// TestShouldRetryHeader checks that the provider's x-should-retry header
+// overrides the rule by status, as in the official SDKs: "true" retries a
+// status never retried otherwise, "false" forbids retrying one that is,
+// and any other value is ignored.
+func TestShouldRetryHeader(t *testing.T) {
+	e, ex, oa, an := setup(t, simulator.Config{FaultRetryAfter: time.Millisecond}, nil)
+	shouldRetry := func(v string) CallOption { return WithHeader(simulator.HeaderShouldRetry, v) }
+	badRequest := map[string]any{"messages": []any{}} // 400: no messages
+
+	// A 400 is never retried, unless the provider says so.
+	resp, err := oa.Invoke(ctx, badRequest, shouldRetry("true"))
+	checkFailed(t, resp.Event, err, ErrBadRequest, "bad_request", fastRetry.MaxAttempts)
+	api := apiError(t, err)
+	if !api.Retryable() || api.Details()["should_retry"] != "true" {
+		t.Errorf("400 with x-should-retry true: Retryable %v, details %v", api.Retryable(), api.Details())
+	}
+	if info, _ := resp.Event.Error(); info.Details["should_retry"] != "true" {
+		t.Errorf("the snapshot does not say why the 400 was retried: %+v", info)
+	}
+	// A 503, a 429 and a 529 are retried, unless the provider forbids it.
+	for _, tc := range []struct {
+		m        *Model
+		fault    string
+		sentinel error
+		kind     string
+	}{
+		{oa, "503", ErrServer, "server"},
+		{oa, "429", ErrRateLimited, "rate_limited"},
+		{an, "529", ErrServer, "server"},
+	} {
+		resp, err := tc.m.Chat(ctx, hello("x", 1), append(fault(tc.fault, 0, ""), shouldRetry("false"))...)
+		checkFailed(t, resp.Event, err, tc.sentinel, tc.kind, 1)
+		if api := apiError(t, err); api.Retryable() || api.Details()["should_retry"] != "false" {
+			t.Errorf("%s with x-should-retry false: Retryable %v, details %v", tc.fault, api.Retryable(), api.Details())
+		}
+	}
+	if n, want := e.Stats().Requests, int64(fastRetry.MaxAttempts+3); n != want {
+		t.Errorf("the simulator saw %d requests, want %d", n, want)
+	}
+
+	// A 401 that the provider says to retry, and then succeeds; a value
+	// other than true or false is ignored; a body cut short is a
+	// connection error, not retried when the provider said false.
+	var calls atomic.Int32
+	ts := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		switch r.Header.Get("X-Case") {
+		case "auth":
+			if n == 1 {
+				w.Header().Set("x-should-retry", "true")
+				http.Error(w, `{"error":{"message":"token expired","type":"invalid_request_error"}}`, http.StatusUnauthorized)
+				return
+			}
+			w.Write([]byte(`{"ok":true}`))
+		case "upper":
+			w.Header().Set("x-should-retry", "TRUE")
+			http.Error(w, `{"error":{"message":"no"}}`, http.StatusBadRequest)
+		case "dropped":
+			w.Header().Set("x-should-retry", "false")
+			w.Header().Set("Content-Length", "100")
+			w.Write([]byte(`{"cut`))
+		}
+	})
+	m := newModel(t, ex, EndpointConfig{Provider: OpenAICompatible, BaseURL: ts.URL, APIKey: testKey, Retry: fastRetry})
+	for _, tc := range []struct {
+		name     string
+		sentinel error // nil: completed
+		kind     string
+		attempts int
+	}{
+		{"auth", nil, "", 2},
+		{"upper", ErrBadRequest, "bad_request", 1},
+		{"dropped", ErrConnection, "connection", 1},
+	} {
+		calls.Store(0)
+		resp, err := m.Invoke(ctx, map[string]any{"x": 1}, WithHeader("X-Case", tc.name))
+		if tc.sentinel == nil {
+			if err != nil || resp.Event.Attempt != tc.attempts {
+				t.Errorf("%s: %v after %d attempts, want COMPLETED after %d", tc.name, err, resp.Event.Attempt, tc.attempts)
+			}
+			continue
+		}
+		checkFailed(t, resp.Event, err, tc.sentinel, tc.kind, tc.attempts)
 	}
 }

@@ -193,7 +193,7 @@ func (c *streamCall) Do(ctx context.Context, attempt int) (messages.Result, erro
 			// repeat it, so the request fails here with what it has.
 			err = transportError(p, ErrStreamBroken, err)
 		} else if _, isAPI := errors.AsType[*APIError](err); !isAPI {
-			err = transportError(p, ErrConnection, err)
+			err = droppedBody(p, resp.Header, err)
 		}
 		c.m.logAttempt(attempt, resp.StatusCode, err)
 		return res, err

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/lionactor/lionactor/messages"
@@ -210,6 +211,38 @@ func TestStreamErrorEvent(t *testing.T) {
 	checkFailed(t, resp.Event, err, ErrConnection, "connection", 1)
 	if resp.Text != "" {
 		t.Errorf("text %q from another choice", resp.Text)
+	}
+}
+
+// TestStreamShouldRetryFalse checks that a stream cut before its first
+// chunk, retried as a broken connection, is not retried when the provider
+// said x-should-retry: false.
+func TestStreamShouldRetryFalse(t *testing.T) {
+	var calls atomic.Int32
+	ts := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "text/event-stream")
+		if r.Header.Get("X-Case") == "false" {
+			w.Header().Set("x-should-retry", "false")
+		}
+		w.Write([]byte("data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[]}\n\n"))
+	})
+	ex := startExecutor(t, nil)
+	m := newModel(t, ex, EndpointConfig{Provider: OpenAI, BaseURL: ts.URL, APIKey: testKey, Model: "m", Retry: fastRetry})
+	for _, tc := range []struct {
+		header   string
+		attempts int
+	}{{"false", 1}, {"", fastRetry.MaxAttempts}} {
+		calls.Store(0)
+		s, err := m.Stream(ctx, hello("x", 4), WithHeader("X-Case", tc.header))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := s.Wait(ctx)
+		checkFailed(t, resp.Event, err, ErrConnection, "connection", tc.attempts)
+		if n := int(calls.Load()); n != tc.attempts {
+			t.Errorf("x-should-retry %q: %d requests, want %d", tc.header, n, tc.attempts)
+		}
 	}
 }
 

@@ -349,10 +349,14 @@ func (c *call) writeBody(v any, f fault) {
 	c.w.Write(body)
 }
 
-// writeJSON writes v with status, with the rate-limit headers of the key.
+// writeJSON writes v with status, with the rate-limit headers of the key,
+// and on an error the x-should-retry header the request's hooks ask for.
 func (c *call) writeJSON(status int, v any) {
 	body := marshal(v)
 	c.setRateHeaders()
+	if status >= 400 && c.hooks.shouldRetry != "" {
+		c.w.Header().Set("x-should-retry", c.hooks.shouldRetry)
+	}
 	c.w.Header().Set("Content-Type", "application/json")
 	c.w.WriteHeader(status)
 	c.w.Write(body)

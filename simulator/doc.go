@@ -53,6 +53,8 @@
 //	                       X-Sim-Request-Id meet the fault
 //	X-Sim-Request-Id: ID   names the logical request across retries
 //	X-Sim-Latency: 20ms    the latency of this request
+//	X-Sim-Should-Retry: true|false
+//	                       an error response carries x-should-retry
 //
 // For example, a request sent with "X-Sim-Fault: 503", "X-Sim-Fault-Times:
 // 2" and "X-Sim-Request-Id: r1" fails twice and succeeds on the third

@@ -115,6 +115,7 @@ func TestInvalidRequests(t *testing.T) {
 		{"bad fault hook", request{path: chat, body: chatBody("gpt-4o", "hi", nil), headers: map[string]string{HeaderFault: "502"}}, 400, "", "unknown X-Sim-Fault"},
 		{"bad times hook", request{path: chat, body: chatBody("gpt-4o", "hi", nil), headers: map[string]string{HeaderFault: "500", HeaderFaultTimes: "0"}}, 400, "", "positive integer"},
 		{"bad latency hook", request{path: chat, body: chatBody("gpt-4o", "hi", nil), headers: map[string]string{HeaderLatency: "soon"}}, 400, "", "Go duration"},
+		{"bad should-retry hook", request{path: chat, body: chatBody("gpt-4o", "hi", nil), headers: map[string]string{HeaderShouldRetry: "yes"}}, 400, "", "true or false"},
 	}
 	for _, tc := range openAICases {
 		t.Run(tc.name, func(t *testing.T) {

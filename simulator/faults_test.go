@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -254,6 +255,31 @@ func TestLatency(t *testing.T) {
 		headers: map[string]string{HeaderLatency: "30ms"}})
 	if elapsed := time.Since(begin); r.status != 200 || elapsed < 30*time.Millisecond {
 		t.Errorf("status %d after %v; want 200 after the 30ms of %s", r.status, elapsed, HeaderLatency)
+	}
+}
+
+func TestShouldRetryHook(t *testing.T) {
+	ts := start(t, Config{})
+	hook := func(v string, extra map[string]string) map[string]string {
+		h := map[string]string{HeaderShouldRetry: v}
+		maps.Copy(h, extra)
+		return h
+	}
+	for _, tc := range []struct {
+		name   string
+		req    request
+		status int
+		want   string
+	}{
+		{"error, true", request{path: "/v1/chat/completions", body: chatBody("gpt-4o", "hi", map[string]any{"max_tokens": 0}), headers: hook("true", nil)}, 400, "true"},
+		{"error, false", request{path: "/v1/messages", body: messagesBody("claude-sonnet-4-5", "hi", 10, nil), headers: hook("false", map[string]string{HeaderFault: "529"})}, 529, "false"},
+		{"success", request{path: "/v1/chat/completions", body: chatBody("gpt-4o", "hi", nil), headers: hook("false", nil)}, 200, ""},
+		{"no hook", request{path: "/v1/chat/completions", body: chatBody("gpt-4o", "hi", nil), headers: map[string]string{HeaderFault: "503"}}, 503, ""},
+	} {
+		r := ts.do(tc.req)
+		if r.status != tc.status || r.header.Get("x-should-retry") != tc.want {
+			t.Errorf("%s: status %d, x-should-retry %q; want %d, %q", tc.name, r.status, r.header.Get("x-should-retry"), tc.status, tc.want)
+		}
 	}
 }
 

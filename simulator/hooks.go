@@ -31,6 +31,11 @@ const (
 	// HeaderLatency sets the request's latency, as a Go duration such as
 	// "20ms", in place of Config.Latency and its jitter.
 	HeaderLatency = "X-Sim-Latency"
+
+	// HeaderShouldRetry, "true" or "false", makes an error response to the
+	// request carry the providers' x-should-retry header with that value,
+	// by which a provider overrides a client's rule for what to retry.
+	HeaderShouldRetry = "X-Sim-Should-Retry"
 )
 
 // fault is a kind of failure a request can meet.
@@ -69,6 +74,8 @@ type hooks struct {
 	requestID  string
 	latency    time.Duration
 	hasLatency bool
+	// shouldRetry is the x-should-retry value of an error response, or "".
+	shouldRetry string
 }
 
 // parseHooks reads the test headers of h; an error names the header.
@@ -95,6 +102,12 @@ func parseHooks(h http.Header) (hooks, error) {
 			return k, fmt.Errorf("simulator: %s must be a non-negative Go duration, not %q", HeaderLatency, v)
 		}
 		k.latency, k.hasLatency = d, true
+	}
+	switch v := h.Get(HeaderShouldRetry); v {
+	case "", "true", "false":
+		k.shouldRetry = v
+	default:
+		return k, fmt.Errorf("simulator: %s must be true or false, not %q", HeaderShouldRetry, v)
 	}
 	return k, nil
 }
