@@ -26,6 +26,8 @@ type httpCall struct {
 	header http.Header
 	body   []byte
 	decode decodeFunc
+	// secrets are scrubbed from the call's log lines, as from its snapshots.
+	secrets []string
 }
 
 // Do implements messages.Call.
@@ -39,7 +41,7 @@ func (c *httpCall) Do(ctx context.Context, attempt int) (messages.Result, error)
 	c.m.observe(resp.Header)
 	res := messages.Result{StatusCode: resp.StatusCode, Header: resp.Header}
 	if err != nil {
-		c.m.logAttempt(attempt, resp.StatusCode, err)
+		c.logAttempt(attempt, resp.StatusCode, err)
 		if errors.Is(err, ErrResponseTooLarge) {
 			return res, transportError(c.m.cfg.Provider, ErrResponseTooLarge, err)
 		}
@@ -48,17 +50,17 @@ func (c *httpCall) Do(ctx context.Context, attempt int) (messages.Result, error)
 	res.Body = body
 	if resp.StatusCode >= 400 {
 		err := statusError(c.m.cfg.Provider, resp.StatusCode, resp.Header, body, time.Now())
-		c.m.logAttempt(attempt, resp.StatusCode, err)
+		c.logAttempt(attempt, resp.StatusCode, err)
 		return res, err
 	}
 	value, usage, err := c.decode(c.m.cfg.Provider, body)
 	if err != nil {
 		err := malformed(c.m.cfg.Provider, resp.StatusCode, "%v", err)
-		c.m.logAttempt(attempt, resp.StatusCode, err)
+		c.logAttempt(attempt, resp.StatusCode, err)
 		return res, err
 	}
 	res.Value, res.Usage = value, usage
-	c.m.logAttempt(attempt, resp.StatusCode, nil)
+	c.logAttempt(attempt, resp.StatusCode, nil)
 	return res, nil
 }
 
@@ -99,13 +101,14 @@ func (m *Model) observe(h http.Header) {
 	}
 }
 
-func (m *Model) logAttempt(attempt, status int, err error) {
+func (c *httpCall) logAttempt(attempt, status int, err error) {
+	m := c.m
 	if !m.logger.Enabled(context.Background(), slog.LevelDebug) {
 		return
 	}
 	attrs := []any{slog.String("model", m.cfg.Name), slog.Int("attempt", attempt), slog.Int("status", status)}
 	if err != nil {
-		attrs = append(attrs, slog.String("error", messages.Scrub(err.Error(), m.cfg.secrets())))
+		attrs = append(attrs, slog.String("error", messages.Scrub(err.Error(), c.secrets)))
 	}
 	m.logger.Debug("imodel: attempt", attrs...)
 }

@@ -116,8 +116,9 @@ func badConfig(field, format string, args ...any) error {
 // resolved is an EndpointConfig with every default applied and the key read.
 type resolved struct {
 	EndpointConfig
-	base   *url.URL
-	apiKey string
+	base         *url.URL
+	apiKey       string
+	secretValues []string // see secrets
 }
 
 // resolve validates c and fills its defaults. getenv reads the environment.
@@ -179,9 +180,15 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	if strings.ContainsAny(r.apiKey, "\r\n") {
 		return nil, badConfig("APIKey", "contains a line break")
 	}
-	for k := range c.Headers {
-		if k == "" || strings.ContainsAny(k, " \r\n:") {
-			return nil, badConfig("Headers", "invalid header name %q", k)
+	for k, v := range c.Headers {
+		switch {
+		case k == "":
+			return nil, badConfig("Headers", "empty header name")
+		case strings.ContainsAny(k, " \t\r\n:"):
+			// Not quoted: a value pasted into the name would show.
+			return nil, badConfig("Headers", "a header name contains a space, a colon or a line break")
+		case strings.ContainsAny(v, "\r\n"):
+			return nil, badConfig("Headers", "the value of header %s contains a line break", k)
 		}
 	}
 	switch {
@@ -200,6 +207,10 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	if r.MaxResponseBytes == 0 {
 		r.MaxResponseBytes = DefaultMaxResponseBytes
 	}
+	if r.apiKey != "" {
+		r.secretValues = []string{r.apiKey}
+	}
+	r.secretValues = append(r.secretValues, credentialValues(c.Headers)...)
 	return r, nil
 }
 
@@ -223,10 +234,20 @@ func hasBody(method string) bool {
 	return method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch
 }
 
-// secrets lists what must be scrubbed from everything shown.
-func (r *resolved) secrets() []string {
-	if r.apiKey == "" {
+// secrets lists what must be scrubbed from everything shown: the key, and
+// the values of the credential headers among Headers. The slice is shared:
+// do not modify it.
+func (r *resolved) secrets() []string { return r.secretValues }
+
+// credentialValues returns the values of the credential headers of h, by
+// messages.IsCredentialHeader, to be scrubbed like the key.
+func credentialValues(h map[string]string) []string {
+	if len(h) == 0 {
 		return nil
 	}
-	return []string{r.apiKey}
+	hh := make(http.Header, len(h))
+	for k, v := range h {
+		hh[k] = []string{v}
+	}
+	return messages.CredentialValues(hh)
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -296,7 +297,12 @@ func (m *Model) build(method, path string, payload map[string]any, opts []CallOp
 	if timeout == 0 {
 		timeout = m.cfg.Timeout
 	}
-	hc := &httpCall{m: m, method: method, url: u.String(), header: header, body: body}
+	// A credential header given for this call is scrubbed like the key.
+	secrets := m.cfg.secrets()
+	if len(o.headers) > 0 {
+		secrets = slices.Concat(secrets, credentialValues(o.headers))
+	}
+	hc := &httpCall{m: m, method: method, url: u.String(), header: header, body: body, secrets: secrets}
 	return runtime.Request{
 		Call:        makeCall(hc),
 		Tokens:      tokens,
@@ -305,7 +311,7 @@ func (m *Model) build(method, path string, payload map[string]any, opts []CallOp
 		Timeout:     timeout,
 		MaxAttempts: maxAttempts,
 		Retry:       runtime.Backoff{Initial: m.cfg.Retry.Initial, Max: m.cfg.Retry.Max, Retryable: retryable},
-		Secrets:     m.cfg.secrets(),
+		Secrets:     secrets,
 	}, nil
 }
 

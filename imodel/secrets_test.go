@@ -1,8 +1,10 @@
 package imodel
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -201,6 +203,85 @@ func TestKeysNeverShown(t *testing.T) {
 	for _, k := range []string{"quota_exhausted", "rate_limited", "server", "malformed_response", "connection", "timeout", "response_too_large", "auth", "stream_broken", "bad_request"} {
 		if !kinds[k] {
 			t.Errorf("no failure of kind %s", k)
+		}
+	}
+}
+
+// TestCredentialHeadersNeverShown sends credentials in headers a gateway
+// needs, from the config and for one call, to a server that echoes every
+// request header into its replies and errors; the credentials' values must
+// show nowhere, and the other headers' values must show as sent.
+func TestCredentialHeadersNeverShown(t *testing.T) {
+	const (
+		gatewayKey = "gw-SECRET-key-3c9a1e7f"
+		callToken  = "SECRET-call-token-8b2d4f6a"
+		title      = "my-batch-title"
+	)
+	secrets := []string{gatewayKey, callToken}
+	echo := func(r *http.Request) string {
+		var b strings.Builder
+		for k, vs := range r.Header {
+			fmt.Fprintf(&b, "%s=%s;", k, strings.Join(vs, ","))
+		}
+		return b.String()
+	}
+	ts := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := json.Marshal(map[string]any{"error": map[string]any{"message": "seen: " + echo(r), "type": "invalid_request_error"}})
+		if r.Header.Get("X-Case") == "ok" {
+			w.Header().Set("X-Echo", echo(r))
+			body, _ = json.Marshal(map[string]any{"echo": echo(r)})
+		} else {
+			w.WriteHeader(http.StatusBadRequest)
+		}
+		w.Write(body)
+	})
+	logs := &runtimetest.Buffer{}
+	log := &eventLog{}
+	ex := startExecutor(t, func(c *runtime.Config) { c.Observer = log.observe })
+	m := newModel(t, ex, EndpointConfig{Provider: Generic, BaseURL: ts.URL, Auth: AuthNone, Retry: RetryPolicy{MaxAttempts: 1},
+		Headers: map[string]string{"X-Gateway-Key": gatewayKey, "X-Title": title}}, WithLogger(debugLogger(logs)))
+
+	var errs []error
+	for _, c := range []string{"ok", "fail"} {
+		resp, err := m.Invoke(ctx, map[string]any{"x": 1}, WithHeader("X-Case", c), WithHeader("Authorization", "Bearer "+callToken))
+		if (err == nil) != (c == "ok") {
+			t.Fatalf("%s: %v", c, err)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if c == "ok" && !strings.Contains(string(resp.Body), "X-Title="+title) {
+			t.Errorf("the reply lacks the headers sent: %s", resp.Body)
+		}
+	}
+	var shown []string
+	for _, ev := range log.all() {
+		b, _ := ev.MarshalJSON()
+		ep := ev.Endpoint()
+		shown = append(shown, string(b), fmt.Sprint(ep.Header))
+		if ep.Header.Get("X-Gateway-Key") != Redacted || ep.Header.Get("Authorization") != Redacted || ep.Header.Get("X-Title") != title {
+			t.Errorf("snapshot headers %v", ep.Header)
+		}
+		if r, ok := ev.Response(); ok {
+			shown = append(shown, fmt.Sprint(r.Header), string(r.Body))
+		}
+		if info, ok := ev.Error(); ok {
+			shown = append(shown, info.Message)
+		}
+	}
+	for _, err := range errs {
+		shown = append(shown, err.Error())
+	}
+	ex.StopNow(ctx) // every log line is written
+	shown = append(shown, logs.String())
+	if !strings.Contains(logs.String(), "seen: ") {
+		t.Errorf("the log lacks the failed attempt:\n%s", logs.String())
+	}
+	for _, s := range shown {
+		for _, sec := range secrets {
+			if strings.Contains(s, sec) {
+				t.Errorf("shows a credential header's value: %s", s)
+			}
 		}
 	}
 }

@@ -164,7 +164,7 @@ func (c *streamCall) Do(ctx context.Context, attempt int) (messages.Result, erro
 		body, _ := readCapped(resp.Body, c.m.cfg.MaxResponseBytes)
 		res.Body = body
 		err := statusError(p, resp.StatusCode, resp.Header, body, time.Now())
-		c.m.logAttempt(attempt, resp.StatusCode, err)
+		c.logAttempt(attempt, resp.StatusCode, err)
 		return res, err
 	}
 	reply := &ChatResponse{}
@@ -195,10 +195,10 @@ func (c *streamCall) Do(ctx context.Context, attempt int) (messages.Result, erro
 		} else if _, isAPI := errors.AsType[*APIError](err); !isAPI {
 			err = droppedBody(p, resp.Header, err)
 		}
-		c.m.logAttempt(attempt, resp.StatusCode, err)
+		c.logAttempt(attempt, resp.StatusCode, err)
 		return res, err
 	}
-	c.m.logAttempt(attempt, resp.StatusCode, nil)
+	c.logAttempt(attempt, resp.StatusCode, nil)
 	return res, nil
 }
 

@@ -16,14 +16,66 @@ const Redacted = "[REDACTED]"
 const minSecretLen = 4
 
 // IsCredentialHeader reports whether a header of that name carries a
-// credential whose value must never be shown.
+// credential whose value must never be shown. It is the one rule for every
+// header, whether a provider defines it or a user adds it for a gateway or
+// a proxy: the name is split into words at '-', '_' and '.', and it is a
+// credential when a word
+//
+//   - contains "key", "secret", "passw" (password, passwd), "cookie" or
+//     "credential" (X-Api-Key, Api-Key, Ocp-Apim-Subscription-Key,
+//     X-Client-Secret, Set-Cookie),
+//   - contains "token" but is not "tokens", the count that rate-limit
+//     headers report (X-Auth-Token, X-Csrf-Token, but not
+//     x-ratelimit-remaining-tokens),
+//   - or begins with "auth" (Authorization, Proxy-Authorization, X-Auth-User).
+//
+// A name that matches by chance costs only a hidden value.
 func IsCredentialHeader(name string) bool {
-	n := strings.ToLower(name)
-	switch n {
-	case "authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie":
-		return true
+	for w := range strings.FieldsFuncSeq(strings.ToLower(name), isNameSeparator) {
+		switch {
+		case strings.HasPrefix(w, "auth"),
+			strings.Contains(w, "token") && w != "tokens",
+			containsAny(w, "key", "secret", "passw", "cookie", "credential"):
+			return true
+		}
 	}
-	return strings.HasSuffix(n, "-key") || strings.HasSuffix(n, "-token") || strings.Contains(n, "secret")
+	return false
+}
+
+func isNameSeparator(r rune) bool { return r == '-' || r == '_' || r == '.' }
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// CredentialValues returns the values of h's credential headers (see
+// [IsCredentialHeader]), and of each value of the form "Scheme credential"
+// (Bearer, Basic, ...) the credential alone, so that a caller can scrub
+// them wherever they could be echoed: an error message, a response body, a
+// log line.
+func CredentialValues(h http.Header) []string {
+	var out []string
+	for k, vs := range h {
+		if !IsCredentialHeader(k) {
+			continue
+		}
+		for _, v := range vs {
+			v = strings.TrimSpace(v)
+			if v == "" {
+				continue
+			}
+			out = append(out, v)
+			if _, cred, ok := strings.Cut(v, " "); ok && strings.TrimSpace(cred) != "" {
+				out = append(out, strings.TrimSpace(cred))
+			}
+		}
+	}
+	return out
 }
 
 // RedactHeader returns a copy of h in which credential headers' values are

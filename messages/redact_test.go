@@ -32,7 +32,29 @@ func TestIsCredentialHeader(t *testing.T) {
 		{"X-Client-Secret", true},
 		{"Client-Secret-Id", true},
 		{"X-Goog-Api-Key", true},
+		// Gateways' and proxies' headers, as a user adds them.
+		{"X-Auth-Token", true},
+		{"X-Auth-User", true},
+		{"X-Csrf-Token", true},
+		{"X-Amz-Security-Token", true},
+		{"X-Access-Token", true},
+		{"AccessToken", true},
+		{"Ocp-Apim-Subscription-Key", true},
+		{"X-Portkey-Api-Key", true},
+		{"X-ApiKey", true},
+		{"X-Gateway-Password", true},
+		{"X-Db-Passwd", true},
+		{"Cf-Access-Client-Secret", true},
+		{"X_Service_Credential", true},
+		{"x.session.cookie", true},
+		{"Www-Authenticate", true},
 		{"Content-Type", false},
+		{"X-Title", false},
+		{"Http-Referer", false},
+		{"X-Request-Tag", false},
+		{"Helicone-Property-Session", false},
+		{"anthropic-ratelimit-input-tokens-remaining", false},
+		{"anthropic-ratelimit-output-tokens-limit", false},
 		{"Accept", false},
 		{"User-Agent", false},
 		{"X-Request-Id", false},
@@ -46,6 +68,26 @@ func TestIsCredentialHeader(t *testing.T) {
 		if got := messages.IsCredentialHeader(tt.name); got != tt.want {
 			t.Errorf("IsCredentialHeader(%q) = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestCredentialValues(t *testing.T) {
+	h := http.Header{
+		"Authorization":       {"Bearer gw-token-1234"},
+		"X-Auth-Token":        {"  tok-5678  "},
+		"Proxy-Authorization": {"Basic dXNlcjpwYXNz"},
+		"X-Empty-Key":         {""},
+		"X-Title":             {"not a secret"},
+		"X-Custom-Secret":     {"one two"},
+	}
+	got := messages.CredentialValues(h)
+	slices.Sort(got)
+	want := []string{"Basic dXNlcjpwYXNz", "Bearer gw-token-1234", "dXNlcjpwYXNz", "gw-token-1234", "one two", "tok-5678", "two"}
+	if !slices.Equal(got, want) {
+		t.Errorf("CredentialValues = %q, want %q", got, want)
+	}
+	if got := messages.CredentialValues(nil); got != nil {
+		t.Errorf("CredentialValues(nil) = %q", got)
 	}
 }
 
