@@ -184,14 +184,14 @@ func TestEstimateFormula(t *testing.T) {
 	if got := c.ChatPrompt(msgs); got != want {
 		t.Errorf("prompt %d, want %d", got, want)
 	}
-	got := estimate(OpenAI, "/chat/completions", []byte(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}],"max_tokens":10,"n":2}`))
+	got := estimate(OpenAI, "/chat/completions", []byte(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}],"max_tokens":10,"n":2}`), "")
 	if got != want+20 {
 		t.Errorf("estimate %d, want %d", got, want+20)
 	}
-	if got := estimate(Anthropic, "/messages", []byte(`{`)); got != 0 {
+	if got := estimate(Anthropic, "/messages", []byte(`{`), ""); got != 0 {
 		t.Errorf("unreadable body: %d", got)
 	}
-	if got := estimate(OpenAI, "/embeddings", []byte(`{"input":"one two"}`)); got != c.Count("one two") {
+	if got := estimate(OpenAI, "/embeddings", []byte(`{"input":"one two"}`), ""); got != c.Count("one two") {
 		t.Errorf("single input: %d", got)
 	}
 }

@@ -68,7 +68,7 @@ func (m *Model) chatPath() (string, error) {
 	switch m.cfg.Provider {
 	case Anthropic:
 		return "/messages", nil
-	case OpenAI, OpenAICompatible:
+	case OpenAI, OpenAICompatible, Azure:
 		return "/chat/completions", nil
 	}
 	return "", fmt.Errorf("%w: chat on %s", ErrUnsupported, m.cfg.Provider)
@@ -215,9 +215,10 @@ func decodeChat(p Provider, body []byte) (any, *messages.Usage, error) {
 	return out, &out.Usage, nil
 }
 
-// Embed returns one embedding vector per input (OpenAI and compatibles).
+// Embed returns one embedding vector per input (OpenAI, Azure and
+// compatibles).
 func (m *Model) Embed(ctx context.Context, inputs []string, opts ...CallOption) (*EmbedResponse, error) {
-	if m.cfg.Provider != OpenAI && m.cfg.Provider != OpenAICompatible {
+	if m.cfg.Provider != OpenAI && m.cfg.Provider != OpenAICompatible && m.cfg.Provider != Azure {
 		return nil, fmt.Errorf("%w: embeddings on %s", ErrUnsupported, m.cfg.Provider)
 	}
 	if len(inputs) == 0 {

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/lionactor/lionactor/messages"
 )
@@ -22,6 +23,12 @@ const (
 	// OpenAICompatible is any server speaking OpenAI's API (Groq, vLLM,
 	// Ollama, OpenRouter, ...). BaseURL is required.
 	OpenAICompatible Provider = "openai-compatible"
+	// Azure is Azure OpenAI: OpenAI's chat completions and embeddings,
+	// served under a resource's model deployments. BaseURL (the resource's
+	// endpoint, such as "https://RESOURCE.openai.azure.com"), Deployment and
+	// APIVersion are required; the key is sent as "api-key: KEY" and read
+	// from AZURE_OPENAI_API_KEY by default.
+	Azure Provider = "azure"
 	// Generic is any JSON HTTP endpoint. BaseURL is required; nothing is
 	// assumed about the body or the usage.
 	Generic Provider = "generic"
@@ -36,6 +43,8 @@ const (
 	AuthBearer AuthScheme = "bearer"
 	// AuthAPIKeyHeader sends "x-api-key: KEY" (Anthropic).
 	AuthAPIKeyHeader AuthScheme = "x-api-key"
+	// AuthAzureAPIKey sends "api-key: KEY" (Azure OpenAI).
+	AuthAzureAPIKey AuthScheme = "api-key"
 	// AuthNone sends no credential.
 	AuthNone AuthScheme = "none"
 )
@@ -58,7 +67,8 @@ type RetryPolicy struct {
 }
 
 // EndpointConfig describes one model endpoint. Only Provider is required
-// for OpenAI and Anthropic; the rest has defaults per provider.
+// for OpenAI and Anthropic (Azure needs BaseURL, Deployment and
+// APIVersion too); the rest has defaults per provider.
 type EndpointConfig struct {
 	// Name labels the model in logs and snapshots; default the provider.
 	Name     string
@@ -75,15 +85,26 @@ type EndpointConfig struct {
 	// Model is the default "model" field of requests.
 	Model string
 
+	// Deployment is the Azure OpenAI deployment that serves the requests:
+	// they go to BaseURL + "/openai/deployments/" + Deployment + Path.
+	// Required for Azure, refused for other providers.
+	Deployment string
+	// APIVersion is Azure OpenAI's api-version query parameter, such as
+	// "2024-10-21". Required for Azure, refused for other providers.
+	APIVersion string
+
 	// Auth says how the key is sent; default by provider.
 	Auth AuthScheme
 	// APIKey is the credential. Leave it empty to read APIKeyEnv.
 	APIKey string
 	// APIKeyEnv names the environment variable holding the key; default
-	// OPENAI_API_KEY or ANTHROPIC_API_KEY by provider.
+	// OPENAI_API_KEY, ANTHROPIC_API_KEY or AZURE_OPENAI_API_KEY by provider.
 	APIKeyEnv string
 
-	// Headers are sent with every request.
+	// Headers are sent with every request, for a gateway or a proxy. The
+	// values of those whose names look secret (messages.IsCredentialHeader:
+	// Authorization, X-Gateway-Key, ...) are scrubbed from everything shown,
+	// like the key.
 	Headers map[string]string
 	// Defaults are request fields used when the payload does not set them.
 	Defaults map[string]any
@@ -139,10 +160,14 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	case OpenAICompatible:
 		r.Path = or(c.Path, "/chat/completions")
 		r.Auth = AuthScheme(or(string(c.Auth), string(AuthBearer)))
+	case Azure:
+		r.Path = or(c.Path, "/chat/completions")
+		r.Auth = AuthScheme(or(string(c.Auth), string(AuthAzureAPIKey)))
+		r.APIKeyEnv = or(c.APIKeyEnv, "AZURE_OPENAI_API_KEY")
 	case Generic:
 		r.Auth = AuthScheme(or(string(c.Auth), string(AuthNone)))
 	case "":
-		return nil, badConfig("Provider", "required (openai, anthropic, openai-compatible or generic)")
+		return nil, badConfig("Provider", "required (openai, anthropic, azure, openai-compatible or generic)")
 	default:
 		return nil, badConfig("Provider", "unknown provider %q", c.Provider)
 	}
@@ -158,6 +183,9 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	if u.User != nil {
 		return nil, badConfig("BaseURL", "must not carry credentials")
 	}
+	if err := r.azureBase(u); err != nil {
+		return nil, err
+	}
 	r.base = u
 	if r.Path != "" && !strings.HasPrefix(r.Path, "/") {
 		return nil, badConfig("Path", "must start with /") // not quoted, like BaseURL
@@ -166,7 +194,7 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 		return nil, badConfig("Method", "unsupported method %q", r.Method)
 	}
 	switch r.Auth {
-	case AuthBearer, AuthAPIKeyHeader, AuthNone:
+	case AuthBearer, AuthAPIKeyHeader, AuthAzureAPIKey, AuthNone:
 	default:
 		return nil, badConfig("Auth", "unknown scheme %q", r.Auth)
 	}
@@ -174,7 +202,7 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	if r.apiKey == "" && r.APIKeyEnv != "" {
 		r.apiKey = strings.TrimSpace(getenv(r.APIKeyEnv))
 	}
-	if r.Auth != AuthNone && r.apiKey == "" && (c.Provider == OpenAI || c.Provider == Anthropic) {
+	if r.Auth != AuthNone && r.apiKey == "" && (c.Provider == OpenAI || c.Provider == Anthropic || c.Provider == Azure) {
 		return nil, badConfig("APIKey", "no API key: set APIKey or the environment variable %s", r.APIKeyEnv)
 	}
 	if strings.ContainsAny(r.apiKey, "\r\n") {
@@ -212,6 +240,38 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	}
 	r.secretValues = append(r.secretValues, credentialValues(c.Headers)...)
 	return r, nil
+}
+
+// azureBase checks the Azure fields and, for Azure, turns the resource's
+// endpoint u into the deployment's base: the deployment path under it and
+// the api-version in its query, which every request then carries.
+func (r *resolved) azureBase(u *url.URL) error {
+	if r.Provider != Azure {
+		switch {
+		case r.Deployment != "":
+			return badConfig("Deployment", "only for provider azure")
+		case r.APIVersion != "":
+			return badConfig("APIVersion", "only for provider azure")
+		}
+		return nil
+	}
+	switch {
+	case strings.TrimSpace(r.Deployment) == "":
+		return badConfig("Deployment", "required for provider azure: the name of the model deployment")
+	case strings.TrimSpace(r.APIVersion) == "":
+		return badConfig("APIVersion", "required for provider azure, such as 2024-10-21")
+	case strings.ContainsAny(r.Deployment, "/?#") || strings.ContainsFunc(r.Deployment, unicode.IsControl):
+		return badConfig("Deployment", "must be a deployment name, without / ? # or control characters")
+	case strings.ContainsFunc(r.APIVersion, func(c rune) bool { return unicode.IsSpace(c) || unicode.IsControl(c) }):
+		return badConfig("APIVersion", "must not contain spaces or control characters")
+	}
+	root := strings.TrimSuffix(u.EscapedPath(), "/")
+	u.RawPath = root + "/openai/deployments/" + url.PathEscape(r.Deployment)
+	u.Path, _ = url.PathUnescape(u.RawPath) // escaped just above: it unescapes
+	q := u.Query()
+	q.Set("api-version", r.APIVersion)
+	u.RawQuery = q.Encode()
+	return nil
 }
 
 func or(v, def string) string {

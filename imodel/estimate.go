@@ -28,20 +28,28 @@ func (m *Model) Estimate(payload map[string]any) int {
 	if err != nil {
 		return 0
 	}
-	return estimate(m.cfg.Provider, m.cfg.Path, body)
+	return m.estimate(m.cfg.Path, body)
 }
 
-// estimate counts a request body's tokens by what the endpoint is. It never
-// fails: an endpoint or body it does not understand costs 0, the same as a
-// generic call, and the caller can give the count with WithTokens.
-func estimate(p Provider, path string, body []byte) int {
+// estimate is the model's estimate of a request body to path. A body that
+// names no model is counted for the Azure deployment's name, which is
+// usually the model's.
+func (m *Model) estimate(path string, body []byte) int {
+	return estimate(m.cfg.Provider, path, body, m.cfg.Deployment)
+}
+
+// estimate counts a request body's tokens by what the endpoint is, with the
+// tokenizer of the body's model, or else of defaultModel. It never fails:
+// an endpoint or body it does not understand costs 0, the same as a generic
+// call, and the caller can give the count with WithTokens.
+func estimate(p Provider, path string, body []byte, defaultModel string) int {
 	switch {
 	case p == Anthropic && strings.HasSuffix(path, "/messages"):
 		var r wire.MessagesRequest
 		if json.Unmarshal(body, &r) != nil {
 			return 0
 		}
-		c := tokens.ForModel(r.Model)
+		c := tokens.ForModel(or(r.Model, defaultModel))
 		msgs := make([]tokens.Message, 0, len(r.Messages)+1)
 		if s := r.System.String(); s != "" {
 			msgs = append(msgs, tokens.Message{Role: "system", Text: s})
@@ -57,7 +65,7 @@ func estimate(p Provider, path string, body []byte) int {
 		if json.Unmarshal(body, &r) != nil {
 			return 0
 		}
-		c := tokens.ForModel(r.Model)
+		c := tokens.ForModel(or(r.Model, defaultModel))
 		msgs := make([]tokens.Message, len(r.Messages))
 		for i, msg := range r.Messages {
 			msgs[i] = tokens.Message{Role: msg.Role, Name: msg.Name, Text: msg.Content.String(), Images: msg.Content.ImageCount()}
@@ -77,7 +85,7 @@ func estimate(p Provider, path string, body []byte) int {
 		if json.Unmarshal(body, &r) != nil {
 			return 0
 		}
-		return tokens.ForModel(r.Model).Embedding(r.Input.Texts)
+		return tokens.ForModel(or(r.Model, defaultModel)).Embedding(r.Input.Texts)
 	}
 	return 0
 }

@@ -157,3 +157,39 @@ func ExampleModel_Stream() {
 	// Lorem sint anim amet et.
 	// length, 18 tokens
 }
+
+// An Azure OpenAI deployment: the resource's endpoint as BaseURL (here the
+// simulator, which serves Azure's paths at its root), the deployment and
+// the api-version. The key goes in the api-key header.
+func ExampleNew_azure() {
+	baseURL, ex, stop := start()
+	defer stop()
+
+	m, err := imodel.New(ex, imodel.EndpointConfig{
+		Provider:   imodel.Azure,
+		BaseURL:    strings.TrimSuffix(baseURL, "/v1"), // https://RESOURCE.openai.azure.com
+		Deployment: "gpt-4o-mini",
+		APIVersion: "2024-10-21",
+		APIKey:     "azure-test-example", // default: $AZURE_OPENAI_API_KEY
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	resp, err := m.Chat(context.Background(), imodel.ChatRequest{
+		Messages:  []imodel.Message{{Role: "user", Content: "Say something."}},
+		MaxTokens: 4,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ep := resp.Event.Endpoint()
+	fmt.Println(resp.Text)
+	fmt.Println("endpoint:", strings.TrimPrefix(ep.URL, strings.TrimSuffix(baseURL, "/v1")))
+	fmt.Println("key shown as:", ep.Header.Get("Api-Key"))
+	// Output:
+	// Lorem magna adipiscing.
+	// endpoint: /openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21
+	// key shown as: [REDACTED]
+}

@@ -282,12 +282,13 @@ func (m *Model) build(method, path string, payload map[string]any, opts []CallOp
 			return runtime.Request{}, fmt.Errorf("%w: payload is not JSON: %w", messages.ErrInvalidRequest, err)
 		}
 	} else if len(fields) > 0 {
-		u.RawQuery = query(fields)
+		// After the base's own query (Azure's api-version), if it has one.
+		u.RawQuery = strings.TrimPrefix(u.RawQuery+"&"+query(fields), "&")
 	}
 	header := m.header(o.headers, body != nil)
 	tokens := o.tokens
 	if !o.hasTokens {
-		tokens = estimate(m.cfg.Provider, path, body)
+		tokens = m.estimate(path, body)
 	}
 	maxAttempts := o.maxAttempts
 	if maxAttempts == 0 {
@@ -335,6 +336,8 @@ func (m *Model) header(extra map[string]string, jsonBody bool) http.Header {
 			h.Set("Authorization", "Bearer "+m.cfg.apiKey)
 		case AuthAPIKeyHeader:
 			h.Set("X-Api-Key", m.cfg.apiKey)
+		case AuthAzureAPIKey:
+			h.Set("Api-Key", m.cfg.apiKey)
 		}
 	}
 	if m.cfg.Provider == Anthropic {

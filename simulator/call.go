@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -20,9 +21,17 @@ type provider int
 const (
 	openAI provider = iota
 	anthropic
+	// azure is Azure OpenAI: OpenAI's bodies under a deployment's path,
+	// with an api-version query, an api-key header and Azure's own answers
+	// to a missing version, a bad key and a rate limit.
+	azure
 )
 
-// call is one request to a /v1 endpoint on its way through the server.
+// azureAPIVersion is the form of an api-version: a date, with a suffix for
+// a preview ("2024-10-21", "2025-04-01-preview").
+var azureAPIVersion = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(-[a-z]+)?$`)
+
+// call is one request to an API endpoint on its way through the server.
 type call struct {
 	s     *Server
 	w     *recorder
@@ -31,8 +40,10 @@ type call struct {
 	key   string
 	hooks hooks
 	seq   uint64
-	body  []byte
-	limit *limitState // the key's limits, once known
+	// deployment is the Azure deployment in the path, or "".
+	deployment string
+	body       []byte
+	limit      *limitState // the key's limits, once known
 
 	done     func() // records the end of the request in Stats
 	finished bool
@@ -89,7 +100,7 @@ func (r *recorder) end(reset bool) {
 // Unwrap lets http.ResponseController reach the Flusher and Hijacker.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// endpoint returns the handler of one /v1 endpoint: it checks the method,
+// endpoint returns the handler of one API endpoint: it checks the method,
 // the API key, the test hooks and the body, and then runs serve, which
 // decodes the body, prices it and answers through c.respond.
 func (s *Server) endpoint(p provider, serve func(*call)) http.Handler {
@@ -101,6 +112,9 @@ func (s *Server) endpoint(p provider, serve func(*call)) http.Handler {
 		defer c.finish()
 		c.w.Header().Set(c.requestIDHeader(), c.requestID())
 
+		if p == azure && !c.azureRoute() {
+			return
+		}
 		if r.Method != http.MethodPost {
 			c.w.Header().Set("Allow", http.MethodPost)
 			c.fail(http.StatusMethodNotAllowed, kindInvalidRequest,
@@ -131,10 +145,33 @@ func (s *Server) endpoint(p provider, serve func(*call)) http.Handler {
 	})
 }
 
+// azureRoute reads the deployment and checks the api-version, which Azure
+// requires on every request: without one the route is not found.
+func (c *call) azureRoute() bool {
+	c.deployment = c.r.PathValue("deployment")
+	v := c.r.URL.Query().Get("api-version")
+	switch {
+	case v == "":
+		c.azureError(http.StatusNotFound, "Resource not found")
+		return false
+	case !azureAPIVersion.MatchString(v):
+		c.azureError(http.StatusBadRequest, "API version not supported")
+		return false
+	}
+	return true
+}
+
 // authenticate checks the API key and answers 401 when it is missing or
 // not accepted.
 func (c *call) authenticate() bool {
-	if c.p == openAI {
+	switch c.p {
+	case azure:
+		c.key = strings.TrimSpace(c.r.Header.Get("api-key"))
+		if c.key == "" {
+			c.azureError(http.StatusUnauthorized, "Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.")
+			return false
+		}
+	case openAI:
 		auth := c.r.Header.Get("Authorization")
 		key, ok := strings.CutPrefix(auth, "Bearer ")
 		c.key = strings.TrimSpace(key)
@@ -144,7 +181,7 @@ func (c *call) authenticate() bool {
 				"You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
 			return false
 		}
-	} else {
+	default:
 		c.key = c.r.Header.Get("x-api-key")
 		if c.key == "" {
 			c.fail(http.StatusUnauthorized, kindAuthMissing, "x-api-key header is required")
@@ -153,9 +190,12 @@ func (c *call) authenticate() bool {
 	}
 	if c.s.keys != nil && !c.s.keys[c.key] && !c.s.quota[c.key] {
 		c.key = ""
-		if c.p == openAI {
+		switch c.p {
+		case azure:
+			c.azureError(http.StatusUnauthorized, "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.")
+		case openAI:
 			c.fail(http.StatusUnauthorized, kindAuthInvalid, "Incorrect API key provided.")
-		} else {
+		default:
 			c.fail(http.StatusUnauthorized, kindAuthInvalid, "invalid x-api-key")
 		}
 		return false
@@ -178,7 +218,7 @@ func (c *call) respond(est estimate, write func(f fault)) {
 	s := c.s
 	f := s.chooseFault(c.hooks)
 	if f == faultQuota || s.quota[c.key] {
-		if c.p == openAI {
+		if c.p != anthropic {
 			c.fail(http.StatusTooManyRequests, kindQuota,
 				"You exceeded your current quota, please check your plan and billing details.")
 		} else {
@@ -192,7 +232,7 @@ func (c *call) respond(est estimate, write func(f fault)) {
 		c.injectedRateLimit(est, s.cfg.FaultRetryAfter)
 		return
 	}
-	a := s.admit(c.key, est.cost)
+	a := s.admit(c.key, c.deployment, est.cost)
 	c.limit = &a.state
 	if !a.ok {
 		if a.wait >= 0 {
@@ -239,7 +279,7 @@ func (c *call) abandon() {
 func (c *call) retryAfter(d time.Duration) {
 	h := c.w.Header()
 	secs := int64(math.Ceil(d.Seconds()))
-	if c.p == openAI {
+	if c.p != anthropic {
 		h.Set("retry-after-ms", strconv.FormatInt(d.Milliseconds(), 10))
 	}
 	h.Set("retry-after", strconv.FormatInt(max(secs, 1), 10))
@@ -257,7 +297,11 @@ func (c *call) rateLimited(est estimate, budget string, wait time.Duration) {
 	if burst > 0 && burst < limit {
 		ofBurst = fmt.Sprintf(" (burst %d)", burst)
 	}
-	if c.p == anthropic {
+	switch c.p {
+	case azure:
+		c.azureRateLimit(budget, wait)
+		return
+	case anthropic:
 		var msg string
 		if wait < 0 {
 			msg = fmt.Sprintf("Prompt is too long for your rate limit of %d tokens per minute%s: requested %d.", limit, ofBurst, requested)
@@ -285,7 +329,11 @@ func (c *call) rateLimited(est estimate, budget string, wait time.Duration) {
 // injectedRateLimit answers 429 as a provider shedding load does: within
 // the caller's limits, with a short retry-after.
 func (c *call) injectedRateLimit(est estimate, wait time.Duration) {
-	if c.p == anthropic {
+	switch c.p {
+	case azure:
+		c.azureRateLimit("requests", wait)
+		return
+	case anthropic:
 		c.fail(http.StatusTooManyRequests, kindRateLimit,
 			"Your request was rate-limited because the service is under high load. Please try again later.")
 		return
@@ -375,7 +423,12 @@ func (c *call) setRateHeaders() {
 		if b == nil {
 			return
 		}
-		if c.p == openAI {
+		switch c.p {
+		case azure:
+			// Azure reports what remains, and nothing else.
+			h.Set("x-ratelimit-remaining-"+name, strconv.Itoa(b.remaining))
+			return
+		case openAI:
 			h.Set("x-ratelimit-limit-"+name, strconv.Itoa(b.limit))
 			h.Set("x-ratelimit-remaining-"+name, strconv.Itoa(b.remaining))
 			h.Set("x-ratelimit-reset-"+name, b.reset.String())
@@ -396,7 +449,7 @@ func (c *call) setRateHeaders() {
 // them, or else as they are now.
 func (c *call) limitState() *limitState {
 	if c.limit == nil {
-		st := c.s.peek(c.key)
+		st := c.s.peek(c.key, c.deployment)
 		c.limit = &st
 	}
 	return c.limit
@@ -404,7 +457,7 @@ func (c *call) limitState() *limitState {
 
 // requestIDHeader is the header in which the provider names a request.
 func (c *call) requestIDHeader() string {
-	if c.p == openAI {
+	if c.p != anthropic {
 		return "x-request-id"
 	}
 	return "request-id"

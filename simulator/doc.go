@@ -1,6 +1,6 @@
-// Package simulator is a built-in simulator of the OpenAI and Anthropic
-// APIs that enforces its own rate limits per API key and answers as the
-// real services do: the same paths, JSON bodies, server-sent-event streams,
+// Package simulator is a built-in simulator of the OpenAI, Anthropic and
+// Azure OpenAI APIs that enforces its own rate limits per API key and
+// answers as the real services do: the same paths, JSON bodies, server-sent-event streams,
 // error bodies, status codes and rate-limit headers. It lets tests,
 // benchmarks and demonstrations drive a client against realistic limits
 // and failures without a network or an account.
@@ -9,7 +9,12 @@
 //
 // POST /v1/chat/completions and POST /v1/embeddings speak OpenAI's API,
 // with "Authorization: Bearer KEY"; POST /v1/messages speaks Anthropic's,
-// with "x-api-key: KEY" and the required anthropic-version header. Bodies
+// with "x-api-key: KEY" and the required anthropic-version header.
+// POST /openai/deployments/{deployment}/chat/completions and .../embeddings
+// speak Azure OpenAI's: OpenAI's bodies, with "api-key: KEY", a required
+// api-version query parameter (404 without one, as Azure answers), the
+// deployment's name as the model when the body names none, limits per
+// deployment, and only the x-ratelimit-remaining-* headers. Bodies
 // are decoded and encoded with the types of package imodel/wire. Replies
 // are lorem-ipsum words, one token each, CompletionTokens long (or
 // max_tokens, if smaller), chosen by a random source seeded from
@@ -18,9 +23,9 @@
 //
 // # Rate limits
 //
-// Each API key has a request bucket and a token bucket, each refilling
-// continuously at its per-minute limit / 60 per second. A bucket holds the
-// per-minute limit, as the providers' buckets do, unless
+// Each API key (on Azure, each key's deployment) has a request bucket and
+// a token bucket, each refilling continuously at its per-minute limit / 60
+// per second. A bucket holds the per-minute limit, as the providers' buckets do, unless
 // Config.RequestBurst or Config.TokenBurst makes it smaller, so that a test
 // can demand steady pacing instead of a minute's worth at once. A request
 // costs 1 request and, as OpenAI estimates it at admission, its prompt

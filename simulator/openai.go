@@ -23,6 +23,9 @@ func (c *call) chat() {
 		c.fail(http.StatusBadRequest, kindInvalidRequest, badJSON)
 		return
 	}
+	if req.Model == "" {
+		req.Model = c.deployment // Azure: the deployment names the model
+	}
 	switch {
 	case req.Model == "":
 		c.failParam(http.StatusBadRequest, kindInvalidRequest, "model", "you must provide a model parameter")
@@ -135,6 +138,9 @@ func (c *call) embeddings() {
 	if err := json.Unmarshal(c.body, &req); err != nil {
 		c.fail(http.StatusBadRequest, kindInvalidRequest, badJSON)
 		return
+	}
+	if req.Model == "" {
+		req.Model = c.deployment // Azure: the deployment names the model
 	}
 	dims := c.s.cfg.EmbeddingDims
 	if req.Dimensions != nil {

@@ -28,7 +28,7 @@ var (
 	ErrClosed = errors.New("simulator: server closed")
 )
 
-// A Server simulates the OpenAI and Anthropic APIs. It is safe for
+// A Server simulates the OpenAI, Anthropic and Azure OpenAI APIs. It is safe for
 // concurrent use. Create one with New, serve it with Start or mount its
 // Handler, and release it with Close.
 type Server struct {
@@ -89,6 +89,8 @@ func New(cfg Config) (*Server, error) {
 	s.mux.Handle("/v1/chat/completions", s.endpoint(openAI, (*call).chat))
 	s.mux.Handle("/v1/embeddings", s.endpoint(openAI, (*call).embeddings))
 	s.mux.Handle("/v1/messages", s.endpoint(anthropic, (*call).messages))
+	s.mux.Handle("/openai/deployments/{deployment}/chat/completions", s.endpoint(azure, (*call).chat))
+	s.mux.Handle("/openai/deployments/{deployment}/embeddings", s.endpoint(azure, (*call).embeddings))
 	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
@@ -109,6 +111,9 @@ func New(cfg Config) (*Server, error) {
 //	POST /v1/chat/completions  OpenAI chat completions, streamed or not
 //	POST /v1/embeddings        OpenAI embeddings
 //	POST /v1/messages          Anthropic messages, streamed or not
+//	POST /openai/deployments/{deployment}/chat/completions?api-version=V
+//	POST /openai/deployments/{deployment}/embeddings?api-version=V
+//	                           Azure OpenAI, with its api-key header
 //	GET  /healthz              200 "ok"
 //
 // It can be mounted in another server; Close still ends its waits.
@@ -191,8 +196,8 @@ func (s *Server) pause(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// Stats is a snapshot of what a Server has seen. Only requests to the
-// /v1 endpoints are counted.
+// Stats is a snapshot of what a Server has seen. Only requests to the API
+// endpoints (OpenAI's, Anthropic's and Azure's) are counted.
 type Stats struct {
 	// Requests is the number of requests received.
 	Requests int64
@@ -249,7 +254,7 @@ func (s *Server) Stats() Stats {
 }
 
 // Arrivals returns the arrival times of the most recent requests to the
-// /v1 endpoints, at most MaxArrivals, oldest first. With MaxBurst a test
+// API endpoints, at most MaxArrivals, oldest first. With MaxBurst a test
 // can check that a client never sent more than its rate allows.
 func (s *Server) Arrivals() []time.Time {
 	s.mu.Lock()
@@ -341,12 +346,13 @@ func (s *Server) latency(h hooks) time.Duration {
 	return s.cfg.Latency + time.Duration(x*float64(s.cfg.LatencyJitter))
 }
 
-// admit asks key's buckets for a request of cost tokens and updates the
-// counts.
-func (s *Server) admit(key string, cost int) admission {
+// admit asks the buckets of key's deployment ("" but on Azure, which
+// limits each deployment apart) for a request of cost tokens and updates
+// the counts.
+func (s *Server) admit(key, deployment string, cost int) admission {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := s.keyLimits(key).admit(cost, s.now())
+	a := s.keyLimits(limitsKey(key, deployment)).admit(cost, s.now())
 	ks := s.stats.ByKey[key]
 	if a.ok {
 		s.stats.Admitted++
@@ -361,11 +367,20 @@ func (s *Server) admit(key string, cost int) admission {
 	return a
 }
 
-// peek returns the state of key's limits without charging anything.
-func (s *Server) peek(key string) limitState {
+// peek returns the state of the limits of key's deployment without
+// charging anything.
+func (s *Server) peek(key, deployment string) limitState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.keyLimits(key).peek(s.now())
+	return s.keyLimits(limitsKey(key, deployment)).peek(s.now())
+}
+
+// limitsKey names the buckets of a key's deployment.
+func limitsKey(key, deployment string) string {
+	if deployment == "" {
+		return key
+	}
+	return key + "\x00azure-deployment:" + deployment
 }
 
 // keyLimits returns the buckets of key, creating them full. s.mu is held.

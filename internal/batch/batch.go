@@ -118,7 +118,8 @@ func (c Config) Validate() error {
 // a query or fragment, which could carry a secret) and a hash of the API
 // key, never the key itself. Processes with the same key at the same base
 // URL share a budget whatever their endpoint paths, as providers count a
-// key's requests across endpoints.
+// key's requests across endpoints; on Azure, which limits each deployment
+// apart, the deployment is part of the name.
 func (c Config) budgetKey() string {
 	base := c.Endpoint.BaseURL
 	if base == "" {
@@ -127,6 +128,9 @@ func (c Config) budgetKey() string {
 	endpoint := string(c.Endpoint.Provider)
 	if u, err := url.Parse(base); err == nil && u.Host != "" {
 		endpoint = strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimRight(u.EscapedPath(), "/")
+	}
+	if c.Endpoint.Provider == imodel.Azure {
+		endpoint += "/openai/deployments/" + url.PathEscape(c.Endpoint.Deployment)
 	}
 	return budget.KeyFor(endpoint, c.Endpoint.APIKey)
 }

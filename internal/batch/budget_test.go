@@ -97,7 +97,11 @@ func TestBudgetKey(t *testing.T) {
 	keyOf := func(p imodel.Provider, base, apiKey string) string {
 		return Config{Endpoint: imodel.EndpointConfig{Provider: p, BaseURL: base, APIKey: apiKey}}.budgetKey()
 	}
+	azureKeyOf := func(base, deployment, apiKey string) string {
+		return Config{Endpoint: imodel.EndpointConfig{Provider: imodel.Azure, BaseURL: base, Deployment: deployment, APIKey: apiKey}}.budgetKey()
+	}
 	same := []struct{ a, b string }{
+		{azureKeyOf("https://RES.openai.azure.com/", "a", key), azureKeyOf("https://res.openai.azure.com", "a", key)},
 		// The provider's default base URL, given or not.
 		{keyOf(imodel.OpenAI, "", key), keyOf(imodel.OpenAI, "https://api.openai.com/v1", key)},
 		{keyOf(imodel.Anthropic, "", key), keyOf(imodel.Anthropic, "https://api.anthropic.com/v1/", key)},
@@ -115,6 +119,8 @@ func TestBudgetKey(t *testing.T) {
 		{keyOf(imodel.OpenAI, "", key), keyOf(imodel.OpenAI, "", key+"x")},
 		{keyOf(imodel.OpenAI, "", key), keyOf(imodel.Anthropic, "", key)},
 		{keyOf(imodel.OpenAICompatible, "http://127.0.0.1:1/v1", key), keyOf(imodel.OpenAICompatible, "http://127.0.0.1:2/v1", key)},
+		// Azure limits each deployment apart.
+		{azureKeyOf("https://res.openai.azure.com", "a", key), azureKeyOf("https://res.openai.azure.com", "b", key)},
 	}
 	for i, d := range different {
 		if d.a == d.b {
