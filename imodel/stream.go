@@ -230,7 +230,12 @@ func (c *streamCall) read(r io.Reader, reply *ChatResponse, emit func(string)) (
 					reply.FinishReason = *e.Delta.StopReason
 				}
 				if e.Usage != nil {
+					// Totals so far: each count sent replaces the one
+					// message_start gave.
 					reply.Usage.OutputTokens = e.Usage.OutputTokens
+					if e.Usage.InputTokens != nil {
+						reply.Usage.InputTokens = *e.Usage.InputTokens
+					}
 				}
 			case "message_stop":
 				reply.Usage.TotalTokens = reply.Usage.InputTokens + reply.Usage.OutputTokens

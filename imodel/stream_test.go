@@ -246,6 +246,41 @@ func TestStreamShouldRetryFalse(t *testing.T) {
 	}
 }
 
+// TestAnthropicStreamUsageTotals checks that a message_delta's usage counts
+// are read as totals: one it sends replaces message_start's, one it leaves
+// out keeps it.
+func TestAnthropicStreamUsageTotals(t *testing.T) {
+	ts := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Write([]byte("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":30,\"output_tokens\":1}}}\n\n"))
+		w.Write([]byte("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n"))
+		delta := `{"output_tokens":2}`
+		if r.Header.Get("X-Case") == "input" {
+			delta = `{"input_tokens":35,"output_tokens":2}`
+		}
+		w.Write([]byte("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":" + delta + "}\n\n"))
+		w.Write([]byte("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"))
+	})
+	ex := startExecutor(t, nil)
+	m := newModel(t, ex, EndpointConfig{Provider: Anthropic, BaseURL: ts.URL, APIKey: testAntKey, Model: "m"})
+	for _, tc := range []struct {
+		header string
+		want   messages.Usage
+	}{
+		{"", messages.Usage{InputTokens: 30, OutputTokens: 2, TotalTokens: 32}},
+		{"input", messages.Usage{InputTokens: 35, OutputTokens: 2, TotalTokens: 37}},
+	} {
+		s, err := m.Stream(ctx, hello("x", 4), WithHeader("X-Case", tc.header))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := s.Wait(ctx)
+		if err != nil || resp.Usage != tc.want || resp.Text != "Hi" {
+			t.Errorf("case %q: %+v, %v; want usage %+v", tc.header, resp.Usage, err, tc.want)
+		}
+	}
+}
+
 func TestStreamCancel(t *testing.T) {
 	e, _, oa, _ := setup(t, simulator.Config{}, nil)
 	s, err := oa.Stream(ctx, hello("x", 4), WithHeader(simulator.HeaderLatency, "1m"))

@@ -89,7 +89,9 @@ func (c *call) messages() {
 			ev(wire.AnthropicStreamEvent{
 				Type:  wire.EventMessageDelta,
 				Delta: &wire.AnthropicDelta{StopReason: &stop},
-				Usage: &wire.AnthropicUsage{OutputTokens: usage.OutputTokens},
+				// Only the count that changed: input_tokens 0 here would
+				// overwrite message_start's count in a client.
+				Usage: &wire.DeltaUsage{OutputTokens: usage.OutputTokens},
 			}),
 			ev(wire.AnthropicStreamEvent{Type: wire.EventMessageStop}),
 		)

@@ -162,7 +162,8 @@ func (c *call) azureRoute() bool {
 }
 
 // authenticate checks the API key and answers 401 when it is missing or
-// not accepted.
+// not accepted. Anthropic takes its key as x-api-key or, as its SDKs send
+// it, as a bearer token.
 func (c *call) authenticate() bool {
 	switch c.p {
 	case azure:
@@ -183,6 +184,11 @@ func (c *call) authenticate() bool {
 		}
 	default:
 		c.key = c.r.Header.Get("x-api-key")
+		if c.key == "" {
+			if bearer, ok := strings.CutPrefix(c.r.Header.Get("Authorization"), "Bearer "); ok {
+				c.key = strings.TrimSpace(bearer)
+			}
+		}
 		if c.key == "" {
 			c.fail(http.StatusUnauthorized, kindAuthMissing, "x-api-key header is required")
 			return false

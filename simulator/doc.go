@@ -9,7 +9,8 @@
 //
 // POST /v1/chat/completions and POST /v1/embeddings speak OpenAI's API,
 // with "Authorization: Bearer KEY"; POST /v1/messages speaks Anthropic's,
-// with "x-api-key: KEY" and the required anthropic-version header.
+// with "x-api-key: KEY" (or, as Anthropic's SDKs send it, "Authorization:
+// Bearer KEY") and the required anthropic-version header.
 // POST /openai/deployments/{deployment}/chat/completions and .../embeddings
 // speak Azure OpenAI's: OpenAI's bodies, with "api-key: KEY", a required
 // api-version query parameter (404 without one, as Azure answers), the

@@ -59,9 +59,19 @@ func TestAuthentication(t *testing.T) {
 	if r := ts.do(request{path: "/v1/messages", key: "sk-good", body: msg}); r.status != 200 {
 		t.Errorf("accepted key: status %d: %s", r.status, r.body)
 	}
+	// Anthropic takes the key as a bearer token too, as its SDKs send it.
+	bearer := func(key string) request {
+		return request{path: "/v1/messages", noKey: true, body: msg, headers: map[string]string{"Authorization": "Bearer " + key}}
+	}
+	if r := ts.do(bearer("sk-good")); r.status != 200 {
+		t.Errorf("accepted key as a bearer token: status %d: %s", r.status, r.body)
+	}
+	if e := anthropicError(t, ts.do(bearer("sk-bad")), 401); e.Type != wire.AnthropicAuthenticationError {
+		t.Errorf("wrong key as a bearer token: %+v", e)
+	}
 
 	st := ts.Stats()
-	if len(st.ByKey) != 1 || st.ByKey["sk-good"].Requests != 2 || st.ByStatus[401] != 4 {
+	if len(st.ByKey) != 1 || st.ByKey["sk-good"].Requests != 3 || st.ByStatus[401] != 5 {
 		t.Errorf("stats: by key %+v, by status %v", st.ByKey, st.ByStatus)
 	}
 }

@@ -321,7 +321,7 @@ const (
 //   - content_block_delta: Index and Delta (a "text_delta" or
 //     "input_json_delta")
 //   - content_block_stop: Index
-//   - message_delta: Delta (stop reason) and Usage (cumulative output)
+//   - message_delta: Delta (stop reason) and Usage (cumulative counts)
 //   - message_stop, ping: nothing
 //   - error: Error
 type AnthropicStreamEvent struct {
@@ -330,8 +330,20 @@ type AnthropicStreamEvent struct {
 	Index        int               `json:"index"`
 	ContentBlock *ContentBlock     `json:"content_block,omitempty"`
 	Delta        *AnthropicDelta   `json:"delta,omitempty"`
-	Usage        *AnthropicUsage   `json:"usage,omitempty"`
+	Usage        *DeltaUsage       `json:"usage,omitempty"`
 	Error        *AnthropicError   `json:"error,omitempty"`
+}
+
+// DeltaUsage is the usage of a message_delta event. Its counts are totals
+// for the whole message so far, which a client sets over what it has (the
+// official SDKs do), so only the counts the event reports are sent: a
+// count left out keeps the value of message_start, while one sent as 0
+// would overwrite it. The output count is always sent.
+type DeltaUsage struct {
+	InputTokens              *int `json:"input_tokens,omitempty"`
+	OutputTokens             int  `json:"output_tokens"`
+	CacheCreationInputTokens *int `json:"cache_creation_input_tokens,omitempty"`
+	CacheReadInputTokens     *int `json:"cache_read_input_tokens,omitempty"`
 }
 
 // MarshalJSON encodes ev with an index member only for the content_block_*

@@ -131,8 +131,12 @@ func TestAnthropicStreamEventEncoding(t *testing.T) {
 			`{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}`,
 		},
 		{
-			AnthropicStreamEvent{Type: EventMessageDelta, Delta: &AnthropicDelta{StopReason: ptr("max_tokens")}, Usage: &AnthropicUsage{OutputTokens: 7}},
-			`{"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"input_tokens":0,"output_tokens":7}}`,
+			AnthropicStreamEvent{Type: EventMessageDelta, Delta: &AnthropicDelta{StopReason: ptr("max_tokens")}, Usage: &DeltaUsage{OutputTokens: 7}},
+			`{"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":7}}`,
+		},
+		{
+			AnthropicStreamEvent{Type: EventMessageDelta, Delta: &AnthropicDelta{StopReason: ptr("end_turn")}, Usage: &DeltaUsage{InputTokens: ptr(0), OutputTokens: 9, CacheReadInputTokens: ptr(12)}},
+			`{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"input_tokens":0,"output_tokens":9,"cache_read_input_tokens":12}}`,
 		},
 		{
 			AnthropicStreamEvent{Type: EventError, Error: &AnthropicError{Type: AnthropicOverloadedError, Message: "Overloaded"}},
