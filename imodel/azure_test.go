@@ -73,6 +73,7 @@ func TestAzureConfigErrors(t *testing.T) {
 		{"no api version", with(func(c *EndpointConfig) { c.APIVersion = "" }), "APIVersion"},
 		{"api version with a space", with(func(c *EndpointConfig) { c.APIVersion = "2024-10-21 x" }), "APIVersion"},
 		{"no key", with(func(c *EndpointConfig) { c.APIKey, c.APIKeyEnv = "", "IMODEL_TEST_UNSET_KEY" }), "APIKey"},
+		{"the key's header given too", with(func(c *EndpointConfig) { c.Headers = map[string]string{"Api-Key": "other"} }), "Headers"},
 		{"deployment on OpenAI", EndpointConfig{Provider: OpenAI, APIKey: testKey, Deployment: "d"}, "Deployment"},
 		{"api version on Anthropic", EndpointConfig{Provider: Anthropic, APIKey: testAntKey, APIVersion: "v"}, "APIVersion"},
 	} {

@@ -208,8 +208,12 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	if strings.ContainsAny(r.apiKey, "\r\n") {
 		return nil, badConfig("APIKey", "contains a line break")
 	}
+	keyHeader := r.keyHeader()
 	for k, v := range c.Headers {
 		switch {
+		case keyHeader != "" && strings.EqualFold(k, keyHeader):
+			// The key would silently replace it.
+			return nil, badConfig("Headers", "%s carries the API key; give the key or the header, not both", keyHeader)
 		case k == "":
 			return nil, badConfig("Headers", "empty header name")
 		case strings.ContainsAny(k, " \t\r\n:"):
@@ -240,6 +244,22 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	}
 	r.secretValues = append(r.secretValues, credentialValues(c.Headers)...)
 	return r, nil
+}
+
+// keyHeader is the header the API key is sent in, or "" when none is sent.
+func (r *resolved) keyHeader() string {
+	if r.apiKey == "" {
+		return ""
+	}
+	switch r.Auth {
+	case AuthBearer:
+		return "Authorization"
+	case AuthAPIKeyHeader:
+		return "X-Api-Key"
+	case AuthAzureAPIKey:
+		return "Api-Key"
+	}
+	return ""
 }
 
 // azureBase checks the Azure fields and, for Azure, turns the resource's

@@ -41,6 +41,7 @@ func TestConfigErrorsNameTheirField(t *testing.T) {
 		{"header name with a space", with(func(c *EndpointConfig) { c.Headers = map[string]string{"X Bad": "x"} }), "Headers"},
 		{"header name with a colon", with(func(c *EndpointConfig) { c.Headers = map[string]string{"X-A:b": "x"} }), "Headers"},
 		{"header value pasted into the name", with(func(c *EndpointConfig) { c.Headers = map[string]string{"Authorization: Bearer sk-test-a1b2": ""} }), "Headers"},
+		{"the key's header given too", with(func(c *EndpointConfig) { c.Headers = map[string]string{"authorization": "Bearer gw-token"} }), "Headers"},
 		{"header value with a line break", with(func(c *EndpointConfig) { c.Headers = map[string]string{"X-A": "sk-test-a\r\nX-Evil: 1"} }), "Headers"},
 		{"negative timeout", with(func(c *EndpointConfig) { c.Timeout = -time.Second }), "Timeout"},
 		{"negative attempts", with(func(c *EndpointConfig) { c.Retry.MaxAttempts = -1 }), "Retry.MaxAttempts"},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,8 @@ type batchFlags struct {
 	metricsAddr              string
 	budget, budgetListen     string
 	budgetMembers            int
+	deployment, apiVersion   string
+	headers                  headerFlag
 }
 
 func newBatchCmd(e env) *cobra.Command {
@@ -60,11 +63,14 @@ crashed run is finished by running it again. Ctrl-C lets calls in flight finish
 	fl.StringVar(&f.in, "in", "", "input JSONL file (default: standard input)")
 	fl.StringVar(&f.out, "out", "", "results JSONL file, appended to and resumed from (default: standard output)")
 	fl.StringVar(&f.config, "config", "", "YAML file with any of these flags' settings, by flag name")
-	fl.StringVar(&f.provider, "provider", "openai", "openai, anthropic, openai-compatible or generic")
+	fl.StringVar(&f.provider, "provider", "openai", "openai, anthropic, azure, openai-compatible or generic")
 	fl.StringVar(&f.url, "url", "", "API base URL (default: the provider's)")
 	fl.StringVar(&f.endpoint, "endpoint", "", "endpoint path under the base URL (default: the provider's chat endpoint)")
 	fl.StringVar(&f.model, "model", "", "model for requests that do not name one")
-	fl.StringVar(&f.apiKeyEnv, "api-key-env", "", "environment variable holding the API key (default: OPENAI_API_KEY or ANTHROPIC_API_KEY)")
+	fl.StringVar(&f.apiKeyEnv, "api-key-env", "", "environment variable holding the API key (default: OPENAI_API_KEY, ANTHROPIC_API_KEY or AZURE_OPENAI_API_KEY)")
+	fl.StringVar(&f.deployment, "deployment", "", "Azure OpenAI deployment (--provider azure, with --url https://RESOURCE.openai.azure.com)")
+	fl.StringVar(&f.apiVersion, "api-version", "", "Azure OpenAI api-version, such as 2024-10-21 (--provider azure)")
+	fl.Var(&f.headers, "header", "header sent with every request, as `'Name: value'`; repeat for more (gateways, proxies); a value whose name looks secret (Authorization, *key*, *token*, ...) is never shown")
 	fl.IntVar(&f.rpm, "rpm", 500, "requests per minute allowed")
 	fl.IntVar(&f.tpm, "tpm", 0, "API tokens per minute allowed (0: no token limit)")
 	fl.IntVar(&f.burst, "burst", 0, "requests that may start at once (0: one second's worth of --rpm)")
@@ -102,6 +108,16 @@ func applyConfigFile(fl *pflag.FlagSet, path string) error {
 		if flag.Changed {
 			continue
 		}
+		if items, ok := listSetting(value); ok {
+			sv, repeatable := flag.Value.(pflag.SliceValue)
+			if !repeatable {
+				return usagef("config %s: %s: takes one value, not a list", path, name)
+			}
+			if err := sv.Replace(items); err != nil {
+				return usagef("config %s: %s: %v", path, name, err)
+			}
+			continue
+		}
 		if err := flag.Value.Set(fmt.Sprint(value)); err != nil {
 			return usagef("config %s: %s: %v", path, name, err)
 		}
@@ -109,10 +125,37 @@ func applyConfigFile(fl *pflag.FlagSet, path string) error {
 	return nil
 }
 
+// listSetting returns the values of a config setting given as a YAML list,
+// or as a mapping (header: {Name: value}), as a repeatable flag takes them.
+func listSetting(value any) ([]string, bool) {
+	switch v := value.(type) {
+	case []any:
+		items := make([]string, len(v))
+		for i, x := range v {
+			items[i] = fmt.Sprint(x)
+		}
+		return items, true
+	case map[string]any:
+		items := make([]string, 0, len(v))
+		for k, x := range v {
+			items = append(items, k+": "+fmt.Sprint(x))
+		}
+		slices.Sort(items)
+		return items, true
+	}
+	return nil, false
+}
+
 // endpointConfig builds the model endpoint, reading the API key from the
 // environment. A missing key is a usage error: nothing can be sent.
 func (f *batchFlags) endpointConfig(getenv func(string) string) (imodel.EndpointConfig, error) {
-	ep := imodel.EndpointConfig{Provider: imodel.Provider(f.provider), BaseURL: f.url, Path: f.endpoint, Model: f.model}
+	ep := imodel.EndpointConfig{Provider: imodel.Provider(f.provider), BaseURL: f.url, Path: f.endpoint, Model: f.model,
+		Deployment: f.deployment, APIVersion: f.apiVersion}
+	headers, err := f.headers.parse()
+	if err != nil {
+		return ep, err
+	}
+	ep.Headers = headers
 	keyEnv := f.apiKeyEnv
 	if keyEnv == "" {
 		keyEnv = defaultKeyEnv[ep.Provider]
@@ -131,6 +174,7 @@ func (f *batchFlags) endpointConfig(getenv func(string) string) (imodel.Endpoint
 var defaultKeyEnv = map[imodel.Provider]string{
 	imodel.OpenAI:    "OPENAI_API_KEY",
 	imodel.Anthropic: "ANTHROPIC_API_KEY",
+	imodel.Azure:     "AZURE_OPENAI_API_KEY",
 }
 
 func runBatch(cmd *cobra.Command, e env, f *batchFlags) error {

@@ -17,9 +17,10 @@ func newSimCmd(e env) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
-		Short: "Serve a local simulator of the OpenAI and Anthropic APIs",
+		Short: "Serve a local simulator of the OpenAI, Anthropic and Azure OpenAI APIs",
 		Long: `sim serves chat completions, embeddings and messages (streamed or not) the way
-the providers do: rate limits per API key with their headers and 429 bodies,
+the providers do, and Azure OpenAI's deployment paths (/openai/deployments/NAME/...
+with an api-version and an api-key header): rate limits per API key with their headers and 429 bodies,
 usage counted with the same tokenizer, configurable latency, and faults injected
 at the rates given. Point a client (or lionactor batch --url) at the printed base
 URL. It runs until interrupted.`,
@@ -43,6 +44,7 @@ URL. It runs until interrupted.`,
 			} else {
 				fmt.Fprintf(e.stdout, "  lionactor batch --url %s/v1 ...\n", base)
 			}
+			fmt.Fprintf(e.stdout, "  Azure OpenAI: lionactor batch --provider azure --url %s --deployment NAME --api-version 2024-10-21 ...\n", base)
 			<-cmd.Context().Done()
 			st := sim.Stats()
 			fmt.Fprintf(e.stdout, "served %d requests (%d rate limited)\n", st.Requests, st.RateLimited)

@@ -26,6 +26,10 @@ func TestSimServesUntilCancelled(t *testing.T) {
 	if hint := <-lines; !strings.Contains(hint, "lionactor batch --url "+base+" --rpm 100") {
 		t.Errorf("hint line %q", hint)
 	}
+	root := strings.TrimSuffix(base, "/v1")
+	if hint := <-lines; !strings.Contains(hint, "Azure OpenAI: lionactor batch --provider azure --url "+root+" --deployment NAME --api-version") {
+		t.Errorf("Azure hint line %q", hint)
+	}
 
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
@@ -48,10 +52,19 @@ func TestSimServesUntilCancelled(t *testing.T) {
 	if code := send("sk-test-cli-9999"); code != 401 {
 		t.Errorf("an unlisted key got %d, want 401", code)
 	}
+	// The Azure paths of the hint answer a listed key in api-key.
+	req, _ := http.NewRequest("POST", root+"/openai/deployments/d/chat/completions?api-version=2024-10-21", strings.NewReader(`{"messages":[{"role":"user","content":"hi"}],"max_tokens":4}`))
+	req.Header.Set("api-key", testKey)
+	if resp, err := client.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Errorf("Azure request: %v %v", resp, err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
 	tr.CloseIdleConnections()
 
 	rest := srv.stop(t)
-	if len(rest) != 1 || rest[0] != "served 2 requests (0 rate limited)" {
+	if len(rest) != 1 || rest[0] != "served 3 requests (0 rate limited)" {
 		t.Errorf("last lines %q", rest)
 	}
 	if c.stderr.String() != "" {
