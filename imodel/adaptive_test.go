@@ -86,6 +86,15 @@ func TestParseRateLimit(t *testing.T) {
 	if !ok || rl.Requests.Limit != 9 {
 		t.Errorf("OpenAI-style headers of another provider: %+v %v", rl, ok)
 	}
+	// Azure's are OpenAI's: usually only what remains, sometimes all.
+	rl, ok = parseRateLimit(Azure, header("x-ratelimit-remaining-requests", "79", "x-ratelimit-remaining-tokens", "61353"), now)
+	if !ok || rl.Requests.Remaining != 79 || rl.Tokens.Remaining != 61353 || rl.Requests.HasLimit {
+		t.Errorf("Azure's remaining counts: %+v %v", rl, ok)
+	}
+	rl, ok = parseRateLimit(Azure, header("x-ratelimit-limit-tokens", "1000", "x-ratelimit-remaining-tokens", "10", "x-ratelimit-reset-tokens", "6s"), now)
+	if !ok || rl.Tokens.Limit != 1000 || !rl.Tokens.Reset.Equal(now.Add(6*time.Second)) || pauseFor(rl, now).IsZero() {
+		t.Errorf("Azure's full headers: %+v %v", rl, ok)
+	}
 }
 
 func debugLogger(w *runtimetest.Buffer) *slog.Logger {

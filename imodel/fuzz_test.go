@@ -15,7 +15,7 @@ import (
 
 // fuzzProviders are the provider values the fuzzers pick from by a byte;
 // the last ones are invalid on purpose.
-var fuzzProviders = []Provider{OpenAI, Anthropic, OpenAICompatible, Generic, "", "cohere"}
+var fuzzProviders = []Provider{OpenAI, Anthropic, OpenAICompatible, Generic, Azure, "", "cohere"}
 
 // fuzzExecutor starts one executor for a whole fuzz target: New needs one
 // but never runs anything on it here.
@@ -47,6 +47,7 @@ func FuzzEndpointConfig(f *testing.F) {
 	f.Add(uint8(4), "", "javascript:alert(1)", "", "", "", "", "", "", "", "", int64(0), 0, int64(0), int64(0), int64(0), "", false)
 	f.Add(uint8(5), "", "file:///etc/passwd", "", "", "", "", "", "IMODEL_FUZZ_UNSET", "", "", int64(0), 0, int64(0), int64(0), int64(0), "", false)
 	f.Add(uint8(3), "g", "HTTPS://Example.COM:443/a/b/", "/{a}/{b", "DELETE", "", "", "", "", "", "", int64(0), 0, int64(0), int64(0), int64(0), "", false)
+	f.Add(uint8(4), "gpt-4o prod", "https://res.openai.azure.com/", "", "GET", "", "", "azure-fuzz-key", "", "X-Title", "t", int64(0), 0, int64(0), int64(0), int64(0), "2024-10-21", false)
 	ex := fuzzExecutor(f)
 	f.Fuzz(func(t *testing.T, provider uint8, name, baseURL, path, method, model, auth, key, keyEnv, hdrName, hdrValue string,
 		timeout int64, attempts int, initial, maxBackoff, maxBytes int64, version string, insecure bool) {
@@ -68,6 +69,10 @@ func FuzzEndpointConfig(f *testing.F) {
 		}
 		if hdrName != "" || hdrValue != "" {
 			cfg.Headers = map[string]string{hdrName: hdrValue}
+		}
+		if cfg.Provider == Azure {
+			// The fields Azure needs, from strings the others use.
+			cfg.Deployment, cfg.APIVersion, cfg.AnthropicVersion = name, version, ""
 		}
 		m, err := New(ex, cfg)
 		if err != nil {
