@@ -46,6 +46,8 @@ type Recorder struct {
 type ReportInfo struct {
 	// RPM, TPM and Concurrency are the run's limits; TPM 0 means none.
 	RPM, TPM, Concurrency int
+	// Burst is how many calls the request limit lets start at once.
+	Burst int
 	// Provider and Model name what was called; Host is the endpoint's host.
 	Provider, Model, Host string
 }
@@ -293,6 +295,12 @@ func (r *Recorder) WriteHTML(w io.Writer, end time.Time) error {
 	return renderReport(w, tl.view())
 }
 
+// windowBound is the most calls the limits let start in a window of one
+// second: a second's share of the request limit, and the burst.
+func (i ReportInfo) windowBound() int {
+	return (i.RPM+59)/60 + max(i.Burst, 1)
+}
+
 // callRate is the achieved rate of calls started, per minute: the
 // intervals between the first start and the last, so that a run paced at
 // exactly its limit shows 100%.
@@ -408,7 +416,7 @@ func newRecorder(cfg Config) *Recorder {
 		base = defaultBaseURL[cfg.Endpoint.Provider]
 	}
 	return NewRecorder(time.Now(), ReportInfo{
-		RPM: cfg.RPM, TPM: cfg.TPM, Concurrency: cfg.Concurrency,
+		RPM: cfg.RPM, TPM: cfg.TPM, Concurrency: cfg.Concurrency, Burst: cfg.executorConfig(nil).RequestBurst,
 		Provider: string(cfg.Endpoint.Provider), Model: cfg.Endpoint.Model, Host: hostOf(base),
 	})
 }

@@ -125,7 +125,7 @@ func (tl timeline) view() reportView {
 	}
 	for _, fa := range []fact{
 		{Name: "provider", Value: info.Provider}, {Name: "model", Value: info.Model}, {Name: "host", Value: info.Host},
-		{Name: "request limit", Value: limit(info.RPM, " per minute")},
+		{Name: "request limit", Value: limit(info.RPM, " per minute") + burst(info.Burst)},
 		{Name: "token limit", Value: limit(info.TPM, " per minute")},
 		{Name: "concurrency cap", Value: limit(info.Concurrency, " calls")},
 	} {
@@ -135,10 +135,11 @@ func (tl timeline) view() reportView {
 	}
 
 	callRate, tokenRate := t.callRate(), t.tokenRate()
-	perSecond := float64(info.RPM) / 60
+	perSecond, bound := float64(info.RPM)/60, info.windowBound()
+	boundNote := fmt.Sprintf("at most %d allowed: %s per second, burst %d", bound, rate(perSecond), max(info.Burst, 1))
 	v.Tiles = []tile{
 		{Label: "calls per minute", Value: count(int64(math.Round(callRate))), Note: ofLimit(callRate, info.RPM)},
-		{Label: "busiest second", Value: count(int64(t.maxInWindow)) + " calls", Note: "limit " + rate(perSecond) + " per second"},
+		{Label: "busiest second", Value: plural(t.maxInWindow, "call", "calls"), Note: boundNote, Class: warnIf(t.maxInWindow > bound)},
 		{Label: "tokens per minute", Value: count(int64(math.Round(tokenRate))), Note: ofLimit(tokenRate, info.TPM)},
 		{Label: "peak calls in flight", Value: count(int64(t.peak)), Note: "cap " + count(int64(info.Concurrency))},
 		{Label: "answered 429", Value: count(int64(t.limited)), Note: plural(t.retries, "retry", "retries"), Class: warnIf(t.limited > 0)},
@@ -170,7 +171,7 @@ func (tl timeline) view() reportView {
 			Note: "every attempt is a call"},
 		{Name: "call rate", Value: fmt.Sprintf("%s per minute, limit %s", count(int64(math.Round(callRate))), limit(info.RPM, "")),
 			Note: ofLimit(callRate, info.RPM) + "; from the first call started to the last"},
-		{Name: "most calls started in any second", Value: count(int64(t.maxInWindow)), Note: "limit " + rate(perSecond) + " per second"},
+		{Name: "most calls started in one second", Value: count(int64(t.maxInWindow)), Note: boundNote + "; in any window of one second, not only the seconds of the chart"},
 		{Name: "tokens", Value: fmt.Sprintf("%s per minute, limit %s", count(int64(math.Round(tokenRate))), limit(info.TPM, "")),
 			Note: ofLimit(tokenRate, info.TPM) + "; " + count(t.tokens) + " in all, as the limiter counts them"},
 		{Name: "tokens reported", Value: fmt.Sprintf("%s by %s requests", count(t.actual), count(int64(t.reported))), Note: tokensNote},
@@ -182,6 +183,13 @@ func (tl timeline) view() reportView {
 
 	v.Charts = []chartView{tl.requestsChart(), tl.tokensChart(), tl.inFlightChart(), tl.latencyChart()}
 	return v
+}
+
+func burst(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", burst %d", n)
 }
 
 func warnIf(b bool) string {
@@ -354,6 +362,9 @@ func (tl timeline) trailing(a axes, name, class string, per func(i int) float64)
 		avg := sum / float64(min(i+1, avgWindow))
 		pts = append(pts, f(a.x(float64(i+1)))+" "+f(a.y(avg)))
 	}
+	if len(pts) < 2 {
+		pts = nil // a run of less than two seconds has no line to draw
+	}
 	return seriesView{Name: name, Kind: "line", Class: class, Points: len(pts), Path: linePath(pts)}
 }
 
@@ -516,7 +527,7 @@ func (tl timeline) inFlightChart() chartView {
 		y := f(a.y(p))
 		pts = append(pts, f(a.x(float64(i)))+" "+y, f(a.x(min(float64(i+n), a.wall)))+" "+y)
 	}
-	peak := seriesView{Name: "peak", Kind: "line", Class: "peak", Points: len(pts) / 2, Path: linePath(pts)}
+	peak := seriesView{Name: "peak", Kind: "line", Class: "peak", Points: len(pts), Path: linePath(pts)}
 	c.Series = []seriesView{mean, peak}
 	c.Limits = []limitView{limitLine(a, limit, "cap "+count(int64(limit)))}
 	c.Legend = []legendItem{{"mean", "mean in flight"}, {"peak", "most at once"}, {"limit", "concurrency cap"}}

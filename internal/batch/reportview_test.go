@@ -245,6 +245,10 @@ func TestReportWithoutTokenLimit(t *testing.T) {
 	if !bytes.Contains(page, []byte("The run had no token limit.")) || !bytes.Contains(page, []byte("no limit")) {
 		t.Error("the report does not say there was no token limit")
 	}
+	// One second has no trailing average to draw.
+	if avg := series(t, doc, "chart-requests", "started-avg"); intAttr(t, avg, "data-points") != 0 || attr(avg, "d") != "" {
+		t.Errorf("a one-second run draws an average line %q", attr(avg, "d"))
+	}
 }
 
 // TestReportGroupsLongRuns: a run of an hour is drawn in at most maxBars
@@ -372,4 +376,29 @@ func TestRunReportWriteError(t *testing.T) {
 		t.Fatalf("Run: %v, want an error writing the report", err)
 	}
 	wantIndices(t, results, seq(0, 3))
+}
+
+// TestReportFlagsABusySecond: a second with more calls started than the
+// limits allow is shown as a warning; one within them is not.
+func TestReportFlagsABusySecond(t *testing.T) {
+	tile := func(r *Recorder) (class, content string) {
+		doc := parseHTML(t, renderHTML(t, r, at(2)))
+		for _, n := range findAll(doc, func(n *html.Node) bool { return strings.HasPrefix(attr(n, "class"), "tile ") }) {
+			if strings.Contains(text(n), "busiest second") {
+				return attr(n, "class"), text(n)
+			}
+		}
+		t.Fatal("no busiest-second tile")
+		return "", ""
+	}
+	info := ReportInfo{RPM: 60, Burst: 1, Concurrency: 4} // 1 per second and a burst of 1: 2 in any second
+	within := play(info, newScript(1, at(0)).call(0.1).complete(0.2, 1), newScript(1, at(0)).call(1.0).complete(1.1, 1))
+	if class, text := tile(within); class != "tile " || !strings.Contains(text, "2 calls") || !strings.Contains(text, "at most 2 allowed") {
+		t.Errorf("within the bound: tile %q %q", class, text)
+	}
+	over := play(info, newScript(1, at(0)).call(0.1).complete(0.2, 1), newScript(1, at(0)).call(0.5).complete(0.6, 1),
+		newScript(1, at(0)).call(0.9).complete(1.0, 1))
+	if class, text := tile(over); class != "tile warn" || !strings.Contains(text, "3 calls") {
+		t.Errorf("over the bound: tile %q %q", class, text)
+	}
 }
