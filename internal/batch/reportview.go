@@ -169,10 +169,10 @@ func (tl timeline) view() reportView {
 		{Name: "failures by kind", Value: failures},
 		{Name: "calls", Value: fmt.Sprintf("%s started, %s, %s answered 429", count(int64(t.started)), plural(t.retries, "retry", "retries"), count(int64(t.limited))),
 			Note: "every attempt is a call"},
-		{Name: "call rate", Value: fmt.Sprintf("%s per minute, limit %s", count(int64(math.Round(callRate))), limit(info.RPM, "")),
+		{Name: "call rate", Value: count(int64(math.Round(callRate))) + " per minute" + limitOf(info.RPM),
 			Note: ofLimit(callRate, info.RPM) + "; from the first call started to the last"},
 		{Name: "most calls started in one second", Value: count(int64(t.maxInWindow)), Note: boundNote + "; in any window of one second, not only the seconds of the chart"},
-		{Name: "tokens", Value: fmt.Sprintf("%s per minute, limit %s", count(int64(math.Round(tokenRate))), limit(info.TPM, "")),
+		{Name: "tokens", Value: count(int64(math.Round(tokenRate))) + " per minute" + limitOf(info.TPM),
 			Note: ofLimit(tokenRate, info.TPM) + "; " + count(t.tokens) + " in all, as the limiter counts them"},
 		{Name: "tokens reported", Value: fmt.Sprintf("%s by %s requests", count(t.actual), count(int64(t.reported))), Note: tokensNote},
 		{Name: "calls in flight", Value: fmt.Sprintf("peak %s, cap %s", count(int64(t.peak)), count(int64(info.Concurrency)))},
@@ -183,6 +183,14 @@ func (tl timeline) view() reportView {
 
 	v.Charts = []chartView{tl.requestsChart(), tl.tokensChart(), tl.inFlightChart(), tl.latencyChart()}
 	return v
+}
+
+// limitOf names a limit after a figure: ", limit 1,200"; "" for none.
+func limitOf(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return ", limit " + count(int64(n))
 }
 
 func burst(n int) string {

@@ -242,7 +242,7 @@ func TestReportWithoutTokenLimit(t *testing.T) {
 	if l := findAll(tokens, func(n *html.Node) bool { return attr(n, "class") == "limit" }); len(l) != 0 {
 		t.Errorf("a token limit line is drawn for a run without one")
 	}
-	if !bytes.Contains(page, []byte("The run had no token limit.")) || !bytes.Contains(page, []byte("no limit")) {
+	if !bytes.Contains(page, []byte("The run had no token limit.")) || !bytes.Contains(page, []byte("no limit")) || bytes.Contains(page, []byte("limit none")) {
 		t.Error("the report does not say there was no token limit")
 	}
 	// One second has no trailing average to draw.
