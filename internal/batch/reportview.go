@@ -215,20 +215,15 @@ func ofLimit(rate float64, limit int) string {
 	return fmt.Sprintf("%.1f%% of the limit", 100*rate/float64(limit))
 }
 
-// count formats n with thousands separators.
+// count formats n, never negative, with thousands separators.
 func count(n int64) string {
 	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
 	var b strings.Builder
 	for i, c := range s {
 		if i > 0 && (len(s)-i)%3 == 0 {
 			b.WriteByte(',')
 		}
 		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
 	}
 	return b.String()
 }
@@ -634,28 +629,32 @@ func (tl timeline) latencyChart() chartView {
 	return c
 }
 
-// durationTicks are the ticks of a logarithmic axis from lo to hi: the
-// first of these sets of multiples of powers of ten that puts at least
-// four ticks on the axis, and at most a dozen.
+// durationTicks are the ticks of a logarithmic axis from lo to hi: 1, 2
+// and 5 times the powers of ten in it; more multiples when that makes
+// fewer than four ticks (a narrow range), only the powers when it makes
+// more than a dozen (a wide one).
 func durationTicks(lo, hi time.Duration) []time.Duration {
-	var ticks []time.Duration
-	for _, multiples := range [][]time.Duration{{1, 2, 5}, {1, 2, 3, 5}, {1, 2, 3, 4, 5, 6, 7, 8, 9}} {
-		ticks = ticks[:0]
+	ticks := func(multiples ...time.Duration) []time.Duration {
+		var out []time.Duration
 		for p := time.Duration(1); p <= hi; p *= 10 {
 			for _, m := range multiples {
 				if d := m * p; d >= lo && d <= hi {
-					ticks = append(ticks, d)
+					out = append(out, d)
 				}
 			}
 		}
-		if len(ticks) >= 4 {
-			break
+		return out
+	}
+	t := ticks(1, 2, 5)
+	switch {
+	case len(t) > 12:
+		t = ticks(1)
+	case len(t) < 4:
+		if t = ticks(1, 2, 3, 5); len(t) < 4 {
+			t = ticks(1, 2, 3, 4, 5, 6, 7, 8, 9)
 		}
 	}
-	if len(ticks) > 12 {
-		ticks = ticks[:12]
-	}
-	return ticks
+	return t
 }
 
 // plural says n of a thing.

@@ -402,3 +402,24 @@ func TestReportFlagsABusySecond(t *testing.T) {
 		t.Errorf("over the bound: tile %q %q", class, text)
 	}
 }
+
+func TestReportFormats(t *testing.T) {
+	for _, tt := range []struct{ got, want string }{
+		{count(0), "0"}, {count(999), "999"}, {count(1000), "1,000"}, {count(1234567), "1,234,567"},
+		{duration(850 * time.Microsecond), "850 µs"}, {duration(2500 * time.Microsecond), "2.5 ms"},
+		{duration(63 * time.Millisecond), "63 ms"}, {duration(1234 * time.Millisecond), "1.23 s"},
+		{duration(95 * time.Second), "1m35s"},
+		{rate(20), "20"}, {rate(8.333), "8.3"},
+		{timeline{wall: 30 * time.Second}.clock(45), "45s"},
+		{timeline{wall: 10 * time.Minute}.clock(150), "2:30"},
+		{timeline{wall: 2 * time.Hour}.clock(3750), "1:02:30"},
+		{fmt.Sprint(durationTicks(time.Millisecond, time.Second)), "[1ms 2ms 5ms 10ms 20ms 50ms 100ms 200ms 500ms 1s]"},
+		{fmt.Sprint(durationTicks(30*time.Millisecond, 100*time.Millisecond)), "[30ms 40ms 50ms 60ms 70ms 80ms 90ms 100ms]"},
+		{fmt.Sprint(durationTicks(time.Microsecond, time.Hour)), "[1µs 10µs 100µs 1ms 10ms 100ms 1s 10s 1m40s 16m40s]"},
+		{fmt.Sprint(durationTicks(20*time.Millisecond, 70*time.Millisecond)), "[20ms 30ms 40ms 50ms 60ms 70ms]"},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
+	}
+}
