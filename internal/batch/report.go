@@ -14,13 +14,17 @@ import (
 
 // Recorder keeps the timeline of a run for its report: what the executor's
 // snapshots say happened, second by second. Its memory grows with the run's
-// duration (one small record per second) and with the calls in flight at
-// once, never with the number of requests, so a run of 100,000 requests
-// costs what a run of 100 does over the same time.
+// duration (one small record per second), with the calls in flight at once
+// and with the calls started in one second, never with the number of
+// requests, so a run of 100,000 requests costs what a run of 100 does over
+// the same time.
 //
 // Feed it every snapshot with Observe; it reads the times the snapshots
-// carry, not the clock, so what it records is what the executor saw. Its
-// methods are safe for concurrent use.
+// carry, not the clock, so what it records is what the executor saw. The
+// snapshots that start and end calls come from the executor's queue in the
+// order they happened, which the count of calls in flight relies on; one
+// that came late would count at the latest time seen. Its methods are safe
+// for concurrent use.
 type Recorder struct {
 	mu    sync.Mutex
 	info  ReportInfo

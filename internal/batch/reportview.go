@@ -40,6 +40,8 @@ const (
 	plotH                                float64 = plotY1 - plotY0
 )
 
+// reportView is what the page shows; the *View types below are its parts,
+// with every coordinate already formatted.
 type reportView struct {
 	Title   string
 	Started string
@@ -61,7 +63,6 @@ type chartView struct {
 	Seconds, Group int
 	Legend         []legendItem
 	XTicks, YTicks []tickView
-	XLabel, YLabel string
 	Series         []seriesView
 	Limits         []limitView
 	Axis           axisView
@@ -78,11 +79,10 @@ type tickView struct {
 type lineView struct{ X1, Y1, X2, Y2 string }
 
 type axisView struct {
-	X, Y                 lineView
-	XLabelX, XLabelY     string
-	YLabelX, YLabelY     string
-	XLabel, YLabel       string
-	PlotX, PlotY, PW, PH string
+	X, Y             lineView
+	XLabelX, XLabelY string
+	YLabelX, YLabelY string
+	XLabel, YLabel   string
 }
 
 type seriesView struct {
@@ -90,7 +90,7 @@ type seriesView struct {
 	Points            int    // data points: bars, marks or line vertices
 	Total             string // what the series counts in all, if it counts
 	Bars              []barView
-	Path              string // for lines and areas
+	Path              string // for lines
 	Marks             []markView
 }
 
@@ -328,7 +328,6 @@ func (tl timeline) frame(c *chartView, a axes, yLabel string, yFormat func(float
 		X: lineView{f(plotX0), f(plotY1), f(plotX1), f(plotY1)}, Y: lineView{f(plotX0), f(plotY0), f(plotX0), f(plotY1)},
 		XLabelX: f(plotX1), XLabelY: f(chartH - 4), XLabel: "time since the run started",
 		YLabelX: f(4), YLabelY: f(plotY0 - 12), YLabel: yLabel,
-		PlotX: f(plotX0), PlotY: f(plotY0), PW: f(plotW), PH: f(plotH),
 	}
 }
 
@@ -623,7 +622,6 @@ func (tl timeline) latencyChart() chartView {
 		X: lineView{f(plotX0), f(plotY1), f(plotX1), f(plotY1)}, Y: lineView{f(plotX0), f(plotY0), f(plotX0), f(plotY1)},
 		XLabelX: f(plotX1), XLabelY: f(chartH - 4), XLabel: "call duration (log scale)",
 		YLabelX: f(4), YLabelY: f(plotY0 - 12), YLabel: "calls",
-		PlotX: f(plotX0), PlotY: f(plotY0), PW: f(plotW), PH: f(plotH),
 	}
 	c.Legend = []legendItem{{"latency", "completed calls"}, {"quantile", "p50, p95, p99"}}
 	return c
