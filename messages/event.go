@@ -27,10 +27,11 @@ type Event struct {
 	Tokens  Tokens        // estimated and, once known, actual API tokens
 	Timings Timings       // when each stage was reached
 
-	req  *requestData // shared by all snapshots of the request
-	resp *Response    // set on COMPLETED (and on failures that had a response)
-	fail *failure     // set on FAILED and CANCELLED
-	log  []Transition // shared prefix; elements below len are never written again
+	req   *requestData // shared by all snapshots of the request
+	resp  *Response    // set on COMPLETED (and on failures that had a response)
+	fail  *failure     // set on FAILED and CANCELLED
+	retry *ErrorInfo   // the failed attempt's, on the QUEUED snapshot of its retry only
+	log   []Transition // shared prefix; elements below len are never written again
 }
 
 // Tokens counts a request's API tokens.
@@ -150,6 +151,22 @@ func (e Event) Error() (ErrorInfo, bool) {
 		return ErrorInfo{}, false
 	}
 	info := e.fail.info
+	info.Details = maps.Clone(info.Details)
+	return info, true
+}
+
+// RetryError returns, on the QUEUED snapshot that schedules a retry, a copy
+// of the description of the attempt that failed (its kind, such as
+// "rate_limited", its scrubbed message, and details such as the HTTP
+// status), and whether there is one. Every other snapshot has none: the
+// error that ends a request is [Event.Error]. An observer that counts, say,
+// the 429s a run met reads it here for the attempts that were retried and
+// from Error for the last.
+func (e Event) RetryError() (ErrorInfo, bool) {
+	if e.retry == nil {
+		return ErrorInfo{}, false
+	}
+	info := *e.retry
 	info.Details = maps.Clone(info.Details)
 	return info, true
 }

@@ -63,6 +63,7 @@ func (l *Lifecycle) live(s RequestStatus) {
 // advance publishes the next snapshot.
 func (l *Lifecycle) advance(s RequestStatus, now time.Time, note string) Event {
 	l.live(s)
+	l.cur.retry = nil // only the snapshot that schedules a retry carries it
 	l.cur.Seq++
 	l.cur.Status = s
 	// Appending may write into spare capacity shared with earlier snapshots,
@@ -137,20 +138,26 @@ func (l *Lifecycle) Retry(now time.Time, delay time.Duration, err error, res Res
 	if res.Usage != nil {
 		l.setUsage(res.Usage)
 	}
-	msg := Scrub(err.Error(), l.cur.req.secrets)
-	return l.Queue(now, l.cur.Attempt+1, fmt.Sprintf("retry in %v after attempt %d failed: %s", delay, l.cur.Attempt, msg))
+	info := describe(err, l.cur.req.secrets).info
+	l.Queue(now, l.cur.Attempt+1, fmt.Sprintf("retry in %v after attempt %d failed: %s", delay, l.cur.Attempt, info.Message))
+	l.cur.retry = &info
+	return l.cur
 }
 
 func (l *Lifecycle) end(s RequestStatus, now time.Time, err error) Event {
 	l.live(s)
-	secrets := l.cur.req.secrets
+	l.cur.fail = describe(err, l.cur.req.secrets)
+	l.cur.Timings.Finished = now
+	return l.advance(s, now, l.cur.fail.info.Message)
+}
+
+// describe scrubs err of the secrets and classifies it.
+func describe(err error, secrets []string) *failure {
 	err = ScrubError(err, secrets)
-	l.cur.fail = &failure{
+	return &failure{
 		err:  err,
 		info: ErrorInfo{Kind: errorKind(err), Message: err.Error(), Details: errorDetails(err, secrets)},
 	}
-	l.cur.Timings.Finished = now
-	return l.advance(s, now, l.cur.fail.info.Message)
 }
 
 func (l *Lifecycle) setResult(res Result) {

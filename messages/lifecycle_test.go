@@ -416,3 +416,52 @@ func TestLifecycleFailRecordsUsage(t *testing.T) {
 		t.Error("a Result with only Usage recorded a response")
 	}
 }
+
+// TestRetryErrorOnlyOnTheRetrySnapshot: the QUEUED snapshot that schedules a
+// retry describes the attempt that failed, scrubbed like a terminal error;
+// the snapshots before and after it do not.
+func TestRetryErrorOnlyOnTheRetrySnapshot(t *testing.T) {
+	const secret = "sk-retry-secret-0042"
+	l := toCalling(t, &messages.Request{Secrets: []string{secret}})
+	if _, ok := l.Current().RetryError(); ok {
+		t.Error("the CALLING snapshot carries a retry error")
+	}
+	cause := &kindError{kind: "rate_limited", err: &detailError{
+		msg:     "429 for key " + secret,
+		details: map[string]string{"status": "429", "key": secret},
+	}}
+	retry := l.Retry(at(time.Second), time.Second, cause, messages.Result{StatusCode: 429})
+	info, ok := retry.RetryError()
+	if !ok {
+		t.Fatal("the retry snapshot has no RetryError")
+	}
+	if info.Kind != "rate_limited" || info.Details["status"] != "429" {
+		t.Errorf("RetryError = %+v, want kind rate_limited, status 429", info)
+	}
+	if strings.Contains(info.Message, secret) || strings.Contains(info.Details["key"], secret) {
+		t.Errorf("RetryError leaks the secret: %+v", info)
+	}
+	if !strings.Contains(info.Message, messages.Redacted) {
+		t.Errorf("RetryError message %q: want the secret replaced by %s", info.Message, messages.Redacted)
+	}
+	info.Details["status"] = "changed"
+	if again, _ := retry.RetryError(); again.Details["status"] != "429" {
+		t.Error("changing a returned RetryError's details changed the snapshot")
+	}
+	if _, ok := retry.Error(); ok {
+		t.Error("the retry snapshot carries a terminal error")
+	}
+
+	for _, ev := range []messages.Event{
+		l.Process(at(2 * time.Second)),
+		l.Call(at(3 * time.Second)),
+		l.Complete(at(4*time.Second), messages.Result{StatusCode: 200}),
+	} {
+		if _, ok := ev.RetryError(); ok {
+			t.Errorf("the %v snapshot after the retry still carries its error", ev.Status)
+		}
+	}
+	if info, ok := retry.RetryError(); !ok || info.Kind != "rate_limited" {
+		t.Error("later transitions changed the retry snapshot")
+	}
+}

@@ -33,6 +33,7 @@ type batchFlags struct {
 	timeout, grace, every    time.Duration
 	ordered, verbose         bool
 	metricsAddr              string
+	report                   string
 	budget, budgetListen     string
 	budgetMembers            int
 	deployment, apiVersion   string
@@ -82,6 +83,7 @@ crashed run is finished by running it again. Ctrl-C lets calls in flight finish
 	fl.DurationVar(&f.grace, "grace", 30*time.Second, "on Ctrl-C, how long calls in flight may finish")
 	fl.DurationVar(&f.every, "progress-every", 5*time.Second, "interval of progress lines when stderr is not a terminal")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9090)")
+	fl.StringVar(&f.report, "report", "", "write an HTML report of the run to this file when it ends: rates, tokens and calls in flight against the limits over time, 429s, latency, summary")
 	fl.BoolVar(&f.verbose, "verbose", false, "log each attempt to stderr (API keys are never logged)")
 	fl.StringVar(&f.budget, "budget", "", "share the rate limits with other processes through the budget service at this host:port (lionactor budget serve)")
 	fl.IntVar(&f.budgetMembers, "budget-members", 2, "processes sharing the --budget; while the service is unreachable each keeps to --rpm and --tpm divided by this, so set it to the number of processes")
@@ -227,6 +229,11 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags) error {
 		out = file
 	}
 
+	report, err := openReport("--report", f.report, &cfg)
+	if err != nil {
+		return err
+	}
+
 	var progress batch.Reporter = &batch.Lines{W: e.stderr, Every: f.every}
 	if e.isTerminal(e.stderr) {
 		progress = &batch.Bar{W: e.stderr}
@@ -235,6 +242,8 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags) error {
 	if sum != nil {
 		sum.Snapshot().Write(e.stderr)
 	}
+	err = errors.Join(err, report.finish())
+	report.announce(e.stderr)
 	switch {
 	case errors.Is(err, batch.ErrInterrupted):
 		return exitError{exitInterrupted, fmt.Errorf("interrupted: %d requests remain; rerun the same command to finish them", sum.Snapshot().Remaining())}

@@ -35,7 +35,8 @@ func newDemoCmd(e env) *cobra.Command {
 		Long: `demo starts the simulator in-process with an OpenAI-like limit, writes a few
 hundred sample chat requests to a JSONL file, runs them through batch at the
 limit with the progress display, and prints the summary and where the results
-are. It needs no network and no API key, and takes about 15 seconds.`,
+and the HTML report of the run are. It needs no network and no API key, and
+takes about 15 seconds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sim, err := simulator.New(simulator.Config{
@@ -82,10 +83,15 @@ are. It needs no network and no API key, and takes about 15 seconds.`,
 				RPM:      demoRPM, TPM: demoTPM, Concurrency: 32, MaxAttempts: 3, Timeout: 30 * time.Second,
 				Queue: 500, Grace: 5 * time.Second,
 			}
+			report, err := openReport("report", filepath.Join(dir, "report.html"), &cfg)
+			if err != nil {
+				return err
+			}
 			sum, err := batch.Run(cmd.Context(), cfg, batch.Input{R: in, Total: requests}, out, progress)
 			if sum != nil {
 				sum.Snapshot().Write(e.stderr)
 			}
+			err = errors.Join(err, report.finish())
 			if errors.Is(err, batch.ErrInterrupted) {
 				return exitError{exitInterrupted, err}
 			}
@@ -95,6 +101,7 @@ are. It needs no network and no API key, and takes about 15 seconds.`,
 			st := sim.Stats()
 			fmt.Fprintf(e.stderr, "simulator: %d requests served, %d answered 429\n", st.Requests, st.RateLimited)
 			fmt.Fprintf(e.stdout, "results: %s\n", outPath)
+			report.announce(e.stdout)
 			return nil
 		},
 	}

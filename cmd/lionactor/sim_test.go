@@ -101,9 +101,12 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	t.Logf("demo took %v", time.Since(start))
-	outPath := filepath.Join(dir, "results.jsonl")
-	if got := c.stdout.String(); got != "results: "+outPath+"\n" {
+	outPath, reportPath := filepath.Join(dir, "results.jsonl"), filepath.Join(dir, "report.html")
+	if got := c.stdout.String(); got != "results: "+outPath+"\nreport: "+reportPath+"\n" {
 		t.Errorf("stdout %q", got)
+	}
+	if page, err := os.ReadFile(reportPath); err != nil || !strings.Contains(string(page), `id="chart-requests"`) {
+		t.Errorf("report: %v\n%.300s", err, page)
 	}
 	results := readResults(t, outPath)
 	seen := map[int]bool{}
@@ -166,7 +169,8 @@ func TestDemoDefaultDir(t *testing.T) {
 	if code := c.run(t, context.Background(), "demo", "--requests", "5"); code != exitOK {
 		t.Fatalf("exit %d", code)
 	}
-	path, ok := strings.CutPrefix(strings.TrimSpace(c.stdout.String()), "results: ")
+	first, _, _ := strings.Cut(c.stdout.String(), "\n")
+	path, ok := strings.CutPrefix(first, "results: ")
 	if !ok || !strings.HasPrefix(path, filepath.Join(tmp, "lionactor-demo-")) {
 		t.Fatalf("stdout %q, want a results file under %s", c.stdout.String(), tmp)
 	}

@@ -51,6 +51,9 @@ type Config struct {
 	MetricsAddr string
 	// Logger receives debug logs; nil means quiet.
 	Logger *slog.Logger
+	// Report, if set, receives the run's HTML report (see Recorder) when
+	// Run returns, whether the run finished or was interrupted.
+	Report io.Writer
 
 	// Budget, if set, is the host:port of a budget service (lionactor
 	// budget serve): the run then takes its rate permits from the budget
@@ -230,6 +233,7 @@ type runner struct {
 	rows map[int]*row
 
 	sum         *Summary
+	rec         *Recorder // nil unless a report is written
 	start       time.Time
 	metricsAddr string // where metrics are served, once listening
 }
@@ -243,12 +247,14 @@ func newRunner(cfg Config, in Input, out io.Writer, progress Reporter) *runner {
 		reader:  make(chan item),
 		rows:    map[int]*row{},
 		sum:     newSummary(cfg),
+		rec:     newRecorder(cfg),
 	}
 }
 
 // observe runs on the executor's goroutines for every snapshot. It must not
 // block: results has room for every request that holds a window slot.
 func (r *runner) observe(ev messages.Event) {
+	r.record(ev)
 	if ev.Status == messages.StatusQueued && ev.Attempt > 0 {
 		r.sum.retried()
 	}
@@ -310,6 +316,9 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 		writeErr = err
 	}
 	r.sum.finish(time.Now(), r.model.Stats())
+	if err := r.writeReport(time.Now()); err != nil && writeErr == nil {
+		writeErr = err
+	}
 	switch {
 	case writeErr != nil:
 		return r.sum, writeErr
