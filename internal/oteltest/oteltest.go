@@ -79,26 +79,42 @@ type Receiver struct {
 	// URL is the receiver's base URL; the exporter posts to URL+"/v1/traces".
 	URL string
 
+	srv     *httptest.Server
 	mu      sync.Mutex
 	spans   []Span
 	exports int
 	errs    []string
 }
 
-// NewReceiver starts a receiver, closed when the test ends.
+// NewReceiver starts a receiver, closed when the test ends; a malformed
+// export fails the test.
 func NewReceiver(t testing.TB) *Receiver {
-	r := &Receiver{}
-	srv := httptest.NewServer(http.HandlerFunc(r.serve))
+	r := StartReceiver()
 	t.Cleanup(func() {
-		srv.Close()
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		for _, e := range r.errs {
-			t.Errorf("OTLP receiver: %s", e)
+		if err := r.Close(); err != nil {
+			t.Error(err)
 		}
 	})
-	r.URL = srv.URL
 	return r
+}
+
+// StartReceiver starts a receiver; Close it when done.
+func StartReceiver() *Receiver {
+	r := &Receiver{}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	r.URL = r.srv.URL
+	return r
+}
+
+// Close stops the receiver and reports the exports it could not decode.
+func (r *Receiver) Close() error {
+	r.srv.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.errs) > 0 {
+		return fmt.Errorf("OTLP receiver: %s", strings.Join(r.errs, "; "))
+	}
+	return nil
 }
 
 func (r *Receiver) fail(w http.ResponseWriter, format string, args ...any) {
