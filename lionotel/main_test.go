@@ -3,7 +3,6 @@ package lionotel
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +38,6 @@ type env struct {
 	tracer  *Tracer
 	ex      *runtime.Executor
 	model   *imodel.Model
-	sim     *simulator.Server
 	parents *oteltest.Traceparents
 	base    string // the simulator's API root
 }
@@ -62,18 +60,7 @@ func setupWith(t *testing.T, tp *sdktrace.TracerProvider, edit func(*runtime.Con
 	e := &env{tp: tp}
 	e.tracer = New(WithTracerProvider(e.tp))
 
-	sim, err := simulator.New(simulator.Config{Seed: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.sim = sim
-	e.parents = oteltest.RecordTraceparents(sim.Handler())
-	ts := httptest.NewServer(e.parents)
-	t.Cleanup(func() {
-		sim.Close()
-		ts.Close()
-	})
-	e.base = ts.URL + "/v1"
+	e.base, e.parents = oteltest.StartSimulator(t, simulator.Config{Seed: 7})
 
 	cfg := runtime.DefaultConfig()
 	cfg.RequestsPerInterval = runtime.Unlimited
@@ -82,6 +69,7 @@ func setupWith(t *testing.T, tp *sdktrace.TracerProvider, edit func(*runtime.Con
 		edit(&cfg, &ep)
 	}
 	e.tracer.Instrument(&cfg)
+	var err error
 	e.ex, err = runtime.Start(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,23 +11,6 @@ import (
 	"github.com/lionactor/lionactor/internal/oteltest"
 	"github.com/lionactor/lionactor/simulator"
 )
-
-// startTracedSim starts a simulator behind a server that records the
-// traceparent header of every request, and returns its API root.
-func startTracedSim(t *testing.T, cfg simulator.Config) (string, *oteltest.Traceparents, *simulator.Server) {
-	t.Helper()
-	sim, err := simulator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parents := oteltest.RecordTraceparents(sim.Handler())
-	ts := httptest.NewServer(parents)
-	t.Cleanup(func() {
-		sim.Close()
-		ts.Close()
-	})
-	return ts.URL + "/v1", parents, sim
-}
 
 // checkRunTrace checks the trace of a batch run: one root "lionactor batch"
 // span, every request a "chat" span under it, and every HTTP request the
@@ -68,7 +50,7 @@ func checkRunTrace(t *testing.T, spans []oteltest.Span, seen []string) (oteltest
 // OTLP/HTTP, flushed before the command returns.
 func TestBatchOTLPEndpoint(t *testing.T) {
 	recv := oteltest.NewReceiver(t)
-	base, parents, _ := startTracedSim(t, simulator.Config{Seed: 5, Faults: simulator.Faults{RateLimit: 0.3}, FaultRetryAfter: 1})
+	base, parents := oteltest.StartSimulator(t, simulator.Config{Seed: 5, Faults: simulator.Faults{RateLimit: 0.3}, FaultRetryAfter: 1})
 	dir := t.TempDir()
 	const n = 30
 	in, out := writeRequests(t, dir, n), filepath.Join(dir, "results.jsonl")
@@ -101,7 +83,7 @@ func TestBatchOTLPEndpoint(t *testing.T) {
 // turn tracing on; the exporter and the resource read them.
 func TestBatchOTLPFromEnvironment(t *testing.T) {
 	recv := oteltest.NewReceiver(t)
-	base, parents, _ := startTracedSim(t, simulator.Config{})
+	base, parents := oteltest.StartSimulator(t, simulator.Config{})
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", recv.URL)
 	t.Setenv("OTEL_SERVICE_NAME", "nightly-eval")
 	dir := t.TempDir()
@@ -119,7 +101,7 @@ func TestBatchOTLPFromEnvironment(t *testing.T) {
 
 // TestBatchWithoutTracing: no flag and no variable, no traceparent.
 func TestBatchWithoutTracing(t *testing.T) {
-	base, parents, _ := startTracedSim(t, simulator.Config{})
+	base, parents := oteltest.StartSimulator(t, simulator.Config{})
 	dir := t.TempDir()
 	in, out := writeRequests(t, dir, 3), filepath.Join(dir, "results.jsonl")
 	if code := newCLI().run(t, context.Background(), "batch", "--in", in, "--out", out, "--url", base, "--model", testModel, "--rpm", "600000"); code != exitOK {
@@ -135,7 +117,7 @@ func TestBatchWithoutTracing(t *testing.T) {
 // TestBatchOTLPEndpointErrors: a bad --otlp-endpoint is a usage error that
 // names the flag, before anything is sent.
 func TestBatchOTLPEndpointErrors(t *testing.T) {
-	base, parents, _ := startTracedSim(t, simulator.Config{})
+	base, parents := oteltest.StartSimulator(t, simulator.Config{})
 	dir := t.TempDir()
 	in := writeRequests(t, dir, 2)
 	for _, bad := range []string{"127.0.0.1:4318", "ftp://collector:4318", "http://", "http://user:pw@collector:4318", "::"} {
@@ -171,7 +153,7 @@ func TestOTLPTarget(t *testing.T) {
 // result written, and the requests the interrupt cancelled ended in error.
 func TestBatchTracesFlushedOnInterrupt(t *testing.T) {
 	recv := oteltest.NewReceiver(t)
-	base, parents, _ := startTracedSim(t, simulator.Config{Latency: 10 * time.Millisecond})
+	base, parents := oteltest.StartSimulator(t, simulator.Config{Latency: 10 * time.Millisecond})
 	dir := t.TempDir()
 	const n = 300
 	in, out := writeRequests(t, dir, n), filepath.Join(dir, "results.jsonl")

@@ -2,7 +2,6 @@ package batch
 
 import (
 	"context"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,21 +19,12 @@ import (
 // attempts, and every HTTP request the server saw carried the traceparent
 // of one of those attempt spans.
 func TestRunTraced(t *testing.T) {
-	sim, err := simulator.New(simulator.Config{Seed: 3, Faults: simulator.Faults{RateLimit: 0.3}, FaultRetryAfter: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	parents := oteltest.RecordTraceparents(sim.Handler())
-	ts := httptest.NewServer(parents)
-	t.Cleanup(func() {
-		sim.Close()
-		ts.Close()
-	})
+	base, parents := oteltest.StartSimulator(t, simulator.Config{Seed: 3, Faults: simulator.Faults{RateLimit: 0.3}, FaultRetryAfter: 1})
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	defer tp.Shutdown(context.Background())
 
-	cfg := testConfig(ts.URL + "/v1")
+	cfg := testConfig(base)
 	cfg.MaxAttempts = 5
 	cfg.Tracer = lionotel.New(lionotel.WithTracerProvider(tp))
 	ctx, run := tp.Tracer("test").Start(context.Background(), "run")

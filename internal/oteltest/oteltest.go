@@ -22,6 +22,8 @@ import (
 	common "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/lionactor/lionactor/simulator"
 )
 
 // Span is one finished span, from either source.
@@ -316,6 +318,24 @@ func line(s Span, keys []string) string {
 		parts = append(parts, "ERROR")
 	}
 	return strings.Join(parts, "  ")
+}
+
+// StartSimulator starts a simulator for cfg behind a loopback server that
+// records the traceparent header of every request, both closed when the
+// test ends, and returns the API root clients use (".../v1").
+func StartSimulator(t testing.TB, cfg simulator.Config) (string, *Traceparents) {
+	t.Helper()
+	sim, err := simulator.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parents := RecordTraceparents(sim.Handler())
+	ts := httptest.NewServer(parents)
+	t.Cleanup(func() {
+		sim.Close() // ends the simulator's delays, so that ts.Close does not wait for them
+		ts.Close()
+	})
+	return ts.URL + "/v1", parents
 }
 
 // Traceparents wraps h and records the traceparent header of every request
