@@ -365,6 +365,32 @@ func (t *Traceparents) Seen() []string {
 	return slices.Clone(t.seen)
 }
 
+// MatchTraceparents checks that each traceparent header in seen names one
+// of spans as its parent, and each of spans exactly once; it returns what
+// does not match.
+func MatchTraceparents(seen []string, spans []Span) []string {
+	count := make(map[string]int, len(spans))
+	for _, s := range spans {
+		count[s.TraceID+"-"+s.SpanID] = 0
+	}
+	var problems []string
+	for _, h := range seen {
+		traceID, spanID, ok := ParentOf(h)
+		n, known := count[traceID+"-"+spanID]
+		if !ok || !known {
+			problems = append(problems, fmt.Sprintf("traceparent %q names none of the spans", h))
+			continue
+		}
+		count[traceID+"-"+spanID] = n + 1
+	}
+	for _, s := range spans {
+		if n := count[s.TraceID+"-"+s.SpanID]; n != 1 {
+			problems = append(problems, fmt.Sprintf("span %s %q is named by %d traceparents, want 1", s.SpanID, s.Name, n))
+		}
+	}
+	return problems
+}
+
 // ParentOf returns the trace ID and parent span ID a W3C traceparent
 // header names, or ok false if it is malformed.
 func ParentOf(traceparent string) (traceID, spanID string, ok bool) {
