@@ -31,9 +31,11 @@
 //   - A request that fails or is cancelled ends with error status and
 //     error.type set to its error's kind ("rate_limited", "timeout",
 //     "cancelled", "stopped", ... as messages.ErrorInfo.Kind).
-//   - lionactor.* attributes add what the conventions have no name for: the
-//     request's ID, final status, attempt count and estimated and actual
-//     token counts, and the attempt each phase belongs to.
+//   - Attributes of this package's own add what the conventions have no
+//     name for: on the request span lionactor.request.id, lionactor.status
+//     (COMPLETED, FAILED or CANCELLED), lionactor.attempts,
+//     lionactor.tokens.estimated and lionactor.tokens.actual; on each phase
+//     and attempt span lionactor.attempt, the attempt it belongs to.
 //
 // Spans carry the times the snapshots record, so a span's length is the
 // phase's length as the executor saw it.

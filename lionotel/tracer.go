@@ -24,18 +24,18 @@ const ScopeName = "github.com/lionactor/lionactor/lionotel"
 
 // The span names of a request's phases.
 const (
-	QueuedSpan = "queued"      // in the queue, or backing off before a retry
-	PermitSpan = "permit wait" // a caller reserved, the rate limiter's permit awaited
+	queuedSpan = "queued"      // in the queue, or backing off before a retry
+	permitSpan = "permit wait" // a caller reserved, the rate limiter's permit awaited
 )
 
 // Attributes for what the conventions have no name for.
 const (
-	RequestIDKey       = attribute.Key("lionactor.request.id")
-	StatusKey          = attribute.Key("lionactor.status")
-	AttemptsKey        = attribute.Key("lionactor.attempts")
-	AttemptKey         = attribute.Key("lionactor.attempt")
-	TokensEstimatedKey = attribute.Key("lionactor.tokens.estimated")
-	TokensActualKey    = attribute.Key("lionactor.tokens.actual")
+	requestIDKey       = attribute.Key("lionactor.request.id")
+	statusKey          = attribute.Key("lionactor.status")
+	attemptsKey        = attribute.Key("lionactor.attempts")
+	attemptKey         = attribute.Key("lionactor.attempt")
+	tokensEstimatedKey = attribute.Key("lionactor.tokens.estimated")
+	tokensActualKey    = attribute.Key("lionactor.tokens.actual")
 )
 
 // Tracer traces the requests of the executors it instruments. Create it
@@ -146,9 +146,9 @@ func (t *Tracer) begin(parent context.Context, pending runtime.Event) *request {
 	if d.http {
 		kind = trace.SpanKindClient
 	}
-	attrs := append(d.requestAttrs(), RequestIDKey.String(pending.ID.String()))
+	attrs := append(d.requestAttrs(), requestIDKey.String(pending.ID.String()))
 	if pending.Tokens.Estimated > 0 {
-		attrs = append(attrs, TokensEstimatedKey.Int(pending.Tokens.Estimated))
+		attrs = append(attrs, tokensEstimatedKey.Int(pending.Tokens.Estimated))
 	}
 	_, span := t.tracer.Start(parent, d.spanName(), trace.WithSpanKind(kind),
 		trace.WithTimestamp(pending.Timings.Created), trace.WithAttributes(attrs...))
@@ -192,9 +192,9 @@ func (r *request) advance(ev runtime.Event) {
 		if ev.Attempt > 0 {
 			r.endAttempt(ev, at, retryReason(ev))
 		}
-		r.startPhase(QueuedSpan, ev.Attempt+1, at)
+		r.startPhase(queuedSpan, ev.Attempt+1, at)
 	case messages.StatusProcessing:
-		r.startPhase(PermitSpan, ev.Attempt+1, ev.Timings.Processing)
+		r.startPhase(permitSpan, ev.Attempt+1, ev.Timings.Processing)
 	case messages.StatusCalling:
 		r.endPhase(ev.Timings.CallStarted, nil)
 		r.startAttempt(ev.Attempt, ev.Timings.CallStarted)
@@ -213,7 +213,7 @@ func (r *request) advance(ev runtime.Event) {
 
 func (r *request) startPhase(name string, attempt int, at time.Time) {
 	r.endPhase(at, nil)
-	_, r.phase = r.tracer.Start(r.ctx, name, trace.WithTimestamp(at), trace.WithAttributes(AttemptKey.Int(attempt)))
+	_, r.phase = r.tracer.Start(r.ctx, name, trace.WithTimestamp(at), trace.WithAttributes(attemptKey.Int(attempt)))
 }
 
 // endPhase ends the open phase span; failure, when set, is why the request
@@ -231,7 +231,7 @@ func (r *request) endPhase(at time.Time, failure *messages.ErrorInfo) {
 }
 
 func (r *request) startAttempt(n int, at time.Time) {
-	attrs := append(r.desc.attemptAttrs(), AttemptKey.Int(n))
+	attrs := append(r.desc.attemptAttrs(), attemptKey.Int(n))
 	if n > 1 {
 		attrs = append(attrs, semconv.HTTPRequestResendCount(n-1))
 	}
@@ -268,7 +268,7 @@ func (r *request) endAttempt(ev runtime.Event, at time.Time, reason string) {
 		span.SetStatus(codes.Error, reason)
 		if ev.Status == messages.StatusQueued {
 			r.span.AddEvent("retry", trace.WithTimestamp(at),
-				trace.WithAttributes(AttemptKey.Int(ev.Attempt), semconv.ErrorTypeKey.String(errType)))
+				trace.WithAttributes(attemptKey.Int(ev.Attempt), semconv.ErrorTypeKey.String(errType)))
 		}
 	}
 	span.End(trace.WithTimestamp(at))
@@ -277,9 +277,9 @@ func (r *request) endAttempt(ev runtime.Event, at time.Time, reason string) {
 // end ends the request span with what the terminal snapshot ev, and the
 // last attempt's response, say.
 func (r *request) end(ev runtime.Event, info messages.ErrorInfo, failed bool) {
-	attrs := []attribute.KeyValue{StatusKey.String(ev.Status.String()), AttemptsKey.Int(ev.Attempt)}
+	attrs := []attribute.KeyValue{statusKey.String(ev.Status.String()), attemptsKey.Int(ev.Attempt)}
 	if ev.Tokens.HasActual {
-		attrs = append(attrs, TokensActualKey.Int(ev.Tokens.Actual))
+		attrs = append(attrs, tokensActualKey.Int(ev.Tokens.Actual))
 	}
 	if rep := r.finalReply(ev); rep != nil && r.desc.genAI() {
 		attrs = append(attrs, rep.attrs(r.desc.operation)...)

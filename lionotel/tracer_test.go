@@ -5,11 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/internal/oteltest"
@@ -455,4 +460,52 @@ func TestTimeoutIsAnAttemptErrorType(t *testing.T) {
 	spans := e.spans()
 	wantAttrs(t, one(t, spans, "POST"), map[string]string{"error.type": "timeout"})
 	wantAttrs(t, one(t, spans, "chat "+testModel), map[string]string{"error.type": "timeout", "lionactor.status": "FAILED"})
+}
+
+// TestWithPropagator: the transport injects what the given propagator
+// carries, here baggage and no trace context.
+func TestWithPropagator(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got = r.Header.Clone() }))
+	defer srv.Close()
+	member, _ := baggage.NewMember("tenant", "acme")
+	bag, _ := baggage.New(member)
+	ctx, span := sdktrace.NewTracerProvider().Tracer("test").Start(baggage.ContextWithBaggage(context.Background(), bag), "caller")
+	defer span.End()
+	tr := New(WithPropagator(propagation.Baggage{})).Transport(nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	tr.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+	if got.Get("Baggage") != "tenant=acme" || got.Get("Traceparent") != "" {
+		t.Errorf("headers %v, want the baggage alone", got)
+	}
+	if req.Header.Get("Baggage") != "" {
+		t.Error("the transport changed the caller's request")
+	}
+}
+
+// TestLargeReplyPassesThrough: a response body above the size the
+// transport reads replies from reaches the caller whole; the span then has
+// no usage rather than a copy of the body made on the executor's goroutine.
+func TestLargeReplyPassesThrough(t *testing.T) {
+	e := setup(t, nil)
+	const dims = 20_000 // three vectors of about 20 bytes a value: over 1 MiB
+	emb, err := e.model.Embed(context.Background(), []string{"a", "b", "c"},
+		imodel.WithField("model", "text-embedding-3-small"), imodel.WithField("dimensions", dims))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(emb.Vectors) != 3 || len(emb.Vectors[2]) != dims || emb.Usage.InputTokens == 0 {
+		t.Fatalf("%d vectors, last of %d values, usage %+v", len(emb.Vectors), len(emb.Vectors[len(emb.Vectors)-1]), emb.Usage)
+	}
+	if raw, _ := emb.Event.Response(); len(raw.Body) <= maxReplyBytes {
+		t.Fatalf("the body is %d bytes, not over %d: the test shows nothing", len(raw.Body), maxReplyBytes)
+	}
+	span := one(t, e.spans(), "embeddings text-embedding-3-small")
+	lacks(t, span, "gen_ai.usage.input_tokens", "gen_ai.response.model")
+	wantAttrs(t, span, map[string]string{"lionactor.status": "COMPLETED", "lionactor.tokens.actual": strconv.Itoa(emb.Usage.TotalTokens)})
 }
