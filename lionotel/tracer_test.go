@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -278,15 +279,20 @@ func TestSubmittedByMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The executor answers the sender with the request's snapshots; one is
-	// enough to know the request was accepted, so that a graceful stop
-	// waits for it.
-	reply, err := e.ex.System().Root.RequestFuture(e.ex.PID(), &messages.Submit{Request: req}, 10*time.Second).Result()
-	if _, ok := reply.(messages.Event); err != nil || !ok {
-		t.Fatalf("reply %v, %v; want a snapshot", reply, err)
-	}
-	if err := e.ex.Stop(context.Background()); err != nil { // graceful: the request ends first
-		t.Fatal(err)
+	// The executor answers the sender with every snapshot of the request.
+	events := make(chan messages.Event, 16)
+	root := e.ex.System().Root
+	sender := root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		if ev, ok := c.Message().(messages.Event); ok {
+			events <- ev
+		}
+	}))
+	defer root.Stop(sender)
+	root.RequestWithCustomSender(e.ex.PID(), &messages.Submit{Request: req}, sender)
+	for ev := range events {
+		if ev.Status.Terminal() {
+			break
+		}
 	}
 	spans := e.spans()
 	span := one(t, spans, "chat "+testModel)
