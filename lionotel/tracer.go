@@ -2,7 +2,6 @@ package lionotel
 
 import (
 	"context"
-	"strconv"
 	"sync"
 	"time"
 
@@ -178,7 +177,6 @@ type request struct {
 
 // exchange is what the transport saw of one attempt.
 type exchange struct {
-	status    int    // HTTP status code; 0 if no response came
 	errorType string // error.type, for a status >= 400 or no response
 	reply     *reply // the JSON body's model, usage and finish reasons
 	tooLarge  bool   // the body was too large to read for them
@@ -348,6 +346,3 @@ func retryReason(ev runtime.Event) string {
 	}
 	return log[len(log)-1].Message
 }
-
-// errorTypeOfStatus is error.type for an HTTP status that failed.
-func errorTypeOfStatus(code int) string { return strconv.Itoa(code) }

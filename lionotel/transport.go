@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
@@ -65,12 +66,10 @@ func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	span.SetAttributes(semconv.HTTPResponseStatusCode(resp.StatusCode))
-	r.record(n, func(ex *exchange) {
-		ex.status = resp.StatusCode
-		if resp.StatusCode >= 400 {
-			ex.errorType = errorTypeOfStatus(resp.StatusCode)
-		}
-	})
+	if resp.StatusCode >= 400 {
+		errType := strconv.Itoa(resp.StatusCode)
+		r.record(n, func(ex *exchange) { ex.errorType = errType })
+	}
 	if resp.StatusCode < 300 && isJSON(resp.Header) {
 		resp.Body = &replyReader{body: resp.Body, r: r, n: n, buf: make([]byte, 0, initialCap(resp.ContentLength))}
 	}
