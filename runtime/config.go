@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"log/slog"
 	"math"
 	"time"
@@ -64,6 +65,17 @@ type Config struct {
 	// for PENDING, on the submitting goroutine), so it must be fast, safe for
 	// concurrent use, and never block.
 	Observer func(Event)
+	// RequestContext, if set, is called by Submit with the submitter's
+	// context and the request's PENDING snapshot, before Observer sees that
+	// snapshot. The values of the context it returns reach every call's
+	// context in place of ctx's; it must return ctx or a context derived
+	// from it, and its cancellation is ignored (ctx's still cancels the
+	// request). It lets an observer tie a request to what its submitter's
+	// context carries, such as a trace, without the executor knowing what
+	// that is. It runs on the submitting goroutine, so it must be fast and
+	// never block. Requests submitted by message (messages.Submit) have no
+	// context and are not passed to it.
+	RequestContext func(ctx context.Context, pending Event) context.Context
 	// Logger receives the executor's and, for an executor with its own actor
 	// system, protoactor's logs. Nil means quiet.
 	Logger *slog.Logger

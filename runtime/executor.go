@@ -218,6 +218,10 @@ func (ex *Executor) Submit(ctx context.Context, r Request) (*Handle, error) {
 	now := time.Now()
 	lc := messages.NewLifecycle(id, &r, now)
 	pending := lc.Pending(now)
+	base := ctx
+	if ex.cfg.RequestContext != nil {
+		base = ex.cfg.RequestContext(ctx, pending)
+	}
 	if ex.cfg.Observer != nil {
 		ex.cfg.Observer(pending)
 	}
@@ -228,7 +232,7 @@ func (ex *Executor) Submit(ctx context.Context, r Request) (*Handle, error) {
 		})
 	}
 	ex.counters.Accepted()
-	ex.root.Send(queue, &actors.Enqueue{ID: id, Lifecycle: lc, Request: r, Sink: sink{h}, Context: ctx})
+	ex.root.Send(queue, &actors.Enqueue{ID: id, Lifecycle: lc, Request: r, Sink: sink{h}, Context: base})
 	return h, nil
 }
 

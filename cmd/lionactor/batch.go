@@ -38,6 +38,7 @@ type batchFlags struct {
 	budgetMembers            int
 	deployment, apiVersion   string
 	headers                  headerFlag
+	otlpEndpoint             string
 }
 
 func newBatchCmd(e env) *cobra.Command {
@@ -88,6 +89,7 @@ crashed run is finished by running it again. Ctrl-C lets calls in flight finish
 	fl.StringVar(&f.budget, "budget", "", "share the rate limits with other processes through the budget service at this host:port (lionactor budget serve)")
 	fl.IntVar(&f.budgetMembers, "budget-members", 2, "processes sharing the --budget; while the service is unreachable each keeps to --rpm and --tpm divided by this, so set it to the number of processes")
 	fl.StringVar(&f.budgetListen, "budget-listen", "", "host:port, reachable from the budget service, where this process receives its answers (default: a free loopback port, enough for a service on this host)")
+	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces of the run over OTLP/HTTP to this collector URL (e.g. http://127.0.0.1:4318); the OTEL_EXPORTER_OTLP_* variables also apply")
 	return cmd
 }
 
@@ -238,12 +240,20 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags) error {
 	if e.isTerminal(e.stderr) {
 		progress = &batch.Bar{W: e.stderr}
 	}
-	sum, err := batch.Run(cmd.Context(), cfg, in, out, progress)
+	traces, ctx, err := startTracing(cmd.Context(), f.otlpEndpoint, e.getenv)
+	if err != nil {
+		return err
+	}
+	if traces != nil {
+		cfg.Tracer = traces.tracer
+	}
+	sum, err := batch.Run(ctx, cfg, in, out, progress)
 	if sum != nil {
 		sum.Snapshot().Write(e.stderr)
 	}
 	err = errors.Join(err, report.finish())
 	report.announce(e.stderr)
+	traces.stop(sum, err, e.stderr)
 	switch {
 	case errors.Is(err, batch.ErrInterrupted):
 		return exitError{exitInterrupted, fmt.Errorf("interrupted: %d requests remain; rerun the same command to finish them", sum.Snapshot().Remaining())}

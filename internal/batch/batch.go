@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/lionactor/lionactor/budget"
 	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/lionotel"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 )
@@ -68,6 +70,10 @@ type Config struct {
 	// answers; "" means a free port on the loopback interface, which only a
 	// service on the same host can reach.
 	BudgetListen string
+
+	// Tracer, if set, traces every request of the run, each a child of the
+	// span in the context given to Run.
+	Tracer *lionotel.Tracer
 }
 
 func (c Config) logger() *slog.Logger {
@@ -168,6 +174,9 @@ func (c Config) executorConfig(observer func(messages.Event)) runtime.Config {
 	rc.CallTimeout = c.Timeout
 	rc.Observer = observer
 	rc.Logger = c.Logger
+	if c.Tracer != nil {
+		c.Tracer.Instrument(&rc)
+	}
 	if c.Budget != "" {
 		rc.SharedBudget = budget.MemberConfig{
 			Address: c.Budget, Key: c.budgetKey(), ExpectedMembers: c.BudgetMembers, ListenAddr: c.BudgetListen,
@@ -284,6 +293,11 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	opts := []imodel.Option{}
 	if r.cfg.Logger != nil {
 		opts = append(opts, imodel.WithLogger(r.cfg.Logger))
+	}
+	if r.cfg.Tracer != nil {
+		client := &http.Client{Transport: r.cfg.Tracer.Transport(imodel.NewTransport(r.cfg.Concurrency))}
+		defer client.CloseIdleConnections()
+		opts = append(opts, imodel.WithHTTPClient(client))
 	}
 	r.model, err = imodel.New(ex, ep, opts...)
 	if err != nil {
