@@ -10,6 +10,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -287,5 +288,69 @@ func TestPage(t *testing.T) {
 		if strings.Join(got, "") != tc.want || more != tc.more {
 			t.Errorf("page(after %q, before %q, %d) = %v, %v; want %q, %v", tc.after, tc.before, tc.limit, got, more, tc.want, tc.more)
 		}
+	}
+}
+
+// TestBatchesConcurrently drives both providers' batch APIs from several
+// clients at once while the batch clock moves, for the race detector.
+func TestBatchesConcurrently(t *testing.T) {
+	ts := startBatches(t, Config{BatchDelay: time.Minute, BatchFaults: BatchFaults{ServerError: 0.1}})
+	const clients = 4
+	var wg sync.WaitGroup
+	for i := range clients {
+		key := fmt.Sprint("sk-client-", i)
+		wg.Go(func() {
+			body, ct := multipartBody("b.jsonl", jsonl(t, chatLines(20)...), map[string]string{"purpose": "batch"})
+			r := ts.api(http.MethodPost, "/v1/files", key, body, "Content-Type", ct)
+			var f wire.OpenAIFile
+			if r.status != 200 || json.Unmarshal(r.body, &f) != nil {
+				t.Errorf("upload: %d %s", r.status, r.body)
+				return
+			}
+			create, _ := json.Marshal(wire.BatchCreateRequest{InputFileID: f.ID, Endpoint: "/v1/chat/completions", CompletionWindow: "24h"})
+			msgs, _ := json.Marshal(wire.MessageBatchCreateRequest{Requests: messageRequests(20)})
+			for range 3 {
+				for _, req := range []struct {
+					path, list string
+					body       []byte
+				}{
+					{"/v1/batches", "/v1/batches", create},
+					{"/v1/messages/batches", "/v1/messages/batches", msgs},
+				} {
+					if r := ts.api(http.MethodPost, req.path, key, req.body); r.status != 200 {
+						t.Errorf("create %s: %d %s", req.path, r.status, r.body)
+					}
+					if r := ts.api(http.MethodGet, req.list, key, nil); r.status != 200 {
+						t.Errorf("list %s: %d %s", req.list, r.status, r.body)
+					}
+				}
+			}
+		})
+	}
+	for range 10 {
+		ts.AdvanceBatches(10 * time.Second)
+	}
+	wg.Wait()
+	ts.AdvanceBatches(time.Minute)
+	for i := range clients {
+		key := fmt.Sprint("sk-client-", i)
+		l := decode[wire.OpenAIList[wire.Batch]](t, response{body: ok(t, ts.api(http.MethodGet, "/v1/batches", key, nil))})
+		p := decode[wire.AnthropicPage[wire.MessageBatch]](t, response{body: ok(t, ts.api(http.MethodGet, "/v1/messages/batches", key, nil))})
+		if len(l.Data) != 3 || len(p.Data) != 3 {
+			t.Fatalf("%s: %d OpenAI and %d Anthropic batches", key, len(l.Data), len(p.Data))
+		}
+		for _, b := range l.Data {
+			if b.Status != wire.BatchCompleted || b.RequestCounts.Completed+b.RequestCounts.Failed != 20 {
+				t.Errorf("%s: %s %+v", b.ID, b.Status, b.RequestCounts)
+			}
+		}
+		for _, b := range p.Data {
+			if c := b.RequestCounts; b.ProcessingStatus != wire.MessageBatchEnded || c.Succeeded+c.Errored != 20 {
+				t.Errorf("%s: %s %+v", b.ID, b.ProcessingStatus, c)
+			}
+		}
+	}
+	if st := ts.Stats().Batches; st != (BatchStats{FilesUploaded: clients, OpenAIBatches: 3 * clients, AnthropicBatches: 3 * clients, Requests: 2 * 3 * 20 * clients}) {
+		t.Errorf("stats %+v", st)
 	}
 }

@@ -477,6 +477,7 @@ func (s *Server) writeResults(b *simBatch) {
 	st.bytes -= b.held
 	b.held = 0
 	if b.errs != nil || b.cancelledBeforeWork() {
+		b.items = nil // nothing was executed
 		return
 	}
 	var out, errs []byte
