@@ -45,6 +45,10 @@ type call struct {
 	body       []byte
 	limit      *limitState // the key's limits, once known
 
+	// item marks a request inside a batch: it is answered as online but
+	// outside the online limits, latency and faults (see batch.go).
+	item bool
+
 	done     func() // records the end of the request in Stats
 	finished bool
 }
@@ -221,16 +225,14 @@ type estimate struct {
 // writes the successful response, streamed or not, applying the
 // malformed and truncate faults it is given.
 func (c *call) respond(est estimate, write func(f fault)) {
+	if c.item {
+		write(faultNone)
+		return
+	}
 	s := c.s
 	f := s.chooseFault(c.hooks)
 	if f == faultQuota || s.quota[c.key] {
-		if c.p != anthropic {
-			c.fail(http.StatusTooManyRequests, kindQuota,
-				"You exceeded your current quota, please check your plan and billing details.")
-		} else {
-			c.fail(http.StatusBadRequest, kindInvalidRequest,
-				"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.")
-		}
+		c.refuseQuota()
 		return
 	}
 	if f == faultRateLimit {
@@ -250,18 +252,10 @@ func (c *call) respond(est estimate, write func(f fault)) {
 	if !s.pause(c.r.Context(), s.latency(c.hooks)) {
 		c.abandon()
 	}
+	if c.failFault(f) {
+		return
+	}
 	switch f {
-	case faultServerError:
-		c.fail(http.StatusInternalServerError, kindServer,
-			"The server had an error while processing your request. Sorry about that!")
-		return
-	case faultUnavailable:
-		c.fail(http.StatusServiceUnavailable, kindUnavailable,
-			"The server is overloaded or not ready yet.")
-		return
-	case faultOverloaded:
-		c.fail(wire.StatusOverloaded, kindOverloaded, "Overloaded")
-		return
 	case faultReset:
 		c.reset()
 		return
@@ -271,6 +265,36 @@ func (c *call) respond(est estimate, write func(f fault)) {
 		}
 	}
 	write(f)
+}
+
+// refuseQuota answers a key whose account is out of credit, as each
+// provider does.
+func (c *call) refuseQuota() {
+	if c.p != anthropic {
+		c.fail(http.StatusTooManyRequests, kindQuota,
+			"You exceeded your current quota, please check your plan and billing details.")
+		return
+	}
+	c.fail(http.StatusBadRequest, kindInvalidRequest,
+		"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.")
+}
+
+// failFault answers the server-side faults (500, 503, 529) and reports
+// whether f was one of them.
+func (c *call) failFault(f fault) bool {
+	switch f {
+	case faultServerError:
+		c.fail(http.StatusInternalServerError, kindServer,
+			"The server had an error while processing your request. Sorry about that!")
+	case faultUnavailable:
+		c.fail(http.StatusServiceUnavailable, kindUnavailable,
+			"The server is overloaded or not ready yet.")
+	case faultOverloaded:
+		c.fail(wire.StatusOverloaded, kindOverloaded, "Overloaded")
+	default:
+		return false
+	}
+	return true
 }
 
 // abandon ends a request whose client went away or whose server is
@@ -471,7 +495,7 @@ func (c *call) requestIDHeader() string {
 
 // requestID is the ID of this request; both providers start theirs with
 // "req_".
-func (c *call) requestID() string { return fmt.Sprintf("req_sim%012d", c.seq) }
+func (c *call) requestID() string { return requestID(c.seq) }
 
 // sse writes server-sent events and flushes each.
 type sse struct {

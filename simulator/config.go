@@ -121,8 +121,26 @@ type Config struct {
 	EmbeddingDims int
 
 	// MaxBodyBytes is the largest request body accepted; larger ones get
-	// 413. 0 means DefaultMaxBodyBytes.
+	// 413. 0 means DefaultMaxBodyBytes. Batch uploads have the providers'
+	// limits instead.
 	MaxBodyBytes int64
+
+	// BatchDelay is how long a batch of either provider takes from its
+	// creation to its end, on the clock of the batch APIs, which
+	// Server.AdvanceBatches moves forward without waiting; 0 ends a batch
+	// as soon as it is created. A delay past the 24-hour completion
+	// window makes batches expire with part of their requests unexecuted.
+	BatchDelay time.Duration
+
+	// BatchFaults sets how often requests inside batches, and whole
+	// batches, fail.
+	BatchFaults BatchFaults
+
+	// BatchEnqueuedTokens is the most input tokens that one API key may
+	// have in OpenAI batches not yet ended, per model; a batch that would
+	// pass it fails validation with token_limit_exceeded, as OpenAI's
+	// batch queue limit does. 0 means unlimited.
+	BatchEnqueuedTokens int
 }
 
 // A ConfigError reports an invalid Config field.
@@ -204,6 +222,9 @@ func (c Config) validate() (Config, error) {
 		if k == "" {
 			return c, &ConfigError{fmt.Sprintf("QuotaExhaustedKeys[%d]", i), `""`, "must not be empty"}
 		}
+	}
+	if err := c.validateBatch(); err != nil {
+		return c, err
 	}
 	if c.CompletionTokens == 0 {
 		c.CompletionTokens = DefaultCompletionTokens

@@ -22,6 +22,34 @@
 // Config.Seed and the request's model and prompt, so the same request gets
 // the same reply. Usage is counted with package imodel/tokens.
 //
+// # Batch APIs
+//
+// The providers' offline batch APIs are served too, in their formats:
+// OpenAI's Files and Batch APIs (POST and GET /v1/files, GET and DELETE
+// /v1/files/{id}, GET /v1/files/{id}/content, POST and GET /v1/batches,
+// GET /v1/batches/{id}, POST /v1/batches/{id}/cancel) and Anthropic's
+// Message Batches (POST and GET /v1/messages/batches, GET and DELETE
+// /v1/messages/batches/{id}, GET /v1/messages/batches/{id}/results, POST
+// /v1/messages/batches/{id}/cancel). Each request inside a batch gets what
+// its body gets online (the same reply, usage and error body, under the
+// same keys) without being charged to the rate limits, delayed or
+// faulted; results come in an order other than the requests', as the
+// providers warn. OpenAI's batches accept /v1/chat/completions and
+// /v1/embeddings and validate their input file as OpenAI documents
+// (50,000 requests, 200 MB, unique custom_ids, one endpoint and one model);
+// Anthropic's take up to 100,000 requests.
+//
+// A batch takes Config.BatchDelay from its creation to its end, measured
+// on a clock of its own that Server.AdvanceBatches moves forward, so that
+// a test need not wait. Its progress is computed from that clock when it
+// is asked for: no goroutine or timer runs for it. Config.BatchFaults
+// makes a share of requests end with a server error or expired, or whole
+// OpenAI batches fail validation; Config.BatchEnqueuedTokens is OpenAI's
+// limit on the tokens a key has enqueued. Stats.Batches counts uploads,
+// creations and cancellations, so that a test can show that a client
+// resumes its batches rather than creating them again. The store is
+// bounded by MaxBatchBytes and MaxBatchObjects.
+//
 // # Rate limits
 //
 // Each API key (on Azure, each key's deployment) has a request bucket and

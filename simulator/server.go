@@ -42,6 +42,8 @@ type Server struct {
 	// delay begins, so that a test can act while requests are held.
 	pauseHook func()
 
+	batches *batchStore // the files and batches of the batch APIs
+
 	closing   chan struct{} // closed by Close: ends every wait
 	closeOnce sync.Once
 
@@ -91,6 +93,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.Handle("/v1/messages", s.endpoint(anthropic, (*call).messages))
 	s.mux.Handle("/openai/deployments/{deployment}/chat/completions", s.endpoint(azure, (*call).chat))
 	s.mux.Handle("/openai/deployments/{deployment}/embeddings", s.endpoint(azure, (*call).embeddings))
+	s.initBatches()
 	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
@@ -115,6 +118,24 @@ func New(cfg Config) (*Server, error) {
 //	POST /openai/deployments/{deployment}/embeddings?api-version=V
 //	                           Azure OpenAI, with its api-key header
 //	GET  /healthz              200 "ok"
+//
+// and the batch APIs:
+//
+//	POST   /v1/files                           upload a batch input file (multipart)
+//	GET    /v1/files                           list files
+//	GET    /v1/files/{id}                      a file's metadata
+//	DELETE /v1/files/{id}                      delete a file
+//	GET    /v1/files/{id}/content              a file's content
+//	POST   /v1/batches                         create an OpenAI batch
+//	GET    /v1/batches                         list batches (after, limit)
+//	GET    /v1/batches/{id}                    retrieve a batch
+//	POST   /v1/batches/{id}/cancel             cancel a batch
+//	POST   /v1/messages/batches                create an Anthropic message batch
+//	GET    /v1/messages/batches                list message batches (after_id, before_id, limit)
+//	GET    /v1/messages/batches/{id}           retrieve a message batch
+//	DELETE /v1/messages/batches/{id}           delete an ended message batch
+//	GET    /v1/messages/batches/{id}/results   the results, as JSONL
+//	POST   /v1/messages/batches/{id}/cancel    cancel a message batch
 //
 // It can be mounted in another server; Close still ends its waits.
 func (s *Server) Handler() http.Handler { return s.mux }
@@ -232,6 +253,9 @@ type Stats struct {
 	// accepted. Its map keys are the API keys themselves, so a Stats
 	// value must not be logged where the keys are secret.
 	ByKey map[string]KeyStats
+
+	// Batches counts what the batch APIs were asked to do.
+	Batches BatchStats
 }
 
 // KeyStats are the counts of one API key; each field means what the Stats

@@ -22,8 +22,11 @@ func newSimCmd(e env) *cobra.Command {
 the providers do, and Azure OpenAI's deployment paths (/openai/deployments/NAME/...
 with an api-version and an api-key header): rate limits per API key with their headers and 429 bodies,
 usage counted with the same tokenizer, configurable latency, and faults injected
-at the rates given. Point a client (or lionactor batch --url) at the printed base
-URL. It runs until interrupted.`,
+at the rates given. It also serves the providers' batch APIs (OpenAI's files and
+batches, Anthropic's message batches): each request in a batch is answered as it
+would be online, outside the rate limits, and a batch ends --batch-delay after it
+was created. Point a client (or lionactor batch --url) at the printed base URL.
+It runs until interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if keys != "" {
@@ -48,6 +51,10 @@ URL. It runs until interrupted.`,
 			<-cmd.Context().Done()
 			st := sim.Stats()
 			fmt.Fprintf(e.stdout, "served %d requests (%d rate limited)\n", st.Requests, st.RateLimited)
+			if b := st.Batches; b.OpenAIBatches+b.AnthropicBatches > 0 {
+				fmt.Fprintf(e.stdout, "batches created: %d OpenAI, %d Anthropic (%d requests); files uploaded: %d\n",
+					b.OpenAIBatches, b.AnthropicBatches, b.Requests, b.FilesUploaded)
+			}
 			return nil
 		},
 	}
@@ -71,5 +78,10 @@ URL. It runs until interrupted.`,
 	fl.Float64Var(&cfg.Faults.Truncate, "fail-truncate", 0, "rate of truncated answers and streams")
 	fl.Float64Var(&cfg.Faults.Slow, "fail-slow", 0, "rate of answers held for --slow-delay")
 	fl.DurationVar(&cfg.SlowDelay, "slow-delay", time.Minute, "how long a slow answer is held")
+	fl.DurationVar(&cfg.BatchDelay, "batch-delay", 0, "how long a batch takes from its creation to its end (0: it ends at once)")
+	fl.Float64Var(&cfg.BatchFaults.ServerError, "batch-fail-500", 0, "rate of requests in batches answered with a server error")
+	fl.Float64Var(&cfg.BatchFaults.Expired, "batch-expire", 0, "rate of requests in batches left expired")
+	fl.Float64Var(&cfg.BatchFaults.Failed, "batch-fail", 0, "rate of OpenAI batches failing validation")
+	fl.IntVar(&cfg.BatchEnqueuedTokens, "batch-enqueued-tokens", 0, "input tokens a key may have in OpenAI batches not yet ended, per model (0: unlimited)")
 	return cmd
 }

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +77,57 @@ func TestSimServesUntilCancelled(t *testing.T) {
 	}
 }
 
+func TestSimServesBatches(t *testing.T) {
+	srv := startServer(t, "sim", "--addr", "127.0.0.1:0", "--keys", testKey, "--batch-delay", "1h")
+	m := baseURLRE.FindStringSubmatch(<-srv.lines)
+	if m == nil {
+		t.Fatalf("no base URL (stderr %s)", srv.c.stderr.String())
+	}
+	<-srv.lines // the hint
+	base := m[1]
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	send := func(method, path, contentType string, body io.Reader) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, body)
+		req.Header.Set("Authorization", "Bearer "+testKey)
+		req.Header.Set("Content-Type", contentType)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s %s: %d, %v: %v", method, path, resp.StatusCode, err, v)
+		}
+		return v
+	}
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	mw.WriteField("purpose", "batch")
+	fw, _ := mw.CreateFormFile("file", "requests.jsonl")
+	for _, id := range []string{"a", "b"} {
+		fmt.Fprintf(fw, `{"custom_id":%q,"method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}}`+"\n", id)
+	}
+	mw.Close()
+	file := send("POST", "/files", mw.FormDataContentType(), &buf)
+	created := send("POST", "/batches", "application/json", strings.NewReader(
+		fmt.Sprintf(`{"input_file_id":%q,"endpoint":"/v1/chat/completions","completion_window":"24h"}`, file["id"])))
+	// With an hour's delay the batch is still being validated.
+	got := send("GET", "/batches/"+created["id"].(string), "", nil)
+	if got["status"] != "validating" || got["in_progress_at"] != nil {
+		t.Errorf("batch %v", got)
+	}
+	tr.CloseIdleConnections()
+	rest := srv.stop(t)
+	want := []string{"served 3 requests (0 rate limited)", "batches created: 1 OpenAI, 0 Anthropic (2 requests); files uploaded: 1"}
+	if !slices.Equal(rest, want) {
+		t.Errorf("last lines %q, want %q", rest, want)
+	}
+}
+
 func TestSimUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"sim", "--addr", "127.0.0.1:notaport"},
@@ -81,6 +137,8 @@ func TestSimUsageErrors(t *testing.T) {
 		{"sim", "--addr", "127.0.0.1:0", "--rpm", "10", "--request-burst", "20"}, // a burst above its limit
 		{"sim", "--addr", "127.0.0.1:0", "--token-burst", "5"},                   // a burst without a limit
 		{"sim", "--fail-500", "often"},
+		{"sim", "--addr", "127.0.0.1:0", "--batch-delay", "-1s"},
+		{"sim", "--addr", "127.0.0.1:0", "--batch-fail-500", "0.7", "--batch-expire", "0.7"},
 	} {
 		c := newCLI()
 		if code := c.run(t, context.Background(), args...); code != exitUsage {
