@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -65,6 +66,10 @@ type Config struct {
 	MetricsAddr string
 	// Logger receives debug logs; nil means quiet.
 	Logger *slog.Logger
+
+	// client, if set, replaces the model's own HTTP client (tests: an
+	// in-memory transport under fake time).
+	client *http.Client
 
 	// Budget, if set, is the host:port of a budget service (lionactor
 	// budget serve): the run then takes its rate permits from the budget
@@ -301,6 +306,9 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	opts := []imodel.Option{}
 	if r.cfg.Logger != nil {
 		opts = append(opts, imodel.WithLogger(r.cfg.Logger))
+	}
+	if r.cfg.client != nil {
+		opts = append(opts, imodel.WithHTTPClient(r.cfg.client))
 	}
 	r.model, err = imodel.New(ex, ep, opts...)
 	if err != nil {
