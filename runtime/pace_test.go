@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -54,20 +55,6 @@ func callStarts(t *testing.T, cfg Config, n int) []time.Time {
 	return starts
 }
 
-// maxInWindow is the most of the sorted times within any closed window
-// [t, t+d]: a window of one second holds 11 starts of an exact 10/s pace,
-// one at each end.
-func maxInWindow(times []time.Time, d time.Duration) int {
-	best, lo := 0, 0
-	for hi, t := range times {
-		for times[lo].Add(d).Before(t) {
-			lo++
-		}
-		best = max(best, hi-lo+1)
-	}
-	return best
-}
-
 // The default configuration paces requests evenly from the first: at 10 a
 // second, a one-second window never holds more than ⌈10⌉ + 1 starts, and
 // the first ten take 0.9 s, not an instant.
@@ -75,7 +62,7 @@ func TestDefaultConfigPacesEvenly(t *testing.T) {
 	cfg := DefaultConfig()
 	starts := callStarts(t, cfg, 35)
 	perSecond := float64(cfg.RequestsPerInterval) / cfg.RequestInterval.Seconds()
-	if got, limit := maxInWindow(starts, time.Second), int(math.Ceil(perSecond))+1; got > limit {
+	if got, limit := runtimetest.MaxInWindow(starts, time.Second), int(math.Ceil(perSecond))+1; got > limit {
 		t.Errorf("%d calls started within one second, want at most %d", got, limit)
 	}
 	for i := 1; i < len(starts); i++ {
@@ -95,10 +82,10 @@ func TestRequestBurstStartsTogether(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.RequestBurst = 5
 	starts := callStarts(t, cfg, 25)
-	if together := maxInWindow(starts, 0); together != 5 {
+	if together := runtimetest.MaxInWindow(starts, 0); together != 5 {
 		t.Errorf("%d calls started at the same instant, want the burst of 5", together)
 	}
-	if got := maxInWindow(starts, time.Second); got > 5+10 {
+	if got := runtimetest.MaxInWindow(starts, time.Second); got > 5+10 {
 		t.Errorf("%d calls started within one second, want at most burst 5 + 10", got)
 	}
 	if span := starts[len(starts)-1].Sub(starts[0]); span != 2*time.Second {
