@@ -118,9 +118,17 @@ func applyConfigFile(fl *pflag.FlagSet, path string) error {
 		if flag.Changed {
 			continue
 		}
+		text := fmt.Sprint(value)
+		if list, ok := value.([]any); ok { // retry-failed: [auth, server]
+			items := make([]string, len(list))
+			for i, v := range list {
+				items[i] = fmt.Sprint(v)
+			}
+			text = strings.Join(items, ",")
+		}
 		// Set, not flag.Value.Set: a setting from the file counts as given,
 		// as on the command line (api-key-env: "" asks for no key).
-		if err := fl.Set(name, fmt.Sprint(value)); err != nil {
+		if err := fl.Set(name, text); err != nil {
 			return usagef("config %s: %s: %v", path, name, err)
 		}
 	}

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -9,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -149,5 +153,44 @@ func TestBatchInputArgument(t *testing.T) {
 	}
 	if sim.Stats().Requests != 15 {
 		t.Errorf("%d requests, want 15", sim.Stats().Requests)
+	}
+}
+
+// A field no batch flag sets is still told once, as a configuration error.
+func TestNamingFlagsUnmappedField(t *testing.T) {
+	fl := newBatchCmd(newCLI().environ()).Flags()
+	ce := &messages.ConfigError{Field: "MaxResponseBytes", Reason: "must not be negative"}
+	err := namingFlags(fl, batchFlagOf, fmt.Errorf("starting: %w", ce))
+	var got *messages.ConfigError
+	if err.Error() != "invalid config: MaxResponseBytes: must not be negative" || !errors.As(err, &got) || got != ce || !errors.As(err, new(usageError)) {
+		t.Errorf("namingFlags = %v", err)
+	}
+	other := errors.New("boom")
+	if err := namingFlags(fl, batchFlagOf, other); err != other {
+		t.Errorf("namingFlags(%v) = %v, want it unchanged", other, err)
+	}
+}
+
+// An interrupt while standard input is still being read ends the command
+// at once: nothing was sent.
+func TestBatchInterruptedReadingStandardInput(t *testing.T) {
+	sim, base := startSim(t, simulator.Config{})
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() }) // lets the copy, still reading, end
+	c := newCLI()
+	c.stdin = pr
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		pw.Write([]byte(requestLine(0) + "\n")) // the command is reading
+		cancel()
+	}()
+	if code := c.run(t, ctx, "batch", "--url", base, "--model", testModel); code != exitInterrupted {
+		t.Errorf("exit %d, want %d", code, exitInterrupted)
+	}
+	if want := "lionactor: interrupted while reading standard input; nothing was sent\n"; c.stderr.String() != want {
+		t.Errorf("stderr %q, want %q", c.stderr.String(), want)
+	}
+	if sim.Stats().Requests != 0 {
+		t.Errorf("%d requests sent", sim.Stats().Requests)
 	}
 }

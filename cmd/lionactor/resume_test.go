@@ -431,3 +431,29 @@ func TestResumeFromOldResults(t *testing.T) {
 		t.Errorf("%d requests sent, want 2", sim.Stats().Requests)
 	}
 }
+
+// A config file gives the rerun settings by flag name, kinds as a list.
+func TestRerunSettingsFromConfigFile(t *testing.T) {
+	sim, base := startSim(t, simulator.Config{})
+	dir := t.TempDir()
+	in := writeLines(t, dir, "in.jsonl", chat("a", "a"), chat("b", "b"), chat("c", "c changed"))
+	out := writeLines(t, dir, "out.jsonl",
+		`{"index":0,"key":"id:a","status":"FAILED","error":{"kind":"auth","message":"401"},"metadata":{"text":"a"}}`,
+		`{"index":1,"key":"id:b","status":"FAILED","error":{"kind":"server","message":"500"},"metadata":{"text":"b"}}`,
+		`{"index":2,"key":"id:c","content_hash":"sha256:0","status":"COMPLETED","metadata":{"text":"c"}}`)
+	config := filepath.Join(dir, "batch.yaml")
+	if err := os.WriteFile(config, []byte("retry-failed: [auth, timeout]\nrerun-changed: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stderr := batchRun(t, base, in, out, exitOK, "--config", config)
+	if !strings.Contains(stderr, "; 1 done before, 0 new, 1 failed before and retried, 1 changed and rerun\n") {
+		t.Errorf("summary:\n%s", stderr)
+	}
+	last, _ := finalByText(t, out)
+	if last["a"].Status != "COMPLETED" || last["b"].Status != "FAILED" || last["c changed"].Status != "COMPLETED" {
+		t.Errorf("results %+v", last)
+	}
+	if sim.Stats().Requests != 2 {
+		t.Errorf("%d requests sent, want 2", sim.Stats().Requests)
+	}
+}

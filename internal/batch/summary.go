@@ -270,7 +270,13 @@ func (s Snapshot) Write(w io.Writer) {
 		fmt.Fprintf(w, ", %s", rateOf(s.TPM(), s.TPMLimit, "tokens/min"))
 	}
 	if s.Calls > 1 {
-		fmt.Fprintf(w, " over %v of calls", s.CallSpan().Round(10*time.Millisecond))
+		span := s.CallSpan()
+		if span >= time.Second {
+			span = span.Round(10 * time.Millisecond)
+		} else {
+			span = roundDuration(span)
+		}
+		fmt.Fprintf(w, " over %v of calls", span)
 	}
 	fmt.Fprintln(w)
 	if s.Completed == 0 {

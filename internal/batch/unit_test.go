@@ -378,6 +378,15 @@ wall time: 1m0s
 		}
 	}
 
+	// A span under a second is shown to the millisecond, not as 0s.
+	s = fixedSnapshot()
+	s.LastCall = s.FirstCall.Add(2500 * time.Microsecond)
+	buf.Reset()
+	s.Write(&buf)
+	if want := "(limit 600, 24000.0%), 7200000 tokens/min (limit 10000, 72000.0%) over 3ms of calls\n"; !strings.Contains(buf.String(), want) {
+		t.Errorf("Write lacks %q:\n%s", want, buf.String())
+	}
+
 	// Nothing completed, one call: no latency, no rate yet.
 	s = fixedSnapshot()
 	s.Completed, s.Calls, s.LastCall = 0, 1, s.FirstCall
