@@ -70,7 +70,7 @@ status 130.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runBatch(cmd, e, f, args) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.in, "in", "", "input JSONL file (default: standard input)")
+	fl.StringVar(&f.in, "in", "", "input JSONL file, or give it as the argument (default: standard input)")
 	fl.StringVar(&f.out, "out", "", "results JSONL file, appended to and resumed from (default: standard output)")
 	fl.StringVar(&f.config, "config", "", "YAML file with any of these flags' settings, by flag name")
 	fl.StringVar(&f.provider, "provider", "openai", "openai, anthropic, openai-compatible or generic")

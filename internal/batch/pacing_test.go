@@ -26,9 +26,10 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // The pace of a run at 1200 requests a minute with the default burst,
 // under fake time so that the figures are exact on any machine: behind a
 // limit of 20 a second, no window of one second holds more than 21 starts,
-// nothing is refused, 300 requests take 299 intervals of 50 ms plus one
-// call, and the summary's rate is the limit. (TestBatchPacingBehindStrictLimiter
-// in cmd/lionactor runs the same over loopback HTTP in real time.)
+// nothing is refused, 300 requests start over 299 intervals of 50 ms, the
+// run ends within 16 s, and the summary's rate is the limit.
+// (TestBatchPacingBehindStrictLimiter in cmd/lionactor runs the same over
+// loopback HTTP in real time.)
 func TestRunPacesAtTheLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n, rpm = 300, 1200
@@ -60,8 +61,8 @@ func TestRunPacesAtTheLimit(t *testing.T) {
 			t.Errorf("at most %d started in a second, %d refused; want %d and 0", got, refused, rpm/60+1)
 		}
 		span := admitted[n-1].Sub(admitted[0])
-		if want := 299 * 50 * time.Millisecond; span != want || wall != span+20*time.Millisecond {
-			t.Errorf("starts spanned %v, the run %v; want %v and 20 ms more", span, wall, want)
+		if want := 299 * 50 * time.Millisecond; span != want || wall > 16*time.Second {
+			t.Errorf("starts spanned %v, the run %v; want %v and at most 16 s", span, wall, want)
 		}
 		if throughput := float64(n-1) / span.Seconds() / (rpm / 60); throughput < 0.99 {
 			t.Errorf("throughput %.4f of the limit", throughput)
