@@ -80,10 +80,7 @@ func (l *limiter) Receive(ctx actor.Context) {
 			return
 		}
 		now := time.Now()
-		l.adjust(m.Delta, now)
-		if m.Delta < 0 {
-			l.unreserveHead(now) // a refund may let it go sooner
-		}
+		l.reconcile(m.Delta, now)
 		l.pump(ctx, now)
 	case *actor.Stopping:
 		if l.timer != nil {
@@ -255,9 +252,29 @@ func (l *limiter) unreserve(p *pendingAsk, now time.Time) {
 	p.reserved, p.resv, p.credit = false, p.resv[:0], 0
 }
 
+// replanHead gives back the head's reservation, to plan it again, unless
+// it is due at now: a reservation whose time has come cannot be given back
+// (rate.Reservation.CancelAt restores nothing then), so planning it again
+// would charge the bucket twice and lose a permit's slot. A due head is
+// granted by the next pump anyway.
+func (l *limiter) replanHead(now time.Time) {
+	if len(l.pending) > 0 && l.pending[0].due.After(now) {
+		l.unreserve(&l.pending[0], now)
+	}
+}
+
 func (l *limiter) unreserveHead(now time.Time) {
 	if len(l.pending) > 0 {
 		l.unreserve(&l.pending[0], now)
+	}
+}
+
+// reconcile corrects the token bucket by delta tokens at now; a refund may
+// let the head go sooner.
+func (l *limiter) reconcile(delta int, now time.Time) {
+	l.adjust(delta, now)
+	if delta < 0 {
+		l.replanHead(now)
 	}
 }
 

@@ -346,3 +346,60 @@ func TestLimiterStopStopsItsTimer(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 }
+
+// A refund that reaches the limiter when the head's permit is due, before
+// the tick that grants it, must not plan the head again: its reservation
+// can no longer be given back, and a second one would push the head, and
+// every permit after it, one interval later. At 20 requests a second a run
+// lost a slot to each such refund.
+func TestLimiterRefundAtTheHeadsDueTime(t *testing.T) {
+	b := NewBudget(Limits{RequestsPerSecond: 20, RequestBurst: 1, TokensPerSecond: 2500, TokenBurst: 150_000})
+	l := newLimiter(b, nil, nil)
+	t0 := time.Unix(1000, 0)
+	const interval = 50 * time.Millisecond
+	for ticket := uint64(1); ticket <= 3; ticket++ {
+		l.pending = append(l.pending, pendingAsk{ask: permitAsk{ticket: ticket, tokens: 94}})
+	}
+	// grantAt plans the head at now, as pump does, and grants it when due.
+	grantAt := func(now time.Time) time.Time {
+		head := &l.pending[0]
+		if !head.reserved {
+			if err := l.reserve(head, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		due := head.due
+		l.pop()
+		return due
+	}
+	if got := grantAt(t0); !got.Equal(t0) {
+		t.Fatalf("first permit at %v, want at once", got.Sub(t0))
+	}
+	if err := l.reserve(&l.pending[0], t0); err != nil {
+		t.Fatal(err)
+	}
+	if due := l.pending[0].due; !due.Equal(t0.Add(interval)) {
+		t.Fatalf("second permit due at %v, want %v", due.Sub(t0), interval)
+	}
+	// The first call's refund arrives a millisecond after the second
+	// permit fell due, before the late tick that grants it.
+	late := t0.Add(interval + time.Millisecond)
+	l.reconcile(-4, late)
+	if got := grantAt(late); !got.Equal(t0.Add(interval)) {
+		t.Errorf("second permit due at %v, want %v", got.Sub(t0), interval)
+	}
+	if got := grantAt(late); !got.Equal(t0.Add(2 * interval)) {
+		t.Errorf("third permit due at %v, want %v", got.Sub(t0), 2*interval)
+	}
+
+	// A refund before the head is due still plans it again, so that the
+	// tokens it frees can let it go sooner.
+	l.pending = append(l.pending, pendingAsk{ask: permitAsk{ticket: 4, tokens: 94}})
+	if err := l.reserve(&l.pending[0], t0.Add(2*interval)); err != nil {
+		t.Fatal(err)
+	}
+	l.reconcile(-4, t0.Add(2*interval+interval/2))
+	if l.pending[0].reserved {
+		t.Errorf("a head not yet due kept its reservation through a refund")
+	}
+}

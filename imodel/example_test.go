@@ -24,8 +24,8 @@ func start() (baseURL string, ex *runtime.Executor, stop func()) {
 		log.Fatal(err)
 	}
 	cfg := runtime.DefaultConfig()
-	cfg.RequestsPerInterval = 600 // the provider's limit: 600 a minute
-	cfg.RequestInterval = time.Minute
+	cfg.RequestsPerInterval = 600     // the provider's limit: 600 a minute,
+	cfg.RequestInterval = time.Minute // started one every 100 ms (RequestBurst 0 means 1)
 	ex, err = runtime.Start(cfg)
 	if err != nil {
 		log.Fatal(err)

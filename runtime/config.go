@@ -31,10 +31,18 @@ type Config struct {
 
 	// RequestsPerInterval requests may start per RequestInterval, on average;
 	// [Unlimited] turns the limit off.
+	//
+	// Requests start evenly paced from the first one: with the default
+	// RequestBurst, one every RequestInterval/RequestsPerInterval, so that no
+	// window of one second ever sees more than ⌈rate per second⌉ + 1 starts.
+	// Providers enforce a per-minute limit over shorter windows too, and a
+	// minute's worth started at once would be refused.
 	RequestsPerInterval int
 	RequestInterval     time.Duration
 	// RequestBurst is how many requests may start at once after a quiet
-	// spell; 0 means RequestsPerInterval.
+	// spell; 0 means 1, an even pace from the first request. A larger burst
+	// lets up to RequestBurst requests start together, so that a window of
+	// one second may see up to RequestBurst + rate per second starts.
 	RequestBurst int
 
 	// TokensPerInterval API tokens may be spent per TokenInterval; 0 turns
@@ -102,7 +110,7 @@ type SharedBudget interface {
 }
 
 // DefaultConfig returns the defaults: a queue of 1000, 10 callers, 10
-// requests per second with a burst of 10, no token limit (60 s interval once
+// requests per second evenly paced (a burst of 1), no token limit (60 s interval once
 // TokensPerInterval is set), one attempt, no timeout, and at most 10 caller
 // restarts in 10 s.
 func DefaultConfig() Config {
@@ -159,10 +167,11 @@ func (c Config) limits() actors.Limits {
 	l := actors.Limits{RequestsPerSecond: rate.Inf}
 	if c.RequestsPerInterval != Unlimited {
 		l.RequestsPerSecond = perSecond(c.RequestsPerInterval, c.RequestInterval)
-		l.RequestBurst = c.RequestBurst
-		if l.RequestBurst == 0 {
-			l.RequestBurst = c.RequestsPerInterval
-		}
+		// A burst of 1 by default: the bucket holds one request, so
+		// requests start 1/rate apart from the first. The token bucket
+		// below keeps its burst of a whole interval: a request's tokens
+		// must fit in it, and the providers' token buckets hold a minute.
+		l.RequestBurst = max(c.RequestBurst, 1)
 	}
 	if c.TokensPerInterval > 0 {
 		l.TokensPerSecond = perSecond(c.TokensPerInterval, c.TokenInterval)

@@ -275,7 +275,8 @@ func (ex *Executor) AdjustTokens(delta int) {
 }
 
 // SetRequestRate changes the request limit at run time to n requests per
-// interval with the given burst (0 means n); n may be [Unlimited].
+// interval with the given burst (0 means 1: an even pace, see
+// [Config.RequestBurst]); n may be [Unlimited].
 func (ex *Executor) SetRequestRate(n int, interval time.Duration, burst int) error {
 	c := ex.cfg
 	c.RequestsPerInterval, c.RequestInterval, c.RequestBurst = n, interval, burst

@@ -53,7 +53,7 @@ func TestDefaultConfigMatchesTheSeedDesign(t *testing.T) {
 		t.Error(err)
 	}
 	l := c.limits()
-	if l.RequestsPerSecond != 10 || l.RequestBurst != 10 || l.TokensEnabled() {
+	if l.RequestsPerSecond != 10 || l.RequestBurst != 1 || l.TokensEnabled() {
 		t.Errorf("limits %+v", l)
 	}
 }

@@ -1,14 +1,16 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,43 +41,53 @@ type batchFlags struct {
 	deployment, apiVersion   string
 	headers                  headerFlag
 	otlpEndpoint             string
+	retryFailed              string
+	rerunChanged             bool
 }
 
 func newBatchCmd(e env) *cobra.Command {
 	f := &batchFlags{}
 	cmd := &cobra.Command{
-		Use:   "batch",
+		Use:   "batch [requests.jsonl]",
 		Short: "Run a JSONL file of requests through a model API at its limits",
 		Long: `batch reads one request body per line (JSONL), runs them at the provider's
-rate limits, and writes one JSONL result per request as each ends.
+rate limits, and writes one JSONL result per request as each ends. The input is
+the file named as the argument or by --in, else standard input (read to its end
+first).
 
 Each input line is the JSON body of one request, with two optional members that
 are not sent: "metadata" (copied to the result untouched) and "id". Each result
-line has the request's index (its 0-based line number), id, status, response or
-error, attempts, tokens estimated and actual, timings and metadata.
+line has the request's key, index (its 0-based line number in this run), id,
+content hash, status, response or error, attempts, tokens estimated and actual,
+timings and metadata.
 
-Results are appended to --out and each line is written whole: a rerun of the same
-command skips requests that already have a final result, so an interrupted or
-crashed run is finished by running it again. Ctrl-C lets calls in flight finish
-(within --grace), writes them, and exits with status 130.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runBatch(cmd, e, f) },
+A request's key is its id, or for a line without one the hash of its content with
+its occurrence among identical lines. Results are appended to --out and each
+line is written whole: a rerun skips the requests whose key already has a final
+result, wherever their lines are now, so an interrupted or crashed run is
+finished by running it again, and lines added to the input run on their own.
+Two lines with the same id are refused. --retry-failed reruns failed requests;
+--rerun-changed reruns those whose id has a result for other content. Ctrl-C
+lets calls in flight finish (within --grace), writes them, and exits with
+status 130.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return runBatch(cmd, e, f, args) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.in, "in", "", "input JSONL file (default: standard input)")
+	fl.StringVar(&f.in, "in", "", "input JSONL file, or give it as the argument (default: standard input)")
 	fl.StringVar(&f.out, "out", "", "results JSONL file, appended to and resumed from (default: standard output)")
 	fl.StringVar(&f.config, "config", "", "YAML file with any of these flags' settings, by flag name")
 	fl.StringVar(&f.provider, "provider", "openai", "openai, anthropic, azure, openai-compatible or generic")
 	fl.StringVar(&f.url, "url", "", "API base URL (default: the provider's)")
 	fl.StringVar(&f.endpoint, "endpoint", "", "endpoint path under the base URL (default: the provider's chat endpoint)")
 	fl.StringVar(&f.model, "model", "", "model for requests that do not name one")
-	fl.StringVar(&f.apiKeyEnv, "api-key-env", "", "environment variable holding the API key (default: OPENAI_API_KEY, ANTHROPIC_API_KEY or AZURE_OPENAI_API_KEY)")
+	fl.StringVar(&f.apiKeyEnv, "api-key-env", "", "environment variable holding the API key (default: OPENAI_API_KEY for openai and openai-compatible, ANTHROPIC_API_KEY for anthropic, AZURE_OPENAI_API_KEY for azure, none for generic); '' sends no key")
 	fl.StringVar(&f.deployment, "deployment", "", "Azure OpenAI deployment (--provider azure, with --url https://RESOURCE.openai.azure.com)")
 	fl.StringVar(&f.apiVersion, "api-version", "", "Azure OpenAI api-version, such as 2024-10-21 (--provider azure)")
 	fl.Var(&f.headers, "header", "header sent with every request, as `'Name: value'`; repeat for more (gateways, proxies); a value whose name looks secret (Authorization, *key*, *token*, ...) is never shown")
-	fl.IntVar(&f.rpm, "rpm", 500, "requests per minute allowed")
+	fl.IntVar(&f.rpm, "rpm", 500, "requests per minute allowed; requests start evenly paced, so that no second sees more than ⌈rpm/60⌉ + --burst")
 	fl.IntVar(&f.tpm, "tpm", 0, "API tokens per minute allowed (0: no token limit)")
-	fl.IntVar(&f.burst, "burst", 0, "requests that may start at once (0: one second's worth of --rpm)")
+	fl.IntVar(&f.burst, "burst", 1, "requests that may start at once; 1 paces them evenly from the first, as a provider enforcing --rpm per second requires")
 	fl.IntVar(&f.concurrency, "concurrency", 32, "calls in flight at most")
 	fl.IntVar(&f.maxAttempts, "max-attempts", 5, "attempts per request, the first included")
 	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "timeout of each attempt")
@@ -88,6 +100,9 @@ crashed run is finished by running it again. Ctrl-C lets calls in flight finish
 	fl.BoolVar(&f.verbose, "verbose", false, "log each attempt to stderr (API keys are never logged)")
 	fl.StringVar(&f.budget, "budget", "", "share the rate limits with other processes through the budget service at this host:port (lionactor budget serve)")
 	fl.IntVar(&f.budgetMembers, "budget-members", 2, "processes sharing the --budget; while the service is unreachable each keeps to --rpm and --tpm divided by this, so set it to the number of processes")
+	fl.StringVar(&f.retryFailed, "retry-failed", "", "rerun the requests whose last result is FAILED; --retry-failed=KIND,... only those failed with these error kinds, as result lines name them (auth, rate_limited, server, timeout, ...)")
+	fl.Lookup("retry-failed").NoOptDefVal = retryAll
+	fl.BoolVar(&f.rerunChanged, "rerun-changed", false, "rerun the requests whose id has a result for other content than the line holds now (by default they are skipped and named in the summary)")
 	fl.StringVar(&f.budgetListen, "budget-listen", "", "host:port, reachable from the budget service, where this process receives its answers (default: a free loopback port, enough for a service on this host)")
 	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces of the run over OTLP/HTTP to this collector URL (e.g. http://127.0.0.1:4318); the OTEL_EXPORTER_OTLP_* variables also apply")
 	return cmd
@@ -113,16 +128,22 @@ func applyConfigFile(fl *pflag.FlagSet, path string) error {
 			continue
 		}
 		if items, ok := listSetting(value); ok {
-			sv, repeatable := flag.Value.(pflag.SliceValue)
-			if !repeatable {
+			if sv, repeatable := flag.Value.(pflag.SliceValue); repeatable {
+				if err := sv.Replace(items); err != nil {
+					return usagef("config %s: %s: %v", path, name, err)
+				}
+				// Replace does not mark the flag given, as Set would.
+				flag.Changed = true
+				continue
+			}
+			if _, mapping := value.(map[string]any); mapping || flag.Value.Type() != "string" {
 				return usagef("config %s: %s: takes one value, not a list", path, name)
 			}
-			if err := sv.Replace(items); err != nil {
-				return usagef("config %s: %s: %v", path, name, err)
-			}
-			continue
+			value = strings.Join(items, ",") // retry-failed: [auth, server]
 		}
-		if err := flag.Value.Set(fmt.Sprint(value)); err != nil {
+		// Set, not flag.Value.Set: a setting from the file counts as given,
+		// as on the command line (api-key-env: "" asks for no key).
+		if err := fl.Set(name, fmt.Sprint(value)); err != nil {
 			return usagef("config %s: %s: %v", path, name, err)
 		}
 	}
@@ -150,9 +171,28 @@ func listSetting(value any) ([]string, bool) {
 	return nil, false
 }
 
+// retryAll is --retry-failed without kinds: every kind.
+const retryAll = "all"
+
+// retryKinds reads --retry-failed: off, every kind, or the kinds listed.
+func (f *batchFlags) retryKinds() (retry bool, kinds []string) {
+	switch v := strings.TrimSpace(f.retryFailed); v {
+	case "", "false":
+		return false, nil
+	case retryAll, "true": // "true" from a config file's retry-failed: true
+		return true, nil
+	default:
+		for _, k := range strings.Split(v, ",") {
+			kinds = append(kinds, strings.TrimSpace(k))
+		}
+		return true, kinds
+	}
+}
+
 // endpointConfig builds the model endpoint, reading the API key from the
-// environment. A missing key is a usage error: nothing can be sent.
-func (f *batchFlags) endpointConfig(getenv func(string) string) (imodel.EndpointConfig, error) {
+// environment. A missing key is a usage error: nothing can be sent. An
+// explicit empty --api-key-env asks for no key at all.
+func (f *batchFlags) endpointConfig(fl *pflag.FlagSet, getenv func(string) string) (imodel.EndpointConfig, error) {
 	ep := imodel.EndpointConfig{Provider: imodel.Provider(f.provider), BaseURL: f.url, Path: f.endpoint, Model: f.model,
 		Deployment: f.deployment, APIVersion: f.apiVersion}
 	headers, err := f.headers.parse()
@@ -160,42 +200,59 @@ func (f *batchFlags) endpointConfig(getenv func(string) string) (imodel.Endpoint
 		return ep, err
 	}
 	ep.Headers = headers
+	if fl.Changed("api-key-env") && f.apiKeyEnv == "" {
+		ep.Auth = imodel.AuthNone
+		return ep, nil
+	}
 	keyEnv := f.apiKeyEnv
 	if keyEnv == "" {
 		keyEnv = defaultKeyEnv[ep.Provider]
 	}
 	if keyEnv == "" {
-		return ep, nil // a server that needs no key
+		return ep, nil // generic: an endpoint that needs no key unless told
 	}
 	ep.APIKey = strings.TrimSpace(getenv(keyEnv))
 	if ep.APIKey == "" {
-		return ep, usagef("missing API key: set %s (or name another variable with --api-key-env)", keyEnv)
+		return ep, usagef("missing API key: set %s (or name another variable with --api-key-env, or give --api-key-env '' for a server that takes none)", keyEnv)
 	}
 	return ep, nil
 }
 
 // defaultKeyEnv names the variable holding each provider's key.
 var defaultKeyEnv = map[imodel.Provider]string{
-	imodel.OpenAI:    "OPENAI_API_KEY",
-	imodel.Anthropic: "ANTHROPIC_API_KEY",
-	imodel.Azure:     "AZURE_OPENAI_API_KEY",
+	imodel.OpenAI:           "OPENAI_API_KEY",
+	imodel.OpenAICompatible: "OPENAI_API_KEY",
+	imodel.Anthropic:        "ANTHROPIC_API_KEY",
+	imodel.Azure:            "AZURE_OPENAI_API_KEY",
 }
 
-func runBatch(cmd *cobra.Command, e env, f *batchFlags) error {
+func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
+	fl := cmd.Flags()
 	if f.config != "" {
-		if err := applyConfigFile(cmd.Flags(), f.config); err != nil {
+		if err := applyConfigFile(fl, f.config); err != nil {
 			return err
 		}
 	}
-	ep, err := f.endpointConfig(e.getenv)
+	if len(args) == 1 {
+		if f.in != "" && filepath.Clean(f.in) != filepath.Clean(args[0]) {
+			return usagef("two inputs: %s and --in %s; give one", args[0], f.in)
+		}
+		f.in = args[0]
+	}
+	ep, err := f.endpointConfig(fl, e.getenv)
 	if err != nil {
 		return err
 	}
+	if err := ep.Validate(); err != nil {
+		return namingFlags(fl, batchFlagOf, err)
+	}
+	retry, kinds := f.retryKinds()
 	cfg := batch.Config{
 		Endpoint: ep, RPM: f.rpm, TPM: f.tpm, Burst: f.burst, Concurrency: f.concurrency,
 		MaxAttempts: f.maxAttempts, Timeout: f.timeout, Queue: f.queue, Ordered: f.ordered,
 		Grace: f.grace, MetricsAddr: f.metricsAddr,
 		Budget: f.budget, BudgetMembers: f.budgetMembers, BudgetListen: f.budgetListen,
+		RetryFailed: retry, RetryKinds: kinds, RerunChanged: f.rerunChanged,
 	}
 	switch {
 	case f.verbose:
@@ -206,20 +263,22 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags) error {
 		cfg.Logger = slog.New(prefixFilter{slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}), budgetNoticePrefix})
 	}
 	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return namingFlags(fl, batchFlagOf, err)
 	}
 
-	in := batch.Input{R: e.stdin}
-	if f.in != "" && f.in != "-" {
-		file, err := os.Open(f.in)
-		if err != nil {
-			return usagef("input: %v", err)
-		}
-		defer file.Close()
-		if in.Total, err = countRequests(file); err != nil {
-			return usagef("input: %v", err)
-		}
-		in.R = file
+	input, closeInput, err := openInput(cmd.Context(), f.in, e.stdin)
+	if err != nil {
+		return err
+	}
+	defer closeInput()
+	in := batch.Input{R: input}
+	// The first of two passes: the count for progress, and duplicate ids
+	// refused before anything is sent.
+	if in.Total, err = batch.Scan(input); err != nil {
+		return usagef("input: %v", err)
+	}
+	if _, err := input.Seek(0, io.SeekStart); err != nil {
+		return usagef("input: %v", err)
 	}
 	var out io.Writer = e.stdout
 	if f.out != "" && f.out != "-" {
@@ -229,6 +288,12 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags) error {
 		}
 		defer file.Close()
 		out = file
+		if n := in.Prior.Legacy(); n > 0 {
+			fmt.Fprintf(e.stderr, "lionactor: %s: %d results from before results had keys: those with an id are matched by id, the others by line number as then\n", f.out, n)
+		}
+	}
+	if notice := unmatchedKinds(kinds, in.Prior); notice != "" {
+		fmt.Fprintln(e.stderr, "lionactor: --retry-failed:", notice)
 	}
 
 	report, err := openReport("--report", f.report, &cfg)
@@ -258,34 +323,77 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags) error {
 	case errors.Is(err, batch.ErrInterrupted):
 		return exitError{exitInterrupted, fmt.Errorf("interrupted: %d requests remain; rerun the same command to finish them", sum.Snapshot().Remaining())}
 	case err != nil:
-		var ce *imodel.ConfigError
-		if errors.As(err, &ce) {
-			return usageError{err}
-		}
-		return err
+		return namingFlags(fl, batchFlagOf, err)
 	}
 	return nil
 }
 
-// countRequests counts the non-blank lines of file, for the progress bar,
-// and rewinds it.
-func countRequests(file *os.File) (int, error) {
-	n := 0
-	sc := bufio.NewReaderSize(file, 1<<16)
-	for {
-		line, err := sc.ReadBytes('\n')
-		if len(bytes.TrimSpace(line)) > 0 {
-			n++
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return 0, err
+// unmatchedKinds says which kinds given to --retry-failed no FAILED result
+// has, as a typo would, and which kinds they have; "" if all match.
+func unmatchedKinds(kinds []string, prior *batch.Prior) string {
+	failed := prior.FailedKinds()
+	var missing []string
+	for _, k := range kinds {
+		if failed[k] == 0 {
+			missing = append(missing, strconv.Quote(k))
 		}
 	}
-	_, err := file.Seek(0, io.SeekStart)
-	return n, err
+	if len(missing) == 0 {
+		return ""
+	}
+	have := make([]string, 0, len(failed))
+	for _, k := range slices.Sorted(maps.Keys(failed)) {
+		have = append(have, fmt.Sprintf("%s (%d)", k, failed[k]))
+	}
+	list := "none"
+	if len(have) > 0 {
+		list = strings.Join(have, ", ")
+	}
+	return fmt.Sprintf("no request's last result failed with kind %s; the failed ones have: %s", strings.Join(missing, ", "), list)
+}
+
+// openInput opens the input for the run's two passes: the file at path, or
+// standard input copied to a temporary file (it can be read only once).
+// The returned function closes it and removes the copy.
+func openInput(ctx context.Context, path string, stdin io.Reader) (*os.File, func(), error) {
+	if path != "" && path != "-" {
+		file, err := os.Open(path)
+		if err != nil {
+			return nil, nil, usagef("input: %v", err)
+		}
+		return file, func() { file.Close() }, nil
+	}
+	spool, err := os.CreateTemp("", "lionactor-batch-*.jsonl") // 0600: it holds the prompts
+	if err != nil {
+		return nil, nil, fmt.Errorf("input: copying standard input: %w", err)
+	}
+	remove := func() {
+		spool.Close()
+		os.Remove(spool.Name())
+	}
+	// An interrupt must not wait for an input that never ends; the copy
+	// then ends with the process.
+	copied := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(spool, stdin)
+		copied <- err
+	}()
+	select {
+	case err = <-copied:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err == nil {
+		_, err = spool.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		remove()
+		if ctx.Err() != nil {
+			return nil, nil, exitError{exitInterrupted, fmt.Errorf("interrupted while reading standard input; nothing was sent")}
+		}
+		return nil, nil, usagef("input: %v", err)
+	}
+	return spool, remove, nil
 }
 
 // openResults opens the results file for appending, after reading which
@@ -295,12 +403,12 @@ func openResults(path string, in *batch.Input) (*os.File, error) {
 	if err != nil {
 		return nil, usagef("output: %v", err)
 	}
-	done, needsNewline, err := batch.ReadDone(file)
+	prior, needsNewline, err := batch.ReadPrior(file)
 	if err != nil {
 		file.Close()
 		return nil, usagef("output: %v", err)
 	}
-	in.Skip = done
+	in.Prior = prior
 	if _, err := file.Seek(0, io.SeekEnd); err != nil {
 		file.Close()
 		return nil, err

@@ -38,7 +38,7 @@ func TestBatchThousandRequests(t *testing.T) {
 		actual += *r.Tokens.Actual
 	}
 	stderr := c.stderr.String()
-	if s := parseSummary(t, stderr); s != (summaryCounts{completed: n}) {
+	if s := parseSummary(t, stderr); s != (summaryCounts{completed: n, new: n}) {
 		t.Errorf("summary %+v, want %d completed and nothing else", s, n)
 	}
 	if want := fmt.Sprintf("tokens: %d estimated, %d actual", estimated, actual); !strings.Contains(stderr, want) {
@@ -105,11 +105,11 @@ func TestBatchStdinToStdout(t *testing.T) {
 	}
 	results, _ := parseResults(t, []byte(c.stdout.String()), false)
 	checkEachOnce(t, results, n)
-	if s := parseSummary(t, c.stderr.String()); s != (summaryCounts{completed: n}) {
+	if s := parseSummary(t, c.stderr.String()); s != (summaryCounts{completed: n, new: n}) {
 		t.Errorf("summary %+v", s)
 	}
-	// Without a file there is no total to show.
-	if !strings.Contains(c.stderr.String(), fmt.Sprintf("progress: %d/? done", n)) {
+	// Standard input is read to its end before the run: its total is known.
+	if !strings.Contains(c.stderr.String(), fmt.Sprintf("progress: %d/%d done", n, n)) {
 		t.Errorf("stderr lacks the final progress line")
 	}
 	if sim.Stats().Requests != n {
@@ -263,9 +263,10 @@ func TestBatchUsageErrors(t *testing.T) {
 		{"bad flag value", []string{"--in", in, "--rpm", "fast"}, "invalid argument"},
 		{"bad duration", []string{"--in", in, "--timeout", "soon"}, "invalid argument"},
 		{"unknown flag", []string{"--in", in, "--turbo"}, "unknown flag"},
-		{"argument", []string{in}, "unknown command"},
-		{"unknown provider", []string{"--in", in, "--provider", "acme"}, "acme"},
-		{"bad url", []string{"--in", in, "--url", "not a url"}, "BaseURL"},
+		{"two arguments", []string{in, in}, "accepts at most 1 arg"},
+		{"argument and another --in", []string{in, "--in", filepath.Join(dir, "other.jsonl")}, "two inputs"},
+		{"unknown provider", []string{"--in", in, "--provider", "acme"}, `--provider: unknown provider "acme"`},
+		{"bad url", []string{"--in", in, "--url", "not a url"}, "--url: must be an absolute http or https URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -415,7 +416,7 @@ func TestBatchResumesAfterCrash(t *testing.T) {
 	if want := seqInts(0, n); !slices.Equal(final, want) {
 		t.Errorf("final results for %v, want each of 0..%d once", final, n-1)
 	}
-	if s := parseSummary(t, c.stderr.String()); s != (summaryCounts{completed: n - 2, skipped: 2}) {
+	if s := parseSummary(t, c.stderr.String()); s != (summaryCounts{completed: n - 2, skipped: 2, new: n - 2}) {
 		t.Errorf("summary %+v", s)
 	}
 	if st := sim.Stats(); st.Requests != n-2 {
@@ -482,7 +483,7 @@ func TestBatchInterruptAndRerun(t *testing.T) {
 	if second := len(all) - len(first); second != left {
 		t.Errorf("the rerun wrote %d results; the first run said %d remain", second, left)
 	}
-	if s := parseSummary(t, c.stderr.String()); s != (summaryCounts{completed: left, skipped: len(first)}) {
+	if s := parseSummary(t, c.stderr.String()); s != (summaryCounts{completed: left, skipped: len(first), new: left}) {
 		t.Errorf("rerun summary %+v", s)
 	}
 	if int(sim.Stats().Requests) < n {

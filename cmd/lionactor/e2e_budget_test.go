@@ -243,7 +243,7 @@ func (r *sharedRun) finish(t *testing.T, skip map[int]bool) [][]batch.Result {
 		}
 		all[i] = readResults(t, r.outs[i])
 		checkEachOnce(t, all[i], r.size.lines)
-		if s := parseSummary(t, m.stderr.String()); s != (summaryCounts{completed: r.size.lines}) {
+		if s := parseSummary(t, m.stderr.String()); s != (summaryCounts{completed: r.size.lines, new: r.size.lines}) {
 			t.Errorf("%s: summary %+v", m.name, s)
 		}
 		t.Logf("%s: %s", m.name, lastLines(m.stderr.String(), 6))

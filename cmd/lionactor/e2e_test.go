@@ -92,7 +92,7 @@ func TestEndToEndInterruptAndResume(t *testing.T) {
 	if second := len(all) - len(first); second != left {
 		t.Errorf("the rerun wrote %d results; the interrupted run said %d remain", second, left)
 	}
-	if s := parseSummary(t, stderr.String()); s != (summaryCounts{completed: left, skipped: len(first)}) {
+	if s := parseSummary(t, stderr.String()); s != (summaryCounts{completed: left, skipped: len(first), new: left}) {
 		t.Errorf("rerun summary %+v", s)
 	}
 	if st := sim.Stats(); st.RateLimited != 0 {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -181,6 +182,9 @@ func checkEachOnce(t *testing.T, results []batch.Result, n int) {
 		if want := fmt.Sprintf(`"row-%d"`, r.Index); string(r.ID) != want {
 			t.Fatalf("index %d: id %s, want %s", r.Index, r.ID, want)
 		}
+		if want := fmt.Sprintf("id:row-%d", r.Index); r.Key != want || !hashRE.MatchString(r.ContentHash) {
+			t.Fatalf("index %d: key %q content_hash %q, want %q and a SHA-256", r.Index, r.Key, r.ContentHash, want)
+		}
 		var md struct {
 			Row   int `json:"row"`
 			Batch struct {
@@ -197,8 +201,11 @@ func checkEachOnce(t *testing.T, results []batch.Result, n int) {
 	}
 }
 
-// summaryCounts reads the counts from the summary's first line.
-type summaryCounts struct{ completed, failed, invalid, skipped, remaining int }
+var hashRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// summaryCounts reads the counts from the summary's first line: results
+// of this run, then how the input's requests stood before it.
+type summaryCounts struct{ completed, failed, invalid, remaining, skipped, new int }
 
 func parseSummary(t *testing.T, stderr string) summaryCounts {
 	t.Helper()
@@ -207,8 +214,8 @@ func parseSummary(t *testing.T, stderr string) summaryCounts {
 		t.Fatalf("no summary in stderr:\n%s", stderr)
 	}
 	var s summaryCounts
-	if _, err := fmt.Sscanf(stderr[i:], "requests: %d completed, %d failed, %d invalid input, %d skipped (done before), %d remaining",
-		&s.completed, &s.failed, &s.invalid, &s.skipped, &s.remaining); err != nil {
+	if _, err := fmt.Sscanf(stderr[i:], "requests: %d completed, %d failed, %d invalid input, %d remaining; %d done before, %d new",
+		&s.completed, &s.failed, &s.invalid, &s.remaining, &s.skipped, &s.new); err != nil {
 		t.Fatalf("summary does not parse: %v\n%s", err, stderr[i:])
 	}
 	return s

@@ -84,6 +84,7 @@ func TestSimServesBatches(t *testing.T) {
 		t.Fatalf("no base URL (stderr %s)", srv.c.stderr.String())
 	}
 	<-srv.lines // the hint
+	<-srv.lines // the Azure hint
 	base := m[1]
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
@@ -181,7 +182,7 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{
 		"enforcing 1200 requests/min and 150000 tokens/min",
 		"running 40 chat requests from " + filepath.Join(dir, "requests.jsonl"),
-		"requests: 40 completed, 0 failed, 0 invalid input, 0 skipped (done before), 0 remaining",
+		"requests: 40 completed, 0 failed, 0 invalid input, 0 remaining; 0 done before, 40 new",
 		"simulator: 40 requests served, 0 answered 429",
 	} {
 		if !strings.Contains(stderr, want) {

@@ -36,8 +36,10 @@ type Config struct {
 	Endpoint imodel.EndpointConfig
 	// RPM and TPM are the provider's limits per minute; TPM 0 means none.
 	RPM, TPM int
-	// Burst is how many requests may start at once; 0 means one second's
-	// worth of RPM, which paces a run evenly from its first second.
+	// Burst is how many requests may start at once; 0 means 1, which
+	// starts requests 60/RPM seconds apart from the first, so that no
+	// window of one second sees more than ⌈RPM/60⌉ + 1 of them, as a
+	// provider enforcing its per-minute limit per second requires.
 	Burst       int
 	Concurrency int
 	MaxAttempts int
@@ -47,6 +49,18 @@ type Config struct {
 	Queue int
 	// Ordered writes results in input order instead of completion order.
 	Ordered bool
+
+	// RetryFailed reruns the requests whose last result is FAILED with an
+	// error of one of RetryKinds (as result lines name them: "auth",
+	// "rate_limited", "server", ...), or of any kind when RetryKinds is
+	// empty. The new result is appended; the last line of a request is its
+	// result.
+	RetryFailed bool
+	RetryKinds  []string
+	// RerunChanged reruns the requests whose id has a result for other
+	// content than the line holds now. Otherwise they are skipped, and the
+	// summary names them.
+	RerunChanged bool
 	// Grace is how long an interrupted run lets in-flight calls finish.
 	Grace time.Duration
 	// MetricsAddr, if set, serves Prometheus metrics there while running.
@@ -56,6 +70,10 @@ type Config struct {
 	// Report, if set, receives the run's HTML report (see Recorder) when
 	// Run returns, whether the run finished or was interrupted.
 	Report io.Writer
+
+	// client, if set, replaces the model's own HTTP client (tests: an
+	// in-memory transport under fake time).
+	client *http.Client
 
 	// Budget, if set, is the host:port of a budget service (lionactor
 	// budget serve): the run then takes its rate permits from the budget
@@ -75,6 +93,9 @@ type Config struct {
 	// span in the context given to Run.
 	Tracer *lionotel.Tracer
 }
+
+// burst is the request bucket's capacity: Burst, or 1.
+func (c Config) burst() int { return max(c.Burst, 1) }
 
 func (c Config) logger() *slog.Logger {
 	if c.Logger != nil {
@@ -105,6 +126,10 @@ func (c Config) Validate() error {
 		return bad("grace", "must not be negative")
 	case c.BudgetMembers < 0:
 		return bad("budget-members", "must be at least 1")
+	case len(c.RetryKinds) > 0 && !c.RetryFailed:
+		return bad("retry-failed", "error kinds given without RetryFailed")
+	case slices.Contains(c.RetryKinds, ""):
+		return bad("retry-failed", "an empty error kind")
 	}
 	if c.Budget == "" {
 		return nil
@@ -152,15 +177,13 @@ var defaultBaseURL = map[imodel.Provider]string{
 }
 
 // executorConfig turns the limits into the executor's: the request bucket
-// refills at RPM per minute from a small burst, the token bucket holds a full
-// minute, as the providers' do, so any request the provider accepts fits.
+// refills at RPM per minute from a burst of Burst (1 by default: an even
+// pace), the token bucket holds a full minute, as the providers' do, so any
+// request the provider accepts fits.
 func (c Config) executorConfig(observer func(messages.Event)) runtime.Config {
 	rc := runtime.DefaultConfig()
 	rc.RequestsPerInterval, rc.RequestInterval = c.RPM, time.Minute
-	rc.RequestBurst = c.Burst
-	if rc.RequestBurst == 0 {
-		rc.RequestBurst = max(1, (c.RPM+59)/60)
-	}
+	rc.RequestBurst = c.burst()
 	if c.TPM > 0 {
 		rc.TokensPerInterval, rc.TokenInterval = c.TPM, time.Minute
 	}
@@ -187,9 +210,13 @@ func (c Config) executorConfig(observer func(messages.Event)) runtime.Config {
 
 // Input is what a run reads.
 type Input struct {
+	// R holds one request per line. Scan it first to refuse duplicate ids
+	// before anything is sent.
 	R io.Reader
-	// Skip holds the indices that already have a final result.
-	Skip map[int]bool
+	// Prior holds the results of earlier runs (ReadPrior): requests with a
+	// final result there are skipped, unless Config says to rerun them.
+	// Nil means none.
+	Prior *Prior
 	// Total is the number of requests in R if known (for progress), else 0.
 	Total int
 }
@@ -221,6 +248,7 @@ type item struct {
 
 // row is what the runner remembers of an input line while it runs.
 type row struct {
+	key, hash    string
 	id, metadata json.RawMessage
 	handle       *runtime.Handle
 }
@@ -264,8 +292,11 @@ func newRunner(cfg Config, in Input, out io.Writer, progress Reporter) *runner {
 // block: results has room for every request that holds a window slot.
 func (r *runner) observe(ev messages.Event) {
 	r.record(ev)
-	if ev.Status == messages.StatusQueued && ev.Attempt > 0 {
+	switch {
+	case ev.Status == messages.StatusQueued && ev.Attempt > 0:
 		r.sum.retried()
+	case ev.Status == messages.StatusCalling:
+		r.sum.called(ev.Timings.CallStarted)
 	}
 	if !ev.Status.Terminal() {
 		return
@@ -294,10 +325,17 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	if r.cfg.Logger != nil {
 		opts = append(opts, imodel.WithLogger(r.cfg.Logger))
 	}
-	if r.cfg.Tracer != nil {
-		client := &http.Client{Transport: r.cfg.Tracer.Transport(imodel.NewTransport(r.cfg.Concurrency))}
+	switch {
+	case r.cfg.Tracer != nil:
+		base := http.RoundTripper(imodel.NewTransport(r.cfg.Concurrency))
+		if r.cfg.client != nil {
+			base = r.cfg.client.Transport
+		}
+		client := &http.Client{Transport: r.cfg.Tracer.Transport(base)}
 		defer client.CloseIdleConnections()
 		opts = append(opts, imodel.WithHTTPClient(client))
+	case r.cfg.client != nil:
+		opts = append(opts, imodel.WithHTTPClient(r.cfg.client))
 	}
 	r.model, err = imodel.New(ex, ep, opts...)
 	if err != nil {
@@ -348,12 +386,14 @@ type readerEnd struct {
 	err       error // a read error of the input
 }
 
-// read parses the input and submits each request, sending the writer the
-// lines that need no call. It stops early when ctx ends.
+// read parses the input and submits each request that has no result yet,
+// sending the writer the lines that need no call. It stops early when ctx
+// ends.
 func (r *runner) read(ctx context.Context) readerEnd {
 	var end readerEnd
 	defer close(r.reader)
 	br := bufio.NewReaderSize(r.in.R, 1<<16)
+	ids := newIdentifier()
 	for index := 0; ; index++ {
 		line, err := br.ReadBytes('\n')
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -363,13 +403,12 @@ func (r *runner) read(ctx context.Context) readerEnd {
 				}
 				return end
 			}
-			r.sum.blankLine()
 			r.reader <- item{index: index, skip: true}
 			continue
 		}
 		r.sum.read()
-		if r.in.Skip[index] {
-			r.sum.skipped()
+		ln := r.identify(ids, index, line)
+		if !ln.verdict.runs() {
 			r.reader <- item{index: index, skip: true}
 		} else {
 			select {
@@ -377,10 +416,10 @@ func (r *runner) read(ctx context.Context) readerEnd {
 			case <-ctx.Done():
 				// This line was read but not submitted: it is counted in
 				// Read already; count the lines after it.
-				r.sum.unread(r.countRest(index+1, br))
+				r.sum.unread(r.countRest(index+1, br, ids))
 				return end
 			}
-			if r.submit(ctx, index, line) {
+			if r.submit(ctx, index, ln) {
 				end.submitted++
 			} else {
 				<-r.window
@@ -393,19 +432,39 @@ func (r *runner) read(ctx context.Context) readerEnd {
 			return end
 		}
 		if ctx.Err() != nil {
-			r.sum.unread(r.countRest(index+1, br))
+			r.sum.unread(r.countRest(index+1, br, ids))
 			return end
 		}
 	}
 }
 
-// countRest counts the requests not yet read, so an interrupted run can say
-// how many remain.
-func (r *runner) countRest(index int, br *bufio.Reader) int {
+// line is one non-blank input line, parsed, identified and judged.
+type line struct {
+	parsed  *parsedLine // nil if the line is not a JSON object
+	invalid error       // why not
+	dupID   error       // a *DuplicateIDError, if an earlier line has its id
+	id      identity
+	verdict verdict
+}
+
+// identify takes line index apart and decides, from the results of earlier
+// runs, whether it runs, counting it in the summary.
+func (r *runner) identify(ids *identifier, index int, raw []byte) line {
+	var ln line
+	ln.parsed, ln.invalid = parseLine(raw)
+	ln.id, ln.dupID = ids.identify(index, raw, ln.parsed)
+	ln.verdict = r.cfg.verdict(r.in.Prior, ln.id, index)
+	r.sum.judged(ln.verdict, ln.id.id)
+	return ln
+}
+
+// countRest counts the requests not yet read that would run, so an
+// interrupted run can say how many remain.
+func (r *runner) countRest(index int, br *bufio.Reader, ids *identifier) int {
 	n := 0
 	for ; ; index++ {
-		line, err := br.ReadBytes('\n')
-		if len(bytes.TrimSpace(line)) > 0 && !r.in.Skip[index] {
+		raw, err := br.ReadBytes('\n')
+		if len(bytes.TrimSpace(raw)) > 0 && r.identify(ids, index, raw).verdict.runs() {
 			n++
 		}
 		if err != nil {
@@ -414,46 +473,35 @@ func (r *runner) countRest(index int, br *bufio.Reader) int {
 	}
 }
 
-// submit parses one line and submits it; a line that cannot be sent becomes
-// a FAILED result at once. It reports whether the executor took it.
-func (r *runner) submit(ctx context.Context, index int, line []byte) bool {
-	rw := &row{} // its id and metadata, once the line parses
+// submit submits one line; a line that cannot be sent becomes a FAILED
+// result at once. It reports whether the executor took it.
+func (r *runner) submit(ctx context.Context, index int, ln line) bool {
+	rw := &row{key: ln.id.key, hash: ln.id.hash, id: ln.id.id}
+	if ln.parsed != nil {
+		rw.metadata = ln.parsed.metadata
+	}
 	fail := func(kind, format string, args ...any) {
-		res := &Result{Index: index, ID: rw.id, Status: messages.StatusFailed.String(),
+		res := &Result{Index: index, Key: rw.key, ContentHash: rw.hash, ID: rw.id, Status: messages.StatusFailed.String(),
 			Error:    &ResultError{Kind: kind, Message: fmt.Sprintf("line %d: ", index+1) + fmt.Sprintf(format, args...)},
 			Metadata: rw.metadata}
 		r.reader <- item{index: index, res: res}
 	}
-	var body map[string]any
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.UseNumber()
-	if err := dec.Decode(&body); err != nil {
-		fail("invalid_input", "not a JSON object: %v", err)
+	switch {
+	case ln.invalid != nil:
+		fail("invalid_input", "%v", ln.invalid)
 		return false
-	}
-	if body == nil {
-		fail("invalid_input", "not a JSON object: null")
+	case ln.dupID != nil:
+		// The input was not scanned first: the first line with the id
+		// keeps it, this one fails under a key of its own.
+		fail("invalid_input", "%v", ln.dupID)
 		return false
-	}
-	// More would let a stray '}' or ']' after the object pass.
-	if _, err := dec.Token(); err != io.EOF {
-		fail("invalid_input", "more than one JSON value on the line")
-		return false
-	}
-	if v, ok := body["metadata"]; ok {
-		rw.metadata, _ = json.Marshal(v)
-		delete(body, "metadata")
-	}
-	if v, ok := body["id"]; ok {
-		rw.id, _ = json.Marshal(v)
-		delete(body, "id")
 	}
 	r.mu.Lock()
 	r.rows[index] = rw
 	r.mu.Unlock()
 	// The request's life is not bound to ctx: an interrupt lets in-flight
 	// calls finish, and cancels the others itself.
-	h, err := r.model.Submit(context.WithoutCancel(ctx), body, imodel.WithMetadata(map[string]string{indexKey: strconv.Itoa(index)}))
+	h, err := r.model.Submit(context.WithoutCancel(ctx), ln.parsed.body, imodel.WithMetadata(map[string]string{indexKey: strconv.Itoa(index)}))
 	if err != nil {
 		r.mu.Lock()
 		delete(r.rows, index)
@@ -587,7 +635,7 @@ func (r *runner) result(it item) (*Result, bool) {
 		return nil, false
 	}
 	res := &Result{
-		Index: it.index, ID: rw.id, RequestID: ev.ID.String(), Status: ev.Status.String(),
+		Index: it.index, Key: rw.key, ContentHash: rw.hash, ID: rw.id, RequestID: ev.ID.String(), Status: ev.Status.String(),
 		Attempts: ev.Attempt, Metadata: rw.metadata,
 		Tokens: ResultTokens{Estimated: ev.Tokens.Estimated},
 		Timings: ResultTimings{
@@ -617,7 +665,8 @@ func encode(res *Result) []byte {
 	if err != nil {
 		// Every field is plain data or valid JSON: this cannot happen, and
 		// if it did, the line must still say the request failed.
-		b, _ = json.Marshal(Result{Index: res.Index, Status: messages.StatusFailed.String(), Error: &ResultError{Kind: "internal", Message: err.Error()}})
+		b, _ = json.Marshal(Result{Index: res.Index, Key: res.Key, ContentHash: res.ContentHash, Status: messages.StatusFailed.String(),
+			Error: &ResultError{Kind: "internal", Message: err.Error()}})
 	}
 	return append(b, '\n')
 }

@@ -171,6 +171,53 @@ func sameJSON(t testing.TB, a, b []byte) bool {
 	return reflect.DeepEqual(decode(a), decode(b))
 }
 
+// identities gives the identity of each line of input, blank lines being
+// the zero identity, as Run gives them.
+func identities(t testing.TB, input string) []identity {
+	t.Helper()
+	d := newIdentifier()
+	var ids []identity
+	for index, line := range strings.SplitAfter(input, "\n") {
+		if strings.TrimSpace(line) == "" {
+			ids = append(ids, identity{})
+			continue
+		}
+		p, _ := parseLine([]byte(line))
+		id, err := d.identify(index, []byte(line), p)
+		if err != nil {
+			t.Fatalf("line %d: %v", index+1, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// resultLines are the result lines a run writes for the lines at indices
+// of input, each with the given status.
+func resultLines(t testing.TB, input, status string, indices ...int) string {
+	t.Helper()
+	ids := identities(t, input)
+	var sb strings.Builder
+	for _, i := range indices {
+		res := &Result{Index: i, Key: ids[i].key, ContentHash: ids[i].hash, ID: ids[i].id, Status: status}
+		if status == "FAILED" {
+			res.Error = &ResultError{Kind: "server", Message: "earlier failure"}
+		}
+		sb.Write(encode(res))
+	}
+	return sb.String()
+}
+
+// readPrior reads results as ReadPrior does, failing the test on an error.
+func readPrior(t testing.TB, results string) *Prior {
+	t.Helper()
+	p, _, err := ReadPrior(strings.NewReader(results))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // runInput runs cfg on input and returns the parsed results, the raw output,
 // the summary and Run's error.
 func runInput(t testing.TB, ctx context.Context, cfg Config, in Input, progress Reporter) ([]Result, []byte, *Summary, error) {

@@ -58,11 +58,19 @@ func progressLine(s Snapshot) string {
 }
 
 func rates(s Snapshot) string {
-	out := fmt.Sprintf("%.0f rpm / %d", s.RPM(), s.RPMLimit)
+	out := achieved(s.RPM()) + fmt.Sprintf(" rpm / %d", s.RPMLimit)
 	if s.TPMLimit > 0 {
-		out += fmt.Sprintf(", %.0f tpm / %d", s.TPM(), s.TPMLimit)
+		out += ", " + achieved(s.TPM()) + fmt.Sprintf(" tpm / %d", s.TPMLimit)
 	}
 	return out
+}
+
+// achieved shows a rate, "-" while it cannot be told (see Snapshot.RPM).
+func achieved(rate float64) string {
+	if rate == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", rate)
 }
 
 func eta(s Snapshot) string {

@@ -1,18 +1,21 @@
 package batch
 
 import (
-	"bufio"
 	"encoding/json"
-	"io"
 	"time"
-
-	"github.com/lionactor/lionactor/messages"
 )
 
 // Result is one line of the results file.
 type Result struct {
-	// Index is the request's 0-based line number in the input.
+	// Index is the request's 0-based line number in this run's input.
 	Index int `json:"index"`
+	// Key is the request's identity, which a rerun matches results by:
+	// "id:" and the line's "id" when it has one, else its ContentHash and
+	// its occurrence among identical lines, as in "sha256:…#1".
+	Key string `json:"key"`
+	// ContentHash is "sha256:" and the hex SHA-256 of the canonical content
+	// the result answers: the line without its "id", keys sorted, no spaces.
+	ContentHash string `json:"content_hash"`
 	// ID is the input line's "id", as given.
 	ID json.RawMessage `json:"id,omitempty"`
 	// RequestID is the executor's ID of the request.
@@ -52,40 +55,3 @@ type ResultTimings struct {
 }
 
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// terminal reports whether status ends a request for good, so that a rerun
-// skips it. CANCELLED is not written by batch: a cancelled request is one
-// an interrupt kept from finishing, and a rerun must do it.
-func terminal(status string) bool {
-	s, err := messages.ParseStatus(status)
-	return err == nil && s.Terminal() && s != messages.StatusCancelled
-}
-
-// ReadDone reads an existing results file and returns the indices that
-// already have a final result. Lines that do not parse (such as a line cut
-// short by a crash) are ignored, so their requests run again. It also
-// reports whether the file ends without a newline, which the caller must add
-// before appending.
-func ReadDone(r io.Reader) (done map[int]bool, needsNewline bool, err error) {
-	done = map[int]bool{}
-	br := bufio.NewReaderSize(r, 1<<16)
-	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 {
-			needsNewline = line[len(line)-1] != '\n'
-			var res struct {
-				Index  *int   `json:"index"`
-				Status string `json:"status"`
-			}
-			if json.Unmarshal(line, &res) == nil && res.Index != nil && terminal(res.Status) {
-				done[*res.Index] = true
-			}
-		}
-		if err == io.EOF {
-			return done, needsNewline, nil
-		}
-		if err != nil {
-			return nil, false, err
-		}
-	}
-}

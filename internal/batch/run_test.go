@@ -280,9 +280,12 @@ func TestRunTooManyTokens(t *testing.T) {
 func TestRunSkipsDoneIndices(t *testing.T) {
 	sim, base := startSim(t, simulator.Config{})
 	const n = 40
-	skip := map[int]bool{0: true, 3: true, 17: true, 38: true, 39: true, 500: true}
+	skip := map[int]bool{0: true, 3: true, 17: true, 38: true, 39: true}
 	input := jsonl(t, n)
-	results, _, sum, err := runInput(t, context.Background(), testConfig(base), Input{R: strings.NewReader(input), Skip: skip, Total: n}, nil)
+	// A result for a request no longer in the input changes nothing.
+	prior := readPrior(t, resultLines(t, input, "COMPLETED", 0, 3, 17, 38, 39)+
+		string(encode(&Result{Index: 12, Key: "id:gone", ContentHash: "sha256:00", Status: "COMPLETED"})))
+	results, _, sum, err := runInput(t, context.Background(), testConfig(base), Input{R: strings.NewReader(input), Prior: prior, Total: n}, nil)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -294,7 +297,7 @@ func TestRunSkipsDoneIndices(t *testing.T) {
 	}
 	wantIndices(t, results, want)
 	s := sum.Snapshot()
-	if s.Skipped != 5 || s.Completed != n-5 || s.Read != n || s.Remaining() != 0 {
+	if s.Skipped != 5 || s.New != n-5 || s.Completed != n-5 || s.Read != n || s.Remaining() != 0 {
 		t.Errorf("summary %+v, want 5 skipped, %d completed, 0 remaining", s, n-5)
 	}
 	if st := sim.Stats(); st.Requests != int64(n-5) {
@@ -350,11 +353,11 @@ func TestRunInterruptAndResume(t *testing.T) {
 				t.Errorf("summary says %d done, the file has %d", s.Done(), len(first))
 			}
 
-			done, needsNewline, err := ReadDone(bytes.NewReader(out.Bytes()))
-			if err != nil || needsNewline || len(done) != len(first) {
-				t.Fatalf("ReadDone: %d done, needsNewline %v, %v", len(done), needsNewline, err)
+			done, needsNewline, err := ReadPrior(bytes.NewReader(out.Bytes()))
+			if err != nil || needsNewline || done.Len() != len(first) {
+				t.Fatalf("ReadPrior: %d done, needsNewline %v, %v", done.Len(), needsNewline, err)
 			}
-			second, _, sum2, err := runInput(t, context.Background(), cfg, Input{R: strings.NewReader(input), Skip: done, Total: n}, nil)
+			second, _, sum2, err := runInput(t, context.Background(), cfg, Input{R: strings.NewReader(input), Prior: done, Total: n}, nil)
 			if err != nil {
 				t.Fatalf("second Run: %v", err)
 			}
@@ -401,7 +404,7 @@ func TestRunInterruptWhileWaitingForRoom(t *testing.T) {
 	cfg := testConfig(base)
 	cfg.Queue, cfg.Concurrency = 1, 1 // a window of two requests
 	const n = 10
-	skip := map[int]bool{6: true, 7: true, 8: true, 9: true}
+	skip := []int{6, 7, 8, 9}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// Lines 0 and 1 fill the window (the slow simulator keeps them there):
@@ -411,8 +414,9 @@ func TestRunInterruptWhileWaitingForRoom(t *testing.T) {
 	for i := range n {
 		lr.lines = append(lr.lines, requestLine(t, i)+"\n")
 	}
+	prior := readPrior(t, resultLines(t, strings.Join(lr.lines, ""), "COMPLETED", skip...))
 	var out bytes.Buffer
-	sum, err := Run(ctx, cfg, Input{R: lr, Skip: skip}, &out, nil)
+	sum, err := Run(ctx, cfg, Input{R: lr, Prior: prior}, &out, nil)
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("Run: %v, want ErrInterrupted", err)
 	}
@@ -423,6 +427,11 @@ func TestRunInterruptWhileWaitingForRoom(t *testing.T) {
 	}
 	if s.Read != 3 {
 		t.Errorf("read %d lines before the interrupt, want 3", s.Read)
+	}
+	// The lines left unread are judged too: the summary's counts are
+	// those of the whole input.
+	if s.Skipped != len(skip) || s.New != n-len(skip) {
+		t.Errorf("%d done before, %d new; want %d and %d", s.Skipped, s.New, len(skip), n-len(skip))
 	}
 }
 

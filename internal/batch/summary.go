@@ -1,10 +1,12 @@
 package batch
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,12 +30,25 @@ type Summary struct {
 // Snapshot is a moment's copy of a Summary.
 type Snapshot struct {
 	RPMLimit, TPMLimit int
+	// Burst is how many calls the request bucket lets start at once.
+	Burst int
 	// Total is the number of requests in the input, when known in advance.
 	Total int
 	// Read counts request lines read; Unread those left unread by an
-	// interrupt; Skipped those with a result from an earlier run.
-	Read, Unread, Skipped int
-	Completed, Failed     int
+	// interrupt that would have run.
+	Read, Unread int
+	// Skipped counts the requests with a final result from an earlier run
+	// that this run did not redo ("done before"); New those without one;
+	// RetriedFailed those whose last result was FAILED, run again; Changed
+	// those whose id has a result for other content than the line's now,
+	// run again only if ChangedRerun. Each input request is in one of
+	// Skipped, New and RetriedFailed, or is Changed and counted in Skipped
+	// unless rerun.
+	Skipped, New, RetriedFailed, Changed int
+	ChangedRerun                         bool
+	// ChangedIDs are the ids of the first changed requests, as written.
+	ChangedIDs        []string
+	Completed, Failed int
 	// InvalidInput counts lines failed before any call: malformed, or
 	// impossible (too many tokens).
 	InvalidInput int
@@ -43,16 +58,29 @@ type Snapshot struct {
 	// Retrying is the number of retries scheduled (attempts after a first).
 	Retries int
 	// RateLimited is the number of 429 responses.
-	RateLimited     int64
-	TokensEstimated int64
-	TokensActual    int64
+	RateLimited int64
+	// TokensEstimated and TokensActual are the API tokens of the ended
+	// requests: estimated, and as the provider reported them.
+	TokensEstimated, TokensActual int64
+	// Reported counts the ended requests whose response reported usage,
+	// and ReportedEstimated is what was estimated for them: the estimate
+	// is compared with the actual count over these requests only.
+	Reported          int
+	ReportedEstimated int64
+	// Calls counts the calls started, retries included; FirstCall and
+	// LastCall are when the first and the last started.
+	Calls               int
+	FirstCall, LastCall time.Time
 	// P50, P95 and P99 are call latencies of completed requests.
 	P50, P95, P99 time.Duration
 	Start, End    time.Time
 }
 
+// maxChangedIDs is how many changed requests the summary names.
+const maxChangedIDs = 10
+
 func newSummary(cfg Config) *Summary {
-	return &Summary{s: Snapshot{RPMLimit: cfg.RPM, TPMLimit: cfg.TPM}}
+	return &Summary{s: Snapshot{RPMLimit: cfg.RPM, TPMLimit: cfg.TPM, Burst: cfg.burst(), ChangedRerun: cfg.RerunChanged}}
 }
 
 func (m *Summary) update(f func(*Snapshot)) {
@@ -64,12 +92,45 @@ func (m *Summary) update(f func(*Snapshot)) {
 func (m *Summary) begin(start time.Time, total int) {
 	m.update(func(s *Snapshot) { s.Start, s.Total = start, total })
 }
-func (m *Summary) blankLine()   {}
 func (m *Summary) read()        { m.update(func(s *Snapshot) { s.Read++ }) }
 func (m *Summary) unread(n int) { m.update(func(s *Snapshot) { s.Unread += n }) }
-func (m *Summary) skipped()     { m.update(func(s *Snapshot) { s.Skipped++ }) }
 func (m *Summary) failedInput() { m.update(func(s *Snapshot) { s.InvalidInput++ }) }
 func (m *Summary) retried()     { m.update(func(s *Snapshot) { s.Retries++ }) }
+
+// judged counts a request by what the run does with it.
+func (m *Summary) judged(v verdict, id json.RawMessage) {
+	m.update(func(s *Snapshot) {
+		switch v {
+		case runNew:
+			s.New++
+		case runRetry:
+			s.RetriedFailed++
+		case skipDone:
+			s.Skipped++
+		case runChanged, skipChanged:
+			s.Changed++
+			if v == skipChanged {
+				s.Skipped++
+			}
+			if len(s.ChangedIDs) < maxChangedIDs {
+				s.ChangedIDs = append(s.ChangedIDs, string(id))
+			}
+		}
+	})
+}
+
+// called counts a call started at t.
+func (m *Summary) called(t time.Time) {
+	m.update(func(s *Snapshot) {
+		s.Calls++
+		if s.FirstCall.IsZero() || t.Before(s.FirstCall) {
+			s.FirstCall = t
+		}
+		if t.After(s.LastCall) {
+			s.LastCall = t
+		}
+	})
+}
 func (m *Summary) ended(ev *messages.Event) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -89,6 +150,8 @@ func (m *Summary) ended(ev *messages.Event) {
 	m.s.TokensEstimated += int64(ev.Tokens.Estimated)
 	if ev.Tokens.HasActual {
 		m.s.TokensActual += int64(ev.Tokens.Actual)
+		m.s.Reported++
+		m.s.ReportedEstimated += int64(ev.Tokens.Estimated)
 	}
 }
 
@@ -121,9 +184,19 @@ func (m *Summary) Snapshot() Snapshot {
 // Done counts the requests with a result line in this run.
 func (s Snapshot) Done() int { return s.Completed + s.Failed + s.InvalidInput }
 
+// ToDo counts the requests this run has to do: those without a result, and
+// those rerun.
+func (s Snapshot) ToDo() int {
+	n := s.New + s.RetriedFailed
+	if s.ChangedRerun {
+		n += s.Changed
+	}
+	return n
+}
+
 // Remaining counts the requests without a final result: those an interrupt
 // left unread, cancelled or never submitted.
-func (s Snapshot) Remaining() int { return s.Read + s.Unread - s.Skipped - s.Done() }
+func (s Snapshot) Remaining() int { return s.ToDo() - s.Done() }
 
 // Elapsed is the run's wall time so far (or in all, once ended).
 func (s Snapshot) Elapsed() time.Duration {
@@ -134,14 +207,32 @@ func (s Snapshot) Elapsed() time.Duration {
 	return end.Sub(s.Start)
 }
 
-// RPM is the achieved rate of requests per minute: those that got a
-// response from a call, over the wall time.
+// CallSpan is the span in which calls were being started: from the first
+// call's start to the last's.
+func (s Snapshot) CallSpan() time.Duration { return s.LastCall.Sub(s.FirstCall) }
+
+// RPM is the achieved rate of calls (retries included) per minute over
+// CallSpan, or 0 until more than Burst calls have started.
+//
+// The request bucket lets Burst calls start at once and one more each
+// 60/limit seconds after, so n calls take at least (n - Burst) × 60/limit
+// seconds: RPM counts n - Burst calls over the span. It is never above the
+// limit when the run kept to it, and equals it when the run went at the
+// limit; a run that never needed its burst reads a little low, by
+// (Burst - 1) calls over the span. With the default burst of 1 it is the
+// plain rate between the first start and the last.
 func (s Snapshot) RPM() float64 {
-	return perMinute(float64(s.Completed+s.Failed), s.Elapsed())
+	if s.Calls <= s.Burst {
+		return 0
+	}
+	return perMinute(float64(s.Calls-s.Burst), s.CallSpan())
 }
 
-// TPM is the achieved rate of actual API tokens per minute.
-func (s Snapshot) TPM() float64 { return perMinute(float64(s.TokensActual), s.Elapsed()) }
+// TPM is the achieved rate of actual API tokens per minute over CallSpan.
+// The token bucket holds a minute's worth from the start, as the
+// providers' do, so a run much shorter than a minute may read above its
+// limit while keeping to it.
+func (s Snapshot) TPM() float64 { return perMinute(float64(s.TokensActual), s.CallSpan()) }
 
 func perMinute(n float64, d time.Duration) float64 {
 	if d <= 0 {
@@ -152,19 +243,89 @@ func perMinute(n float64, d time.Duration) float64 {
 
 // Write prints the run's summary.
 func (s Snapshot) Write(w io.Writer) {
-	fmt.Fprintf(w, "requests: %d completed, %d failed, %d invalid input, %d skipped (done before), %d remaining\n",
-		s.Completed, s.Failed, s.InvalidInput, s.Skipped, s.Remaining())
-	fmt.Fprintf(w, "retries: %d; 429 responses: %d\n", s.Retries, s.RateLimited)
-	errPct := 0.0
-	if s.TokensEstimated > 0 {
-		errPct = 100 * float64(s.TokensActual-s.TokensEstimated) / float64(s.TokensEstimated)
+	fmt.Fprintf(w, "requests: %d completed, %d failed, %d invalid input, %d remaining; %d done before, %d new",
+		s.Completed, s.Failed, s.InvalidInput, s.Remaining(), s.Skipped, s.New)
+	if s.RetriedFailed > 0 {
+		fmt.Fprintf(w, ", %d failed before and retried", s.RetriedFailed)
 	}
-	fmt.Fprintf(w, "tokens: %d estimated, %d actual (%+.1f%%)\n", s.TokensEstimated, s.TokensActual, errPct)
-	fmt.Fprintf(w, "rate: %.0f requests/min (limit %d, %.1f%%)", s.RPM(), s.RPMLimit, 100*s.RPM()/float64(max(s.RPMLimit, 1)))
-	if s.TPMLimit > 0 {
-		fmt.Fprintf(w, ", %.0f tokens/min (limit %d, %.1f%%)", s.TPM(), s.TPMLimit, 100*s.TPM()/float64(s.TPMLimit))
+	if s.Changed > 0 && s.ChangedRerun {
+		fmt.Fprintf(w, ", %d changed and rerun", s.Changed)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "call latency: p50 %v, p95 %v, p99 %v\n", s.P50.Round(time.Millisecond), s.P95.Round(time.Millisecond), s.P99.Round(time.Millisecond))
+	if s.Changed > 0 {
+		what := "not rerun (--rerun-changed reruns them)"
+		if s.ChangedRerun {
+			what = "rerun"
+		}
+		ids := strings.Join(s.ChangedIDs, ", ")
+		if more := s.Changed - len(s.ChangedIDs); more > 0 {
+			ids += fmt.Sprintf(" and %d more", more)
+		}
+		fmt.Fprintf(w, "changed since their result: %d, %s: %s\n", s.Changed, what, ids)
+	}
+	fmt.Fprintf(w, "retries: %d; 429 responses: %d\n", s.Retries, s.RateLimited)
+	fmt.Fprintln(w, tokensLine(s))
+	fmt.Fprintf(w, "rate: %s", rateOf(s.RPM(), s.RPMLimit, "requests/min"))
+	if s.TPMLimit > 0 {
+		fmt.Fprintf(w, ", %s", rateOf(s.TPM(), s.TPMLimit, "tokens/min"))
+	}
+	if s.Calls > 1 {
+		span := s.CallSpan()
+		if span >= time.Second {
+			span = span.Round(10 * time.Millisecond)
+		} else {
+			span = roundDuration(span)
+		}
+		fmt.Fprintf(w, " over %v of calls", span)
+	}
+	fmt.Fprintln(w)
+	if s.Completed == 0 {
+		fmt.Fprintln(w, "call latency: - (no call completed)")
+	} else {
+		fmt.Fprintf(w, "call latency: p50 %v, p95 %v, p99 %v\n", roundDuration(s.P50), roundDuration(s.P95), roundDuration(s.P99))
+	}
 	fmt.Fprintf(w, "wall time: %v\n", s.Elapsed().Round(10*time.Millisecond))
+}
+
+// tokensLine compares the estimated tokens with the actual ones over the
+// requests that reported usage only: a request without usage (a failure,
+// an endpoint that reports none) has an estimate and nothing to compare it
+// with.
+func tokensLine(s Snapshot) string {
+	errPct := 0.0
+	if s.ReportedEstimated > 0 {
+		errPct = 100 * float64(s.TokensActual-s.ReportedEstimated) / float64(s.ReportedEstimated)
+	}
+	line := fmt.Sprintf("tokens: %d estimated, %d actual (%+.1f%%) over the %s that reported usage",
+		s.ReportedEstimated, s.TokensActual, errPct, requests(s.Reported))
+	ended := s.Completed + s.Failed
+	if rest := ended - s.Reported; rest > 0 {
+		line += fmt.Sprintf("; %d more reported none (%d estimated)", rest, s.TokensEstimated-s.ReportedEstimated)
+	}
+	return line
+}
+
+// requests says "1 request" or "n requests".
+func requests(n int) string {
+	if n == 1 {
+		return "1 request"
+	}
+	return fmt.Sprintf("%d requests", n)
+}
+
+// rateOf shows an achieved rate against its limit; "-" while unknown.
+func rateOf(achieved float64, limit int, unit string) string {
+	if achieved == 0 {
+		return fmt.Sprintf("- %s (limit %d)", unit, limit)
+	}
+	return fmt.Sprintf("%.0f %s (limit %d, %.1f%%)", achieved, unit, limit, 100*achieved/float64(max(limit, 1)))
+}
+
+// roundDuration rounds d for display: to the millisecond, or to the
+// microsecond below one, so that a fast call does not read "0s".
+func roundDuration(d time.Duration) time.Duration {
+	if d < time.Millisecond {
+		return d.Round(time.Microsecond)
+	}
+	return d.Round(time.Millisecond)
 }

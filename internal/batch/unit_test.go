@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"math"
-	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -18,47 +17,106 @@ import (
 	"github.com/lionactor/lionactor/simulator"
 )
 
-func TestReadDone(t *testing.T) {
+// dump shows what a Prior holds, for comparison: "key K" or "index N" to
+// "COMPLETED", "FAILED kind", each with the content hash it answered.
+func dump(p *Prior) map[string]string {
+	m := map[string]string{}
+	show := func(r priorResult) string {
+		s := "COMPLETED"
+		if r.failed {
+			s = "FAILED " + r.kind
+		}
+		return s + " " + r.hash
+	}
+	for k, r := range p.byKey {
+		m["key "+k] = show(r)
+	}
+	for i, r := range p.byIndex {
+		m[fmt.Sprint("index ", i)] = show(r)
+	}
+	return m
+}
+
+func TestReadPrior(t *testing.T) {
 	tests := []struct {
 		name         string
 		in           string
-		done         []int
+		want         map[string]string
+		legacy       int
 		needsNewline bool
 	}{
-		{"empty", "", nil, false},
-		{"terminal statuses", `{"index":0,"status":"COMPLETED"}` + "\n" + `{"index":4,"status":"FAILED"}` + "\n", []int{0, 4}, false},
+		{"empty", "", map[string]string{}, 0, false},
+		{"keyed results",
+			`{"index":0,"key":"id:a","content_hash":"sha256:1","status":"COMPLETED"}` + "\n" +
+				`{"index":4,"key":"sha256:2#1","content_hash":"sha256:2","status":"FAILED","error":{"kind":"auth","message":"no"}}` + "\n",
+			map[string]string{"key id:a": "COMPLETED sha256:1", "key sha256:2#1": "FAILED auth sha256:2"}, 0, false},
+		{"the last final line of a key wins",
+			`{"index":0,"key":"id:a","content_hash":"sha256:1","status":"FAILED","error":{"kind":"server"}}` + "\n" +
+				`{"index":7,"key":"id:a","content_hash":"sha256:1","status":"COMPLETED"}` + "\n" +
+				`{"index":1,"key":"id:b","content_hash":"sha256:3","status":"COMPLETED"}` + "\n" +
+				`{"index":1,"key":"id:b","content_hash":"sha256:3","status":"FAILED","error":{"kind":"rate_limited"}}` + "\n" +
+				`{"index":1,"key":"id:b","content_hash":"sha256:3","status":"CANCELLED"}` + "\n",
+			map[string]string{"key id:a": "COMPLETED sha256:1", "key id:b": "FAILED rate_limited sha256:3"}, 0, false},
 		{"cancelled and live statuses do not count",
-			`{"index":1,"status":"CANCELLED"}` + "\n" + `{"index":2,"status":"QUEUED"}` + "\n" + `{"index":3,"status":"completed"}` + "\n" + `{"index":5,"status":"COMPLETED"}` + "\n",
-			[]int{5}, false},
-		{"garbage, no index, blank lines and arrays are ignored",
-			"garbage\n\n" + `{"status":"COMPLETED"}` + "\n" + `[{"index":7,"status":"COMPLETED"}]` + "\n" + `{"index":"8","status":"COMPLETED"}` + "\n" + `{"index":9,"status":"FAILED"}` + "\n",
-			[]int{9}, false},
-		{"a line cut short", `{"index":0,"status":"COMPLETED"}` + "\n" + `{"index":1,"sta`, []int{0}, true},
-		{"a whole last line without its newline", `{"index":0,"status":"COMPLETED"}` + "\n" + `{"index":1,"status":"COMPLETED"}`, []int{0, 1}, true},
-		{"index zero is an index", `{"index":0,"status":"FAILED"}` + "\n", []int{0}, false},
-		{"CRLF lines", `{"index":2,"status":"COMPLETED"}` + "\r\n", []int{2}, false},
-		{"a result line as Run writes it", string(encode(&Result{Index: 12, Status: "COMPLETED", Attempts: 1})), []int{12}, false},
+			`{"index":1,"key":"id:x","status":"CANCELLED"}` + "\n" + `{"index":2,"key":"id:y","status":"QUEUED"}` + "\n" +
+				`{"index":3,"key":"id:z","status":"completed"}` + "\n" + `{"index":5,"key":"id:w","status":"COMPLETED"}` + "\n",
+			map[string]string{"key id:w": "COMPLETED "}, 0, false},
+		{"garbage, blank lines and arrays are ignored",
+			"garbage\n\n" + `{"status":"COMPLETED"}` + "\n" + `[{"index":7,"status":"COMPLETED"}]` + "\n" +
+				`{"index":"8","status":"COMPLETED"}` + "\n" + `{"index":9,"key":"id:k","status":"FAILED"}` + "\n",
+			map[string]string{"key id:k": "FAILED  "}, 0, false},
+		{"results written before keys: by id, else by index",
+			`{"index":0,"id":"a","status":"COMPLETED"}` + "\n" + `{"index":1,"id":7,"status":"FAILED","error":{"kind":"auth"}}` + "\n" +
+				`{"index":2,"status":"COMPLETED"}` + "\n" + `{"index":3,"id":null,"status":"COMPLETED"}` + "\n" +
+				`{"index":4,"id":{"b":1,"a":[2]},"status":"COMPLETED"}` + "\n",
+			map[string]string{"key id:a": "COMPLETED ", "key id:7": "FAILED auth ", "index 2": "COMPLETED ", "index 3": "COMPLETED ",
+				`key id:{"a":[2],"b":1}`: "COMPLETED "}, 5, false},
+		{"a line cut short", `{"index":0,"key":"id:a","status":"COMPLETED"}` + "\n" + `{"index":1,"key":"id:b","sta`,
+			map[string]string{"key id:a": "COMPLETED "}, 0, true},
+		{"a whole last line without its newline", `{"index":0,"key":"id:a","status":"COMPLETED"}`,
+			map[string]string{"key id:a": "COMPLETED "}, 0, true},
+		{"CRLF lines", `{"index":2,"key":"id:c","status":"COMPLETED"}` + "\r\n", map[string]string{"key id:c": "COMPLETED "}, 0, false},
+		{"a result line as Run writes it", string(encode(&Result{Index: 12, Key: "sha256:9#2", ContentHash: "sha256:9", Status: "COMPLETED", Attempts: 1})),
+			map[string]string{"key sha256:9#2": "COMPLETED sha256:9"}, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			done, nl, err := ReadDone(strings.NewReader(tt.in))
+			p, nl, err := ReadPrior(strings.NewReader(tt.in))
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := slices.Sorted(maps.Keys(done))
-			if !slices.Equal(got, tt.done) || nl != tt.needsNewline {
-				t.Errorf("ReadDone = %v, %v; want %v, %v", got, nl, tt.done, tt.needsNewline)
+			if got := dump(p); !maps.Equal(got, tt.want) || nl != tt.needsNewline || p.Legacy() != tt.legacy {
+				t.Errorf("ReadPrior = %v, %v, %d legacy; want %v, %v, %d", got, nl, p.Legacy(), tt.want, tt.needsNewline, tt.legacy)
+			}
+			if p.Len() != len(tt.want) {
+				t.Errorf("Len %d, want %d", p.Len(), len(tt.want))
 			}
 		})
 	}
 }
 
-func TestReadDoneReadError(t *testing.T) {
+func TestReadPriorReadError(t *testing.T) {
 	boom := errors.New("boom")
-	in := io.MultiReader(strings.NewReader(`{"index":0,"status":"COMPLETED"}`+"\n"), iotest.ErrReader(boom))
-	done, _, err := ReadDone(in)
-	if !errors.Is(err, boom) || done != nil {
-		t.Errorf("ReadDone = %v, %v; want nil, boom", done, err)
+	in := io.MultiReader(strings.NewReader(`{"index":0,"key":"id:a","status":"COMPLETED"}`+"\n"), iotest.ErrReader(boom))
+	p, _, err := ReadPrior(in)
+	if !errors.Is(err, boom) || p != nil {
+		t.Errorf("ReadPrior = %v, %v; want nil, boom", p, err)
+	}
+}
+
+func TestPriorFailedKinds(t *testing.T) {
+	p := readPrior(t, `{"index":0,"key":"id:a","status":"FAILED","error":{"kind":"auth"}}`+"\n"+
+		`{"index":1,"key":"id:b","status":"FAILED","error":{"kind":"auth"}}`+"\n"+
+		`{"index":2,"status":"FAILED","error":{"kind":"server"}}`+"\n"+
+		`{"index":3,"key":"id:c","status":"COMPLETED"}`+"\n"+
+		`{"index":4,"key":"id:d","status":"FAILED","error":{"kind":"server"}}`+"\n"+
+		`{"index":4,"key":"id:d","status":"COMPLETED"}`+"\n")
+	if got, want := p.FailedKinds(), map[string]int{"auth": 2, "server": 1}; !maps.Equal(got, want) {
+		t.Errorf("FailedKinds = %v, want %v", got, want)
+	}
+	var none *Prior
+	if none.Len() != 0 || none.Legacy() != 0 || len(none.FailedKinds()) != 0 {
+		t.Errorf("a nil Prior is not empty")
 	}
 }
 
@@ -102,8 +160,8 @@ func TestExecutorConfig(t *testing.T) {
 	if err := rc.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if rc.RequestsPerInterval != 3000 || rc.RequestInterval != time.Minute || rc.RequestBurst != 50 {
-		t.Errorf("request limit %d per %v, burst %d; want 3000 per minute, burst 50", rc.RequestsPerInterval, rc.RequestInterval, rc.RequestBurst)
+	if rc.RequestsPerInterval != 3000 || rc.RequestInterval != time.Minute || rc.RequestBurst != 1 {
+		t.Errorf("request limit %d per %v, burst %d; want 3000 per minute, burst 1", rc.RequestsPerInterval, rc.RequestInterval, rc.RequestBurst)
 	}
 	if rc.TokensPerInterval != 90_000 || rc.TokenInterval != time.Minute {
 		t.Errorf("token limit %d per %v", rc.TokensPerInterval, rc.TokenInterval)
@@ -114,7 +172,7 @@ func TestExecutorConfig(t *testing.T) {
 	if rc.QueueCapacity < c.Queue+c.Concurrency {
 		t.Errorf("queue capacity %d is smaller than the runner's window %d", rc.QueueCapacity, c.Queue+c.Concurrency)
 	}
-	// A burst of its own wins; a small RPM still gets a burst of one.
+	// A burst of its own wins; without one, a small RPM gets a burst of one too.
 	c.Burst = 5
 	if rc := c.executorConfig(nil); rc.RequestBurst != 5 {
 		t.Errorf("burst %d, want 5", rc.RequestBurst)
@@ -210,9 +268,10 @@ func TestOrderer(t *testing.T) {
 func fixedSnapshot() Snapshot {
 	start := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	return Snapshot{
-		RPMLimit: 600, TPMLimit: 10_000, Total: 10,
-		Read: 7, Skipped: 2, Completed: 2, Failed: 1, InvalidInput: 1,
-		Retries: 3, RateLimited: 2, TokensEstimated: 400, TokensActual: 300,
+		RPMLimit: 600, TPMLimit: 10_000, Burst: 1, Total: 10,
+		Read: 7, Skipped: 2, New: 5, Completed: 2, Failed: 1, InvalidInput: 1,
+		Retries: 3, RateLimited: 2, TokensEstimated: 400, TokensActual: 300, Reported: 2, ReportedEstimated: 250,
+		Calls: 7, FirstCall: start.Add(time.Second), LastCall: start.Add(31 * time.Second),
 		P50: 12 * time.Millisecond, P95: 40400 * time.Microsecond, P99: 51 * time.Millisecond,
 		Start: start, End: start.Add(time.Minute),
 	}
@@ -223,34 +282,62 @@ func TestSnapshotArithmetic(t *testing.T) {
 	if s.Done() != 4 {
 		t.Errorf("Done = %d", s.Done())
 	}
-	if s.Remaining() != 1 { // 7 read - 2 skipped - 4 done
-		t.Errorf("Remaining = %d", s.Remaining())
+	if s.ToDo() != 5 || s.Remaining() != 1 { // 5 new - 4 done
+		t.Errorf("ToDo = %d, Remaining = %d", s.ToDo(), s.Remaining())
 	}
-	s.Unread = 5
+	s.RetriedFailed, s.Changed = 3, 2
+	if s.Remaining() != 4 {
+		t.Errorf("Remaining with 3 failed before retried and 2 changed, not rerun = %d", s.Remaining())
+	}
+	s.ChangedRerun = true
 	if s.Remaining() != 6 {
-		t.Errorf("Remaining with 5 unread = %d", s.Remaining())
+		t.Errorf("Remaining with the 2 changed rerun = %d", s.Remaining())
 	}
-	if s.Elapsed() != time.Minute || s.RPM() != 3 || s.TPM() != 300 {
-		t.Errorf("elapsed %v rpm %v tpm %v", s.Elapsed(), s.RPM(), s.TPM())
+	// 6 calls after the first over the 30 s from the first start to the
+	// last; 300 tokens over those 30 s.
+	if s.Elapsed() != time.Minute || s.CallSpan() != 30*time.Second || s.RPM() != 12 || s.TPM() != 600 {
+		t.Errorf("elapsed %v call span %v rpm %v tpm %v", s.Elapsed(), s.CallSpan(), s.RPM(), s.TPM())
 	}
 	s.End = time.Time{}
 	s.Start = time.Now().Add(-time.Second)
 	if e := s.Elapsed(); e < time.Second || e > time.Hour {
 		t.Errorf("a running snapshot's elapsed time is %v", e)
 	}
-	s.Start = time.Now().Add(time.Hour)
-	if s.RPM() != 0 {
-		t.Errorf("rate over a non-positive time: %v", s.RPM())
+	s.LastCall = s.FirstCall
+	if s.RPM() != 0 || s.TPM() != 0 {
+		t.Errorf("rate over no time: %v, %v", s.RPM(), s.TPM())
+	}
+}
+
+// The achieved rate of a run that kept to its limit is never above it,
+// whatever its burst; a run at the limit reads the limit.
+func TestSnapshotRPMWithABurst(t *testing.T) {
+	start := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	// 300 calls at 1200/min with a burst of 20: 20 at once, then one each
+	// 50 ms, the last 280 × 50 ms = 14 s after the first.
+	s := Snapshot{RPMLimit: 1200, Burst: 20, Calls: 300, FirstCall: start, LastCall: start.Add(14 * time.Second)}
+	if got := s.RPM(); got != 1200 {
+		t.Errorf("RPM = %v, want the limit 1200 (counting calls over the span would say %.0f)", got, 299/(14.0/60))
+	}
+	// The same with the default burst of 1: 299 intervals of 50 ms.
+	s.Burst, s.LastCall = 1, start.Add(14950*time.Millisecond)
+	if got := s.RPM(); math.Abs(got-1200) > 1e-9 {
+		t.Errorf("RPM = %v, want 1200", got)
+	}
+	// Until more calls than the burst have started, the rate is unknown.
+	s.Burst, s.Calls = 20, 20
+	if got := s.RPM(); got != 0 {
+		t.Errorf("RPM with every call in the burst = %v, want 0 (unknown)", got)
 	}
 }
 
 func TestSnapshotWrite(t *testing.T) {
 	var buf bytes.Buffer
 	fixedSnapshot().Write(&buf)
-	want := `requests: 2 completed, 1 failed, 1 invalid input, 2 skipped (done before), 1 remaining
+	want := `requests: 2 completed, 1 failed, 1 invalid input, 1 remaining; 2 done before, 5 new
 retries: 3; 429 responses: 2
-tokens: 400 estimated, 300 actual (-25.0%)
-rate: 3 requests/min (limit 600, 0.5%), 300 tokens/min (limit 10000, 3.0%)
+tokens: 250 estimated, 300 actual (+20.0%) over the 2 requests that reported usage; 1 more reported none (150 estimated)
+rate: 12 requests/min (limit 600, 2.0%), 600 tokens/min (limit 10000, 6.0%) over 30s of calls
 call latency: p50 12ms, p95 40ms, p99 51ms
 wall time: 1m0s
 `
@@ -260,25 +347,74 @@ wall time: 1m0s
 
 	// No token limit and no tokens: no tokens/min part and no division by zero.
 	s := fixedSnapshot()
-	s.TPMLimit, s.TokensEstimated, s.TokensActual = 0, 0, 0
+	s.TPMLimit, s.TokensEstimated, s.TokensActual, s.Reported, s.ReportedEstimated = 0, 0, 0, 0, 0
 	buf.Reset()
 	s.Write(&buf)
-	if out := buf.String(); strings.Contains(out, "tokens/min") || !strings.Contains(out, "tokens: 0 estimated, 0 actual (+0.0%)") || strings.Contains(out, "NaN") {
+	if out := buf.String(); strings.Contains(out, "tokens/min") || !strings.Contains(out, "tokens: 0 estimated, 0 actual (+0.0%) over the 0 requests") || strings.Contains(out, "NaN") {
 		t.Errorf("Write without a token limit:\n%s", out)
+	}
+
+	// Reruns, changed requests, calls under a millisecond.
+	s = fixedSnapshot()
+	s.RetriedFailed, s.Changed, s.ChangedIDs = 3, 12, []string{`"a"`, "7", `"c"`, `"d"`, `"e"`, `"f"`, `"g"`, `"h"`, `"i"`, `"j"`}
+	s.P50, s.P95, s.P99 = 850400*time.Nanosecond, 999*time.Microsecond, 1200*time.Microsecond
+	buf.Reset()
+	s.Write(&buf)
+	for _, want := range []string{
+		"requests: 2 completed, 1 failed, 1 invalid input, 4 remaining; 2 done before, 5 new, 3 failed before and retried\n",
+		`changed since their result: 12, not rerun (--rerun-changed reruns them): "a", 7, "c", "d", "e", "f", "g", "h", "i", "j" and 2 more` + "\n",
+		"call latency: p50 850µs, p95 999µs, p99 1ms\n",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("Write lacks %q:\n%s", want, buf.String())
+		}
+	}
+	s.ChangedRerun, s.Changed, s.ChangedIDs = true, 1, []string{`"a"`}
+	buf.Reset()
+	s.Write(&buf)
+	for _, want := range []string{", 1 changed and rerun\n", `changed since their result: 1, rerun: "a"` + "\n"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("Write lacks %q:\n%s", want, buf.String())
+		}
+	}
+
+	// A span under a second is shown to the millisecond, not as 0s.
+	s = fixedSnapshot()
+	s.LastCall = s.FirstCall.Add(2500 * time.Microsecond)
+	buf.Reset()
+	s.Write(&buf)
+	if want := "(limit 600, 24000.0%), 7200000 tokens/min (limit 10000, 72000.0%) over 3ms of calls\n"; !strings.Contains(buf.String(), want) {
+		t.Errorf("Write lacks %q:\n%s", want, buf.String())
+	}
+
+	// Nothing completed, one call: no latency, no rate yet.
+	s = fixedSnapshot()
+	s.Completed, s.Calls, s.LastCall = 0, 1, s.FirstCall
+	buf.Reset()
+	s.Write(&buf)
+	for _, want := range []string{"call latency: - (no call completed)\n", "rate: - requests/min (limit 600), - tokens/min (limit 10000)\n"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("Write lacks %q:\n%s", want, buf.String())
+		}
 	}
 }
 
 func TestProgressLine(t *testing.T) {
 	s := fixedSnapshot()
 	// 4 done of 10-2 to do; 15 s per request over the minute, 4 left.
-	want := "progress: 4/8 done (2 ok, 1 failed, 1 invalid), 3 retries, 3 rpm / 600, 300 tpm / 10000, ETA 1m0s"
+	want := "progress: 4/8 done (2 ok, 1 failed, 1 invalid), 3 retries, 12 rpm / 600, 600 tpm / 10000, ETA 1m0s"
 	if got := progressLine(s); got != want {
 		t.Errorf("progressLine:\n%s\nwant\n%s", got, want)
 	}
 	s.Total, s.TPMLimit = 0, 0
-	want = "progress: 4/? done (2 ok, 1 failed, 1 invalid), 3 retries, 3 rpm / 600, ETA -"
+	want = "progress: 4/? done (2 ok, 1 failed, 1 invalid), 3 retries, 12 rpm / 600, ETA -"
 	if got := progressLine(s); got != want {
 		t.Errorf("progressLine without a total:\n%s\nwant\n%s", got, want)
+	}
+	s.Calls = 1
+	want = "progress: 4/? done (2 ok, 1 failed, 1 invalid), 3 retries, - rpm / 600, ETA -"
+	if got := progressLine(s); got != want {
+		t.Errorf("progressLine after one call:\n%s\nwant\n%s", got, want)
 	}
 	s = fixedSnapshot()
 	s.Completed, s.Failed, s.InvalidInput = 0, 0, 0
@@ -374,7 +510,7 @@ func TestSummaryMatchesResultsFile(t *testing.T) {
 	cfg.TPM = 1_000_000
 	const n = 100
 	var sb strings.Builder
-	skip := map[int]bool{}
+	var skip []int
 	for i := range n {
 		switch {
 		case i%10 == 9:
@@ -383,15 +519,16 @@ func TestSummaryMatchesResultsFile(t *testing.T) {
 			sb.WriteString(requestLine(t, i) + "\n")
 		}
 		if i%25 == 0 {
-			skip[i] = true
+			skip = append(skip, i)
 		}
 	}
-	results, _, sum, err := runInput(t, context.Background(), cfg, Input{R: strings.NewReader(sb.String()), Skip: skip, Total: n}, nil)
+	prior := readPrior(t, resultLines(t, sb.String(), "COMPLETED", skip...))
+	results, _, sum, err := runInput(t, context.Background(), cfg, Input{R: strings.NewReader(sb.String()), Prior: prior, Total: n}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var completed, failed, invalid, retries int
-	var estimated, actual int64
+	var completed, failed, invalid, retries, reported, unreported int
+	var estimated, actual, unreportedEstimated int64
 	for _, r := range results {
 		switch {
 		case r.Status == "COMPLETED":
@@ -402,11 +539,16 @@ func TestSummaryMatchesResultsFile(t *testing.T) {
 			failed++
 		}
 		retries += max(r.Attempts-1, 0)
-		if r.Error == nil || r.Error.Kind != "invalid_input" {
+		switch {
+		case r.Tokens.Actual != nil:
+			// The estimate is compared with the actual count over the
+			// requests that reported usage only.
+			reported++
 			estimated += int64(r.Tokens.Estimated)
-		}
-		if r.Tokens.Actual != nil {
 			actual += int64(*r.Tokens.Actual)
+		case r.Error == nil || r.Error.Kind != "invalid_input":
+			unreported++
+			unreportedEstimated += int64(r.Tokens.Estimated)
 		}
 	}
 	if completed+failed+invalid != n-len(skip) || failed == 0 || invalid != 10 {
@@ -415,19 +557,22 @@ func TestSummaryMatchesResultsFile(t *testing.T) {
 
 	var buf bytes.Buffer
 	sum.Snapshot().Write(&buf)
-	var c, f, inv, sk, rem, re int
-	var rl, est, act int64
+	var c, f, inv, rem, sk, nw, re, rep, unrep int
+	var rl, est, act, unrepEst int64
+	var pct float64
 	out := buf.String()
-	if _, err := fmt.Sscanf(out, "requests: %d completed, %d failed, %d invalid input, %d skipped (done before), %d remaining\nretries: %d; 429 responses: %d\ntokens: %d estimated, %d actual",
-		&c, &f, &inv, &sk, &rem, &re, &rl, &est, &act); err != nil {
+	if _, err := fmt.Sscanf(out, "requests: %d completed, %d failed, %d invalid input, %d remaining; %d done before, %d new\nretries: %d; 429 responses: %d\n"+
+		"tokens: %d estimated, %d actual (%f%%) over the %d requests that reported usage; %d more reported none (%d estimated)",
+		&c, &f, &inv, &rem, &sk, &nw, &re, &rl, &est, &act, &pct, &rep, &unrep, &unrepEst); err != nil {
 		t.Fatalf("summary does not parse (%v):\n%s", err, out)
 	}
-	if c != completed || f != failed || inv != invalid || sk != len(skip) || rem != 0 || re != retries {
-		t.Errorf("summary says %d/%d/%d/%d skipped/%d remaining/%d retries; the file says %d/%d/%d/%d/0/%d\n%s",
-			c, f, inv, sk, rem, re, completed, failed, invalid, len(skip), retries, out)
+	if c != completed || f != failed || inv != invalid || sk != len(skip) || nw != n-len(skip) || rem != 0 || re != retries {
+		t.Errorf("summary says %d/%d/%d/%d done before/%d new/%d remaining/%d retries; the file says %d/%d/%d/%d/%d/0/%d\n%s",
+			c, f, inv, sk, nw, rem, re, completed, failed, invalid, len(skip), n-len(skip), retries, out)
 	}
-	if est != estimated || act != actual {
-		t.Errorf("summary tokens %d/%d, file %d/%d", est, act, estimated, actual)
+	if est != estimated || act != actual || rep != reported || unrep != unreported || unrepEst != unreportedEstimated || unreported == 0 {
+		t.Errorf("summary tokens %d/%d over %d, %d more (%d); file %d/%d over %d, %d more (%d)",
+			est, act, rep, unrep, unrepEst, estimated, actual, reported, unreported, unreportedEstimated)
 	}
 	if st := sim.Stats(); rl != st.ByStatus[429] || rl == 0 {
 		t.Errorf("summary 429s %d, simulator sent %d", rl, st.ByStatus[429])

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/spf13/pflag"
+
+	"github.com/lionactor/lionactor/messages"
+)
+
+// batchFlagOf names the batch flag that sets each configuration field the
+// library reports by its Go name, so that an error names what the user
+// typed. batch.Config reports its fields by flag name already.
+var batchFlagOf = map[string]string{
+	// imodel.EndpointConfig
+	"Provider":          "provider",
+	"BaseURL":           "url",
+	"Path":              "endpoint",
+	"Model":             "model",
+	"APIKey":            "api-key-env",
+	"Deployment":        "deployment",
+	"APIVersion":        "api-version",
+	"Headers":           "header",
+	"Timeout":           "timeout",
+	"Retry.MaxAttempts": "max-attempts",
+	// runtime.Config, as batch fills it
+	"Concurrency":         "concurrency",
+	"QueueCapacity":       "queue",
+	"RequestsPerInterval": "rpm",
+	"RequestBurst":        "burst",
+	"TokensPerInterval":   "tpm",
+	"MaxAttempts":         "max-attempts",
+	"CallTimeout":         "timeout",
+	// budget.MemberConfig, as batch fills it
+	"SharedBudget.Address":         "budget",
+	"SharedBudget.ExpectedMembers": "budget-members",
+	"SharedBudget.ListenAddr":      "budget-listen",
+}
+
+// flagError is a configuration error told by the flag that set the field:
+// "--url: must be an absolute http or https URL".
+type flagError struct {
+	flag string // "--url", or "" when no flag sets the field
+	err  *messages.ConfigError
+}
+
+func (e *flagError) Error() string {
+	if e.flag == "" {
+		return "invalid config: " + e.err.Field + ": " + e.err.Reason
+	}
+	return e.flag + ": " + e.err.Reason
+}
+
+func (e *flagError) Unwrap() error { return e.err }
+
+// namingFlags returns err, if it is a *messages.ConfigError, as a usage
+// error naming the flag of fl that sets its field; any other error as it is.
+func namingFlags(fl *pflag.FlagSet, of map[string]string, err error) error {
+	var ce *messages.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	fe := &flagError{err: ce}
+	name, ok := of[ce.Field]
+	if !ok {
+		name = ce.Field
+	}
+	if fl.Lookup(name) != nil {
+		fe.flag = "--" + name
+	}
+	return usageError{fe}
+}
