@@ -13,10 +13,10 @@
 // never fill a bucket past its burst.
 //
 // Redis keys, for a budget key K (a name such as budget.KeyFor makes, never
-// an API key), all with the hash tag {K} so that Redis Cluster keeps them
-// in one slot:
+// an API key; its braces and % escaped as %7B, %7D and %25), all with the
+// hash tag {K} so that Redis Cluster keeps them in one slot:
 //
-//	lionactor:{K}:state       hash: the limits applied, the two levels, the last refill, the end of a pause
+//	lionactor:{K}:state       hash: the limits applied, the two levels, the last refill, the end of a pause, the first member expiry
 //	lionactor:{K}:members     hash: member -> its limits and when they lapse
 //	lionactor:{K}:lease:ID    string: what lease ID granted, until its record expires
 //	lionactor:{K}:pause       the channel on which pauses are published

@@ -584,3 +584,23 @@ func TestEveryKeyOfABudgetIsInOneClusterSlot(t *testing.T) {
 		t.Fatalf("state key %q: braces and %% not escaped", got)
 	}
 }
+
+func TestAMemberChangingItsLimitsIsCountedAgain(t *testing.T) {
+	f := newFake(t, Config{})
+	low := actors.Limits{RequestsPerSecond: 2, RequestBurst: 2}
+	f.lease("a", want(1, 0, 0), limits)
+	f.lease("b", want(1, 0, 0), limits)
+	f.lease("a", want(1, 0, 0), low) // a lowers its limits: they apply
+	if f.level("rps") != 2 || f.level("rb") != 2 || f.level("tps") != 1000 {
+		t.Fatalf("limits %v/%v, tokens %v; want a's new 2/2 and b's tokens", f.level("rps"), f.level("rb"), f.level("tps"))
+	}
+	f.advance(time.Second)
+	f.lease("b", want(1, 0, 0), limits) // b unchanged: still a's
+	if f.level("rps") != 2 {
+		t.Fatalf("limits %v after b's lease; want still a's 2", f.level("rps"))
+	}
+	f.lease("a", want(1, 0, 0), limits) // a raises them back
+	if f.level("rps") != 10 || f.level("rb") != 5 {
+		t.Fatalf("limits %v/%v; want 10/5 again", f.level("rps"), f.level("rb"))
+	}
+}
