@@ -66,9 +66,20 @@ type Config struct {
 	// Cluster runs the server in cluster mode, on a loopback port, as the
 	// one node of a cluster that holds every slot.
 	Cluster bool
+	// Sentinel, if set, runs a Sentinel on a loopback port instead of a
+	// data server.
+	Sentinel *Sentinel
 	// Conf holds more redis.conf lines, such as ACL users:
-	// "user alice on >secret ~* &* +@all".
+	// "user alice on >secret ~* &* +@all", or "replicaof 127.0.0.1 PORT".
 	Conf []string
+}
+
+// Sentinel says what a Sentinel watches.
+type Sentinel struct {
+	Name      string        // the primary's name for clients ("mymaster" if empty)
+	Primary   string        // its host:port
+	Quorum    int           // Sentinels that must agree it is down (1 if 0)
+	DownAfter time.Duration // silence before a Sentinel thinks it down (Sentinel's default if 0)
 }
 
 // Server is a redis-server started by a test.
@@ -134,6 +145,9 @@ func (s *Server) configure() error {
 		"appendonly no",
 		"daemonize no",
 		`logfile ""`,
+		// A replica's first sync starts at once, not after 5 s of waiting
+		// for more replicas.
+		"repl-diskless-sync-delay 0",
 	}
 	switch {
 	case s.cfg.TLS:
@@ -147,6 +161,22 @@ func (s *Server) configure() error {
 			"tls-key-file "+filepath.Join(s.Dir, "server.key"),
 			"tls-ca-cert-file "+s.CAFile,
 			"tls-auth-clients no")
+	case s.cfg.Sentinel != nil:
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		host, primaryPort, err := net.SplitHostPort(s.cfg.Sentinel.Primary)
+		if err != nil {
+			return fmt.Errorf("redistest: Sentinel.Primary: %w", err)
+		}
+		name := s.sentinelName()
+		lines = append(lines, "port "+strconv.Itoa(port),
+			fmt.Sprintf("sentinel monitor %s %s %s %d", name, host, primaryPort, max(1, s.cfg.Sentinel.Quorum)))
+		if d := s.cfg.Sentinel.DownAfter; d > 0 {
+			lines = append(lines, fmt.Sprintf("sentinel down-after-milliseconds %s %d", name, d.Milliseconds()))
+		}
 	case s.cfg.TCP || s.cfg.Cluster:
 		port, err := freePort()
 		if err != nil {
@@ -180,20 +210,29 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+func (s *Server) sentinelName() string {
+	if s.cfg.Sentinel.Name == "" {
+		return "mymaster"
+	}
+	return s.cfg.Sentinel.Name
+}
+
 // readyWriter collects a run's output and tells when the server says it
-// accepts connections.
+// is ready: a data server that it accepts connections, a Sentinel that it
+// watches its primary.
 type readyWriter struct {
 	mu    sync.Mutex
 	buf   bytes.Buffer
 	ready chan struct{}
 	once  sync.Once
+	line  []byte // lower case
 }
 
 func (w *readyWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf.Write(p)
-	if bytes.Contains(bytes.ToLower(w.buf.Bytes()), []byte("ready to accept connections")) {
+	if bytes.Contains(bytes.ToLower(w.buf.Bytes()), w.line) {
 		w.once.Do(func() { close(w.ready) })
 	}
 	return len(p), nil
@@ -208,8 +247,13 @@ func (w *readyWriter) String() string {
 // start runs redis-server on s.conf and returns once it accepts
 // connections.
 func (s *Server) start() error {
-	out := &readyWriter{ready: make(chan struct{})}
-	cmd := exec.Command(s.bin, s.conf)
+	out := &readyWriter{ready: make(chan struct{}), line: []byte("ready to accept connections")}
+	args := []string{s.conf}
+	if s.cfg.Sentinel != nil {
+		out.line = []byte("+monitor master")
+		args = append(args, "--sentinel")
+	}
+	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.Dir
 	cmd.Stdout, cmd.Stderr = out, out
 	// If the test binary dies, so does the server.
@@ -259,9 +303,12 @@ func (s *Server) claimSlots(t testing.TB) {
 
 // URL is the server's address as a URL for redisbudget.ParseURL, without
 // credentials: redis://127.0.0.1:port, rediss://127.0.0.1:port?ca_file=…,
-// or unix:///…/redis.sock.
+// unix:///…/redis.sock, or for a Sentinel
+// redis://127.0.0.1:port?master_name=NAME.
 func (s *Server) URL() string {
 	switch {
+	case s.cfg.Sentinel != nil:
+		return "redis://" + s.Addr + "?master_name=" + s.sentinelName()
 	case s.cfg.TLS:
 		return "rediss://" + s.Addr + "?ca_file=" + s.CAFile
 	case s.Socket != "":

@@ -9,9 +9,12 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"github.com/lionactor/lionactor/internal/runtimetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -155,4 +158,30 @@ func TestAServerThatCannotStartIsReported(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "exited before it was ready") || !strings.Contains(err.Error(), "no-such-directive") {
 		t.Fatalf("start with a bad directive: %v", err)
 	}
+}
+
+func TestASentinelNamesItsPrimary(t *testing.T) {
+	primary := Start(t, Config{TCP: true})
+	replica := Start(t, Config{TCP: true, Conf: []string{"replicaof 127.0.0.1 " + strings.TrimPrefix(primary.Addr, "127.0.0.1:")}})
+	sentinel := Start(t, Config{Sentinel: &Sentinel{Name: "main", Primary: primary.Addr, DownAfter: time.Second}})
+	if sentinel.URL() != "redis://"+sentinel.Addr+"?master_name=main" {
+		t.Fatalf("URL %q", sentinel.URL())
+	}
+	c := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr})
+	defer c.Close()
+	addr, err := c.GetMasterAddrByName(context.Background(), "main").Result()
+	if err != nil || strings.Join(addr, ":") != primary.Addr {
+		t.Fatalf("the Sentinel names %v (%v); want %s", addr, err, primary.Addr)
+	}
+	// The replica follows the primary.
+	p := redis.NewClient(&redis.Options{Addr: primary.Addr})
+	defer p.Close()
+	if err := p.Set(context.Background(), "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	defer r.Close()
+	runtimetest.WaitFor(t, 10*time.Second, "the replica to have k", func() bool {
+		return r.Get(context.Background(), "k").Val() == "v"
+	})
 }
