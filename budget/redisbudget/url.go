@@ -63,11 +63,14 @@ func ParseURL(raw string) (*Options, error) {
 		q.Del("ca_file")
 		u.RawQuery = q.Encode()
 	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix" {
+		// user:password@host parses with "user" as its scheme: show
+		// nothing of what may be a password.
+		return nil, urlError(redactRaw(raw), "the scheme must be redis, rediss or unix")
+	}
 	o := &Options{shown: shown}
 	var tlsConfig *tls.Config
 	switch {
-	case u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix":
-		return nil, urlError(shown, "the scheme must be redis, rediss or unix")
 	case u.Scheme != "unix" && q.Has("master_name"):
 		if o.failover, err = redis.ParseFailoverURL(u.String()); err != nil {
 			return fail(err)
@@ -159,14 +162,14 @@ func redactRaw(raw string) string {
 		raw = raw[:i] + "?…"
 	}
 	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		if strings.Contains(raw, "@") || strings.Contains(raw, ":") {
-			return "(hidden)"
-		}
-		return raw
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
+	if at := strings.LastIndex(rest, "@"); ok && at >= 0 {
 		rest = "xxxxx@" + rest[at+1:]
+	}
+	if at := strings.LastIndex(raw, "@"); !ok && at >= 0 {
+		return "xxxxx@" + raw[at+1:]
+	}
+	if !ok {
+		return raw
 	}
 	return scheme + "://" + rest
 }
