@@ -256,8 +256,7 @@ func (s *Server) start() error {
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.Dir
 	cmd.Stdout, cmd.Stderr = out, out
-	// If the test binary dies, so does the server.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("redistest: starting redis-server: %w", err)
 	}
@@ -325,7 +324,7 @@ func (s *Server) Stop() { s.signal(syscall.SIGTERM) }
 // would end it.
 func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
 
-func (s *Server) signal(sig syscall.Signal) {
+func (s *Server) signal(sig os.Signal) {
 	s.mu.Lock()
 	cmd, exited := s.cmd, s.exited
 	s.mu.Unlock()
