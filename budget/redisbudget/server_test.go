@@ -14,6 +14,7 @@ import (
 
 	"github.com/lionactor/lionactor/actors"
 	"github.com/lionactor/lionactor/internal/redistest"
+	"github.com/lionactor/lionactor/internal/runtimetest"
 )
 
 // Against a real redis-server, started by each test.
@@ -354,5 +355,53 @@ func TestClosingASubscriptionNobodyReads(t *testing.T) {
 	}
 	if err := sub.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Through Sentinel, a failover to the replica: leases go on from the new
+// primary, with the budget as replicated, and its script cache empty (the
+// scripts are loaded again).
+func TestLeasesGoOnAfterASentinelFailover(t *testing.T) {
+	primary := redistest.Start(t, redistest.Config{TCP: true})
+	replica := redistest.Start(t, redistest.Config{TCP: true, Conf: []string{
+		"replicaof 127.0.0.1 " + strings.TrimPrefix(primary.Addr, "127.0.0.1:")}})
+	sentinel := redistest.Start(t, redistest.Config{Sentinel: &redistest.Sentinel{
+		Primary: primary.Addr, DownAfter: 300 * time.Millisecond}})
+	s := open(t, sentinel.URL(), Config{})
+	ctx := context.Background()
+	slow := actors.Limits{RequestsPerSecond: 0.001, RequestBurst: 5, TokensPerSecond: 1000, TokenBurst: 500}
+	if _, err := s.Lease(ctx, key, "a", want(1, 0, 0), slow); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Adjust(ctx, key, -300); err != nil || !ok {
+		t.Fatalf("adjust: %v, %v", ok, err)
+	}
+	// The replica has the budget before the primary goes.
+	r := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	defer r.Close()
+	runtimetest.WaitFor(t, 10*time.Second, "the replica to have the budget", func() bool {
+		return r.HGet(ctx, stateKey(key), "tl").Val() != ""
+	})
+	if loaded, err := r.ScriptExists(ctx, leaseScript.Hash()).Result(); err != nil || loaded[0] {
+		t.Fatalf("the replica has the lease script (%v, %v): the test would not show it loaded again", loaded, err)
+	}
+	primary.Kill()
+	start := time.Now()
+	var g Grant
+	runtimetest.WaitFor(t, 30*time.Second, "a lease from the new primary", func() bool {
+		var err error
+		g, err = s.Lease(ctx, key, "a", want(1, 0, 0), slow)
+		return err == nil
+	})
+	t.Logf("leases again %v after the primary was killed", time.Since(start).Round(time.Millisecond))
+	if role := r.Do(ctx, "ROLE").Val().([]any)[0]; role != "master" {
+		t.Fatalf("the replica's role is %v after the failover", role)
+	}
+	// The key was not new there: at 0.001 requests/s it holds no request.
+	if g.Requests != 0 || g.Wait < time.Minute {
+		t.Fatalf("lease after the failover: %+v; want the replicated, empty budget", g)
+	}
+	if tl, _ := r.HGet(ctx, stateKey(key), "tl").Float64(); tl < 300 {
+		t.Fatalf("token level %v on the new primary; want the 300 refunded and more", tl)
 	}
 }
