@@ -68,6 +68,14 @@ var ErrEmptyName = errors.New("redisbudget: empty budget key or member name")
 
 // Store keeps shared budgets in Redis. Its methods are safe for concurrent
 // use; each is one round trip, an atomic script on the server.
+//
+// go-redis sends a command again after a network error (up to the
+// client's MaxRetries, 3 by default; max_retries=-1 in the URL turns that
+// off), so a script that ran before the connection broke may run twice. For
+// Lease that costs budget, never more than the limit: the first lease is
+// never used and lapses. For Return it is harmless (a lease counts once);
+// for Pause, idempotent; a refund by Adjust may count twice, within the
+// burst.
 type Store struct {
 	client redis.UniversalClient
 	cfg    Config
@@ -88,7 +96,9 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 // randomID picks a lease ID: random rather than counted, so that an ID
 // from before a restart of Redis (whose count would start again) never
 // names a lease granted after it. Bit 63 is always clear (a member may use
-// it for leases of its own), and 0 is never used.
+// it for leases of its own), and 0 is never used. Two live leases of one
+// key with one ID (a chance of 2^-63 a pair) would cost a refund: the later
+// record replaces the earlier.
 func randomID() uint64 {
 	for {
 		if id := rand.Uint64() &^ (1 << 63); id != 0 {
