@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/lionactor/lionactor/actors"
 	"github.com/lionactor/lionactor/budget/budgetpb"
@@ -34,6 +38,19 @@ type ServiceConfig struct {
 	MemberTimeout time.Duration
 	// Logger receives the service's logs; nil means quiet.
 	Logger *slog.Logger
+
+	// Secret, if set, is the secret the service shares with its members:
+	// it then refuses every message without a valid proof of it (see
+	// [Secret]) and signs its own. At least MinSecretLen bytes.
+	Secret Secret
+	// TLS, if set, makes [Listen] serve over mutual TLS: only processes
+	// with a certificate signed by TLS.CA can connect. [NewService] refuses
+	// it: give the remote layer you start TLS options yourself.
+	TLS TLSFiles
+	// Insecure lets [Listen] serve without TLS on an address other than
+	// loopback, where anything that reaches it can connect. Without it,
+	// Listen refuses such an address.
+	Insecure bool
 }
 
 // Validate reports an invalid field as a *messages.ConfigError.
@@ -44,7 +61,10 @@ func (c ServiceConfig) Validate() error {
 	case c.MemberTimeout < 0:
 		return &messages.ConfigError{Field: "MemberTimeout", Reason: "must not be negative"}
 	}
-	return nil
+	if err := c.Secret.check("Secret"); err != nil {
+		return err
+	}
+	return c.TLS.check("TLS")
 }
 
 func (c ServiceConfig) withDefaults() ServiceConfig {
@@ -65,7 +85,8 @@ type ServiceStats struct {
 	Keys    int // budgets known
 	Members int // members heard from within MemberTimeout, over all keys
 	// Leases is the number of leases granted and not yet returned or
-	// expired; LeasesByMember breaks it down by member (its PID).
+	// expired; LeasesByMember breaks it down by member, named
+	// by its PID as address/id.
 	Leases         int
 	LeasesByMember map[string]int
 	Waiting        int // lease requests waiting for budget
@@ -76,12 +97,22 @@ type ServiceStats struct {
 	ReturnedRequests           int64 // unused requests given back
 	ReturnedTokens             int64
 	Pauses                     int64 // pauses that extended a key's pause
+
+	// RefusedConnections counts the connections that failed the TLS
+	// handshake (a server from Listen with TLS); RefusedMessages the
+	// messages without a valid proof of the secret (a service with a
+	// Secret), and signed messages to a service without one.
+	RefusedConnections int64
+	RefusedMessages    int64
 }
 
 // Service is a running budget service.
 type Service struct {
 	system *actor.ActorSystem
 	pid    *actor.PID
+	// refusedConns counts refused TLS handshakes, for a service that
+	// Listen started with TLS; nil otherwise.
+	refusedConns *atomic.Int64
 }
 
 // ErrServiceStopped is returned by Service methods after Stop.
@@ -91,18 +122,36 @@ var ErrServiceStopped = errors.New("budget: service stopped")
 // members in other processes to reach it, system must have protoactor's
 // remote layer started ([Listen] does both).
 func NewService(system *actor.ActorSystem, cfg ServiceConfig) (*Service, error) {
+	if cfg.TLS.Enabled() {
+		return nil, &messages.ConfigError{Field: "TLS", Reason: "only Listen applies it: start your remote layer with TLS options (remote.WithServerOptions, remote.WithDialOptions)"}
+	}
+	return newService(system, cfg, nil)
+}
+
+func newService(system *actor.ActorSystem, cfg ServiceConfig, refusedConns *atomic.Int64) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
 	pid, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return &service{cfg: cfg, keys: map[string]*keyState{}, leases: map[uint64]*leaseRecord{}}
+		return &service{
+			cfg: cfg, keys: map[string]*keyState{}, leases: map[uint64]*leaseRecord{},
+			sealer:     newSealer(cfg.Secret),
+			refusedLog: throttle{interval: time.Second},
+			replies:    rate.NewLimiter(refusalReplies, refusalReplies),
+		}
 	}), ServiceName)
 	if err != nil {
 		return nil, fmt.Errorf("budget: spawning service: %w", err)
 	}
-	return &Service{system: system, pid: pid}, nil
+	return &Service{system: system, pid: pid, refusedConns: refusedConns}, nil
 }
+
+// refusalReplies is how many Refused answers the service sends per second
+// at most. A refused member learns why from one; a flood of bogus messages
+// with made-up senders must not make the service connect out to every
+// address they name.
+const refusalReplies = 10
 
 // PID is the service actor.
 func (s *Service) PID() *actor.PID { return s.pid }
@@ -116,6 +165,9 @@ func (s *Service) Stats() (ServiceStats, error) {
 	st, ok := res.(*ServiceStats)
 	if !ok {
 		return ServiceStats{}, ErrServiceStopped
+	}
+	if s.refusedConns != nil {
+		st.RefusedConnections = s.refusedConns.Load()
 	}
 	return *st, nil
 }
@@ -146,10 +198,15 @@ type service struct {
 	nextID uint64
 	sweep  *time.Timer
 	stats  ServiceStats
+
+	sealer     *sealer // nil without a secret
+	refusedLog throttle
+	replies    *rate.Limiter // Refused answers
 }
 
 type keyState struct {
 	name    string
+	label   string // for logs: the endpoint, without the key's hash
 	bucket  *bucket
 	members map[string]*memberState
 	waiting []waitingLease
@@ -180,23 +237,15 @@ func (s *service) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		s.self, s.root = ctx.Self(), ctx.ActorSystem().Root
-		s.cfg.Logger.Info("budget service started", slog.String("pid", s.self.String()), slog.Duration("lease_ttl", s.cfg.LeaseTTL))
-	case *budgetpb.LeaseRequest:
-		s.lease(ctx, m, now)
-	case *budgetpb.LeaseReturn:
-		s.giveBack(m, now)
-	case *budgetpb.TokenAdjust:
-		if k := s.keys[m.GetKey()]; k != nil {
-			s.seen(k, ctx.Sender(), nil, now)
-			k.bucket.adjust(now, m.GetDelta())
-			s.serve(ctx, k, now)
+		s.cfg.Logger.Info("budget service started", slog.String("pid", pidName(s.self)), slog.Duration("lease_ttl", s.cfg.LeaseTTL))
+	case *budgetpb.Signed:
+		s.signed(ctx, m, now)
+	case *budgetpb.LeaseRequest, *budgetpb.LeaseReturn, *budgetpb.TokenAdjust, *budgetpb.Pause, *budgetpb.Ping:
+		if s.sealer != nil {
+			s.refuse(ctx, ctx.Sender(), m.(proto.Message), nil, refusedNoProof, now)
+			return
 		}
-	case *budgetpb.Pause:
-		if k := s.keys[m.GetKey()]; k != nil {
-			s.pause(ctx, k, ctx.Sender(), time.Duration(m.GetDurationNanos()), now)
-		}
-	case *budgetpb.Ping:
-		s.respond(ctx, &budgetpb.Pong{LeaseTtlNanos: int64(s.cfg.LeaseTTL)})
+		s.handle(ctx, ctx.Sender(), m, now)
 	case *keyTick:
 		if k := s.keys[m.key]; k != nil {
 			s.serve(ctx, k, now)
@@ -204,7 +253,7 @@ func (s *service) Receive(ctx actor.Context) {
 	case *sweepTick:
 		s.sweepNow(now)
 	case *statsQuery:
-		s.respond(ctx, s.snapshot(now))
+		ctx.Respond(s.snapshot(now))
 	case *actor.Stopping:
 		for _, k := range s.keys {
 			if k.timer != nil {
@@ -217,30 +266,104 @@ func (s *service) Receive(ctx actor.Context) {
 	}
 }
 
-func (s *service) respond(ctx actor.Context, m any) {
-	if ctx.Sender() != nil {
-		ctx.Respond(m)
+// signed opens a signed message and handles what it carries, or refuses
+// it.
+func (s *service) signed(ctx actor.Context, m *budgetpb.Signed, now time.Time) {
+	from := ctx.Sender()
+	if s.sealer == nil {
+		s.refuse(ctx, from, m, m.GetNonce(), refusedNoSecret, now)
+		return
+	}
+	if from == nil {
+		s.refuse(ctx, nil, m, nil, refusedNoProof, now) // signed by nobody
+		return
+	}
+	inner, why := s.sealer.open(m, toService, pidName(from), now)
+	if why != "" {
+		s.refuse(ctx, from, m, m.GetNonce(), why, now)
+		return
+	}
+	s.handle(ctx, from, inner, now)
+}
+
+// handle serves a member's message, checked if the service has a secret.
+func (s *service) handle(ctx actor.Context, from *actor.PID, m any, now time.Time) {
+	switch m := m.(type) {
+	case *budgetpb.LeaseRequest:
+		s.lease(ctx, from, m, now)
+	case *budgetpb.LeaseReturn:
+		s.giveBack(m, now)
+	case *budgetpb.TokenAdjust:
+		if k := s.keys[m.GetKey()]; k != nil {
+			s.seen(k, from, nil, now)
+			k.bucket.adjust(now, m.GetDelta())
+			s.serve(ctx, k, now)
+		}
+	case *budgetpb.Pause:
+		if k := s.keys[m.GetKey()]; k != nil {
+			s.pause(ctx, k, from, time.Duration(m.GetDurationNanos()), now)
+		}
+	case *budgetpb.Ping:
+		s.send(ctx, from, &budgetpb.Pong{LeaseTtlNanos: int64(s.cfg.LeaseTTL), PingId: m.GetId()}, now)
 	}
 }
 
-func (s *service) lease(ctx actor.Context, m *budgetpb.LeaseRequest, now time.Time) {
-	from := ctx.Sender()
+// send sends m to a member, signed if the service has a secret.
+func (s *service) send(ctx actor.Context, to *actor.PID, m proto.Message, now time.Time) {
+	switch {
+	case to == nil:
+	case s.sealer != nil:
+		ctx.Send(to, s.sealer.seal(m, toMember, pidName(to), now))
+	default:
+		ctx.Send(to, m)
+	}
+}
+
+// refuse counts and logs a refused message, and tells its sender why if
+// the service has not told too many already this second. The log is
+// throttled too: a flood of bogus messages leaves one line a second, with
+// the count of those not logged.
+func (s *service) refuse(ctx actor.Context, from *actor.PID, m proto.Message, nonce []byte, why refusal, now time.Time) {
+	s.stats.RefusedMessages++
+	if ok, held := s.refusedLog.allow(now); ok {
+		sender := "none"
+		if from != nil {
+			sender = shorten(pidName(from))
+		}
+		what := string(m.ProtoReflect().Descriptor().Name())
+		if sm, ok := m.(*budgetpb.Signed); ok {
+			what = "signed " + shorten(sm.GetType())
+		}
+		s.cfg.Logger.Warn("budget: refused a message",
+			slog.String("from", sender), slog.String("message", what), slog.String("reason", string(why)),
+			slog.Int64("refusals_not_logged", held))
+	}
+	if from != nil && s.replies.AllowN(now, 1) {
+		ctx.Send(from, &budgetpb.Refused{Nonce: nonce, Reason: string(why)})
+	}
+}
+
+// pidName names a PID the same way in every process: PID.String is
+// protobuf's text form, which is not stable across binaries.
+func pidName(pid *actor.PID) string { return pid.GetAddress() + "/" + pid.GetId() }
+
+func (s *service) lease(ctx actor.Context, from *actor.PID, m *budgetpb.LeaseRequest, now time.Time) {
 	if from == nil || m.GetKey() == "" {
 		return // nowhere to send a grant, or no budget to take it from
 	}
 	limits := fromWire(m.GetLimits())
 	k := s.keys[m.GetKey()]
 	if k == nil {
-		k = &keyState{name: m.GetKey(), members: map[string]*memberState{}, bucket: newBucket(limits, now)}
+		k = &keyState{name: m.GetKey(), label: keyLabel(m.GetKey(), len(s.keys)+1), members: map[string]*memberState{}, bucket: newBucket(limits, now)}
 		s.keys[k.name] = k
-		s.cfg.Logger.Info("budget: new key", slog.String("key", k.name))
+		s.cfg.Logger.Info("budget: new key", slog.String("key", k.label))
 	}
 	s.seen(k, from, &limits, now)
 	for _, w := range k.waiting {
 		if w.req.GetRequestId() == m.GetRequestId() && w.from.Equal(from) {
 			// A member asking again is checking that the service is
 			// alive: tell it the request is still waiting.
-			ctx.Send(from, &budgetpb.Pong{LeaseTtlNanos: int64(s.cfg.LeaseTTL)})
+			s.send(ctx, from, &budgetpb.Pong{LeaseTtlNanos: int64(s.cfg.LeaseTTL)}, now)
 			return
 		}
 	}
@@ -254,14 +377,14 @@ func (s *service) seen(k *keyState, member *actor.PID, limits *actors.Limits, no
 	if member == nil {
 		return
 	}
-	ms := k.members[member.String()]
+	ms := k.members[pidName(member)]
 	if ms == nil {
 		if limits == nil {
 			return // only a lease request makes a member
 		}
 		ms = &memberState{pid: member}
-		k.members[member.String()] = ms
-		s.cfg.Logger.Info("budget: member joined", slog.String("key", k.name), slog.String("member", member.String()))
+		k.members[pidName(member)] = ms
+		s.cfg.Logger.Info("budget: member joined", slog.String("key", k.label), slog.String("member", pidName(member)))
 	}
 	ms.lastSeen = now
 	if limits != nil && *limits != ms.limits {
@@ -301,14 +424,14 @@ func (s *service) serve(ctx actor.Context, k *keyState, now time.Time) {
 		k.waiting = k.waiting[1:]
 		s.nextID++
 		id := s.nextID
-		s.leases[id] = &leaseRecord{key: k.name, member: w.from.String(), requests: requests, tokens: tokens, expires: now.Add(s.cfg.LeaseTTL)}
+		s.leases[id] = &leaseRecord{key: k.name, member: pidName(w.from), requests: requests, tokens: tokens, expires: now.Add(s.cfg.LeaseTTL)}
 		s.stats.Granted++
 		s.stats.GrantedRequests += requests
 		s.stats.GrantedTokens += tokens
-		ctx.Send(w.from, &budgetpb.LeaseGrant{
+		s.send(ctx, w.from, &budgetpb.LeaseGrant{
 			RequestId: r.GetRequestId(), LeaseId: id,
 			Requests: requests, Tokens: tokens, TtlNanos: int64(s.cfg.LeaseTTL),
-		})
+		}, now)
 		s.armSweep()
 	}
 	if len(k.waiting) == 0 {
@@ -341,12 +464,15 @@ func (s *service) sweepNow(now time.Time) {
 			s.stats.Expired++
 		}
 	}
+	if s.sealer != nil {
+		s.sealer.forget(now)
+	}
 	members := 0
 	for _, k := range s.keys {
 		for name, ms := range k.members {
 			if now.Sub(ms.lastSeen) > s.cfg.MemberTimeout {
 				delete(k.members, name)
-				s.cfg.Logger.Info("budget: member gone quiet", slog.String("key", k.name), slog.String("member", name))
+				s.cfg.Logger.Info("budget: member gone quiet", slog.String("key", k.label), slog.String("member", pidName(ms.pid)))
 				s.applyLimits(k, now)
 			}
 		}
@@ -382,10 +508,10 @@ func (s *service) pause(ctx actor.Context, k *keyState, from *actor.PID, d time.
 		return
 	}
 	s.stats.Pauses++
-	s.cfg.Logger.Info("budget: key paused", slog.String("key", k.name), slog.Duration("for", d))
+	s.cfg.Logger.Info("budget: key paused", slog.String("key", k.label), slog.Duration("for", d))
 	for _, ms := range k.members {
 		if from == nil || !ms.pid.Equal(from) {
-			ctx.Send(ms.pid, &budgetpb.Pause{Key: k.name, DurationNanos: int64(d)})
+			s.send(ctx, ms.pid, &budgetpb.Pause{Key: k.name, DurationNanos: int64(d)}, now)
 		}
 	}
 }
@@ -407,4 +533,11 @@ func (s *service) snapshot(now time.Time) *ServiceStats {
 		st.Waiting += len(k.waiting)
 	}
 	return &st
+}
+
+// keyLabel names key n in logs: its endpoint and number, never the hash of
+// its API key.
+func keyLabel(key string, n int) string {
+	endpoint, _, _ := strings.Cut(key, "#")
+	return fmt.Sprintf("%s (budget %d)", endpoint, n)
 }

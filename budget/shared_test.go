@@ -32,7 +32,7 @@ type localMember struct {
 }
 
 func (m localMember) Attach(_ *actor.ActorSystem, limits actors.Limits, logger *slog.Logger) (*actor.Props, func(), error) {
-	return brokerProps(m.withDefaults(), limits, logger, m.service), func() {}, nil
+	return brokerProps(m.withDefaults(), limits, logger, m.service, nil), func() {}, nil
 }
 
 type localRun struct {
@@ -44,7 +44,9 @@ type localRun struct {
 	burst   int
 }
 
-func newLocalRun(t *testing.T, perMin, burst int, ttl time.Duration) *localRun {
+// newLocalRun starts a simulator and a service; edit, if given, changes the
+// service's configuration.
+func newLocalRun(t *testing.T, perMin, burst int, ttl time.Duration, edit ...func(*ServiceConfig)) *localRun {
 	t.Helper()
 	sim, err := simulator.New(simulator.Config{
 		RequestsPerMinute: perMin, RequestBurst: burst,
@@ -60,7 +62,11 @@ func newLocalRun(t *testing.T, perMin, burst int, ttl time.Duration) *localRun {
 	t.Cleanup(func() { sim.Close() })
 	system := newSystem(slog.New(slog.DiscardHandler))
 	t.Cleanup(system.Shutdown)
-	svc, err := NewService(system, ServiceConfig{LeaseTTL: ttl, Logger: testLogger(t)})
+	cfg := ServiceConfig{LeaseTTL: ttl, Logger: testLogger(t)}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	svc, err := NewService(system, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +80,8 @@ type localExec struct {
 	logs  *runtimetest.Buffer
 }
 
-func (r *localRun) join(t *testing.T, expected int) *localExec {
+// join starts a member; edit, if given, changes its configuration.
+func (r *localRun) join(t *testing.T, expected int, edit ...func(*MemberConfig)) *localExec {
 	t.Helper()
 	logs := &runtimetest.Buffer{}
 	cfg := runtime.DefaultConfig()
@@ -83,13 +90,14 @@ func (r *localRun) join(t *testing.T, expected int) *localExec {
 	cfg.RequestsPerInterval, cfg.RequestInterval = r.perMin, time.Minute
 	cfg.RequestBurst = r.burst / 4
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	cfg.SharedBudget = localMember{
-		MemberConfig: MemberConfig{
-			Address: "127.0.0.1:1", Key: KeyFor(r.baseURL, localKey), ExpectedMembers: expected,
-			ReplyTimeout: 200 * time.Millisecond, RejoinInterval: 50 * time.Millisecond,
-		},
-		service: r.svc.PID(),
+	mc := MemberConfig{
+		Address: "127.0.0.1:1", Key: KeyFor(r.baseURL, localKey), ExpectedMembers: expected,
+		ReplyTimeout: 200 * time.Millisecond, RejoinInterval: 50 * time.Millisecond,
 	}
+	for _, e := range edit {
+		e(&mc)
+	}
+	cfg.SharedBudget = localMember{MemberConfig: mc, service: r.svc.PID()}
 	ex, err := runtime.Spawn(r.system.Root, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -368,4 +376,57 @@ type tWriter struct{ t *testing.T }
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+func TestLocalGracefulStopReturnsLeasesAtOnce(t *testing.T) {
+	const ttl = 5 * time.Second
+	r := newLocalRun(t, 6000, 20, ttl) // 100 requests/s; members ask with burst 5
+	// Another member pauses the key, so that the next lease request waits
+	// at the service while its requests are cancelled: the lease then
+	// arrives with nothing to spend it on.
+	p := newProbe(t, r.system)
+	key := KeyFor(r.baseURL, localKey)
+	r.system.Root.RequestWithCustomSender(r.svc.PID(), &budgetpb.LeaseRequest{
+		Key: key, RequestId: 1, Requests: 1, Limits: &budgetpb.Limits{RequestsPerSecond: 100, RequestBurst: 5},
+	}, p.pid)
+	if _, ok := p.next(t).(*budgetpb.LeaseGrant); !ok {
+		t.Fatal("the probe got no lease")
+	}
+	r.system.Root.RequestWithCustomSender(r.svc.PID(), &budgetpb.Pause{Key: key, DurationNanos: int64(time.Second)}, p.pid)
+
+	m := r.join(t, 2, func(c *MemberConfig) { c.ReplyTimeout = ttl })
+	hs := m.submit(t, 4)
+	runtimetest.WaitFor(t, 5*time.Second, "the member asks for a lease", func() bool {
+		st, err := r.svc.Stats()
+		return err == nil && st.Waiting == 1
+	})
+	for _, h := range hs {
+		h.Cancel()
+	}
+	completed(t, hs)
+	runtimetest.WaitFor(t, 10*time.Second, "the lease arrives", func() bool { return m.ex.Stats().Shared.HeldRequests > 0 })
+	held := m.ex.Stats().Shared
+	if held.Leases != 1 || held.Returned != 0 || m.ex.Stats().RequestBudget != float64(held.HeldRequests) {
+		t.Fatalf("before stop: %+v, budget %v", held, m.ex.Stats().RequestBudget)
+	}
+
+	start := time.Now()
+	if err := m.ex.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Stop returned once the service had the lease back, not at its expiry.
+	st, err := r.svc.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := pidName(actor.NewPID(m.ex.System().Address(), m.ex.PID().Id+"/budget"))
+	if st.Returned != 1 || st.ReturnedRequests != held.HeldRequests || st.Expired != 0 || st.LeasesByMember[mine] != 0 {
+		t.Errorf("service after the member stopped: %+v, want its lease of %d returned, none expired", st, held.HeldRequests)
+	}
+	if d := time.Since(start); d >= ttl {
+		t.Errorf("Stop took %v: it waited out the broker's reply timeout", d)
+	}
+	if after := m.ex.Stats().Shared; after.Returned != 1 || after.ReturnedRequests != held.HeldRequests || after.HeldRequests != 0 {
+		t.Errorf("member after stop: %+v", after)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -80,7 +81,7 @@ func TestExecutorConfigSharedBudget(t *testing.T) {
 		Address: "127.0.0.1:7070", Key: budget.KeyFor("http://127.0.0.1:8787/v1", key),
 		ExpectedMembers: 3, ListenAddr: "127.0.0.1:0",
 	}
-	if mc != want {
+	if !reflect.DeepEqual(mc, want) {
 		t.Errorf("member config %+v, want %+v", mc, want)
 	}
 	if strings.Contains(mc.Key, key) || strings.Contains(mc.Key, "secret") {
