@@ -36,6 +36,20 @@ type TLSFiles struct {
 // Enabled reports whether any file is named.
 func (f TLSFiles) Enabled() bool { return f != TLSFiles{} }
 
+// RemoteOptions reads the files and returns the options that make a
+// protoactor remote layer use them: mutual TLS on its server and on its
+// connections out. They are for a service or a member in an actor system
+// whose remote layer you start yourself; [Listen] and
+// [MemberConfig.Attach] apply TLSFiles on their own. An error is a
+// *messages.ConfigError naming the file at fault ("Cert", "Key", "CA").
+func (f TLSFiles) RemoteOptions() ([]remote.ConfigOption, error) {
+	server, client, err := f.load("")
+	if err != nil {
+		return nil, err
+	}
+	return remoteOptions(server, client, &tlsWatch{}), nil
+}
+
 // check reports a half-given identity, naming field.
 func (f TLSFiles) check(field string) error {
 	if !f.Enabled() {
@@ -43,7 +57,11 @@ func (f TLSFiles) check(field string) error {
 	}
 	for _, part := range []struct{ name, path string }{{"Cert", f.Cert}, {"Key", f.Key}, {"CA", f.CA}} {
 		if part.path == "" {
-			return &messages.ConfigError{Field: field + "." + part.name, Reason: "missing: TLS needs a certificate, its key and the CA of the peers"}
+			name := part.name
+			if field != "" {
+				name = field + "." + name
+			}
+			return &messages.ConfigError{Field: name, Reason: "missing: TLS needs a certificate, its key and the CA of the peers"}
 		}
 	}
 	return nil
@@ -56,7 +74,10 @@ func (f TLSFiles) load(field string) (server, client *tls.Config, err error) {
 		return nil, nil, err
 	}
 	bad := func(part string, err error) error {
-		return &messages.ConfigError{Field: field + "." + part, Reason: err.Error()}
+		if field != "" {
+			part = field + "." + part
+		}
+		return &messages.ConfigError{Field: part, Reason: err.Error()}
 	}
 	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
 	if err != nil {

@@ -2,13 +2,6 @@ package budget
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,95 +11,27 @@ import (
 	"time"
 
 	"google.golang.org/grpc/credentials"
+
+	"github.com/lionactor/lionactor/internal/runtimetest"
 )
 
-// testPKI is a certificate authority made for one test, in a temporary
-// directory: no private key is ever committed.
+// testPKI is a certificate authority made for one test.
 type testPKI struct {
-	dir  string
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	ca   string // the CA certificate's file
-}
-
-var serial struct {
-	sync.Mutex
-	n int64
-}
-
-func nextSerial() *big.Int {
-	serial.Lock()
-	defer serial.Unlock()
-	serial.n++
-	return big.NewInt(serial.n)
+	*runtimetest.PKI
+	ca  string // the CA certificate's file
+	dir string // where to put other files
 }
 
 func newTestPKI(t testing.TB, name string) *testPKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          nextSerial(),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	p := &testPKI{dir: t.TempDir(), cert: cert, key: key}
-	p.ca = p.write(t, name+"-ca.pem", "CERTIFICATE", der)
-	return p
+	p := runtimetest.NewPKI(t, name)
+	return &testPKI{PKI: p, ca: p.CA, dir: t.TempDir()}
 }
 
-func (p *testPKI) write(t testing.TB, name, kind string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(p.dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// issue makes a certificate for loopback (127.0.0.1, ::1, localhost), good
-// for server and client authentication, and returns the files of a
-// process that holds it and trusts this CA.
+// issue returns the files of a process with a certificate of this CA, for
+// loopback, that trusts this CA.
 func (p *testPKI) issue(t testing.TB, name string) TLSFiles {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: nextSerial(),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return TLSFiles{
-		Cert: p.write(t, name+".pem", "CERTIFICATE", der),
-		Key:  p.write(t, name+"-key.pem", "EC PRIVATE KEY", keyDER),
-		CA:   p.ca,
-	}
+	cert, key := p.Issue(t, name)
+	return TLSFiles{Cert: cert, Key: key, CA: p.ca}
 }
 
 func TestTLSFilesCheckAndLoad(t *testing.T) {
@@ -140,6 +65,14 @@ func TestTLSFilesCheckAndLoad(t *testing.T) {
 			wantConfigError(t, err, tt.field)
 		})
 	}
+	opts, err := good.RemoteOptions()
+	if err != nil || len(opts) != 2 {
+		t.Errorf("RemoteOptions = %d options, %v; want the server's and the dialer's", len(opts), err)
+	}
+	_, err = TLSFiles{Cert: good.Cert, Key: good.Key, CA: notPEM}.RemoteOptions()
+	wantConfigError(t, err, "CA")
+	_, err = TLSFiles{Cert: good.Cert}.RemoteOptions()
+	wantConfigError(t, err, "Key")
 	// The configurations and the members' config name the same fields.
 	mc := goodMemberConfig()
 	mc.TLS = TLSFiles{Cert: good.Cert}

@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/term"
 
+	"github.com/lionactor/lionactor/budget"
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/internal/batch"
 )
@@ -34,6 +35,8 @@ type batchFlags struct {
 	metricsAddr              string
 	budget, budgetListen     string
 	budgetMembers            int
+	budgetTLS                budget.TLSFiles
+	budgetSecretEnv          string
 }
 
 func newBatchCmd(e env) *cobra.Command {
@@ -80,6 +83,10 @@ crashed run is finished by running it again. Ctrl-C lets calls in flight finish
 	fl.StringVar(&f.budget, "budget", "", "share the rate limits with other processes through the budget service at this host:port (lionactor budget serve)")
 	fl.IntVar(&f.budgetMembers, "budget-members", 2, "processes sharing the --budget; while the service is unreachable each keeps to --rpm and --tpm divided by this, so set it to the number of processes")
 	fl.StringVar(&f.budgetListen, "budget-listen", "", "host:port, reachable from the budget service, where this process receives its answers (default: a free loopback port, enough for a service on this host)")
+	fl.StringVar(&f.budgetTLS.Cert, "budget-tls-cert", "", "PEM certificate of this process for the --budget service's mutual TLS (with --budget-tls-key and --budget-tls-ca)")
+	fl.StringVar(&f.budgetTLS.Key, "budget-tls-key", "", "PEM private key of --budget-tls-cert")
+	fl.StringVar(&f.budgetTLS.CA, "budget-tls-ca", "", "PEM certificate of the CA that signed the budget service's certificate")
+	fl.StringVar(&f.budgetSecretEnv, "budget-secret-env", "", "environment variable holding the secret shared with the --budget service (its --secret-env)")
 	return cmd
 }
 
@@ -143,11 +150,16 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags) error {
 	if err != nil {
 		return err
 	}
+	secret, err := secretFromEnv(e.getenv, "--budget-secret-env", f.budgetSecretEnv)
+	if err != nil {
+		return err
+	}
 	cfg := batch.Config{
 		Endpoint: ep, RPM: f.rpm, TPM: f.tpm, Burst: f.burst, Concurrency: f.concurrency,
 		MaxAttempts: f.maxAttempts, Timeout: f.timeout, Queue: f.queue, Ordered: f.ordered,
 		Grace: f.grace, MetricsAddr: f.metricsAddr,
 		Budget: f.budget, BudgetMembers: f.budgetMembers, BudgetListen: f.budgetListen,
+		BudgetTLS: f.budgetTLS, BudgetSecret: secret,
 	}
 	switch {
 	case f.verbose:
