@@ -180,11 +180,13 @@ type broker struct {
 	ttl     time.Duration       // lease lifetime, as the service last said
 
 	// Connected mode: the request out at the service.
-	joined  bool
-	reqID   uint64
-	sentAt  time.Time
-	heard   time.Time // when the service last said anything
-	waitFor *time.Timer
+	joined    bool
+	reqID     uint64
+	sentAt    time.Time
+	heard     time.Time // when the service last said anything
+	waitFor   *time.Timer
+	lastSent  time.Time   // when this member last sent the service anything
+	heartbeat *time.Timer // every heartbeatEvery()
 
 	// Fallback mode.
 	local   *bucket
@@ -216,6 +218,7 @@ type replyCheck struct{ id uint64 }
 type localRetry struct{}
 type probeTick struct{}
 type flushTimeout struct{}
+type heartbeatTick struct{}
 
 // Receive implements actor.Actor.
 func (b *broker) Receive(ctx actor.Context) {
@@ -225,6 +228,16 @@ func (b *broker) Receive(ctx actor.Context) {
 		b.self, b.root = ctx.Self(), ctx.ActorSystem().Root
 		b.joined, b.since = true, now // until the service proves otherwise
 		b.report(ctx)
+		self, root := b.self, b.root
+		b.heartbeat = time.AfterFunc(b.heartbeatEvery(), func() { root.Send(self, &heartbeatTick{}) })
+	case *heartbeatTick:
+		// A member that has spoken for a while is known to the service,
+		// which holds back its share once it is silent for long: say it
+		// is still here.
+		if b.joined && b.reqID > 0 && now.Sub(b.lastSent) >= b.heartbeatEvery() {
+			b.tell(ctx, b.ping())
+		}
+		b.heartbeat.Reset(b.heartbeatEvery())
 	case *actors.LeaseWanted:
 		b.limiter, b.want = ctx.Sender(), m
 		if b.joined {
@@ -277,7 +290,7 @@ func (b *broker) Receive(ctx actor.Context) {
 	case *flushTimeout:
 		b.endFlush()
 	case *actor.Stopping:
-		for _, t := range []*time.Timer{b.waitFor, b.retry, b.probe} {
+		for _, t := range []*time.Timer{b.waitFor, b.retry, b.probe, b.heartbeat} {
 			if t != nil {
 				t.Stop()
 			}
@@ -328,20 +341,27 @@ func (b *broker) signed(ctx actor.Context, m *budgetpb.Signed, now time.Time) {
 
 // tell sends m to the service, signed if the member has a secret.
 func (b *broker) tell(ctx actor.Context, m proto.Message) {
+	b.lastSent = time.Now()
 	if b.sealer == nil {
 		ctx.Request(b.service, m)
 		return
 	}
-	sm := b.sealer.seal(m, toService, pidName(b.self), time.Now())
+	sm := b.sealer.seal(m, toService, pidName(b.self), b.lastSent)
 	b.nonces[b.nextOut] = sm.GetNonce()
 	b.nextOut = (b.nextOut + 1) % len(b.nonces)
 	ctx.Request(b.service, sm)
 }
 
-// ping is a new Ping.
+// heartbeatEvery is how long a joined member stays silent at most: a third
+// of its reply timeout. The service holds back its share once it has been
+// silent for three quarters of it (see service.join), which leaves most of
+// the difference for a late timer or a slow network.
+func (b *broker) heartbeatEvery() time.Duration { return b.cfg.ReplyTimeout / 3 }
+
+// ping is a new Ping, saying whether this member keeps to its local share.
 func (b *broker) ping() *budgetpb.Ping {
 	b.pings++
-	return &budgetpb.Ping{Id: b.pings}
+	return &budgetpb.Ping{Id: b.pings, Key: b.cfg.Key, LocalShare: !b.joined}
 }
 
 // refused handles the service's refusal of one of this member's messages:
@@ -397,11 +417,20 @@ func (b *broker) report(ctx actor.Context) {
 func (b *broker) returnLeases(ctx actor.Context, m *actors.ReturnLeases) {
 	b.want = nil
 	if !b.joined || b.flush != nil {
-		close(m.Done) // nothing went to the service, or a flush is under way
+		// Nothing went to the service, or a flush is under way. One
+		// that fell back still says it leaves, so that the service stops
+		// holding its share back, if the word gets there.
+		if !b.joined && b.reqID > 0 {
+			p := b.ping()
+			p.Leaving = true
+			b.tell(ctx, p)
+		}
+		close(m.Done)
 		return
 	}
 	b.flush = m.Done
 	p := b.ping()
+	p.Leaving = true
 	b.flushPing = p.GetId()
 	b.tell(ctx, p)
 	self, root := b.self, b.root
@@ -429,7 +458,8 @@ func (b *broker) send(ctx actor.Context) {
 	b.tell(ctx, &budgetpb.LeaseRequest{
 		Key: b.cfg.Key, RequestId: b.reqID,
 		Requests: b.want.Requests, Tokens: b.want.Tokens, MinTokens: b.want.MinTokens,
-		Limits: toWire(b.limits),
+		Limits:          toWire(b.limits),
+		ExpectedMembers: int64(b.cfg.ExpectedMembers), ReplyTimeoutNanos: int64(b.cfg.ReplyTimeout),
 	})
 }
 

@@ -90,6 +90,10 @@ type ServiceStats struct {
 	Leases         int
 	LeasesByMember map[string]int
 	Waiting        int // lease requests waiting for budget
+	// HeldBack is the number of members whose share of their key's limits
+	// the service holds back: they said they keep to their local share, or
+	// have been silent for longer than they wait for an answer.
+	HeldBack int
 
 	Granted, Returned, Expired int64 // leases
 	GrantedRequests            int64 // requests in granted leases
@@ -205,18 +209,26 @@ type service struct {
 }
 
 type keyState struct {
-	name    string
-	label   string // for logs: the endpoint, without the key's hash
-	bucket  *bucket
-	members map[string]*memberState
-	waiting []waitingLease
-	timer   *time.Timer
+	name     string
+	label    string // for logs: the endpoint, without the key's hash
+	heldBack int    // members whose share is held back
+	bucket   *bucket
+	members  map[string]*memberState
+	waiting  []waitingLease
+	timer    *time.Timer
 }
 
 type memberState struct {
 	pid      *actor.PID
 	limits   actors.Limits
 	lastSeen time.Time
+	// expected is how many members the member expects; quietAfter how long
+	// it may stay silent before it could be keeping to its local share
+	// (0: never, for a member that did not say); local is set while it says
+	// it is.
+	expected   int
+	quietAfter time.Duration
+	local      bool
 }
 
 type waitingLease struct {
@@ -292,10 +304,13 @@ func (s *service) handle(ctx actor.Context, from *actor.PID, m any, now time.Tim
 	case *budgetpb.LeaseRequest:
 		s.lease(ctx, from, m, now)
 	case *budgetpb.LeaseReturn:
+		if k := s.keys[m.GetKey()]; k != nil {
+			s.seen(k, from, now)
+		}
 		s.giveBack(m, now)
 	case *budgetpb.TokenAdjust:
 		if k := s.keys[m.GetKey()]; k != nil {
-			s.seen(k, from, nil, now)
+			s.seen(k, from, now)
 			k.bucket.adjust(now, m.GetDelta())
 			s.serve(ctx, k, now)
 		}
@@ -304,8 +319,27 @@ func (s *service) handle(ctx actor.Context, from *actor.PID, m any, now time.Tim
 			s.pause(ctx, k, from, time.Duration(m.GetDurationNanos()), now)
 		}
 	case *budgetpb.Ping:
+		if k := s.keys[m.GetKey()]; k != nil {
+			s.pinged(ctx, k, from, m, now)
+		}
 		s.send(ctx, from, &budgetpb.Pong{LeaseTtlNanos: int64(s.cfg.LeaseTTL), PingId: m.GetId()}, now)
 	}
+}
+
+// pinged notes a member's word on its standing: still here, keeping to its
+// local share, or leaving.
+func (s *service) pinged(ctx actor.Context, k *keyState, from *actor.PID, m *budgetpb.Ping, now time.Time) {
+	ms := s.seen(k, from, now)
+	switch {
+	case ms == nil:
+		return
+	case m.GetLeaving():
+		delete(k.members, pidName(from))
+		s.cfg.Logger.Info("budget: member left", slog.String("key", k.label), slog.String("member", pidName(from)))
+	default:
+		ms.local = m.GetLocalShare()
+	}
+	s.serve(ctx, k, now) // at the limits as they now are
 }
 
 // send sends m to a member, signed if the service has a secret.
@@ -358,7 +392,7 @@ func (s *service) lease(ctx actor.Context, from *actor.PID, m *budgetpb.LeaseReq
 		s.keys[k.name] = k
 		s.cfg.Logger.Info("budget: new key", slog.String("key", k.label))
 	}
-	s.seen(k, from, &limits, now)
+	s.join(k, from, m, limits, now)
 	for _, w := range k.waiting {
 		if w.req.GetRequestId() == m.GetRequestId() && w.from.Equal(from) {
 			// A member asking again is checking that the service is
@@ -371,39 +405,72 @@ func (s *service) lease(ctx actor.Context, from *actor.PID, m *budgetpb.LeaseReq
 	s.serve(ctx, k, now)
 }
 
-// seen records that member spoke for k, with its limits if it sent them,
-// and applies the lowest limits of k's live members.
-func (s *service) seen(k *keyState, member *actor.PID, limits *actors.Limits, now time.Time) {
-	if member == nil {
-		return
-	}
-	ms := k.members[pidName(member)]
+// join records a member's lease request: a member of k from now on (only
+// a lease request makes one), with its limits and what it expects.
+func (s *service) join(k *keyState, member *actor.PID, m *budgetpb.LeaseRequest, limits actors.Limits, now time.Time) {
+	name := pidName(member)
+	ms := k.members[name]
 	if ms == nil {
-		if limits == nil {
-			return // only a lease request makes a member
-		}
 		ms = &memberState{pid: member}
-		k.members[pidName(member)] = ms
-		s.cfg.Logger.Info("budget: member joined", slog.String("key", k.label), slog.String("member", pidName(member)))
+		k.members[name] = ms
+		s.cfg.Logger.Info("budget: member joined", slog.String("key", k.label), slog.String("member", name))
 	}
-	ms.lastSeen = now
-	if limits != nil && *limits != ms.limits {
-		ms.limits = *limits
-		s.applyLimits(k, now)
-	}
+	ms.lastSeen, ms.local, ms.limits = now, false, limits
+	ms.expected = int(clamp(m.GetExpectedMembers(), 0, maxExpected))
+	// The member falls back once it has heard nothing for its reply
+	// timeout after a request; its share is held back a little sooner,
+	// before any answer could be late for it, and well after the
+	// heartbeat it sends at a third of that timeout.
+	ms.quietAfter = time.Duration(clamp(m.GetReplyTimeoutNanos(), 0, int64(time.Hour))) * 3 / 4
 }
 
+// maxExpected caps the members a member may say it expects.
+const maxExpected = 1 << 16
+
+// seen records that member spoke for k, and returns its state, or nil if
+// it is not a member.
+func (s *service) seen(k *keyState, member *actor.PID, now time.Time) *memberState {
+	if member == nil {
+		return nil
+	}
+	ms := k.members[pidName(member)]
+	if ms != nil {
+		ms.lastSeen, ms.local = now, false
+	}
+	return ms
+}
+
+// applyLimits sets k's bucket to the lowest limits of its members, less
+// the shares of the members that may be keeping to their local shares
+// instead: those that said so, and those silent for longer than they would
+// wait for an answer. Without that, the members still joined would share
+// the whole limit while the others spend their shares beside them. It
+// returns with the bucket as of now.
 func (s *service) applyLimits(k *keyState, now time.Time) {
 	var l actors.Limits
 	first := true
+	expected, held := len(k.members), 0
 	for _, ms := range k.members {
 		if first {
 			l, first = ms.limits, false
-			continue
+		} else {
+			l = lowest(l, ms.limits)
 		}
-		l = lowest(l, ms.limits)
+		expected = max(expected, ms.expected)
+		if ms.local || (ms.quietAfter > 0 && now.Sub(ms.lastSeen) > ms.quietAfter) {
+			held++
+		}
 	}
-	if !first && l != k.bucket.limits {
+	if first {
+		return
+	}
+	if held != k.heldBack {
+		k.heldBack = held
+		s.cfg.Logger.Info("budget: holding back the shares of members that may be on their own",
+			slog.String("key", k.label), slog.Int("members", held), slog.Int("of", expected))
+	}
+	l = scaleLimits(l, max(expected-held, 1), expected)
+	if l != k.bucket.limits {
 		k.bucket.available(now) // settle credit at the old limits
 		k.bucket.setLimits(l, now)
 	}
@@ -412,6 +479,7 @@ func (s *service) applyLimits(k *keyState, now time.Time) {
 // serve grants the waiting lease requests of k in order while the budget
 // allows, and arms k's timer for the first it cannot.
 func (s *service) serve(ctx actor.Context, k *keyState, now time.Time) {
+	s.applyLimits(k, now)
 	for len(k.waiting) > 0 {
 		w := k.waiting[0]
 		r := w.req
@@ -473,9 +541,9 @@ func (s *service) sweepNow(now time.Time) {
 			if now.Sub(ms.lastSeen) > s.cfg.MemberTimeout {
 				delete(k.members, name)
 				s.cfg.Logger.Info("budget: member gone quiet", slog.String("key", k.label), slog.String("member", pidName(ms.pid)))
-				s.applyLimits(k, now)
 			}
 		}
+		s.applyLimits(k, now)
 		members += len(k.members)
 	}
 	if len(s.leases) > 0 || members > 0 {
@@ -503,7 +571,7 @@ func (s *service) giveBack(m *budgetpb.LeaseReturn, now time.Time) {
 
 // pause stops k's grants for d and tells k's other members.
 func (s *service) pause(ctx actor.Context, k *keyState, from *actor.PID, d time.Duration, now time.Time) {
-	s.seen(k, from, nil, now)
+	s.seen(k, from, now)
 	if d <= 0 || !k.bucket.pause(now.Add(d)) {
 		return
 	}
@@ -531,6 +599,7 @@ func (s *service) snapshot(now time.Time) *ServiceStats {
 	for _, k := range s.keys {
 		st.Members += len(k.members)
 		st.Waiting += len(k.waiting)
+		st.HeldBack += k.heldBack
 	}
 	return &st
 }

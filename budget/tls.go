@@ -131,9 +131,7 @@ func (w *tlsWatch) lastRefusal() *tlsRefusal {
 }
 
 // noteOut records err if it is a refusal: a certificate that failed
-// verification here, or an alert from the peer (with TLS 1.3 a server's
-// refusal of a client certificate reaches the client as an alert on its
-// first read, after its own handshake succeeded).
+// verification here, or an alert from the peer.
 func (w *tlsWatch) noteOut(err error) {
 	var verify *tls.CertificateVerificationError
 	var op *net.OpError
@@ -167,27 +165,49 @@ func (c watchedCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthI
 	return conn, info, err
 }
 
+// ClientHandshake also reads the server's first bytes. With TLS 1.3, a
+// server that refuses this process's certificate says so only after the
+// client's side of the handshake has succeeded, in an alert, which gRPC
+// would meet (or only a broken pipe in its stead) once it writes; a gRPC
+// server speaks first, so one read tells a refusal from an acceptance.
 func (c watchedCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	conn, info, err := c.TransportCredentials.ClientHandshake(ctx, authority, raw)
 	if err != nil {
 		c.watch.noteOut(err)
 		return conn, info, err
 	}
-	return watchedConn{conn, c.watch}, info, nil
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetReadDeadline(deadline)
+	}
+	first := make([]byte, 1)
+	n, err := conn.Read(first)
+	conn.SetReadDeadline(time.Time{})
+	if err != nil {
+		c.watch.noteOut(err)
+		conn.Close()
+		return nil, nil, err
+	}
+	return &watchedConn{Conn: conn, watch: c.watch, first: first[:n]}, info, nil
 }
 
 func (c watchedCreds) Clone() credentials.TransportCredentials {
 	return watchedCreds{c.TransportCredentials.Clone(), c.watch}
 }
 
-// watchedConn is a client connection whose read errors may be the server's
-// refusal of this process's certificate.
+// watchedConn is a client connection that gives back first, read by
+// ClientHandshake, before the rest.
 type watchedConn struct {
 	net.Conn
 	watch *tlsWatch
+	first []byte
 }
 
-func (c watchedConn) Read(p []byte) (int, error) {
+func (c *watchedConn) Read(p []byte) (int, error) {
+	if len(c.first) > 0 {
+		n := copy(p, c.first)
+		c.first = c.first[n:]
+		return n, nil
+	}
 	n, err := c.Conn.Read(p)
 	if err != nil {
 		c.watch.noteOut(err)

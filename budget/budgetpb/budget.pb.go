@@ -103,13 +103,19 @@ type LeaseRequest struct {
 	// Endpoint and hash of the API key (never the key itself).
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// Echoed in the grant so the member can match it.
-	RequestId     uint64  `protobuf:"varint,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Requests      int64   `protobuf:"varint,3,opt,name=requests,proto3" json:"requests,omitempty"`
-	Tokens        int64   `protobuf:"varint,4,opt,name=tokens,proto3" json:"tokens,omitempty"`
-	MinTokens     int64   `protobuf:"varint,5,opt,name=min_tokens,json=minTokens,proto3" json:"min_tokens,omitempty"`
-	Limits        *Limits `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RequestId uint64  `protobuf:"varint,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Requests  int64   `protobuf:"varint,3,opt,name=requests,proto3" json:"requests,omitempty"`
+	Tokens    int64   `protobuf:"varint,4,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	MinTokens int64   `protobuf:"varint,5,opt,name=min_tokens,json=minTokens,proto3" json:"min_tokens,omitempty"`
+	Limits    *Limits `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
+	// How many members share the key, as this member expects, and how long
+	// it waits for an answer before it keeps to its local share (the limits
+	// divided by expected_members). The service holds that share back while
+	// the member may be spending it: see Ping.
+	ExpectedMembers   int64 `protobuf:"varint,7,opt,name=expected_members,json=expectedMembers,proto3" json:"expected_members,omitempty"`
+	ReplyTimeoutNanos int64 `protobuf:"varint,8,opt,name=reply_timeout_nanos,json=replyTimeoutNanos,proto3" json:"reply_timeout_nanos,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *LeaseRequest) Reset() {
@@ -182,6 +188,20 @@ func (x *LeaseRequest) GetLimits() *Limits {
 		return x.Limits
 	}
 	return nil
+}
+
+func (x *LeaseRequest) GetExpectedMembers() int64 {
+	if x != nil {
+		return x.ExpectedMembers
+	}
+	return 0
+}
+
+func (x *LeaseRequest) GetReplyTimeoutNanos() int64 {
+	if x != nil {
+		return x.ReplyTimeoutNanos
+	}
+	return 0
 }
 
 // LeaseGrant answers a LeaseRequest. The lease may be used for ttl_nanos
@@ -440,12 +460,22 @@ func (x *Pause) GetDurationNanos() int64 {
 	return 0
 }
 
-// Ping asks whether the service is there; it answers Pong.
+// Ping asks whether the service is there; it answers Pong. A member also
+// sends one whenever it has sent nothing for a third of its reply timeout, so
+// that the service can tell a quiet member from one that lost it: the
+// service holds back the share of a member it has not heard from for
+// nearly its reply timeout, or that says it keeps to its local share.
 type Ping struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Echoed in the Pong, so that a member can tell the answer to this Ping
 	// from an earlier Pong.
-	Id            uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The key the member shares; empty from one that never joined.
+	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// Set while the member keeps to its local share.
+	LocalShare bool `protobuf:"varint,3,opt,name=local_share,json=localShare,proto3" json:"local_share,omitempty"`
+	// Set when the member stops: the service forgets it at once.
+	Leaving       bool `protobuf:"varint,4,opt,name=leaving,proto3" json:"leaving,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -485,6 +515,27 @@ func (x *Ping) GetId() uint64 {
 		return x.Id
 	}
 	return 0
+}
+
+func (x *Ping) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Ping) GetLocalShare() bool {
+	if x != nil {
+		return x.LocalShare
+	}
+	return false
+}
+
+func (x *Ping) GetLeaving() bool {
+	if x != nil {
+		return x.Leaving
+	}
+	return false
 }
 
 // Pong answers Ping, or a repeated LeaseRequest that is still waiting.
@@ -696,7 +747,7 @@ const file_budget_proto_rawDesc = "" +
 	"\rrequest_burst\x18\x02 \x01(\x03R\frequestBurst\x12*\n" +
 	"\x11tokens_per_second\x18\x03 \x01(\x01R\x0ftokensPerSecond\x12\x1f\n" +
 	"\vtoken_burst\x18\x04 \x01(\x03R\n" +
-	"tokenBurst\"\xc7\x01\n" +
+	"tokenBurst\"\xa2\x02\n" +
 	"\fLeaseRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1d\n" +
 	"\n" +
@@ -705,7 +756,9 @@ const file_budget_proto_rawDesc = "" +
 	"\x06tokens\x18\x04 \x01(\x03R\x06tokens\x12\x1d\n" +
 	"\n" +
 	"min_tokens\x18\x05 \x01(\x03R\tminTokens\x123\n" +
-	"\x06limits\x18\x06 \x01(\v2\x1b.lionactor.budget.v1.LimitsR\x06limits\"\x97\x01\n" +
+	"\x06limits\x18\x06 \x01(\v2\x1b.lionactor.budget.v1.LimitsR\x06limits\x12)\n" +
+	"\x10expected_members\x18\a \x01(\x03R\x0fexpectedMembers\x12.\n" +
+	"\x13reply_timeout_nanos\x18\b \x01(\x03R\x11replyTimeoutNanos\"\x97\x01\n" +
 	"\n" +
 	"LeaseGrant\x12\x1d\n" +
 	"\n" +
@@ -724,9 +777,13 @@ const file_budget_proto_rawDesc = "" +
 	"\x05delta\x18\x02 \x01(\x03R\x05delta\"@\n" +
 	"\x05Pause\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12%\n" +
-	"\x0eduration_nanos\x18\x02 \x01(\x03R\rdurationNanos\"\x16\n" +
+	"\x0eduration_nanos\x18\x02 \x01(\x03R\rdurationNanos\"c\n" +
 	"\x04Ping\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\"G\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1f\n" +
+	"\vlocal_share\x18\x03 \x01(\bR\n" +
+	"localShare\x12\x18\n" +
+	"\aleaving\x18\x04 \x01(\bR\aleaving\"G\n" +
 	"\x04Pong\x12&\n" +
 	"\x0flease_ttl_nanos\x18\x01 \x01(\x03R\rleaseTtlNanos\x12\x17\n" +
 	"\aping_id\x18\x02 \x01(\x04R\x06pingId\"}\n" +
