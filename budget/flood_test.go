@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,15 +25,20 @@ import (
 // process would, not for the Go scheduler of the test.
 
 // floodEnv, set in the environment of the test binary, makes it flood
-// instead of test: "messages <addr>" or "tls <addr> <cert> <key> <ca>".
+// instead of test: "messages <addr> <per second>" (0: as fast as it can)
+// or "tls <addr> <cert> <key> <ca>".
 const floodEnv = "LIONACTOR_BUDGET_FLOOD"
 
 // floodProcess floods as spec says until the process is killed.
 func floodProcess(spec string) int {
 	f := strings.Fields(spec)
 	switch {
-	case len(f) == 2 && f[0] == "messages":
-		flood(nil, f[1], nil)
+	case len(f) == 3 && f[0] == "messages":
+		perSecond, err := strconv.Atoi(f[2])
+		if err != nil {
+			break
+		}
+		flood(nil, f[1], nil, perSecond)
 		select {}
 	case len(f) == 5 && f[0] == "tls":
 		return floodHandshakes(f[1], TLSFiles{Cert: f[2], Key: f[3], CA: f[4]})
@@ -63,13 +69,14 @@ func startFlood(t testing.TB, spec string) (stop func()) {
 
 // flood sends bogus lease requests to the service at addr from an actor
 // system of its own, half without proof and half signed with a wrong
-// secret, until stop is closed (never, if stop is nil). It returns how
-// many it has sent, and a channel closed once it has stopped.
+// secret, until stop is closed (never, if stop is nil), at perSecond (0: as
+// fast as the remote layer takes them). It returns how many it has sent,
+// and a channel closed once it has stopped.
 //
 // It makes its own PID of the service: a PID remembers the process it
 // first resolved to, so one PID used from two actor systems would send
 // through the first one's remote layer.
-func flood(t testing.TB, addr string, stop <-chan struct{}) (sent *atomic.Int64, done <-chan struct{}) {
+func flood(t testing.TB, addr string, stop <-chan struct{}, perSecond int) (sent *atomic.Int64, done <-chan struct{}) {
 	service := actor.NewPID(addr, ServiceName)
 	system := newSystem(slog.New(slog.DiscardHandler))
 	r, err := startRemote(system, "127.0.0.1", 0)
@@ -83,10 +90,15 @@ func flood(t testing.TB, addr string, stop <-chan struct{}) (sent *atomic.Int64,
 	forger := newSealer(Secret(otherSecret))
 	sent = &atomic.Int64{}
 	finished := make(chan struct{})
+	batch := 1000 // a millisecond's rest after each
+	if perSecond > 0 {
+		batch = max(1, perSecond/1000)
+	}
 	go func() {
 		defer close(finished)
 		defer system.Shutdown()
 		defer shutdownRemote(r)
+		next := time.Now()
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
@@ -98,8 +110,13 @@ func flood(t testing.TB, addr string, stop <-chan struct{}) (sent *atomic.Int64,
 				m = forger.seal(m, toService, pidName(self), time.Now())
 			}
 			system.Root.RequestWithCustomSender(service, m, self)
-			if sent.Add(1)%1000 == 0 {
-				time.Sleep(time.Millisecond) // let the remote layer ship the batch
+			if sent.Add(1)%int64(batch) == 0 {
+				// Let the remote layer ship the batch; at a set rate, keep to it.
+				next = next.Add(time.Millisecond)
+				if perSecond == 0 || time.Until(next) < 0 {
+					next = time.Now().Add(time.Millisecond)
+				}
+				time.Sleep(time.Until(next))
 			}
 		}
 	}()

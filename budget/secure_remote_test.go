@@ -278,7 +278,7 @@ func TestRemoteFloodOfBogusRequestsLeavesMembersServed(t *testing.T) {
 	}
 	defer srv.Close()
 	stop := make(chan struct{})
-	sent, done := flood(t, srv.Addr(), stop)
+	sent, done := flood(t, srv.Addr(), stop, 0)
 	runtimetest.WaitFor(t, 10*time.Second, "the flood under way", func() bool {
 		st, err := srv.Stats()
 		return err == nil && st.RefusedMessages > 1000
@@ -305,8 +305,8 @@ func TestRemoteFloodOfBogusRequestsLeavesMembersServed(t *testing.T) {
 // to a service, alone and while another process floods the service:
 //
 //   - secret: a service with a secret; the flood is bogus lease requests,
-//     half without proof and half with a wrong one, as fast as one remote
-//     connection takes them;
+//     half without proof and half with a wrong one, 30,000 a second, or as
+//     fast as one remote connection takes them (flood=max);
 //   - tls: a service with mutual TLS; the flood is TLS handshakes offering
 //     a certificate of another CA, one after the other.
 //
@@ -317,8 +317,13 @@ func BenchmarkGrantLatencyUnderFlood(b *testing.B) {
 	serviceTLS, memberTLS := pki.issue(b, "service"), pki.issue(b, "member")
 	stranger := other.issue(b, "stranger")
 	for _, mode := range []string{"secret", "tls"} {
-		for _, flooded := range []bool{false, true} {
-			b.Run(fmt.Sprintf("mode=%s/flood=%v", mode, flooded), func(b *testing.B) {
+		floods := []string{"none", "max"}
+		if mode == "secret" {
+			floods = []string{"none", "30000", "max"}
+		}
+		for _, rate := range floods {
+			flooded := rate != "none"
+			b.Run(fmt.Sprintf("mode=%s/flood=%s", mode, rate), func(b *testing.B) {
 				cfg := ServiceConfig{Logger: slog.New(slog.DiscardHandler)}
 				var secret Secret
 				var files TLSFiles
@@ -341,7 +346,7 @@ func BenchmarkGrantLatencyUnderFlood(b *testing.B) {
 				}
 				grantLatencies(b, srv.Addr(), 100, secret, files) // warm up
 				if flooded {
-					spec := "messages " + srv.Addr()
+					spec := "messages " + srv.Addr() + " " + strings.Replace(rate, "max", "0", 1)
 					if mode == "tls" {
 						spec = strings.Join([]string{"tls", srv.Addr(), stranger.Cert, stranger.Key, pki.ca}, " ")
 					}
