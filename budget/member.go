@@ -35,8 +35,10 @@ type MemberConfig struct {
 	// limits divided by ExpectedMembers. At least 1.
 	ExpectedMembers int
 	// ReplyTimeout is how long the member waits for any word from the
-	// service before falling back to its local share. 0 means
-	// DefaultReplyTimeout.
+	// service before falling back to its local share. A joined member
+	// also speaks to the service at least every third of it, and the
+	// service holds back its share once it has been silent for three
+	// quarters of it. 0 means DefaultReplyTimeout.
 	ReplyTimeout time.Duration
 	// RejoinInterval is how often a member that fell back asks whether the
 	// service is back. 0 means DefaultRejoinInterval.
