@@ -36,6 +36,9 @@ type Budget struct {
 	tokenBurst  atomic.Int64
 	credit      atomic.Uint64 // float64 bits: refunded tokens not yet reused
 	pausedUntil atomic.Int64  // unix nanoseconds, 0 when not paused
+	// shared holds the figures of a shared budget, when the limiter takes
+	// its permits from leases instead of from these buckets.
+	shared sharedFigures
 }
 
 // NewBudget returns full buckets for limits.

@@ -35,10 +35,21 @@ func (c *Counters) Stats(b *Budget, now time.Time) messages.Stats {
 		Accepted:  c.accepted.Load(),
 		Rejected:  c.rejected.Load(),
 	}
-	if b != nil {
-		s.RequestBudget = b.RequestsAvailable(now)
-		s.TokenBudget = b.TokensAvailable(now)
-		s.PausedUntil = b.PausedUntil()
+	if b == nil {
+		return s
 	}
+	s.PausedUntil = b.PausedUntil()
+	if shared, ok := b.shared.stats(); ok {
+		// The buckets are not used: what can be granted now is what the
+		// leases hold.
+		s.Shared = shared
+		s.RequestBudget, s.TokenBudget = float64(shared.HeldRequests), float64(shared.HeldTokens)
+		if !b.TokensEnabled() {
+			s.TokenBudget = -1
+		}
+		return s
+	}
+	s.RequestBudget = b.RequestsAvailable(now)
+	s.TokenBudget = b.TokensAvailable(now)
 	return s
 }

@@ -126,11 +126,51 @@ func (p *leasePool) earliest() time.Time {
 	return first
 }
 
+// granted adds a lease to the pool, or gives it back at once if the
+// executor is stopping.
+func (l *limiter) granted(ctx actor.Context, g *LeaseGranted) {
+	l.wanted = false
+	l.budget.shared.received(g)
+	if l.closing {
+		l.giveBack(ctx, heldLease{id: g.ID, requests: g.Requests, tokens: g.Tokens})
+		return
+	}
+	l.pool.add(g)
+	l.pump(ctx, time.Now())
+}
+
+// giveBack hands what is left of a lease to the broker.
+func (l *limiter) giveBack(ctx actor.Context, h heldLease) {
+	if h.requests == 0 && h.tokens == 0 {
+		return
+	}
+	l.budget.shared.gaveBack(h.requests, h.tokens)
+	ctx.Send(l.broker, &LeaseUnused{ID: h.id, Requests: h.requests, Tokens: h.tokens})
+}
+
+// returnLeases gives back every lease at once, and from now on every lease
+// as it arrives, then passes m on to the broker, which sees the leases
+// back to the service before it closes m.Done.
+func (l *limiter) returnLeases(ctx actor.Context, m *ReturnLeases) {
+	if l.broker == nil {
+		close(m.Done)
+		return
+	}
+	l.closing = true
+	for _, h := range l.pool.leases {
+		l.giveBack(ctx, h)
+	}
+	l.pool = leasePool{}
+	l.budget.shared.held(0, 0)
+	ctx.Send(l.broker, m)
+}
+
 // pumpLeased is pump for a limiter with a broker: permits come from the
 // lease pool, and when it runs short the limiter asks the broker for more.
 func (l *limiter) pumpLeased(ctx actor.Context, now time.Time) {
+	defer func() { l.budget.shared.held(l.pool.totals()) }()
 	for _, gone := range l.pool.expire(now) {
-		ctx.Send(l.broker, &LeaseUnused{ID: gone.id, Requests: gone.requests, Tokens: gone.tokens})
+		l.giveBack(ctx, gone)
 	}
 	for len(l.pending) > 0 {
 		if now.Before(l.paused) {

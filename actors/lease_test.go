@@ -446,3 +446,83 @@ func TestLimiterFastPathChargesFractionalCredit(t *testing.T) {
 		}
 	}
 }
+
+func TestLeasedLimiterReturnsLeasesWhenAsked(t *testing.T) {
+	f := startLeased(t, tokenLimits)
+	exp := time.Now().Add(time.Minute)
+	f.ask(1, 10)
+	f.wanted(t, LeaseWanted{Requests: 1, Tokens: 10, MinTokens: 10})
+	f.lease(LeaseGranted{ID: 7, Requests: 4, Tokens: 50, Expires: exp})
+	f.grant(t, 1)
+	f.ask(2, 10)
+	f.grant(t, 2) // from the same lease
+	f.barrier(t, 3)
+	if s, _ := f.budget.shared.stats(); s != (messages.SharedStats{}) {
+		t.Errorf("figures of a limiter its supervisor did not mark shared: %+v", s)
+	}
+	f.budget.shared.start(time.Now())
+	f.barrier(t, 4) // the pool's figures are written at every pump
+	s, _ := f.budget.shared.stats()
+	if s.Mode != messages.SharedJoined || s.HeldRequests != 0 || s.HeldTokens != 30 || s.Leases != 1 || s.LeasedRequests != 4 {
+		t.Fatalf("figures before the return: %+v", s)
+	}
+
+	done := make(chan struct{})
+	f.send(&ReturnLeases{Done: done})
+	u, _ := expect[*LeaseUnused](t, f.broker)
+	if *u != (LeaseUnused{ID: 7, Requests: 0, Tokens: 30}) {
+		t.Errorf("returned %+v, want what lease 7 still held", *u)
+	}
+	if r, _ := expect[*ReturnLeases](t, f.broker); r.Done != done {
+		t.Error("ReturnLeases not passed on to the broker after the leases")
+	}
+	// A grant that comes after goes straight back.
+	f.lease(LeaseGranted{ID: 8, Requests: 2, Tokens: 20, Expires: exp})
+	if u, _ := expect[*LeaseUnused](t, f.broker); *u != (LeaseUnused{ID: 8, Requests: 2, Tokens: 20}) {
+		t.Errorf("a late grant came back as %+v", *u)
+	}
+	s, _ = f.budget.shared.stats()
+	if s.HeldRequests != 0 || s.HeldTokens != 0 || s.Leases != 2 || s.Returned != 2 || s.ReturnedRequests != 2 || s.ReturnedTokens != 50 {
+		t.Errorf("figures after the return: %+v", s)
+	}
+	st := (&Counters{}).Stats(f.budget, time.Now())
+	if st.Shared != s || st.RequestBudget != 0 || st.TokenBudget != 0 {
+		t.Errorf("Stats = %+v, want the shared figures and the leases' budget", st)
+	}
+	f.budget.shared.state.Store(&BrokerState{Since: poolT0, Reason: "no answer", Fallbacks: 1})
+	if st := (&Counters{}).Stats(f.budget, time.Now()).Shared; st.Mode != messages.SharedFallback || st.Reason != "no answer" || st.Fallbacks != 1 {
+		t.Errorf("after the broker fell back: %+v", st)
+	}
+}
+
+func TestLimiterWithoutBrokerClosesReturnLeases(t *testing.T) {
+	f := startLimiter(t, noLimits)
+	done := make(chan struct{})
+	f.send(&ReturnLeases{Done: done})
+	waitClosed(t, done, "ReturnLeases without a broker")
+	st := (&Counters{}).Stats(NewBudget(Limits{RequestsPerSecond: rate.Inf, TokensPerSecond: 0}), time.Now())
+	if st.Shared.Mode != "" || st.TokenBudget != -1 {
+		t.Errorf("Stats without a shared budget: %+v", st)
+	}
+}
+
+// TestSupervisorRecordsTheBrokersState: a broker's BrokerState, sent to its
+// parent, shows in Stats.
+func TestSupervisorRecordsTheBrokersState(t *testing.T) {
+	got := make(chan any, 16)
+	h := startTree(t, noLimits, func(c *Config) { c.LeaseBroker = autoBroker(got) })
+	if st := h.cfg.Counters.Stats(h.cfg.Budget, time.Now()).Shared; st.Mode != messages.SharedJoined {
+		t.Fatalf("a new tree with a broker: %+v, want joined", st)
+	}
+	// The supervisor answers a StatsQuery sent after the state once it has
+	// handled the state.
+	h.sys.Root.Send(h.tree.Supervisor, &BrokerState{Since: poolT0, Reason: "refused", Fallbacks: 2, Rejoins: 1})
+	res, err := h.sys.Root.RequestFuture(h.tree.Supervisor, &messages.StatsQuery{}, waitLimit).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.(messages.Stats).Shared
+	if st.Mode != messages.SharedFallback || st.Reason != "refused" || st.Fallbacks != 2 || st.Rejoins != 1 || !st.Since.Equal(poolT0) {
+		t.Errorf("Stats.Shared = %+v", st)
+	}
+}

@@ -27,9 +27,10 @@ type limiter struct {
 	paused  time.Time
 
 	// With a broker, permits come from leases of a shared budget.
-	broker *actor.PID
-	pool   leasePool
-	wanted bool // a LeaseWanted is out
+	broker  *actor.PID
+	pool    leasePool
+	wanted  bool // a LeaseWanted is out
+	closing bool // leases are given back as they come: the executor is stopping
 }
 
 type pendingAsk struct {
@@ -60,9 +61,9 @@ func (l *limiter) Receive(ctx actor.Context) {
 	case *limiterTick:
 		l.pump(ctx, time.Now())
 	case *LeaseGranted:
-		l.wanted = false
-		l.pool.add(m)
-		l.pump(ctx, time.Now())
+		l.granted(ctx, m)
+	case *ReturnLeases:
+		l.returnLeases(ctx, m)
 	case *SharedPause:
 		l.pause(ctx, m.Until)
 	case *PauseUntil:

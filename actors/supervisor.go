@@ -51,13 +51,15 @@ func (c *Config) propsOptions() []actor.PropsOption {
 
 // Receive implements actor.Actor.
 func (s *supervisor) Receive(ctx actor.Context) {
-	switch ctx.Message().(type) {
+	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		s.start(ctx)
 	case *messages.Submit, *messages.Cancel:
 		ctx.Forward(s.tree.Queue)
 	case *PauseUntil, *SetLimits, *AdjustTokens:
 		ctx.Forward(s.tree.Limiter)
+	case *BrokerState:
+		s.cfg.Budget.shared.state.Store(m)
 	case *messages.StatsQuery:
 		if ctx.Sender() != nil {
 			ctx.Respond(s.cfg.Counters.Stats(s.cfg.Budget, time.Now()))
@@ -79,6 +81,7 @@ func (s *supervisor) start(ctx actor.Context) {
 	opts := s.cfg.propsOptions()
 	var broker *actor.PID
 	if s.cfg.LeaseBroker != nil {
+		s.cfg.Budget.shared.start(time.Now())
 		var err error
 		if broker, err = ctx.SpawnNamed(s.cfg.LeaseBroker, "budget"); err != nil {
 			panic(fmt.Sprintf("actors: spawning lease broker: %v", err))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -101,7 +102,7 @@ func TestMemberConfigDefaults(t *testing.T) {
 		t.Errorf("withDefaults = %+v", c)
 	}
 	set := MemberConfig{ReplyTimeout: 3 * time.Second, RejoinInterval: 4 * time.Second, ListenAddr: "10.0.0.1:9000"}
-	if got := set.withDefaults(); got != set {
+	if got := set.withDefaults(); !reflect.DeepEqual(got, set) {
 		t.Errorf("withDefaults changed fields that were set: %+v", got)
 	}
 }

@@ -47,3 +47,44 @@ func Example() {
 	fmt.Println(ev.Status, "with", st.GrantedRequests, "request granted by the service")
 	// Output: COMPLETED with 1 request granted by the service
 }
+
+// A service that lets in only the holders of a shared secret: a member
+// with it joins; a member without it is refused, and keeps to its local
+// share of the limits.
+func ExampleSecret() {
+	secret := budget.Secret("a secret of at least 16 bytes, from the environment")
+	srv, err := budget.Listen("127.0.0.1:0", budget.ServiceConfig{Secret: secret})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+
+	member := func(secret budget.Secret) *runtime.Executor {
+		cfg := runtime.DefaultConfig()
+		cfg.SharedBudget = budget.MemberConfig{
+			Address: srv.Addr(), Key: budget.KeyFor("https://api.openai.com/v1", "sk-example"),
+			ExpectedMembers: 2, Secret: secret,
+		}
+		ex, err := runtime.Start(cfg)
+		if err != nil {
+			log.Fatal(err)
+		}
+		h, err := ex.Submit(context.Background(), runtime.Request{Call: runtime.CallFunc(
+			func(context.Context, int) (runtime.Result, error) { return runtime.Result{}, nil })})
+		if err != nil {
+			log.Fatal(err)
+		}
+		h.Wait(context.Background())
+		return ex
+	}
+	in, out := member(secret), member(nil)
+	defer in.Stop(context.Background())
+	defer out.Stop(context.Background())
+	fmt.Println("with the secret:", in.Stats().Shared.Mode)
+	fmt.Println("without:", out.Stats().Shared.Mode, "-", out.Stats().Shared.Reason)
+	fmt.Printf("the secret prints as %v\n", secret)
+	// Output:
+	// with the secret: joined
+	// without: fallen back - refused by the service: no proof of the shared secret
+	// the secret prints as [REDACTED]
+}

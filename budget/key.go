@@ -80,15 +80,22 @@ func minPositive(a, b int) int {
 
 // share is a member's part of limits when it budgets alone: limits divided
 // by the number of members expected, bursts at least 1.
-func share(l actors.Limits, members int) actors.Limits {
-	n := float64(members)
+func share(l actors.Limits, members int) actors.Limits { return scaleLimits(l, 1, members) }
+
+// scaleLimits is num/den of limits (num ≤ den): the rates so scaled, the
+// request burst too but at least 1.
+func scaleLimits(l actors.Limits, num, den int) actors.Limits {
+	if num >= den {
+		return l
+	}
+	n, d := rate.Limit(num), rate.Limit(den)
 	out := l
 	if l.RequestsPerSecond != rate.Inf {
-		out.RequestsPerSecond = l.RequestsPerSecond / rate.Limit(n)
-		out.RequestBurst = max(1, l.RequestBurst/members)
+		out.RequestsPerSecond = l.RequestsPerSecond * n / d
+		out.RequestBurst = max(1, l.RequestBurst*num/den)
 	}
 	if l.TokensEnabled() {
-		out.TokensPerSecond = l.TokensPerSecond / rate.Limit(n)
+		out.TokensPerSecond = l.TokensPerSecond * n / d
 		// The token burst stays whole: a request may cost up to it, and
 		// the rate alone keeps the share.
 	}

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
 
 	"github.com/lionactor/lionactor/budget"
@@ -287,7 +286,7 @@ func TestMemberKilledOthersGoOnAndLeasesExpire(t *testing.T) {
 	runtimetest.WaitFor(t, time.Minute, "simulator saw 300 requests", func() bool { return r.sim.Stats().Requests >= 300 })
 	victim := r.members[0]
 	brokerOf := func(m *member) string {
-		return actor.NewPID(m.ex.System().Address(), m.ex.PID().Id+"/budget").String()
+		return m.ex.System().Address() + "/" + m.ex.PID().Id + "/budget"
 	}
 	// A kill: the member's network goes at once, nothing is given back.
 	remote.GetRemote(victim.ex.System()).Shutdown(false)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -23,6 +24,11 @@ type Server struct {
 
 // Listen starts a budget service reachable by members at addr
 // ("127.0.0.1:7070"; port 0 picks a free one, see [Server.Addr]).
+//
+// With cfg.TLS it serves over mutual TLS. Without, it listens only on a
+// loopback address unless cfg.Insecure is set, and logs a warning when it
+// is: anything that reaches the port could then take the budget (or, with
+// a secret, at least read the traffic).
 func Listen(addr string, cfg ServiceConfig) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -32,13 +38,41 @@ func Listen(addr string, cfg ServiceConfig) (*Server, error) {
 		return nil, err
 	}
 	logger := cfg.withDefaults().Logger
+	var opts []remote.ConfigOption
+	var refusedConns *atomic.Int64
+	switch {
+	case cfg.TLS.Enabled():
+		server, client, err := cfg.TLS.load("TLS")
+		if err != nil {
+			return nil, err
+		}
+		refusedConns = &atomic.Int64{}
+		log := &throttle{interval: time.Second}
+		opts = remoteOptions(server, client, &tlsWatch{refusedIn: func(peer string, err error) {
+			refusedConns.Add(1)
+			if ok, held := log.allow(time.Now()); ok {
+				logger.Warn("budget: refused a connection",
+					slog.String("from", peer), slog.String("reason", shorten(err.Error())),
+					slog.Int64("refusals_not_logged", held))
+			}
+		}})
+	case !isLoopback(host) && !cfg.Insecure:
+		return nil, &messages.ConfigError{Field: "addr", Reason: fmt.Sprintf(
+			"%s is not a loopback address, and without TLS the service listens on loopback only: give TLS files, or set Insecure to serve in clear", host)}
+	case !isLoopback(host):
+		risk := "anything that reaches it can take the budget"
+		if len(cfg.Secret) > 0 {
+			risk = "only holders of the secret are let in, but anything on the way can read the traffic"
+		}
+		logger.Warn("budget: serving without TLS on a network address: "+risk, slog.String("addr", addr))
+	}
 	system := newSystem(logger)
-	r, err := startRemote(system, host, port)
+	r, err := startRemote(system, host, port, opts...)
 	if err != nil {
 		system.Shutdown()
 		return nil, err
 	}
-	svc, err := NewService(system, cfg)
+	svc, err := newService(system, cfg, refusedConns)
 	if err != nil {
 		r.Shutdown(false)
 		system.Shutdown()
@@ -103,8 +137,8 @@ func splitAddr(field, addr string, listen bool) (string, int, error) {
 // panics when it cannot listen; this returns the error instead. Connections
 // that fail are retried once: a member whose service has gone notices by
 // its own timeout and must not queue messages behind long retries.
-func startRemote(system *actor.ActorSystem, host string, port int) (r *remote.Remote, err error) {
-	cfg := remote.Configure(host, port)
+func startRemote(system *actor.ActorSystem, host string, port int, opts ...remote.ConfigOption) (r *remote.Remote, err error) {
+	cfg := remote.Configure(host, port, opts...)
 	cfg.MaxRetryCount = 1
 	r = remote.NewRemote(system, cfg)
 	defer func() {
@@ -127,6 +161,15 @@ func shutdownRemote(r *remote.Remote) {
 		}
 	}()
 	r.Shutdown(true)
+}
+
+// isLoopback reports whether host names the loopback interface only.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // remoteOf returns the remote layer started on system, or nil.

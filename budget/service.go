@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/lionactor/lionactor/actors"
 	"github.com/lionactor/lionactor/budget/budgetpb"
@@ -34,6 +38,19 @@ type ServiceConfig struct {
 	MemberTimeout time.Duration
 	// Logger receives the service's logs; nil means quiet.
 	Logger *slog.Logger
+
+	// Secret, if set, is the secret the service shares with its members:
+	// it then refuses every message without a valid proof of it (see
+	// [Secret]) and signs its own. At least MinSecretLen bytes.
+	Secret Secret
+	// TLS, if set, makes [Listen] serve over mutual TLS: only processes
+	// with a certificate signed by TLS.CA can connect. [NewService] refuses
+	// it: give the remote layer you start TLS options yourself.
+	TLS TLSFiles
+	// Insecure lets [Listen] serve without TLS on an address other than
+	// loopback, where anything that reaches it can connect. Without it,
+	// Listen refuses such an address.
+	Insecure bool
 }
 
 // Validate reports an invalid field as a *messages.ConfigError.
@@ -44,7 +61,10 @@ func (c ServiceConfig) Validate() error {
 	case c.MemberTimeout < 0:
 		return &messages.ConfigError{Field: "MemberTimeout", Reason: "must not be negative"}
 	}
-	return nil
+	if err := c.Secret.check("Secret"); err != nil {
+		return err
+	}
+	return c.TLS.check("TLS")
 }
 
 func (c ServiceConfig) withDefaults() ServiceConfig {
@@ -65,10 +85,15 @@ type ServiceStats struct {
 	Keys    int // budgets known
 	Members int // members heard from within MemberTimeout, over all keys
 	// Leases is the number of leases granted and not yet returned or
-	// expired; LeasesByMember breaks it down by member (its PID).
+	// expired; LeasesByMember breaks it down by member, named
+	// by its PID as address/id.
 	Leases         int
 	LeasesByMember map[string]int
 	Waiting        int // lease requests waiting for budget
+	// HeldBack is the number of members whose share of their key's limits
+	// the service holds back: they said they keep to their local share, or
+	// have been silent for longer than they wait for an answer.
+	HeldBack int
 
 	Granted, Returned, Expired int64 // leases
 	GrantedRequests            int64 // requests in granted leases
@@ -76,12 +101,22 @@ type ServiceStats struct {
 	ReturnedRequests           int64 // unused requests given back
 	ReturnedTokens             int64
 	Pauses                     int64 // pauses that extended a key's pause
+
+	// RefusedConnections counts the connections that failed the TLS
+	// handshake (a server from Listen with TLS); RefusedMessages the
+	// messages without a valid proof of the secret (a service with a
+	// Secret), and signed messages to a service without one.
+	RefusedConnections int64
+	RefusedMessages    int64
 }
 
 // Service is a running budget service.
 type Service struct {
 	system *actor.ActorSystem
 	pid    *actor.PID
+	// refusedConns counts refused TLS handshakes, for a service that
+	// Listen started with TLS; nil otherwise.
+	refusedConns *atomic.Int64
 }
 
 // ErrServiceStopped is returned by Service methods after Stop.
@@ -91,18 +126,36 @@ var ErrServiceStopped = errors.New("budget: service stopped")
 // members in other processes to reach it, system must have protoactor's
 // remote layer started ([Listen] does both).
 func NewService(system *actor.ActorSystem, cfg ServiceConfig) (*Service, error) {
+	if cfg.TLS.Enabled() {
+		return nil, &messages.ConfigError{Field: "TLS", Reason: "only Listen applies it: start your remote layer with TLS options (remote.WithServerOptions, remote.WithDialOptions)"}
+	}
+	return newService(system, cfg, nil)
+}
+
+func newService(system *actor.ActorSystem, cfg ServiceConfig, refusedConns *atomic.Int64) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
 	pid, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return &service{cfg: cfg, keys: map[string]*keyState{}, leases: map[uint64]*leaseRecord{}}
+		return &service{
+			cfg: cfg, keys: map[string]*keyState{}, leases: map[uint64]*leaseRecord{},
+			sealer:     newSealer(cfg.Secret),
+			refusedLog: throttle{interval: time.Second},
+			replies:    rate.NewLimiter(refusalReplies, refusalReplies),
+		}
 	}), ServiceName)
 	if err != nil {
 		return nil, fmt.Errorf("budget: spawning service: %w", err)
 	}
-	return &Service{system: system, pid: pid}, nil
+	return &Service{system: system, pid: pid, refusedConns: refusedConns}, nil
 }
+
+// refusalReplies is how many Refused answers the service sends per second
+// at most. A refused member learns why from one; a flood of bogus messages
+// with made-up senders must not make the service connect out to every
+// address they name.
+const refusalReplies = 10
 
 // PID is the service actor.
 func (s *Service) PID() *actor.PID { return s.pid }
@@ -116,6 +169,9 @@ func (s *Service) Stats() (ServiceStats, error) {
 	st, ok := res.(*ServiceStats)
 	if !ok {
 		return ServiceStats{}, ErrServiceStopped
+	}
+	if s.refusedConns != nil {
+		st.RefusedConnections = s.refusedConns.Load()
 	}
 	return *st, nil
 }
@@ -146,20 +202,33 @@ type service struct {
 	nextID uint64
 	sweep  *time.Timer
 	stats  ServiceStats
+
+	sealer     *sealer // nil without a secret
+	refusedLog throttle
+	replies    *rate.Limiter // Refused answers
 }
 
 type keyState struct {
-	name    string
-	bucket  *bucket
-	members map[string]*memberState
-	waiting []waitingLease
-	timer   *time.Timer
+	name     string
+	label    string // for logs: the endpoint, without the key's hash
+	heldBack int    // members whose share is held back
+	bucket   *bucket
+	members  map[string]*memberState
+	waiting  []waitingLease
+	timer    *time.Timer
 }
 
 type memberState struct {
 	pid      *actor.PID
 	limits   actors.Limits
 	lastSeen time.Time
+	// expected is how many members the member expects; quietAfter how long
+	// it may stay silent before it could be keeping to its local share
+	// (0: never, for a member that did not say); local is set while it says
+	// it is.
+	expected   int
+	quietAfter time.Duration
+	local      bool
 }
 
 type waitingLease struct {
@@ -180,23 +249,15 @@ func (s *service) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		s.self, s.root = ctx.Self(), ctx.ActorSystem().Root
-		s.cfg.Logger.Info("budget service started", slog.String("pid", s.self.String()), slog.Duration("lease_ttl", s.cfg.LeaseTTL))
-	case *budgetpb.LeaseRequest:
-		s.lease(ctx, m, now)
-	case *budgetpb.LeaseReturn:
-		s.giveBack(m, now)
-	case *budgetpb.TokenAdjust:
-		if k := s.keys[m.GetKey()]; k != nil {
-			s.seen(k, ctx.Sender(), nil, now)
-			k.bucket.adjust(now, m.GetDelta())
-			s.serve(ctx, k, now)
+		s.cfg.Logger.Info("budget service started", slog.String("pid", pidName(s.self)), slog.Duration("lease_ttl", s.cfg.LeaseTTL))
+	case *budgetpb.Signed:
+		s.signed(ctx, m, now)
+	case *budgetpb.LeaseRequest, *budgetpb.LeaseReturn, *budgetpb.TokenAdjust, *budgetpb.Pause, *budgetpb.Ping:
+		if s.sealer != nil {
+			s.refuse(ctx, ctx.Sender(), m.(proto.Message), nil, refusedNoProof, now)
+			return
 		}
-	case *budgetpb.Pause:
-		if k := s.keys[m.GetKey()]; k != nil {
-			s.pause(ctx, k, ctx.Sender(), time.Duration(m.GetDurationNanos()), now)
-		}
-	case *budgetpb.Ping:
-		s.respond(ctx, &budgetpb.Pong{LeaseTtlNanos: int64(s.cfg.LeaseTTL)})
+		s.handle(ctx, ctx.Sender(), m, now)
 	case *keyTick:
 		if k := s.keys[m.key]; k != nil {
 			s.serve(ctx, k, now)
@@ -204,7 +265,7 @@ func (s *service) Receive(ctx actor.Context) {
 	case *sweepTick:
 		s.sweepNow(now)
 	case *statsQuery:
-		s.respond(ctx, s.snapshot(now))
+		ctx.Respond(s.snapshot(now))
 	case *actor.Stopping:
 		for _, k := range s.keys {
 			if k.timer != nil {
@@ -217,30 +278,126 @@ func (s *service) Receive(ctx actor.Context) {
 	}
 }
 
-func (s *service) respond(ctx actor.Context, m any) {
-	if ctx.Sender() != nil {
-		ctx.Respond(m)
+// signed opens a signed message and handles what it carries, or refuses
+// it.
+func (s *service) signed(ctx actor.Context, m *budgetpb.Signed, now time.Time) {
+	from := ctx.Sender()
+	if s.sealer == nil {
+		s.refuse(ctx, from, m, m.GetNonce(), refusedNoSecret, now)
+		return
+	}
+	if from == nil {
+		s.refuse(ctx, nil, m, nil, refusedNoProof, now) // signed by nobody
+		return
+	}
+	inner, why := s.sealer.open(m, toService, pidName(from), now)
+	if why != "" {
+		s.refuse(ctx, from, m, m.GetNonce(), why, now)
+		return
+	}
+	s.handle(ctx, from, inner, now)
+}
+
+// handle serves a member's message, checked if the service has a secret.
+func (s *service) handle(ctx actor.Context, from *actor.PID, m any, now time.Time) {
+	switch m := m.(type) {
+	case *budgetpb.LeaseRequest:
+		s.lease(ctx, from, m, now)
+	case *budgetpb.LeaseReturn:
+		if k := s.keys[m.GetKey()]; k != nil {
+			s.seen(k, from, now)
+		}
+		s.giveBack(m, now)
+	case *budgetpb.TokenAdjust:
+		if k := s.keys[m.GetKey()]; k != nil {
+			s.seen(k, from, now)
+			k.bucket.adjust(now, m.GetDelta())
+			s.serve(ctx, k, now)
+		}
+	case *budgetpb.Pause:
+		if k := s.keys[m.GetKey()]; k != nil {
+			s.pause(ctx, k, from, time.Duration(m.GetDurationNanos()), now)
+		}
+	case *budgetpb.Ping:
+		if k := s.keys[m.GetKey()]; k != nil {
+			s.pinged(ctx, k, from, m, now)
+		}
+		s.send(ctx, from, &budgetpb.Pong{LeaseTtlNanos: int64(s.cfg.LeaseTTL), PingId: m.GetId()}, now)
 	}
 }
 
-func (s *service) lease(ctx actor.Context, m *budgetpb.LeaseRequest, now time.Time) {
-	from := ctx.Sender()
+// pinged notes a member's word on its standing: still here, keeping to its
+// local share, or leaving.
+func (s *service) pinged(ctx actor.Context, k *keyState, from *actor.PID, m *budgetpb.Ping, now time.Time) {
+	ms := s.seen(k, from, now)
+	switch {
+	case ms == nil:
+		return
+	case m.GetLeaving():
+		delete(k.members, pidName(from))
+		s.cfg.Logger.Info("budget: member left", slog.String("key", k.label), slog.String("member", pidName(from)))
+	default:
+		ms.local = m.GetLocalShare()
+	}
+	s.serve(ctx, k, now) // at the limits as they now are
+}
+
+// send sends m to a member, signed if the service has a secret.
+func (s *service) send(ctx actor.Context, to *actor.PID, m proto.Message, now time.Time) {
+	switch {
+	case to == nil:
+	case s.sealer != nil:
+		ctx.Send(to, s.sealer.seal(m, toMember, pidName(to), now))
+	default:
+		ctx.Send(to, m)
+	}
+}
+
+// refuse counts and logs a refused message, and tells its sender why if
+// the service has not told too many already this second. The log is
+// throttled too: a flood of bogus messages leaves one line a second, with
+// the count of those not logged.
+func (s *service) refuse(ctx actor.Context, from *actor.PID, m proto.Message, nonce []byte, why refusal, now time.Time) {
+	s.stats.RefusedMessages++
+	if ok, held := s.refusedLog.allow(now); ok {
+		sender := "none"
+		if from != nil {
+			sender = shorten(pidName(from))
+		}
+		what := string(m.ProtoReflect().Descriptor().Name())
+		if sm, ok := m.(*budgetpb.Signed); ok {
+			what = "signed " + shorten(sm.GetType())
+		}
+		s.cfg.Logger.Warn("budget: refused a message",
+			slog.String("from", sender), slog.String("message", what), slog.String("reason", string(why)),
+			slog.Int64("refusals_not_logged", held))
+	}
+	if from != nil && s.replies.AllowN(now, 1) {
+		ctx.Send(from, &budgetpb.Refused{Nonce: nonce, Reason: string(why)})
+	}
+}
+
+// pidName names a PID the same way in every process: PID.String is
+// protobuf's text form, which is not stable across binaries.
+func pidName(pid *actor.PID) string { return pid.GetAddress() + "/" + pid.GetId() }
+
+func (s *service) lease(ctx actor.Context, from *actor.PID, m *budgetpb.LeaseRequest, now time.Time) {
 	if from == nil || m.GetKey() == "" {
 		return // nowhere to send a grant, or no budget to take it from
 	}
 	limits := fromWire(m.GetLimits())
 	k := s.keys[m.GetKey()]
 	if k == nil {
-		k = &keyState{name: m.GetKey(), members: map[string]*memberState{}, bucket: newBucket(limits, now)}
+		k = &keyState{name: m.GetKey(), label: keyLabel(m.GetKey(), len(s.keys)+1), members: map[string]*memberState{}, bucket: newBucket(limits, now)}
 		s.keys[k.name] = k
-		s.cfg.Logger.Info("budget: new key", slog.String("key", k.name))
+		s.cfg.Logger.Info("budget: new key", slog.String("key", k.label))
 	}
-	s.seen(k, from, &limits, now)
+	s.join(k, from, m, limits, now)
 	for _, w := range k.waiting {
 		if w.req.GetRequestId() == m.GetRequestId() && w.from.Equal(from) {
 			// A member asking again is checking that the service is
 			// alive: tell it the request is still waiting.
-			ctx.Send(from, &budgetpb.Pong{LeaseTtlNanos: int64(s.cfg.LeaseTTL)})
+			s.send(ctx, from, &budgetpb.Pong{LeaseTtlNanos: int64(s.cfg.LeaseTTL)}, now)
 			return
 		}
 	}
@@ -248,39 +405,72 @@ func (s *service) lease(ctx actor.Context, m *budgetpb.LeaseRequest, now time.Ti
 	s.serve(ctx, k, now)
 }
 
-// seen records that member spoke for k, with its limits if it sent them,
-// and applies the lowest limits of k's live members.
-func (s *service) seen(k *keyState, member *actor.PID, limits *actors.Limits, now time.Time) {
-	if member == nil {
-		return
-	}
-	ms := k.members[member.String()]
+// join records a member's lease request: a member of k from now on (only
+// a lease request makes one), with its limits and what it expects.
+func (s *service) join(k *keyState, member *actor.PID, m *budgetpb.LeaseRequest, limits actors.Limits, now time.Time) {
+	name := pidName(member)
+	ms := k.members[name]
 	if ms == nil {
-		if limits == nil {
-			return // only a lease request makes a member
-		}
 		ms = &memberState{pid: member}
-		k.members[member.String()] = ms
-		s.cfg.Logger.Info("budget: member joined", slog.String("key", k.name), slog.String("member", member.String()))
+		k.members[name] = ms
+		s.cfg.Logger.Info("budget: member joined", slog.String("key", k.label), slog.String("member", name))
 	}
-	ms.lastSeen = now
-	if limits != nil && *limits != ms.limits {
-		ms.limits = *limits
-		s.applyLimits(k, now)
-	}
+	ms.lastSeen, ms.local, ms.limits = now, false, limits
+	ms.expected = int(clamp(m.GetExpectedMembers(), 0, maxExpected))
+	// The member falls back once it has heard nothing for its reply
+	// timeout after a request; its share is held back a little sooner,
+	// before any answer could be late for it, and well after the
+	// heartbeat it sends at a third of that timeout.
+	ms.quietAfter = time.Duration(clamp(m.GetReplyTimeoutNanos(), 0, int64(time.Hour))) * 3 / 4
 }
 
+// maxExpected caps the members a member may say it expects.
+const maxExpected = 1 << 16
+
+// seen records that member spoke for k, and returns its state, or nil if
+// it is not a member.
+func (s *service) seen(k *keyState, member *actor.PID, now time.Time) *memberState {
+	if member == nil {
+		return nil
+	}
+	ms := k.members[pidName(member)]
+	if ms != nil {
+		ms.lastSeen, ms.local = now, false
+	}
+	return ms
+}
+
+// applyLimits sets k's bucket to the lowest limits of its members, less
+// the shares of the members that may be keeping to their local shares
+// instead: those that said so, and those silent for longer than they would
+// wait for an answer. Without that, the members still joined would share
+// the whole limit while the others spend their shares beside them. It
+// returns with the bucket as of now.
 func (s *service) applyLimits(k *keyState, now time.Time) {
 	var l actors.Limits
 	first := true
+	expected, held := len(k.members), 0
 	for _, ms := range k.members {
 		if first {
 			l, first = ms.limits, false
-			continue
+		} else {
+			l = lowest(l, ms.limits)
 		}
-		l = lowest(l, ms.limits)
+		expected = max(expected, ms.expected)
+		if ms.local || (ms.quietAfter > 0 && now.Sub(ms.lastSeen) > ms.quietAfter) {
+			held++
+		}
 	}
-	if !first && l != k.bucket.limits {
+	if first {
+		return
+	}
+	if held != k.heldBack {
+		k.heldBack = held
+		s.cfg.Logger.Info("budget: holding back the shares of members that may be on their own",
+			slog.String("key", k.label), slog.Int("members", held), slog.Int("of", expected))
+	}
+	l = scaleLimits(l, max(expected-held, 1), expected)
+	if l != k.bucket.limits {
 		k.bucket.available(now) // settle credit at the old limits
 		k.bucket.setLimits(l, now)
 	}
@@ -289,6 +479,7 @@ func (s *service) applyLimits(k *keyState, now time.Time) {
 // serve grants the waiting lease requests of k in order while the budget
 // allows, and arms k's timer for the first it cannot.
 func (s *service) serve(ctx actor.Context, k *keyState, now time.Time) {
+	s.applyLimits(k, now)
 	for len(k.waiting) > 0 {
 		w := k.waiting[0]
 		r := w.req
@@ -301,14 +492,14 @@ func (s *service) serve(ctx actor.Context, k *keyState, now time.Time) {
 		k.waiting = k.waiting[1:]
 		s.nextID++
 		id := s.nextID
-		s.leases[id] = &leaseRecord{key: k.name, member: w.from.String(), requests: requests, tokens: tokens, expires: now.Add(s.cfg.LeaseTTL)}
+		s.leases[id] = &leaseRecord{key: k.name, member: pidName(w.from), requests: requests, tokens: tokens, expires: now.Add(s.cfg.LeaseTTL)}
 		s.stats.Granted++
 		s.stats.GrantedRequests += requests
 		s.stats.GrantedTokens += tokens
-		ctx.Send(w.from, &budgetpb.LeaseGrant{
+		s.send(ctx, w.from, &budgetpb.LeaseGrant{
 			RequestId: r.GetRequestId(), LeaseId: id,
 			Requests: requests, Tokens: tokens, TtlNanos: int64(s.cfg.LeaseTTL),
-		})
+		}, now)
 		s.armSweep()
 	}
 	if len(k.waiting) == 0 {
@@ -341,15 +532,18 @@ func (s *service) sweepNow(now time.Time) {
 			s.stats.Expired++
 		}
 	}
+	if s.sealer != nil {
+		s.sealer.forget(now)
+	}
 	members := 0
 	for _, k := range s.keys {
 		for name, ms := range k.members {
 			if now.Sub(ms.lastSeen) > s.cfg.MemberTimeout {
 				delete(k.members, name)
-				s.cfg.Logger.Info("budget: member gone quiet", slog.String("key", k.name), slog.String("member", name))
-				s.applyLimits(k, now)
+				s.cfg.Logger.Info("budget: member gone quiet", slog.String("key", k.label), slog.String("member", pidName(ms.pid)))
 			}
 		}
+		s.applyLimits(k, now)
 		members += len(k.members)
 	}
 	if len(s.leases) > 0 || members > 0 {
@@ -377,15 +571,15 @@ func (s *service) giveBack(m *budgetpb.LeaseReturn, now time.Time) {
 
 // pause stops k's grants for d and tells k's other members.
 func (s *service) pause(ctx actor.Context, k *keyState, from *actor.PID, d time.Duration, now time.Time) {
-	s.seen(k, from, nil, now)
+	s.seen(k, from, now)
 	if d <= 0 || !k.bucket.pause(now.Add(d)) {
 		return
 	}
 	s.stats.Pauses++
-	s.cfg.Logger.Info("budget: key paused", slog.String("key", k.name), slog.Duration("for", d))
+	s.cfg.Logger.Info("budget: key paused", slog.String("key", k.label), slog.Duration("for", d))
 	for _, ms := range k.members {
 		if from == nil || !ms.pid.Equal(from) {
-			ctx.Send(ms.pid, &budgetpb.Pause{Key: k.name, DurationNanos: int64(d)})
+			s.send(ctx, ms.pid, &budgetpb.Pause{Key: k.name, DurationNanos: int64(d)}, now)
 		}
 	}
 }
@@ -405,6 +599,14 @@ func (s *service) snapshot(now time.Time) *ServiceStats {
 	for _, k := range s.keys {
 		st.Members += len(k.members)
 		st.Waiting += len(k.waiting)
+		st.HeldBack += k.heldBack
 	}
 	return &st
+}
+
+// keyLabel names key n in logs: its endpoint and number, never the hash of
+// its API key.
+func keyLabel(key string, n int) string {
+	endpoint, _, _ := strings.Cut(key, "#")
+	return fmt.Sprintf("%s (budget %d)", endpoint, n)
 }

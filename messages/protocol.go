@@ -51,9 +51,53 @@ type Stats struct {
 	Accepted int64
 	Rejected int64
 	// RequestBudget and TokenBudget are the permits the limiter could grant
-	// now without waiting (a token budget of -1 means no token limit).
+	// now without waiting (a token budget of -1 means no token limit). With
+	// a shared budget they are what the executor's leases hold
+	// (Shared.HeldRequests and Shared.HeldTokens): its own buckets are not
+	// used then.
 	RequestBudget float64
 	TokenBudget   float64
 	// PausedUntil is when a pause of the whole budget ends, if one is on.
 	PausedUntil time.Time
+	// Shared is the executor's part in a budget shared with other
+	// processes; its Mode is "" without one.
+	Shared SharedStats
+}
+
+// SharedMode is an executor's standing in a budget shared with other
+// processes.
+type SharedMode string
+
+// The modes of a shared budget's member.
+const (
+	// SharedJoined: the executor takes its permits from leases that the
+	// budget service grants.
+	SharedJoined SharedMode = "joined"
+	// SharedFallback: the service did not answer, or refused this
+	// executor; it keeps to its local share of the limits (the limits
+	// divided by the members expected) until the service answers again.
+	SharedFallback SharedMode = "fallen back"
+)
+
+// SharedStats is an executor's view of a budget shared with other
+// processes: its mode, and the leases it received and gave back. While it
+// has fallen back, leases come from its local share.
+type SharedStats struct {
+	Mode SharedMode
+	// Since is when the executor entered Mode.
+	Since time.Time
+	// Reason says why it fell back: no answer in time, or the service's
+	// refusal (a wrong secret, a certificate refused). "" while joined.
+	Reason string
+	// Fallbacks and Rejoins count the changes of mode.
+	Fallbacks, Rejoins int64
+	// HeldRequests and HeldTokens are what the executor's unexpired leases
+	// hold, not yet spent.
+	HeldRequests, HeldTokens int64
+	// Leases counts the leases received, with the requests and API tokens
+	// they carried.
+	Leases, LeasedRequests, LeasedTokens int64
+	// Returned counts the leases given back with something unspent (when
+	// they expire, or at once at a graceful stop), with what was given back.
+	Returned, ReturnedRequests, ReturnedTokens int64
 }

@@ -105,7 +105,10 @@ type SharedBudget interface {
 	// Attach readies system for the executor's lease broker (starting what
 	// the broker needs, such as the remote layer) and returns the broker's
 	// props, with a function that releases what Attach started. The
-	// executor calls release once its actors have stopped.
+	// executor calls release once its actors have stopped. The broker
+	// speaks package actors' lease protocol (LeaseWanted, LeaseGranted,
+	// LeaseUnused, ReturnLeases at a graceful stop) and may report its
+	// standing to its parent with actors.BrokerState.
 	Attach(system *actor.ActorSystem, limits actors.Limits, logger *slog.Logger) (broker *actor.Props, release func(), err error)
 }
 

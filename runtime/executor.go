@@ -258,7 +258,9 @@ func (ex *Executor) checkRunningLocked() error {
 }
 
 // Stats returns the executor's counts and current budget, without a round
-// trip through the actors.
+// trip through the actors. With a shared budget, the budget is what its
+// leases hold, and Stats.Shared says whether it is joined to the service or
+// has fallen back to its local share.
 func (ex *Executor) Stats() Stats { return ex.counters.Stats(ex.budget, time.Now()) }
 
 // PauseUntil grants no permit to any request before t, as after a 429 that
@@ -316,9 +318,11 @@ func (ex *Executor) applyLimits() {
 
 // Stop stops the executor gracefully: it refuses new requests, finishes
 // every accepted one (queued, backing off, or in flight), then stops its
-// actors and, if it has its own actor system, shuts that down. If ctx ends
-// first, what is left is cancelled as by [Executor.StopNow] and ctx's error
-// is returned. Calling Stop again, or after StopNow, waits for the same end.
+// actors and, if it has its own actor system, shuts that down. With a
+// shared budget, what its leases still hold is given back to the service
+// before the actors stop. If ctx ends first, what is left is cancelled as
+// by [Executor.StopNow] and ctx's error is returned. Calling Stop again, or
+// after StopNow, waits for the same end.
 func (ex *Executor) Stop(ctx context.Context) error {
 	if !ex.beginStop() {
 		return ex.finish(ctx, nil)
@@ -327,6 +331,7 @@ func (ex *Executor) Stop(ctx context.Context) error {
 	ex.root.Send(ex.tree.Queue, &actors.Drain{Done: done})
 	select {
 	case <-done:
+		ex.returnLeases(ctx)
 	case <-ex.stopped:
 	case <-ctx.Done():
 		ex.abort()
@@ -334,6 +339,31 @@ func (ex *Executor) Stop(ctx context.Context) error {
 	}
 	return ex.finish(ctx, nil)
 }
+
+// returnLeases gives what the executor's leases of a shared budget still
+// hold back to the service at once, rather than leave it held until the
+// leases expire. It waits until the service has them, or the broker gives
+// up on it (budget's broker waits its ReplyTimeout), or ctx ends, or
+// returnLeasesWait has passed, in case a broker does not answer at all.
+func (ex *Executor) returnLeases(ctx context.Context) {
+	if ex.tree.Broker == nil {
+		return
+	}
+	done := make(chan struct{})
+	ex.root.Send(ex.tree.Limiter, &actors.ReturnLeases{Done: done})
+	t := time.NewTimer(returnLeasesWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-ex.stopped:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// returnLeasesWait bounds a graceful stop's wait for a broker to see its
+// leases back to the service.
+const returnLeasesWait = 10 * time.Second
 
 // StopNow stops the executor at once: every accepted request that has not
 // ended is CANCELLED (cause ErrStopped) and running calls have their

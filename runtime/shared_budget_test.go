@@ -22,6 +22,7 @@ type fakeShared struct {
 	attachErr error
 	released  atomic.Int32
 	grants    atomic.Int64
+	returned  atomic.Int32 // ReturnLeases received
 	mu        sync.Mutex
 	forwarded []any
 	limits    actors.Limits
@@ -39,6 +40,9 @@ func (f *fakeShared) Attach(_ *actor.ActorSystem, limits actors.Limits, _ *slog.
 		case *actors.LeaseWanted:
 			id := uint64(f.grants.Add(1))
 			ctx.Respond(&actors.LeaseGranted{ID: id, Requests: 1, Tokens: m.MinTokens, Expires: time.Now().Add(time.Minute)})
+		case *actors.ReturnLeases:
+			f.returned.Add(1)
+			close(m.Done)
 		case *actors.PauseUntil, *actors.AdjustTokens, *actors.SetLimits:
 			f.mu.Lock()
 			f.forwarded = append(f.forwarded, m)
@@ -108,6 +112,9 @@ func TestSharedBudgetPermitsComeFromLeases(t *testing.T) {
 	defer f.mu.Unlock()
 	if len(f.forwarded) != 3 {
 		t.Errorf("broker received %v, want the pause, the adjustment and the limits", f.forwarded)
+	}
+	if f.returned.Load() != 1 {
+		t.Errorf("broker asked %d times to return its leases at a graceful stop, want once", f.returned.Load())
 	}
 	if f.released.Load() != 1 {
 		t.Errorf("release called %d times, want once after stop", f.released.Load())

@@ -103,13 +103,19 @@ type LeaseRequest struct {
 	// Endpoint and hash of the API key (never the key itself).
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// Echoed in the grant so the member can match it.
-	RequestId     uint64  `protobuf:"varint,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Requests      int64   `protobuf:"varint,3,opt,name=requests,proto3" json:"requests,omitempty"`
-	Tokens        int64   `protobuf:"varint,4,opt,name=tokens,proto3" json:"tokens,omitempty"`
-	MinTokens     int64   `protobuf:"varint,5,opt,name=min_tokens,json=minTokens,proto3" json:"min_tokens,omitempty"`
-	Limits        *Limits `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RequestId uint64  `protobuf:"varint,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Requests  int64   `protobuf:"varint,3,opt,name=requests,proto3" json:"requests,omitempty"`
+	Tokens    int64   `protobuf:"varint,4,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	MinTokens int64   `protobuf:"varint,5,opt,name=min_tokens,json=minTokens,proto3" json:"min_tokens,omitempty"`
+	Limits    *Limits `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
+	// How many members share the key, as this member expects, and how long
+	// it waits for an answer before it keeps to its local share (the limits
+	// divided by expected_members). The service holds that share back while
+	// the member may be spending it: see Ping.
+	ExpectedMembers   int64 `protobuf:"varint,7,opt,name=expected_members,json=expectedMembers,proto3" json:"expected_members,omitempty"`
+	ReplyTimeoutNanos int64 `protobuf:"varint,8,opt,name=reply_timeout_nanos,json=replyTimeoutNanos,proto3" json:"reply_timeout_nanos,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *LeaseRequest) Reset() {
@@ -182,6 +188,20 @@ func (x *LeaseRequest) GetLimits() *Limits {
 		return x.Limits
 	}
 	return nil
+}
+
+func (x *LeaseRequest) GetExpectedMembers() int64 {
+	if x != nil {
+		return x.ExpectedMembers
+	}
+	return 0
+}
+
+func (x *LeaseRequest) GetReplyTimeoutNanos() int64 {
+	if x != nil {
+		return x.ReplyTimeoutNanos
+	}
+	return 0
 }
 
 // LeaseGrant answers a LeaseRequest. The lease may be used for ttl_nanos
@@ -440,9 +460,22 @@ func (x *Pause) GetDurationNanos() int64 {
 	return 0
 }
 
-// Ping asks whether the service is there; it answers Pong.
+// Ping asks whether the service is there; it answers Pong. A member also
+// sends one whenever it has sent nothing for a third of its reply timeout, so
+// that the service can tell a quiet member from one that lost it: the
+// service holds back the share of a member it has not heard from for
+// nearly its reply timeout, or that says it keeps to its local share.
 type Ping struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Echoed in the Pong, so that a member can tell the answer to this Ping
+	// from an earlier Pong.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The key the member shares; empty from one that never joined.
+	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// Set while the member keeps to its local share.
+	LocalShare bool `protobuf:"varint,3,opt,name=local_share,json=localShare,proto3" json:"local_share,omitempty"`
+	// Set when the member stops: the service forgets it at once.
+	Leaving       bool `protobuf:"varint,4,opt,name=leaving,proto3" json:"leaving,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -477,10 +510,40 @@ func (*Ping) Descriptor() ([]byte, []int) {
 	return file_budget_proto_rawDescGZIP(), []int{6}
 }
 
-// Pong answers Ping.
+func (x *Ping) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Ping) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Ping) GetLocalShare() bool {
+	if x != nil {
+		return x.LocalShare
+	}
+	return false
+}
+
+func (x *Ping) GetLeaving() bool {
+	if x != nil {
+		return x.Leaving
+	}
+	return false
+}
+
+// Pong answers Ping, or a repeated LeaseRequest that is still waiting.
 type Pong struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LeaseTtlNanos int64                  `protobuf:"varint,1,opt,name=lease_ttl_nanos,json=leaseTtlNanos,proto3" json:"lease_ttl_nanos,omitempty"`
+	// The id of the Ping answered; 0 for a repeated LeaseRequest.
+	PingId        uint64 `protobuf:"varint,2,opt,name=ping_id,json=pingId,proto3" json:"ping_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -522,6 +585,158 @@ func (x *Pong) GetLeaseTtlNanos() int64 {
 	return 0
 }
 
+func (x *Pong) GetPingId() uint64 {
+	if x != nil {
+		return x.PingId
+	}
+	return 0
+}
+
+// Signed carries one of the messages above with proof that its sender holds
+// the budget's shared secret, without revealing the secret. With a secret
+// configured, members send every message to the service signed, and the
+// service signs its answers; anything else is refused.
+type Signed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Full name of the message in payload, e.g. "lionactor.budget.v1.Ping".
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The message, marshalled.
+	Payload []byte `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	// Random and unique per message; a refusal echoes it.
+	Nonce []byte `protobuf:"bytes,3,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// When the message was signed, Unix nanoseconds. Each sender's times
+	// only grow, and a receiver refuses one outside its replay window or not
+	// later than the last it accepted from that sender.
+	UnixNanos int64 `protobuf:"varint,4,opt,name=unix_nanos,json=unixNanos,proto3" json:"unix_nanos,omitempty"`
+	// HMAC-SHA256, keyed with the secret, over a domain label, the direction,
+	// the member's PID, type, payload, nonce and unix_nanos.
+	Mac           []byte `protobuf:"bytes,5,opt,name=mac,proto3" json:"mac,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Signed) Reset() {
+	*x = Signed{}
+	mi := &file_budget_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Signed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Signed) ProtoMessage() {}
+
+func (x *Signed) ProtoReflect() protoreflect.Message {
+	mi := &file_budget_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Signed.ProtoReflect.Descriptor instead.
+func (*Signed) Descriptor() ([]byte, []int) {
+	return file_budget_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Signed) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Signed) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Signed) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *Signed) GetUnixNanos() int64 {
+	if x != nil {
+		return x.UnixNanos
+	}
+	return 0
+}
+
+func (x *Signed) GetMac() []byte {
+	if x != nil {
+		return x.Mac
+	}
+	return nil
+}
+
+// Refused tells a member that the service turned its message away. It is
+// not signed: a member with the wrong secret could not check it. A member
+// believes it only if it echoes the nonce of a message the member sent.
+type Refused struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The refused message's nonce; empty if it was not signed.
+	Nonce []byte `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// Why, in words: no proof, a wrong proof, a stale or replayed one.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refused) Reset() {
+	*x = Refused{}
+	mi := &file_budget_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refused) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refused) ProtoMessage() {}
+
+func (x *Refused) ProtoReflect() protoreflect.Message {
+	mi := &file_budget_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refused.ProtoReflect.Descriptor instead.
+func (*Refused) Descriptor() ([]byte, []int) {
+	return file_budget_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Refused) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *Refused) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_budget_proto protoreflect.FileDescriptor
 
 const file_budget_proto_rawDesc = "" +
@@ -532,7 +747,7 @@ const file_budget_proto_rawDesc = "" +
 	"\rrequest_burst\x18\x02 \x01(\x03R\frequestBurst\x12*\n" +
 	"\x11tokens_per_second\x18\x03 \x01(\x01R\x0ftokensPerSecond\x12\x1f\n" +
 	"\vtoken_burst\x18\x04 \x01(\x03R\n" +
-	"tokenBurst\"\xc7\x01\n" +
+	"tokenBurst\"\xa2\x02\n" +
 	"\fLeaseRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1d\n" +
 	"\n" +
@@ -541,7 +756,9 @@ const file_budget_proto_rawDesc = "" +
 	"\x06tokens\x18\x04 \x01(\x03R\x06tokens\x12\x1d\n" +
 	"\n" +
 	"min_tokens\x18\x05 \x01(\x03R\tminTokens\x123\n" +
-	"\x06limits\x18\x06 \x01(\v2\x1b.lionactor.budget.v1.LimitsR\x06limits\"\x97\x01\n" +
+	"\x06limits\x18\x06 \x01(\v2\x1b.lionactor.budget.v1.LimitsR\x06limits\x12)\n" +
+	"\x10expected_members\x18\a \x01(\x03R\x0fexpectedMembers\x12.\n" +
+	"\x13reply_timeout_nanos\x18\b \x01(\x03R\x11replyTimeoutNanos\"\x97\x01\n" +
 	"\n" +
 	"LeaseGrant\x12\x1d\n" +
 	"\n" +
@@ -560,10 +777,26 @@ const file_budget_proto_rawDesc = "" +
 	"\x05delta\x18\x02 \x01(\x03R\x05delta\"@\n" +
 	"\x05Pause\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12%\n" +
-	"\x0eduration_nanos\x18\x02 \x01(\x03R\rdurationNanos\"\x06\n" +
-	"\x04Ping\".\n" +
+	"\x0eduration_nanos\x18\x02 \x01(\x03R\rdurationNanos\"c\n" +
+	"\x04Ping\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1f\n" +
+	"\vlocal_share\x18\x03 \x01(\bR\n" +
+	"localShare\x12\x18\n" +
+	"\aleaving\x18\x04 \x01(\bR\aleaving\"G\n" +
 	"\x04Pong\x12&\n" +
-	"\x0flease_ttl_nanos\x18\x01 \x01(\x03R\rleaseTtlNanosB0Z.github.com/lionactor/lionactor/budget/budgetpbb\x06proto3"
+	"\x0flease_ttl_nanos\x18\x01 \x01(\x03R\rleaseTtlNanos\x12\x17\n" +
+	"\aping_id\x18\x02 \x01(\x04R\x06pingId\"}\n" +
+	"\x06Signed\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\x12\x14\n" +
+	"\x05nonce\x18\x03 \x01(\fR\x05nonce\x12\x1d\n" +
+	"\n" +
+	"unix_nanos\x18\x04 \x01(\x03R\tunixNanos\x12\x10\n" +
+	"\x03mac\x18\x05 \x01(\fR\x03mac\"7\n" +
+	"\aRefused\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reasonB0Z.github.com/lionactor/lionactor/budget/budgetpbb\x06proto3"
 
 var (
 	file_budget_proto_rawDescOnce sync.Once
@@ -577,7 +810,7 @@ func file_budget_proto_rawDescGZIP() []byte {
 	return file_budget_proto_rawDescData
 }
 
-var file_budget_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_budget_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_budget_proto_goTypes = []any{
 	(*Limits)(nil),       // 0: lionactor.budget.v1.Limits
 	(*LeaseRequest)(nil), // 1: lionactor.budget.v1.LeaseRequest
@@ -587,6 +820,8 @@ var file_budget_proto_goTypes = []any{
 	(*Pause)(nil),        // 5: lionactor.budget.v1.Pause
 	(*Ping)(nil),         // 6: lionactor.budget.v1.Ping
 	(*Pong)(nil),         // 7: lionactor.budget.v1.Pong
+	(*Signed)(nil),       // 8: lionactor.budget.v1.Signed
+	(*Refused)(nil),      // 9: lionactor.budget.v1.Refused
 }
 var file_budget_proto_depIdxs = []int32{
 	0, // 0: lionactor.budget.v1.LeaseRequest.limits:type_name -> lionactor.budget.v1.Limits
@@ -608,7 +843,7 @@ func file_budget_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_budget_proto_rawDesc), len(file_budget_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

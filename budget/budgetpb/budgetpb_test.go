@@ -115,9 +115,9 @@ func TestGeneratedCodeCheckSeesChanges(t *testing.T) {
 		return strings.Replace(src, old, new, 1)
 	}
 	for name, changed := range map[string]string{
-		"field added":      edit("  int64 min_tokens = 5;\n", "  int64 min_tokens = 5;\n  int64 max_tokens = 7;\n"),
+		"field added":      edit("  int64 min_tokens = 5;\n", "  int64 min_tokens = 5;\n  int64 max_tokens = 9;\n"),
 		"field renamed":    edit("int64 delta = 2;", "int64 tokens = 2;"),
-		"field renumbered": edit("int64 lease_ttl_nanos = 1;", "int64 lease_ttl_nanos = 2;"),
+		"field renumbered": edit("int64 lease_ttl_nanos = 1;", "int64 lease_ttl_nanos = 3;"),
 		"type changed":     edit("int64 request_burst = 2;", "int32 request_burst = 2;"),
 		"message added":    src + "\nmessage Extra {}\n",
 		"package changed":  edit("package lionactor.budget.v1;", "package lionactor.budget.v2;"),
@@ -137,13 +137,16 @@ func TestMessagesRoundTrip(t *testing.T) {
 	limits := &budgetpb.Limits{RequestsPerSecond: 12.5, RequestBurst: 3, TokensPerSecond: 1e6, TokenBurst: math.MaxInt64}
 	msgs := []proto.Message{
 		limits,
-		&budgetpb.LeaseRequest{Key: "https://api.example.com#0123456789abcdef0123456789abcdef", RequestId: math.MaxUint64, Requests: 7, Tokens: 4096, MinTokens: 100, Limits: limits},
+		&budgetpb.LeaseRequest{Key: "https://api.example.com#0123456789abcdef0123456789abcdef", RequestId: math.MaxUint64, Requests: 7, Tokens: 4096, MinTokens: 100, Limits: limits, ExpectedMembers: 3, ReplyTimeoutNanos: 1e9},
 		&budgetpb.LeaseGrant{RequestId: 1, LeaseId: 1 << 63, Requests: 5, Tokens: 2048, TtlNanos: int64(1e9)},
 		&budgetpb.LeaseReturn{Key: "k", LeaseId: 42, Requests: 2, Tokens: 17},
 		&budgetpb.TokenAdjust{Key: "k", Delta: -1234},
 		&budgetpb.Pause{Key: "k", DurationNanos: 30e9},
 		&budgetpb.Ping{},
-		&budgetpb.Pong{LeaseTtlNanos: 500e6},
+		&budgetpb.Ping{Id: 9, Key: "k", LocalShare: true, Leaving: true},
+		&budgetpb.Pong{LeaseTtlNanos: 500e6, PingId: 9},
+		&budgetpb.Signed{Type: "lionactor.budget.v1.Ping", Payload: []byte{8, 1}, Nonce: make([]byte, 16), UnixNanos: math.MaxInt64, Mac: make([]byte, 32)},
+		&budgetpb.Refused{Nonce: []byte{1, 2, 3}, Reason: "wrong proof"},
 		// Zero values, and values at the edges.
 		&budgetpb.Limits{},
 		&budgetpb.LeaseRequest{},
@@ -188,6 +191,7 @@ func TestFieldNumbersAreStable(t *testing.T) {
 		"LeaseRequest": {
 			"key": {1, protoreflect.StringKind}, "request_id": {2, protoreflect.Uint64Kind}, "requests": {3, protoreflect.Int64Kind},
 			"tokens": {4, protoreflect.Int64Kind}, "min_tokens": {5, protoreflect.Int64Kind}, "limits": {6, protoreflect.MessageKind},
+			"expected_members": {7, protoreflect.Int64Kind}, "reply_timeout_nanos": {8, protoreflect.Int64Kind},
 		},
 		"LeaseGrant": {
 			"request_id": {1, protoreflect.Uint64Kind}, "lease_id": {2, protoreflect.Uint64Kind}, "requests": {3, protoreflect.Int64Kind},
@@ -199,8 +203,16 @@ func TestFieldNumbersAreStable(t *testing.T) {
 		},
 		"TokenAdjust": {"key": {1, protoreflect.StringKind}, "delta": {2, protoreflect.Int64Kind}},
 		"Pause":       {"key": {1, protoreflect.StringKind}, "duration_nanos": {2, protoreflect.Int64Kind}},
-		"Ping":        {},
-		"Pong":        {"lease_ttl_nanos": {1, protoreflect.Int64Kind}},
+		"Ping": {
+			"id": {1, protoreflect.Uint64Kind}, "key": {2, protoreflect.StringKind},
+			"local_share": {3, protoreflect.BoolKind}, "leaving": {4, protoreflect.BoolKind},
+		},
+		"Pong": {"lease_ttl_nanos": {1, protoreflect.Int64Kind}, "ping_id": {2, protoreflect.Uint64Kind}},
+		"Signed": {
+			"type": {1, protoreflect.StringKind}, "payload": {2, protoreflect.BytesKind}, "nonce": {3, protoreflect.BytesKind},
+			"unix_nanos": {4, protoreflect.Int64Kind}, "mac": {5, protoreflect.BytesKind},
+		},
+		"Refused": {"nonce": {1, protoreflect.BytesKind}, "reason": {2, protoreflect.StringKind}},
 	}
 	fd := budgetpb.File_budget_proto
 	if fd.Package() != "lionactor.budget.v1" {
@@ -239,13 +251,15 @@ func TestFieldNumbersAreStable(t *testing.T) {
 func TestGettersAgreeWithReflectionAndAreNilSafe(t *testing.T) {
 	msgs := []proto.Message{
 		&budgetpb.Limits{RequestsPerSecond: 2, RequestBurst: 3, TokensPerSecond: 4, TokenBurst: 5},
-		&budgetpb.LeaseRequest{Key: "k", RequestId: 1, Requests: 2, Tokens: 3, MinTokens: 4, Limits: &budgetpb.Limits{RequestBurst: 1}},
+		&budgetpb.LeaseRequest{Key: "k", RequestId: 1, Requests: 2, Tokens: 3, MinTokens: 4, Limits: &budgetpb.Limits{RequestBurst: 1}, ExpectedMembers: 5, ReplyTimeoutNanos: 6},
 		&budgetpb.LeaseGrant{RequestId: 1, LeaseId: 2, Requests: 3, Tokens: 4, TtlNanos: 5},
 		&budgetpb.LeaseReturn{Key: "k", LeaseId: 2, Requests: 3, Tokens: 4},
 		&budgetpb.TokenAdjust{Key: "k", Delta: -6},
 		&budgetpb.Pause{Key: "k", DurationNanos: 7},
-		&budgetpb.Ping{},
-		&budgetpb.Pong{LeaseTtlNanos: 8},
+		&budgetpb.Ping{Id: 1, Key: "k", LocalShare: true, Leaving: true},
+		&budgetpb.Pong{LeaseTtlNanos: 8, PingId: 9},
+		&budgetpb.Signed{Type: "t", Payload: []byte{1}, Nonce: []byte{2}, UnixNanos: 3, Mac: []byte{4}},
+		&budgetpb.Refused{Nonce: []byte{5}, Reason: "r"},
 	}
 	for _, m := range msgs {
 		v, typ := reflect.ValueOf(m), reflect.TypeOf(m)
@@ -264,7 +278,7 @@ func TestGettersAgreeWithReflectionAndAreNilSafe(t *testing.T) {
 				if !proto.Equal(got.(proto.Message), want.Message().Interface()) {
 					t.Errorf("%T.%s() = %v, field holds %v", m, name, got, want)
 				}
-			} else if got != want.Interface() {
+			} else if !reflect.DeepEqual(got, want.Interface()) {
 				t.Errorf("%T.%s() = %v, field holds %v", m, name, got, want)
 			}
 			zero := nilMsg.MethodByName(name).Call(nil)[0]

@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/term"
 
+	"github.com/lionactor/lionactor/budget"
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/internal/batch"
 )
@@ -43,6 +44,8 @@ type batchFlags struct {
 	otlpEndpoint             string
 	retryFailed              string
 	rerunChanged             bool
+	budgetTLS                budget.TLSFiles
+	budgetSecretEnv          string
 }
 
 func newBatchCmd(e env) *cobra.Command {
@@ -105,6 +108,10 @@ status 130.`,
 	fl.BoolVar(&f.rerunChanged, "rerun-changed", false, "rerun the requests whose id has a result for other content than the line holds now (by default they are skipped and named in the summary)")
 	fl.StringVar(&f.budgetListen, "budget-listen", "", "host:port, reachable from the budget service, where this process receives its answers (default: a free loopback port, enough for a service on this host)")
 	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces of the run over OTLP/HTTP to this collector URL (e.g. http://127.0.0.1:4318); the OTEL_EXPORTER_OTLP_* variables also apply")
+	fl.StringVar(&f.budgetTLS.Cert, "budget-tls-cert", "", "PEM certificate of this process for the --budget service's mutual TLS (with --budget-tls-key and --budget-tls-ca)")
+	fl.StringVar(&f.budgetTLS.Key, "budget-tls-key", "", "PEM private key of --budget-tls-cert")
+	fl.StringVar(&f.budgetTLS.CA, "budget-tls-ca", "", "PEM certificate of the CA that signed the budget service's certificate")
+	fl.StringVar(&f.budgetSecretEnv, "budget-secret-env", "", "environment variable holding the secret shared with the --budget service (its --secret-env)")
 	return cmd
 }
 
@@ -247,12 +254,17 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 		return namingFlags(fl, batchFlagOf, err)
 	}
 	retry, kinds := f.retryKinds()
+	secret, err := secretFromEnv(e.getenv, "--budget-secret-env", f.budgetSecretEnv)
+	if err != nil {
+		return err
+	}
 	cfg := batch.Config{
 		Endpoint: ep, RPM: f.rpm, TPM: f.tpm, Burst: f.burst, Concurrency: f.concurrency,
 		MaxAttempts: f.maxAttempts, Timeout: f.timeout, Queue: f.queue, Ordered: f.ordered,
 		Grace: f.grace, MetricsAddr: f.metricsAddr,
 		Budget: f.budget, BudgetMembers: f.budgetMembers, BudgetListen: f.budgetListen,
 		RetryFailed: retry, RetryKinds: kinds, RerunChanged: f.rerunChanged,
+		BudgetTLS: f.budgetTLS, BudgetSecret: secret,
 	}
 	switch {
 	case f.verbose:

@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/lionactor/lionactor/budget"
+	"github.com/lionactor/lionactor/messages"
 )
 
 func newBudgetCmd(e env) *cobra.Command {
@@ -37,9 +40,10 @@ divided by --budget-members until it is back.`,
 
 func newBudgetServeCmd(e env) *cobra.Command {
 	var (
-		addr     string
-		leaseTTL time.Duration
-		verbose  bool
+		addr, secretEnv   string
+		leaseTTL          time.Duration
+		verbose, insecure bool
+		tlsFiles          budget.TLSFiles
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -48,7 +52,13 @@ func newBudgetServeCmd(e env) *cobra.Command {
 with runtime.Config.SharedBudget) takes its rate permits from. Budgets are kept
 per API key and endpoint, named by a hash of the key: the key itself never
 reaches the service. It runs until interrupted; members then keep to their
-share of the limits until a service is back.`,
+share of the limits until a service is back.
+
+Only members get in: with --tls-cert, --tls-key and --tls-ca, those with a
+certificate that CA signed (mutual TLS); with --secret-env, those that prove
+they hold the secret in that variable (an HMAC on every message; the secret
+never crosses the network). Give both to have both. Without TLS the service
+listens on loopback only, unless --insecure. Refusals are logged and counted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := budget.CheckAddress(addr, true); err != nil {
@@ -57,6 +67,10 @@ share of the limits until a service is back.`,
 			if leaseTTL <= 0 {
 				return usagef("--lease-ttl: must be positive")
 			}
+			secret, err := secretFromEnv(e.getenv, "--secret-env", secretEnv)
+			if err != nil {
+				return err
+			}
 			// Verbose: the service's events and protoactor's. Otherwise only
 			// the service's own warnings: protoactor logs an error each time
 			// a member's connection ends, which members do when they finish.
@@ -64,20 +78,34 @@ share of the limits until a service is back.`,
 			if !verbose {
 				logs = prefixFilter{slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), "budget"}
 			}
-			cfg := budget.ServiceConfig{LeaseTTL: leaseTTL, Logger: slog.New(logs)}
+			cfg := budget.ServiceConfig{
+				LeaseTTL: leaseTTL, Logger: slog.New(logs),
+				TLS: tlsFiles, Secret: secret, Insecure: insecure,
+			}
 			srv, err := budget.Listen(addr, cfg)
 			if err != nil {
 				// A bad setting, or an address it cannot listen on: nothing
 				// was served.
+				var ce *messages.ConfigError
+				if errors.As(err, &ce) && serveFlags[ce.Field] != "" {
+					return usagef("%s: %s", serveFlags[ce.Field], ce.Reason)
+				}
 				return usageError{err}
 			}
 			defer srv.Close()
+			secured := tlsFiles.Enabled() || secret != nil
 			fmt.Fprintf(e.stdout, "budget service listening on %s\n", srv.Addr())
-			fmt.Fprintf(e.stdout, "  lionactor batch --budget %s --budget-members N ...\n", srv.Addr())
+			fmt.Fprintf(e.stdout, "  lionactor batch --budget %s --budget-members N%s ...\n", srv.Addr(), memberFlags(tlsFiles, secretEnv))
+			host, _, _ := net.SplitHostPort(srv.Addr())
+			fmt.Fprintf(e.stdout, "  %s\n", protection(tlsFiles, secretEnv, net.ParseIP(host).IsLoopback()))
 			<-cmd.Context().Done()
 			if st, err := srv.Stats(); err == nil {
-				fmt.Fprintf(e.stdout, "granted %d leases (%d requests, %d returned unused) to %d members over %d keys; %d pauses\n",
+				fmt.Fprintf(e.stdout, "granted %d leases (%d requests, %d returned unused) to %d members over %d keys; %d pauses",
 					st.Granted, st.GrantedRequests, st.ReturnedRequests, st.Members, st.Keys, st.Pauses)
+				if secured {
+					fmt.Fprintf(e.stdout, "; refused %d connections, %d messages", st.RefusedConnections, st.RefusedMessages)
+				}
+				fmt.Fprintln(e.stdout)
 			}
 			return nil
 		},
@@ -86,7 +114,68 @@ share of the limits until a service is back.`,
 	fl.StringVar(&addr, "addr", "127.0.0.1:7070", "host:port to listen on (port 0: any free port, printed)")
 	fl.DurationVar(&leaseTTL, "lease-ttl", budget.DefaultLeaseTTL, "how long a member may hold a lease; shorter frees a dead member's share sooner, longer means fewer round trips")
 	fl.BoolVar(&verbose, "verbose", false, "log to stderr members joining and going quiet, new keys, pauses, and protoactor's connection events")
+	fl.StringVar(&tlsFiles.Cert, "tls-cert", "", "PEM certificate of the service, naming its host: with --tls-key and --tls-ca, serve over mutual TLS")
+	fl.StringVar(&tlsFiles.Key, "tls-key", "", "PEM private key of --tls-cert")
+	fl.StringVar(&tlsFiles.CA, "tls-ca", "", "PEM certificate of the CA that signs the members' certificates: only they can connect")
+	fl.StringVar(&secretEnv, "secret-env", "", "environment variable holding a secret shared with the members (batch --budget-secret-env): messages without proof of it are refused")
+	fl.BoolVar(&insecure, "insecure", false, "without TLS, listen on an address other than loopback all the same (the traffic is in clear)")
 	return cmd
+}
+
+// serveFlags names the flag behind each field of budget.ServiceConfig that
+// Listen may refuse.
+var serveFlags = map[string]string{
+	"addr": "--addr", "TLS.Cert": "--tls-cert", "TLS.Key": "--tls-key", "TLS.CA": "--tls-ca", "Secret": "--secret-env",
+}
+
+// memberFlags are the flags a member of a service secured so needs.
+func memberFlags(tlsFiles budget.TLSFiles, secretEnv string) string {
+	var s string
+	if tlsFiles.Enabled() {
+		s += " --budget-tls-cert CERT --budget-tls-key KEY --budget-tls-ca CA"
+	}
+	if secretEnv != "" {
+		s += " --budget-secret-env " + secretEnv
+	}
+	return s
+}
+
+// protection says who can get in, and from where.
+func protection(tlsFiles budget.TLSFiles, secretEnv string, loopback bool) string {
+	var who, where string
+	switch {
+	case tlsFiles.Enabled() && secretEnv != "":
+		who = "mutual TLS and a secret: only members with a certificate signed by " + tlsFiles.CA + " that hold the secret in $" + secretEnv + " get in"
+	case tlsFiles.Enabled():
+		who = "mutual TLS: only members with a certificate signed by " + tlsFiles.CA + " get in"
+	case secretEnv != "":
+		who = "no TLS: only members that prove the secret in $" + secretEnv + " get in, but the traffic is in clear"
+	default:
+		who = "no TLS and no secret: anything that reaches the port gets in"
+	}
+	if !tlsFiles.Enabled() {
+		where = "; loopback only"
+		if !loopback {
+			where = "; reachable beyond this host (--insecure)"
+		}
+	}
+	return "security: " + who + where
+}
+
+// secretFromEnv reads the secret from the environment variable name, given
+// by flag; no name, no secret. Its value is never shown.
+func secretFromEnv(getenv func(string) string, flag, name string) (budget.Secret, error) {
+	if name == "" {
+		return nil, nil
+	}
+	v := strings.TrimSpace(getenv(name))
+	switch {
+	case v == "":
+		return nil, usagef("%s: %s is empty or not set", flag, name)
+	case len(v) < budget.MinSecretLen:
+		return nil, usagef("%s: the secret in %s must be at least %d bytes, it has %d (e.g. openssl rand -hex 32)", flag, name, budget.MinSecretLen, len(v))
+	}
+	return budget.Secret(v), nil
 }
 
 // prefixFilter passes on only the records whose message starts with

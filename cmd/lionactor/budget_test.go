@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -32,8 +33,11 @@ func TestBudgetServeUntilCancelled(t *testing.T) {
 		t.Fatalf("first line %q does not give the address (stderr %s)", first, c.stderr.String())
 	}
 	addr := m[1]
-	if hint := <-lines; !strings.Contains(hint, "lionactor batch --budget "+addr+" --budget-members N") {
+	if hint := <-lines; !strings.Contains(hint, "lionactor batch --budget "+addr+" --budget-members N ...") {
 		t.Errorf("hint line %q", hint)
+	}
+	if sec := <-lines; sec != "  security: no TLS and no secret: anything that reaches the port gets in; loopback only" {
+		t.Errorf("security line %q", sec)
 	}
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -48,6 +52,45 @@ func TestBudgetServeUntilCancelled(t *testing.T) {
 	// --verbose logs the service's own events, with the lease lifetime given.
 	if log := c.stderr.String(); !strings.Contains(log, `msg="budget service started"`) || !strings.Contains(log, "lease_ttl=500ms") {
 		t.Errorf("verbose log:\n%s", log)
+	}
+}
+
+func TestBudgetServeWithTLSAndSecret(t *testing.T) {
+	pki := runtimetest.NewPKI(t, "ca")
+	cert, key := pki.Issue(t, "service")
+	const secret = "a secret of thirty-two bytes!!!!"
+	c := newCLI()
+	c.env = map[string]string{"BUDGET_SECRET": secret}
+	var lines []string
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stdout.onWrite = func(all string) {
+		if lines == nil && strings.Count(all, "\n") == 3 {
+			lines = strings.Split(strings.TrimSpace(all), "\n")
+			cancel()
+		}
+	}
+	if code := c.run(t, ctx, "budget", "serve", "--addr", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, "--tls-ca", pki.CA, "--secret-env", "BUDGET_SECRET"); code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	if len(lines) != 3 || !strings.Contains(lines[1], "--budget-tls-cert CERT --budget-tls-key KEY --budget-tls-ca CA --budget-secret-env BUDGET_SECRET") ||
+		lines[2] != "  security: mutual TLS and a secret: only members with a certificate signed by "+pki.CA+" that hold the secret in $BUDGET_SECRET get in" {
+		t.Errorf("first lines %q", lines)
+	}
+	if out := c.stdout.String(); !strings.Contains(out, "; refused 0 connections, 0 messages") || strings.Contains(out+c.stderr.String(), secret) {
+		t.Errorf("stdout %q", out)
+	}
+}
+
+func TestBudgetServeInsecure(t *testing.T) {
+	srv := startServer(t, "budget", "serve", "--addr", "0.0.0.0:0", "--insecure")
+	<-srv.lines
+	<-srv.lines
+	if sec := <-srv.lines; sec != "  security: no TLS and no secret: anything that reaches the port gets in; reachable beyond this host (--insecure)" {
+		t.Errorf("security line %q", sec)
+	}
+	srv.stop(t)
+	if log := srv.c.stderr.String(); !strings.Contains(log, "budget: serving without TLS on a network address") {
+		t.Errorf("no warning on stderr:\n%s", log)
 	}
 }
 
@@ -89,9 +132,15 @@ func TestBudgetServeUsageErrors(t *testing.T) {
 		{[]string{"--addr", "127.0.0.1:0", "--lease-ttl", "-1s"}, "--lease-ttl: must be positive"},
 		{[]string{"--lease-ttl", "soon"}, "invalid argument"},
 		{[]string{"extra"}, "unknown command"},
+		{[]string{"--addr", "0.0.0.0:0"}, "--addr: 0.0.0.0 is not a loopback address, and without TLS the service listens on loopback only"},
+		{[]string{"--addr", "127.0.0.1:0", "--secret-env", "LIONACTOR_TEST_UNSET"}, "--secret-env: LIONACTOR_TEST_UNSET is empty or not set"},
+		{[]string{"--addr", "127.0.0.1:0", "--secret-env", "SHORT_SECRET"}, "--secret-env: the secret in SHORT_SECRET must be at least 16 bytes, it has 5"},
+		{[]string{"--addr", "127.0.0.1:0", "--tls-cert", "c.pem"}, "--tls-key: missing"},
+		{[]string{"--addr", "127.0.0.1:0", "--tls-cert", "gone.pem", "--tls-key", "gone.pem", "--tls-ca", "gone.pem"}, "--tls-cert: open gone.pem"},
 	}
 	for _, tt := range tests {
 		c := newCLI()
+		c.env = map[string]string{"SHORT_SECRET": "hello"}
 		args := append([]string{"budget", "serve"}, tt.args...)
 		if code := c.run(t, context.Background(), args...); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
@@ -131,9 +180,14 @@ func TestBatchBudgetUsageErrors(t *testing.T) {
 		{[]string{"--budget-members", "-1"}, "budget-members: must be at least 1"},
 		{[]string{"--budget", "127.0.0.1:7070", "--budget-listen", "anywhere"}, "budget-listen: want host:port"},
 		{[]string{"--budget-members", "three"}, "invalid argument"},
+		{[]string{"--budget", "127.0.0.1:7070", "--budget-secret-env", "NO_SUCH_VAR"}, "--budget-secret-env: NO_SUCH_VAR is empty or not set"},
+		{[]string{"--budget", "127.0.0.1:7070", "--budget-secret-env", "SHORT_SECRET"}, "--budget-secret-env: the secret in SHORT_SECRET must be at least 16 bytes"},
+		{[]string{"--budget", "127.0.0.1:7070", "--budget-tls-cert", "c.pem", "--budget-tls-ca", "ca.pem"}, "budget-tls-key: missing"},
+		{[]string{"--budget", "127.0.0.1:7070", "--budget-tls-cert", "c.pem", "--budget-tls-key", "k.pem", "--budget-tls-ca", "ca.pem"}, "budget-tls-cert: open c.pem"},
 	}
 	for _, tt := range tests {
 		c := newCLI()
+		c.env["SHORT_SECRET"] = "hello"
 		args := append([]string{"batch", "--in", in, "--out", out, "--url", base, "--model", testModel}, tt.args...)
 		if code := c.run(t, context.Background(), args...); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d", tt.args, code, exitUsage)

@@ -88,6 +88,11 @@ type Config struct {
 	// answers; "" means a free port on the loopback interface, which only a
 	// service on the same host can reach.
 	BudgetListen string
+	// BudgetTLS, if set, makes the run talk to the budget service over
+	// mutual TLS; BudgetSecret, if set, is the secret it shares with the
+	// service. See budget.MemberConfig.
+	BudgetTLS    budget.TLSFiles
+	BudgetSecret budget.Secret
 
 	// Tracer, if set, traces every request of the run, each a child of the
 	// span in the context given to Run.
@@ -143,6 +148,18 @@ func (c Config) Validate() error {
 	if c.BudgetListen != "" {
 		if err := budget.CheckAddress(c.BudgetListen, true); err != nil {
 			return bad("budget-listen", err.Error())
+		}
+	}
+	if n := len(c.BudgetSecret); n > 0 && n < budget.MinSecretLen {
+		return bad("budget-secret-env", fmt.Sprintf("the secret must be at least %d bytes, got %d", budget.MinSecretLen, n))
+	}
+	if c.BudgetTLS.Enabled() {
+		if _, err := c.BudgetTLS.RemoteOptions(); err != nil {
+			var ce *messages.ConfigError
+			if errors.As(err, &ce) {
+				return bad("budget-tls-"+strings.ToLower(ce.Field), ce.Reason)
+			}
+			return err
 		}
 	}
 	return nil
@@ -203,6 +220,7 @@ func (c Config) executorConfig(observer func(messages.Event)) runtime.Config {
 	if c.Budget != "" {
 		rc.SharedBudget = budget.MemberConfig{
 			Address: c.Budget, Key: c.budgetKey(), ExpectedMembers: c.BudgetMembers, ListenAddr: c.BudgetListen,
+			TLS: c.BudgetTLS, Secret: c.BudgetSecret,
 		}
 	}
 	return rc
@@ -364,10 +382,17 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	interrupted := ctx.Err() != nil
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Grace+5*time.Second)
 	defer cancel()
-	if err := ex.StopNow(stopCtx); err != nil && writeErr == nil {
+	// Every request has ended unless the run was interrupted or failed: a
+	// graceful stop then waits for nothing, but gives a shared budget's
+	// leases back at once.
+	stop := ex.Stop
+	if interrupted || writeErr != nil {
+		stop = ex.StopNow
+	}
+	if err := stop(stopCtx); err != nil && writeErr == nil {
 		writeErr = err
 	}
-	r.sum.finish(time.Now(), r.model.Stats())
+	r.sum.finish(time.Now(), r.model.Stats(), ex.Stats().Shared)
 	if err := r.writeReport(time.Now()); err != nil && writeErr == nil {
 		writeErr = err
 	}

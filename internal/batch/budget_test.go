@@ -3,8 +3,10 @@ package batch
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -46,6 +48,15 @@ func TestConfigValidateBudget(t *testing.T) {
 		{"listen port too large", "budget-listen", "port", func(c *Config) {
 			c.Budget, c.BudgetMembers, c.BudgetListen = "127.0.0.1:7070", 2, "127.0.0.1:99999"
 		}},
+		{"short secret", "budget-secret-env", "at least 16 bytes", func(c *Config) {
+			c.Budget, c.BudgetMembers, c.BudgetSecret = "127.0.0.1:7070", 2, budget.Secret("shhh")
+		}},
+		{"TLS without a key", "budget-tls-key", "missing", func(c *Config) {
+			c.Budget, c.BudgetMembers, c.BudgetTLS = "127.0.0.1:7070", 2, budget.TLSFiles{Cert: "c.pem", CA: "ca.pem"}
+		}},
+		{"TLS files missing", "budget-tls-cert", "no such file", func(c *Config) {
+			c.Budget, c.BudgetMembers, c.BudgetTLS = "127.0.0.1:7070", 2, budget.TLSFiles{Cert: "gone.pem", Key: "gone-key.pem", CA: "ca.pem"}
+		}},
 	}
 	for _, tt := range tests {
 		c := valid
@@ -80,7 +91,7 @@ func TestExecutorConfigSharedBudget(t *testing.T) {
 		Address: "127.0.0.1:7070", Key: budget.KeyFor("http://127.0.0.1:8787/v1", key),
 		ExpectedMembers: 3, ListenAddr: "127.0.0.1:0",
 	}
-	if mc != want {
+	if !reflect.DeepEqual(mc, want) {
 		t.Errorf("member config %+v, want %+v", mc, want)
 	}
 	if strings.Contains(mc.Key, key) || strings.Contains(mc.Key, "secret") {
@@ -171,5 +182,55 @@ func TestRunSharedBudgetFallsBack(t *testing.T) {
 	}
 	if l := log.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "service="+nobody) || !strings.Contains(l, "expected_members=2") {
 		t.Errorf("no warning of the fallback:\n%s", l)
+	}
+	// The summary tells where the permits came from.
+	sh := sum.Snapshot().Shared
+	if sh.Mode != messages.SharedFallback || sh.Fallbacks != 1 || sh.LeasedRequests < n || !strings.Contains(sh.Reason, "no answer") {
+		t.Errorf("shared budget in the summary: %+v", sh)
+	}
+	var buf strings.Builder
+	sum.Snapshot().Write(&buf)
+	if !strings.Contains(buf.String(), "shared budget: fallen back since ") || !strings.Contains(buf.String(), "1 fallbacks, 0 rejoins") {
+		t.Errorf("summary:\n%s", buf.String())
+	}
+}
+
+func TestRunSharedBudgetMetrics(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := ln.Addr().String()
+	ln.Close()
+	_, base := startSim(t, simulator.Config{})
+	cfg := testConfig(base)
+	cfg.Budget, cfg.BudgetMembers, cfg.MetricsAddr = nobody, 2, "127.0.0.1:0"
+	client := newLocalClient(t)
+	r := newRunner(cfg, Input{R: strings.NewReader(jsonl(t, 20))}, io.Discard, nil)
+	probe := &metricsProbe{r: r, after: 10, scrape: func(addr string) string {
+		resp, err := client.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Errorf("GET /metrics: %v", err)
+			return "failed"
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}}
+	r.progress = probe
+	if _, err := r.run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"lionactor_budget_joined 0", "lionactor_budget_fallbacks_total 1", "lionactor_budget_rejoins_total 0",
+		"lionactor_budget_leases_total", "lionactor_budget_leased_requests_total", "lionactor_budget_held_requests",
+		"lionactor_budget_held_tokens", "lionactor_budget_returned_leases_total", "lionactor_budget_returned_requests_total",
+	} {
+		if !strings.Contains(probe.body, want) {
+			t.Errorf("metrics lack %q:\n%s", want, probe.body)
+		}
+	}
+	if _, hash, _ := strings.Cut(cfg.budgetKey(), "#"); strings.Contains(probe.body, hash) {
+		t.Error("the metrics show the key's hash")
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lionactor/lionactor/messages"
 )
 
 // serveMetrics serves Prometheus metrics of the run on MetricsAddr, from a
@@ -36,6 +38,26 @@ func (r *runner) serveMetrics() (stop func(), err error) {
 	counter("tokens_estimated_total", "API tokens estimated for ended requests.", func() float64 { return float64(r.sum.Snapshot().TokensEstimated) })
 	counter("tokens_actual_total", "API tokens the provider reported.", func() float64 { return float64(r.sum.Snapshot().TokensActual) })
 	counter("rate_limited_total", "429 responses.", func() float64 { return float64(r.model.Stats().RateLimited()) })
+	if r.cfg.Budget != "" {
+		shared := func(f func(messages.SharedStats) int64) func() float64 {
+			return func() float64 { return float64(f(r.ex.Stats().Shared)) }
+		}
+		gauge("budget_joined", "1 while the shared budget's service grants the leases, 0 while the run keeps to its local share.",
+			shared(func(s messages.SharedStats) int64 {
+				if s.Mode == messages.SharedJoined {
+					return 1
+				}
+				return 0
+			}))
+		gauge("budget_held_requests", "Requests in unexpired leases, not yet spent.", shared(func(s messages.SharedStats) int64 { return s.HeldRequests }))
+		gauge("budget_held_tokens", "API tokens in unexpired leases, not yet spent.", shared(func(s messages.SharedStats) int64 { return s.HeldTokens }))
+		counter("budget_leases_total", "Leases received.", shared(func(s messages.SharedStats) int64 { return s.Leases }))
+		counter("budget_leased_requests_total", "Requests in the leases received.", shared(func(s messages.SharedStats) int64 { return s.LeasedRequests }))
+		counter("budget_returned_leases_total", "Leases given back with something unspent.", shared(func(s messages.SharedStats) int64 { return s.Returned }))
+		counter("budget_returned_requests_total", "Requests given back unspent.", shared(func(s messages.SharedStats) int64 { return s.ReturnedRequests }))
+		counter("budget_fallbacks_total", "Times the run fell back to its local share.", shared(func(s messages.SharedStats) int64 { return s.Fallbacks }))
+		counter("budget_rejoins_total", "Times the run rejoined the service.", shared(func(s messages.SharedStats) int64 { return s.Rejoins }))
+	}
 	r.sum.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "lionactor", Name: "call_duration_seconds", Help: "Duration of completed calls.",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),

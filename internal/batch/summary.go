@@ -74,6 +74,9 @@ type Snapshot struct {
 	// P50, P95 and P99 are call latencies of completed requests.
 	P50, P95, P99 time.Duration
 	Start, End    time.Time
+	// Shared is the run's part in a shared budget (Config.Budget), as the
+	// run ended; its Mode is "" without one.
+	Shared messages.SharedStats
 }
 
 // maxChangedIDs is how many changed requests the summary names.
@@ -155,11 +158,12 @@ func (m *Summary) ended(ev *messages.Event) {
 	}
 }
 
-func (m *Summary) finish(end time.Time, st imodel.Stats) {
+func (m *Summary) finish(end time.Time, st imodel.Stats, shared messages.SharedStats) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.s.End = end
 	m.s.RateLimited = st.RateLimited()
+	m.s.Shared = shared
 	slices.Sort(m.latencies)
 	m.s.P50, m.s.P95, m.s.P99 = percentile(m.latencies, 0.50), percentile(m.latencies, 0.95), percentile(m.latencies, 0.99)
 }
@@ -283,6 +287,14 @@ func (s Snapshot) Write(w io.Writer) {
 		fmt.Fprintln(w, "call latency: - (no call completed)")
 	} else {
 		fmt.Fprintf(w, "call latency: p50 %v, p95 %v, p99 %v\n", roundDuration(s.P50), roundDuration(s.P95), roundDuration(s.P99))
+	}
+	if sh := s.Shared; sh.Mode != "" {
+		fmt.Fprintf(w, "shared budget: %s since %s", sh.Mode, sh.Since.Format("15:04:05"))
+		if sh.Reason != "" {
+			fmt.Fprintf(w, " (%s)", sh.Reason)
+		}
+		fmt.Fprintf(w, "; %d leases for %d requests, %d returned unused (%d requests); %d fallbacks, %d rejoins\n",
+			sh.Leases, sh.LeasedRequests, sh.Returned, sh.ReturnedRequests, sh.Fallbacks, sh.Rejoins)
 	}
 	fmt.Fprintf(w, "wall time: %v\n", s.Elapsed().Round(10*time.Millisecond))
 }
