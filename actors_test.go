@@ -393,7 +393,7 @@ func TestCancelInEachState(t *testing.T) {
 		if ran.Load() {
 			t.Error("a cancelled queued request ran")
 		}
-		if info, _ := ev.Error(); info.Kind != "cancelled" {
+		if info, _ := ev.Failure(); info.Kind != "cancelled" {
 			t.Errorf("kind %q", info.Kind)
 		}
 		rec.Check(t)
@@ -498,7 +498,7 @@ func TestCallTimeout(t *testing.T) {
 	if ev.Status != messages.StatusFailed || !errors.Is(ev.Err(), runtime.ErrTimeout) || !errors.Is(ev.Err(), context.DeadlineExceeded) {
 		t.Fatalf("%v %v", ev.Status, ev.Err())
 	}
-	if info, _ := ev.Error(); info.Kind != "timeout" {
+	if info, _ := ev.Failure(); info.Kind != "timeout" {
 		t.Errorf("kind %q", info.Kind)
 	}
 	// The request's own timeout wins over the default.

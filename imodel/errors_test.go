@@ -46,7 +46,7 @@ func checkFailed(t *testing.T, ev runtime.Event, err error, sentinel error, kind
 	if !errors.Is(err, sentinel) || !errors.Is(ev.Err(), sentinel) {
 		t.Errorf("error %v does not match %v", err, sentinel)
 	}
-	info, ok := ev.Error()
+	info, ok := ev.Failure()
 	if !ok || info.Kind != kind || info.Message != err.Error() {
 		t.Errorf("snapshot error %+v, want kind %q", info, kind)
 	}
@@ -125,7 +125,7 @@ func TestRateLimitError(t *testing.T) {
 	if api.Error() != want {
 		t.Errorf("message %q, want %q", api.Error(), want)
 	}
-	info, _ := resp.Event.Error()
+	info, _ := resp.Event.Failure()
 	wantDetails := map[string]string{"provider": "openai", "status": "429", "type": "requests", "code": "rate_limit_exceeded", "retry_after_ms": "250"}
 	if fmt.Sprint(info.Details) != fmt.Sprint(wantDetails) || fmt.Sprint(api.Details()) != fmt.Sprint(wantDetails) {
 		t.Errorf("details %v, want %v", info.Details, wantDetails)
@@ -513,7 +513,7 @@ func TestShouldRetryHeader(t *testing.T) {
 	if !api.Retryable() || api.Details()["should_retry"] != "true" {
 		t.Errorf("400 with x-should-retry true: Retryable %v, details %v", api.Retryable(), api.Details())
 	}
-	if info, _ := resp.Event.Error(); info.Details["should_retry"] != "true" {
+	if info, _ := resp.Event.Failure(); info.Details["should_retry"] != "true" {
 		t.Errorf("the snapshot does not say why the 400 was retried: %+v", info)
 	}
 	// A 503, a 429 and a 529 are retried, unless the provider forbids it.

@@ -158,7 +158,7 @@ func TestKeysNeverShown(t *testing.T) {
 		if r, ok := ev.Response(); ok {
 			shown = append(shown, fmt.Sprint(r.Header), string(r.Body), fmt.Sprintf("%+v", r.Value))
 		}
-		if info, ok := ev.Error(); ok {
+		if info, ok := ev.Failure(); ok {
 			shown = append(shown, info.Message, fmt.Sprint(info.Details))
 		}
 		for _, tr := range ev.Log() {
@@ -196,7 +196,7 @@ func TestKeysNeverShown(t *testing.T) {
 	// The kinds of failure the test went through.
 	kinds := map[string]bool{}
 	for _, ev := range events {
-		if info, ok := ev.Error(); ok && ev.Status == messages.StatusFailed {
+		if info, ok := ev.Failure(); ok && ev.Status == messages.StatusFailed {
 			kinds[info.Kind] = true
 		}
 	}
@@ -265,7 +265,7 @@ func TestCredentialHeadersNeverShown(t *testing.T) {
 		if r, ok := ev.Response(); ok {
 			shown = append(shown, fmt.Sprint(r.Header), string(r.Body))
 		}
-		if info, ok := ev.Error(); ok {
+		if info, ok := ev.Failure(); ok {
 			shown = append(shown, info.Message)
 		}
 	}

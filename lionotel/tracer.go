@@ -197,7 +197,7 @@ func (r *request) advance(ev runtime.Event) {
 		r.endPhase(ev.Timings.CallStarted, nil)
 		r.startAttempt(ev.Attempt, ev.Timings.CallStarted)
 	case messages.StatusCompleted, messages.StatusFailed, messages.StatusCancelled:
-		info, failed := ev.Error()
+		info, failed := ev.Failure()
 		if failed {
 			r.endPhase(ev.Timings.Finished, &info)
 			r.endAttempt(ev, ev.Timings.Finished, info.Message)
@@ -256,7 +256,7 @@ func (r *request) endAttempt(ev runtime.Event, at time.Time, reason string) {
 	if ev.Status != messages.StatusCompleted {
 		errType := ex.errorType
 		if errType == "" {
-			if info, ok := ev.Error(); ok {
+			if info, ok := ev.Failure(); ok {
 				errType = info.Kind
 			} else {
 				errType = semconv.ErrorTypeOther.Value.AsString()

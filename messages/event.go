@@ -145,8 +145,10 @@ func (e Event) Response() (Response, bool) {
 	return r, true
 }
 
-// Error returns a copy of the failure's description, and whether there is one.
-func (e Event) Error() (ErrorInfo, bool) {
+// Failure returns a copy of the description of what ended the request
+// FAILED or CANCELLED, and whether there is one. The error itself, for
+// errors.Is and errors.As, is [Event.Err].
+func (e Event) Failure() (ErrorInfo, bool) {
 	if e.fail == nil {
 		return ErrorInfo{}, false
 	}
@@ -155,14 +157,14 @@ func (e Event) Error() (ErrorInfo, bool) {
 	return info, true
 }
 
-// RetryError returns, on the QUEUED snapshot that schedules a retry, a copy
+// RetryFailure returns, on the QUEUED snapshot that schedules a retry, a copy
 // of the description of the attempt that failed (its kind, such as
 // "rate_limited", its scrubbed message, and details such as the HTTP
 // status), and whether there is one. Every other snapshot has none: the
-// error that ends a request is [Event.Error]. An observer that counts, say,
-// the 429s a run met reads it here for the attempts that were retried and
-// from Error for the last.
-func (e Event) RetryError() (ErrorInfo, bool) {
+// failure that ends a request is [Event.Failure]. An observer that counts,
+// say, the 429s a run met reads it here for the attempts that were retried
+// and from Failure for the last.
+func (e Event) RetryFailure() (ErrorInfo, bool) {
 	if e.retry == nil {
 		return ErrorInfo{}, false
 	}

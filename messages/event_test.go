@@ -26,7 +26,7 @@ func TestZeroEventAccessors(t *testing.T) {
 	if _, ok := ev.Response(); ok {
 		t.Error("Response reported")
 	}
-	if _, ok := ev.Error(); ok {
+	if _, ok := ev.Failure(); ok {
 		t.Error("Error reported")
 	}
 	if ev.Err() != nil {
@@ -98,7 +98,7 @@ func checkFixtureSnapshot(t *testing.T, when string, pending, ev messages.Event)
 		!maps.EqualFunc(r.Header, http.Header{"X-Request-Id": {"req-1"}}, slices.Equal) {
 		t.Errorf("%s: response = %+v, %v", when, r, ok)
 	}
-	info, ok := ev.Error()
+	info, ok := ev.Failure()
 	if !ok || info.Message != "bad gateway for [REDACTED]" || !maps.Equal(info.Details, map[string]string{"http_status": "502"}) {
 		t.Errorf("%s: error = %+v, %v", when, info, ok)
 	}
@@ -124,7 +124,7 @@ func TestEventAccessorsReturnCopies(t *testing.T) {
 	r.Header["X-Request-Id"][0] = "mutated"
 	r.Header.Set("X-Added", "1")
 	r.Body[0] = 'X'
-	info, _ := ev.Error()
+	info, _ := ev.Failure()
 	info.Details["http_status"] = "200"
 	info.Details["added"] = "1"
 
@@ -153,7 +153,7 @@ func TestLifecycleCopiesSecretsAtCreation(t *testing.T) {
 	l := toCalling(t, r)
 	r.Secrets[0] = "unrelated-string"
 	ev := l.Fail(at(time.Second), &kindError{kind: "auth: key " + secret + " revoked"}, messages.Result{})
-	info, _ := ev.Error()
+	info, _ := ev.Failure()
 	if strings.Contains(info.Message, secret) {
 		t.Errorf("secret leaked after the request's Secrets were changed: %q", info.Message)
 	}

@@ -91,7 +91,7 @@ func TestLifecycleHappyPath(t *testing.T) {
 	if got := final.Timings.Total(); got != 135*ms {
 		t.Errorf("Total = %v, want 135ms", got)
 	}
-	if _, ok := final.Error(); ok || final.Err() != nil {
+	if _, ok := final.Failure(); ok || final.Err() != nil {
 		t.Error("a completed request carries an error")
 	}
 	if r, ok := final.Response(); !ok || r.StatusCode != 200 {
@@ -151,7 +151,7 @@ func TestLifecycleRetryPath(t *testing.T) {
 	if want := (messages.Timings{Created: t0, Queued: at(60 * ms)}); retry.Timings != want {
 		t.Errorf("retry Timings = %+v, want %+v (the retry re-enters the queue)", retry.Timings, want)
 	}
-	if _, ok := retry.Error(); ok || retry.Err() != nil {
+	if _, ok := retry.Failure(); ok || retry.Err() != nil {
 		t.Error("a retry snapshot carries a terminal error")
 	}
 	if _, ok := retry.Response(); ok {
@@ -191,7 +191,7 @@ func TestLifecycleRetryPath(t *testing.T) {
 		t.Errorf("durations = queue %v permit %v call %v total %v; want 2s 10ms 100ms 2.17s",
 			tm.QueueWait(), tm.PermitWait(), tm.CallDuration(), tm.Total())
 	}
-	info, ok := fail.Error()
+	info, ok := fail.Failure()
 	if !ok || info.Kind != "error" || info.Message != finalErr.Error() {
 		t.Errorf("Error() = %+v, %v", info, ok)
 	}
@@ -281,8 +281,8 @@ func TestLifecyclePanicsAfterTerminal(t *testing.T) {
 				if gotOK != wantOK || gotR.StatusCode != wantR.StatusCode {
 					t.Errorf("response changed by the refused transition: %+v, was %+v", gotR, wantR)
 				}
-				gotE, _ := cur.Error()
-				wantE, _ := final.Error()
+				gotE, _ := cur.Failure()
+				wantE, _ := final.Failure()
 				if gotE.Kind != wantE.Kind || gotE.Message != wantE.Message || cur.Err() != final.Err() {
 					t.Errorf("error changed by the refused transition: %+v, was %+v", gotE, wantE)
 				}
@@ -328,7 +328,7 @@ func TestLifecycleErrorKinds(t *testing.T) {
 			if ev.Status != tt.status {
 				t.Errorf("Status = %v, want %v", ev.Status, tt.status)
 			}
-			info, ok := ev.Error()
+			info, ok := ev.Failure()
 			if !ok {
 				t.Fatal("no ErrorInfo")
 			}
@@ -356,18 +356,18 @@ func TestLifecycleErrorDetails(t *testing.T) {
 	err := fmt.Errorf("call: %w", &detailError{msg: "too many requests", details: details})
 	l := toCalling(t, &messages.Request{})
 	ev := l.Fail(at(time.Second), err, messages.Result{})
-	info, _ := ev.Error()
+	info, _ := ev.Failure()
 	if !maps.Equal(info.Details, details) {
 		t.Errorf("Details = %v, want %v", info.Details, details)
 	}
 	details["http_status"] = "500" // the error's own map is not the snapshot's
-	if info, _ := ev.Error(); info.Details["http_status"] != "429" {
+	if info, _ := ev.Failure(); info.Details["http_status"] != "429" {
 		t.Errorf("changing the error's map changed the snapshot: %v", info.Details)
 	}
 
 	l = toCalling(t, &messages.Request{})
 	ev = l.Fail(at(time.Second), &detailError{msg: "no facts", details: map[string]string{}}, messages.Result{})
-	if info, _ := ev.Error(); info.Details != nil {
+	if info, _ := ev.Failure(); info.Details != nil {
 		t.Errorf("empty Details() gave %v, want nil", info.Details)
 	}
 }
@@ -417,13 +417,13 @@ func TestLifecycleFailRecordsUsage(t *testing.T) {
 	}
 }
 
-// TestRetryErrorOnlyOnTheRetrySnapshot: the QUEUED snapshot that schedules a
+// TestRetryFailureOnlyOnTheRetrySnapshot: the QUEUED snapshot that schedules a
 // retry describes the attempt that failed, scrubbed like a terminal error;
 // the snapshots before and after it do not.
-func TestRetryErrorOnlyOnTheRetrySnapshot(t *testing.T) {
+func TestRetryFailureOnlyOnTheRetrySnapshot(t *testing.T) {
 	const secret = "sk-retry-secret-0042"
 	l := toCalling(t, &messages.Request{Secrets: []string{secret}})
-	if _, ok := l.Current().RetryError(); ok {
+	if _, ok := l.Current().RetryFailure(); ok {
 		t.Error("the CALLING snapshot carries a retry error")
 	}
 	cause := &kindError{kind: "rate_limited", err: &detailError{
@@ -431,24 +431,24 @@ func TestRetryErrorOnlyOnTheRetrySnapshot(t *testing.T) {
 		details: map[string]string{"status": "429", "key": secret},
 	}}
 	retry := l.Retry(at(time.Second), time.Second, cause, messages.Result{StatusCode: 429})
-	info, ok := retry.RetryError()
+	info, ok := retry.RetryFailure()
 	if !ok {
-		t.Fatal("the retry snapshot has no RetryError")
+		t.Fatal("the retry snapshot has no RetryFailure")
 	}
 	if info.Kind != "rate_limited" || info.Details["status"] != "429" {
-		t.Errorf("RetryError = %+v, want kind rate_limited, status 429", info)
+		t.Errorf("RetryFailure = %+v, want kind rate_limited, status 429", info)
 	}
 	if strings.Contains(info.Message, secret) || strings.Contains(info.Details["key"], secret) {
-		t.Errorf("RetryError leaks the secret: %+v", info)
+		t.Errorf("RetryFailure leaks the secret: %+v", info)
 	}
 	if !strings.Contains(info.Message, messages.Redacted) {
-		t.Errorf("RetryError message %q: want the secret replaced by %s", info.Message, messages.Redacted)
+		t.Errorf("RetryFailure message %q: want the secret replaced by %s", info.Message, messages.Redacted)
 	}
 	info.Details["status"] = "changed"
-	if again, _ := retry.RetryError(); again.Details["status"] != "429" {
-		t.Error("changing a returned RetryError's details changed the snapshot")
+	if again, _ := retry.RetryFailure(); again.Details["status"] != "429" {
+		t.Error("changing a returned RetryFailure's details changed the snapshot")
 	}
-	if _, ok := retry.Error(); ok {
+	if _, ok := retry.Failure(); ok {
 		t.Error("the retry snapshot carries a terminal error")
 	}
 
@@ -457,11 +457,11 @@ func TestRetryErrorOnlyOnTheRetrySnapshot(t *testing.T) {
 		l.Call(at(3 * time.Second)),
 		l.Complete(at(4*time.Second), messages.Result{StatusCode: 200}),
 	} {
-		if _, ok := ev.RetryError(); ok {
+		if _, ok := ev.RetryFailure(); ok {
 			t.Errorf("the %v snapshot after the retry still carries its error", ev.Status)
 		}
 	}
-	if info, ok := retry.RetryError(); !ok || info.Kind != "rate_limited" {
+	if info, ok := retry.RetryFailure(); !ok || info.Kind != "rate_limited" {
 		t.Error("later transitions changed the retry snapshot")
 	}
 }

@@ -260,7 +260,7 @@ func TestSecretScrubbedEverywhere(t *testing.T) {
 	for i, tr := range ev.Log() {
 		add(fmt.Sprintf("log[%d]", i), tr.Message)
 	}
-	info, _ := ev.Error()
+	info, _ := ev.Failure()
 	add("error message", info.Message)
 	if info.Message != "attempt 2: rejected key [REDACTED]" {
 		t.Errorf("error message = %q", info.Message)

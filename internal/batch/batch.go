@@ -676,7 +676,7 @@ func (r *runner) result(it item) (*Result, bool) {
 	if ev.Status == messages.StatusCompleted && hasResp && json.Valid(resp.Body) {
 		res.Response = resp.Body
 	}
-	if info, ok := ev.Error(); ok {
+	if info, ok := ev.Failure(); ok {
 		res.Error = &ResultError{Kind: info.Kind, Message: info.Message, Details: info.Details}
 		if hasResp {
 			res.Error.Status = resp.StatusCode

@@ -207,7 +207,7 @@ func (r *Recorder) retried(ev messages.Event) {
 	s := r.sec(d)
 	s.retries++
 	r.t.retries++
-	if info, ok := ev.RetryError(); ok && isRateLimit(info) {
+	if info, ok := ev.RetryFailure(); ok && isRateLimit(info) {
 		s.limited++
 		r.t.limited++
 	}
@@ -227,7 +227,7 @@ func (r *Recorder) ended(ev messages.Event) {
 		s.failed++
 		t.failed++
 		kind := "error"
-		if info, ok := ev.Error(); ok {
+		if info, ok := ev.Failure(); ok {
 			kind = info.Kind
 			if isRateLimit(info) {
 				s.limited++

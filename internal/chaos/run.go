@@ -89,7 +89,7 @@ type outcome struct {
 
 // errorKind names the class of a terminal error the way its snapshot does.
 func errorKind(ev messages.Event) string {
-	if info, ok := ev.Error(); ok {
+	if info, ok := ev.Failure(); ok {
 		return info.Kind
 	}
 	return ""

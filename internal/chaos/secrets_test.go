@@ -66,7 +66,7 @@ func shown(t *testing.T, ev messages.Event) []string {
 	if resp, ok := ev.Response(); ok {
 		out = append(out, fmt.Sprint(resp.Header), string(resp.Body), fmt.Sprintf("%+v", resp.Value))
 	}
-	if info, ok := ev.Error(); ok {
+	if info, ok := ev.Failure(); ok {
 		out = append(out, info.Message, fmt.Sprint(info.Details))
 	}
 	if err := ev.Err(); err != nil {
@@ -234,7 +234,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	redacted := map[string]bool{}
 	for _, ev := range evs {
 		noSecret(t, fmt.Sprintf("snapshot %v of %s", ev.Status, ev.ID), shown(t, ev)...)
-		if info, ok := ev.Error(); ok {
+		if info, ok := ev.Failure(); ok {
 			kinds[info.Kind] = true
 		}
 		// Where the key was, the snapshots show it redacted: the checks
