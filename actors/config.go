@@ -14,8 +14,8 @@ import (
 // Config assembles an actor tree. The runtime package fills it from its own,
 // validated configuration; every field must be set unless marked optional.
 type Config struct {
-	Concurrency int     // number of callers
-	Budget      *Budget // the limiter's buckets
+	Concurrency int      // number of callers
+	Buckets     *Buckets // the limiter's buckets
 	Admission   *Admission
 	Counters    *Counters
 	Calls       *sync.WaitGroup // tracks call goroutines
@@ -48,7 +48,7 @@ type Config struct {
 
 // ValidateRequest checks a request before it is accepted: what can never run
 // is refused at submit, never left to wait.
-func ValidateRequest(r *messages.Request, b *Budget) error {
+func ValidateRequest(r *messages.Request, b *Buckets) error {
 	switch {
 	case r.Call == nil:
 		return fmt.Errorf("%w: no Call", messages.ErrInvalidRequest)

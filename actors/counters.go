@@ -23,7 +23,7 @@ func (c *Counters) Accepted() { c.accepted.Add(1) }
 func (c *Counters) Rejected() { c.rejected.Add(1) }
 
 // Stats returns the counts, with the budget's availability at now.
-func (c *Counters) Stats(b *Budget, now time.Time) messages.Stats {
+func (c *Counters) Stats(b *Buckets, now time.Time) messages.Stats {
 	s := messages.Stats{
 		Queued:    c.queued.Load(),
 		InFlight:  c.inFlight.Load(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -388,7 +389,7 @@ func startTree(t *testing.T, lim Limits, edit func(*Config)) *harness {
 	}
 	h.cfg = &Config{
 		Concurrency:   2,
-		Budget:        NewBudget(lim),
+		Buckets:       NewBuckets(lim),
 		Admission:     NewAdmission(16),
 		Counters:      &Counters{},
 		Calls:         h.calls,
@@ -464,3 +465,5 @@ func (h *harness) stats(t *testing.T) messages.Stats {
 	}
 	return s
 }
+
+func near(got, want, tol float64) bool { return math.Abs(got-want) <= tol }

@@ -4,8 +4,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-
-	"github.com/lionactor/lionactor/messages"
 )
 
 // A limiter with a lease broker (Config.LeaseBroker) takes its permits from
@@ -127,16 +125,16 @@ func (p *leasePool) earliest() time.Time {
 }
 
 // granted adds a lease to the pool, or gives it back at once if the
-// executor is stopping.
-func (l *limiter) granted(ctx actor.Context, g *LeaseGranted) {
-	l.wanted = false
-	l.budget.shared.received(g)
+// executor is stopping; it reports whether the lease was kept.
+func (l *limiter) granted(ctx actor.Context, g *LeaseGranted) bool {
+	l.p.wanted = false
+	l.p.buckets.shared.received(g)
 	if l.closing {
 		l.giveBack(ctx, heldLease{id: g.ID, requests: g.Requests, tokens: g.Tokens})
-		return
+		return false
 	}
-	l.pool.add(g)
-	l.pump(ctx, time.Now())
+	l.p.pool.add(g)
+	return true
 }
 
 // giveBack hands what is left of a lease to the broker.
@@ -144,7 +142,7 @@ func (l *limiter) giveBack(ctx actor.Context, h heldLease) {
 	if h.requests == 0 && h.tokens == 0 {
 		return
 	}
-	l.budget.shared.gaveBack(h.requests, h.tokens)
+	l.p.buckets.shared.gaveBack(h.requests, h.tokens)
 	ctx.Send(l.broker, &LeaseUnused{ID: h.id, Requests: h.requests, Tokens: h.tokens})
 }
 
@@ -157,71 +155,10 @@ func (l *limiter) returnLeases(ctx actor.Context, m *ReturnLeases) {
 		return
 	}
 	l.closing = true
-	for _, h := range l.pool.leases {
+	for _, h := range l.p.pool.leases {
 		l.giveBack(ctx, h)
 	}
-	l.pool = leasePool{}
-	l.budget.shared.held(0, 0)
+	l.p.pool = leasePool{}
+	l.p.buckets.shared.held(0, 0)
 	ctx.Send(l.broker, m)
-}
-
-// pumpLeased is pump for a limiter with a broker: permits come from the
-// lease pool, and when it runs short the limiter asks the broker for more.
-func (l *limiter) pumpLeased(ctx actor.Context, now time.Time) {
-	defer func() { l.budget.shared.held(l.pool.totals()) }()
-	for _, gone := range l.pool.expire(now) {
-		l.giveBack(ctx, gone)
-	}
-	for len(l.pending) > 0 {
-		if now.Before(l.paused) {
-			l.arm(l.paused, now)
-			break
-		}
-		head := &l.pending[0]
-		n := l.leaseTokens(head.ask.tokens)
-		if burst := l.budget.TokenBurst(); l.budget.TokensEnabled() && n > int64(burst) {
-			ctx.Send(l.queue, &permitDenied{ticket: head.ask.ticket, err: &messages.TokenLimitError{Tokens: int(n), Burst: burst}})
-			l.pop()
-			continue
-		}
-		if !l.pool.take(n) {
-			l.want(ctx)
-			break
-		}
-		ctx.Send(l.queue, &permitGranted{ticket: head.ask.ticket})
-		l.pop()
-	}
-	if at := l.pool.earliest(); !at.IsZero() {
-		l.arm(at, now) // to give back what expires unspent
-	}
-	l.clearPause(now)
-}
-
-// leaseTokens is what an ask costs from a lease: nothing without a token
-// limit.
-func (l *limiter) leaseTokens(tokens int) int64 {
-	if !l.budget.TokensEnabled() {
-		return 0
-	}
-	return int64(tokens)
-}
-
-// want asks the broker for a lease covering every pending ask the pool
-// cannot, unless an ask is already out.
-func (l *limiter) want(ctx actor.Context) {
-	if l.wanted {
-		return
-	}
-	var need int64
-	for _, p := range l.pending {
-		need += l.leaseTokens(p.ask.tokens)
-	}
-	haveReq, haveTok := l.pool.totals()
-	w := &LeaseWanted{
-		Requests:  max(int64(len(l.pending))-haveReq, 1),
-		Tokens:    max(need-haveTok, 0),
-		MinTokens: max(l.leaseTokens(l.pending[0].ask.tokens)-haveTok, 0),
-	}
-	l.wanted = true
-	ctx.Request(l.broker, w)
 }

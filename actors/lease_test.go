@@ -140,7 +140,7 @@ func startLeased(t *testing.T, lim Limits) *leaseFixture {
 	t.Helper()
 	sys := newSystem(t)
 	f := &leaseFixture{
-		limiterFixture: &limiterFixture{sys: sys, budget: NewBudget(lim), probe: spawnProbe(t, sys)},
+		limiterFixture: &limiterFixture{sys: sys, budget: NewBuckets(lim), probe: spawnProbe(t, sys)},
 		broker:         spawnProbe(t, sys),
 	}
 	f.pid = sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
@@ -336,7 +336,7 @@ func TestLeasedLimiterForwardsAdjustAndSetLimits(t *testing.T) {
 	}
 	// The shared budget is reconciled, not the local one; the limits apply
 	// here too (asks are checked against the token burst).
-	if c := f.budget.Credit(); c != 0 {
+	if c := f.budget.tokens.Credit(time.Now()); c != 0 {
 		t.Errorf("local credit %v after AdjustTokens with a broker, want 0", c)
 	}
 	if got := f.budget.TokensAvailable(time.Now()); got < 60 {
@@ -424,29 +424,6 @@ func TestTreeWithLeaseBroker(t *testing.T) {
 	}
 }
 
-// TestLimiterFastPathChargesFractionalCredit is about the limiter without a
-// broker (the same slip as in budget's bucket.take): a refund into a bucket
-// holding a fraction leaves a fractional credit, and the fast path that
-// spends it must still charge the bucket for the rest.
-func TestLimiterFastPathChargesFractionalCredit(t *testing.T) {
-	b := NewBudget(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokensPerSecond: 100, TokenBurst: 100})
-	l := newLimiter(b, nil, nil)
-	if !l.takeNow(100, poolT0) { // empties the bucket
-		t.Fatal("takeNow(100) from a full bucket refused")
-	}
-	for _, after := range []time.Duration{25 * time.Millisecond, 55 * time.Millisecond, 73 * time.Millisecond} {
-		now := poolT0.Add(after)
-		l.adjust(-100, now) // tops the bucket up with a fractional credit
-		before := b.TokensAvailable(now)
-		if !l.takeNow(int(before), now) {
-			t.Fatalf("after %v: takeNow(%d) with %v available refused", after, int(before), before)
-		}
-		if left := b.TokensAvailable(now); left > before-float64(int(before))+1e-9 {
-			t.Fatalf("after %v: %v available, took %d, %v left: the take was not charged in full", after, before, int(before), left)
-		}
-	}
-}
-
 func TestLeasedLimiterReturnsLeasesWhenAsked(t *testing.T) {
 	f := startLeased(t, tokenLimits)
 	exp := time.Now().Add(time.Minute)
@@ -500,7 +477,7 @@ func TestLimiterWithoutBrokerClosesReturnLeases(t *testing.T) {
 	done := make(chan struct{})
 	f.send(&ReturnLeases{Done: done})
 	waitClosed(t, done, "ReturnLeases without a broker")
-	st := (&Counters{}).Stats(NewBudget(Limits{RequestsPerSecond: rate.Inf, TokensPerSecond: 0}), time.Now())
+	st := (&Counters{}).Stats(NewBuckets(Limits{RequestsPerSecond: rate.Inf, TokensPerSecond: 0}), time.Now())
 	if st.Shared.Mode != "" || st.TokenBudget != -1 {
 		t.Errorf("Stats without a shared budget: %+v", st)
 	}
@@ -511,7 +488,7 @@ func TestLimiterWithoutBrokerClosesReturnLeases(t *testing.T) {
 func TestSupervisorRecordsTheBrokersState(t *testing.T) {
 	got := make(chan any, 16)
 	h := startTree(t, noLimits, func(c *Config) { c.LeaseBroker = autoBroker(got) })
-	if st := h.cfg.Counters.Stats(h.cfg.Budget, time.Now()).Shared; st.Mode != messages.SharedJoined {
+	if st := h.cfg.Counters.Stats(h.cfg.Buckets, time.Now()).Shared; st.Mode != messages.SharedJoined {
 		t.Fatalf("a new tree with a broker: %+v, want joined", st)
 	}
 	// The supervisor answers a StatsQuery sent after the state once it has

@@ -156,7 +156,7 @@ func (q *queue) submit(ctx actor.Context, m *messages.Submit) {
 		reject(messages.ErrStopped)
 		return
 	}
-	if err := ValidateRequest(&m.Request, q.cfg.Budget); err != nil {
+	if err := ValidateRequest(&m.Request, q.cfg.Buckets); err != nil {
 		reject(err)
 		return
 	}
@@ -252,7 +252,7 @@ func (q *queue) granted(ctx actor.Context, ticket uint64) {
 func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err error) {
 	q.cfg.Counters.inFlight.Add(-1)
 	e.caller, e.state = nil, settling
-	if res.Usage != nil && q.cfg.Budget.TokensEnabled() {
+	if res.Usage != nil && q.cfg.Buckets.TokensEnabled() {
 		actual := res.Usage.TotalTokens
 		if actual == 0 {
 			actual = res.Usage.InputTokens + res.Usage.OutputTokens

@@ -59,10 +59,10 @@ func (s *supervisor) Receive(ctx actor.Context) {
 	case *PauseUntil, *SetLimits, *AdjustTokens:
 		ctx.Forward(s.tree.Limiter)
 	case *BrokerState:
-		s.cfg.Budget.shared.state.Store(m)
+		s.cfg.Buckets.shared.state.Store(m)
 	case *messages.StatsQuery:
 		if ctx.Sender() != nil {
-			ctx.Respond(s.cfg.Counters.Stats(s.cfg.Budget, time.Now()))
+			ctx.Respond(s.cfg.Counters.Stats(s.cfg.Buckets, time.Now()))
 		}
 	case *stormDetected:
 		ctx.Request(s.tree.Queue, &Abort{Err: messages.ErrRestartStorm, Fail: true, Done: make(chan struct{})})
@@ -81,14 +81,14 @@ func (s *supervisor) start(ctx actor.Context) {
 	opts := s.cfg.propsOptions()
 	var broker *actor.PID
 	if s.cfg.LeaseBroker != nil {
-		s.cfg.Budget.shared.start(time.Now())
+		s.cfg.Buckets.shared.start(time.Now())
 		var err error
 		if broker, err = ctx.SpawnNamed(s.cfg.LeaseBroker, "budget"); err != nil {
 			panic(fmt.Sprintf("actors: spawning lease broker: %v", err))
 		}
 	}
 	limiter, err := ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return newLimiter(s.cfg.Budget, queuePID, broker)
+		return newLimiter(s.cfg.Buckets, queuePID, broker)
 	}, opts...), "limiter")
 	if err != nil {
 		panic(fmt.Sprintf("actors: spawning limiter: %v", err))

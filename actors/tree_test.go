@@ -608,7 +608,7 @@ func TestTreeReconcilesTokens(t *testing.T) {
 		t.Helper()
 		h.sink.terminal(t, h.enqueue(t, messages.Request{Call: okCall("barrier")}))
 	}
-	available := func() float64 { return h.cfg.Budget.TokensAvailable(time.Now()) }
+	available := func() float64 { return h.cfg.Buckets.TokensAvailable(time.Now()) }
 
 	under := h.enqueue(t, messages.Request{Call: usageCall(messages.Usage{TotalTokens: 300}), Tokens: 100})
 	ev := h.sink.terminal(t, under)
@@ -628,7 +628,7 @@ func TestTreeReconcilesTokens(t *testing.T) {
 	if got := available(); !near(got, 670, 3) {
 		t.Errorf("after estimating 100 and using 30: TokensAvailable %v, want about 670", got)
 	}
-	if got := h.cfg.Budget.Credit(); !near(got, 70, 1e-9) {
+	if got := h.cfg.Buckets.tokens.Credit(time.Now()); !near(got, 70, 1) {
 		t.Errorf("credit %v, want the 70 refunded", got)
 	}
 

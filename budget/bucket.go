@@ -7,6 +7,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/lionactor/lionactor/actors"
+	ratebucket "github.com/lionactor/lionactor/internal/bucket"
 )
 
 // bucket is one key's budget: a request bucket and a token bucket, with the
@@ -15,10 +16,8 @@ import (
 // It is not safe for concurrent use: an actor owns it.
 type bucket struct {
 	limits      actors.Limits
-	requests    *rate.Limiter
-	tokens      *rate.Limiter
-	reqCredit   float64
-	tokCredit   float64
+	requests    *ratebucket.Bucket
+	tokens      *ratebucket.Bucket
 	pausedUntil time.Time
 }
 
@@ -27,52 +26,33 @@ type bucket struct {
 // restarted, a member falling back) must not hand out a burst on top of
 // what was spent just before.
 func newBucket(l actors.Limits, now time.Time) *bucket {
-	b := &bucket{
-		requests: rate.NewLimiter(l.RequestsPerSecond, l.RequestBurst),
-		tokens:   rate.NewLimiter(rate.Inf, 0),
+	return &bucket{
+		limits:   l,
+		requests: ratebucket.NewEmpty(now, l.RequestsPerSecond, l.RequestBurst),
+		tokens:   ratebucket.NewEmpty(now, tokenRate(l), l.TokenBurst),
 	}
-	b.setLimits(l, now)
-	b.requests.AllowN(now, l.RequestBurst)
-	if l.TokensEnabled() {
-		b.tokens.AllowN(now, l.TokenBurst)
+}
+
+// tokenRate is the token bucket's rate: rate.Inf (off) without a token
+// limit.
+func tokenRate(l actors.Limits) rate.Limit {
+	if !l.TokensEnabled() {
+		return rate.Inf
 	}
-	return b
+	return l.TokensPerSecond
 }
 
 func (b *bucket) setLimits(l actors.Limits, now time.Time) {
-	b.requests.SetLimitAt(now, l.RequestsPerSecond)
-	b.requests.SetBurstAt(now, l.RequestBurst)
-	if l.TokensEnabled() {
-		b.tokens.SetLimitAt(now, l.TokensPerSecond)
-		b.tokens.SetBurstAt(now, l.TokenBurst)
-	} else {
-		b.tokens.SetLimitAt(now, rate.Inf)
-	}
+	b.requests.Set(now, l.RequestsPerSecond, l.RequestBurst)
+	b.tokens.Set(now, tokenRate(l), l.TokenBurst)
 	b.limits = l
 }
-
-func (b *bucket) requestsOn() bool { return b.limits.RequestsPerSecond != rate.Inf }
 
 // available is what the buckets (with credit) hold at now; +Inf for a bucket
 // that is off.
 func (b *bucket) available(now time.Time) (requests, tokens float64) {
-	requests, tokens = math.Inf(1), math.Inf(1)
-	if b.requestsOn() {
-		have := b.requests.TokensAt(now)
-		b.reqCredit = capCredit(b.reqCredit, float64(b.limits.RequestBurst)-have)
-		requests = have + b.reqCredit
-	}
-	if b.limits.TokensEnabled() {
-		have := b.tokens.TokensAt(now)
-		b.tokCredit = capCredit(b.tokCredit, float64(b.limits.TokenBurst)-have)
-		tokens = have + b.tokCredit
-	}
-	return requests, tokens
+	return b.requests.Available(now), b.tokens.Available(now)
 }
-
-// capCredit keeps a refund within the bucket's free room: a bucket holds no
-// more than its burst, refunds included.
-func capCredit(credit, room float64) float64 { return math.Max(0, math.Min(credit, room)) }
 
 // grant takes a lease of up to want requests and wantTokens tokens if at
 // least one request and minTokens tokens are available at now. Otherwise it
@@ -126,34 +106,14 @@ func (b *bucket) waitFor(haveReq, haveTok float64, minTokens int64) time.Duratio
 }
 
 func (b *bucket) take(now time.Time, requests, tokens int64) {
-	if b.requestsOn() {
-		use := math.Min(b.reqCredit, float64(requests))
-		b.reqCredit -= use
-		if rest := requests - int64(use); rest > 0 {
-			// ReserveN, not AllowN: with a fractional credit the rest may
-			// exceed the bucket by a fraction, and AllowN would then take
-			// nothing at all.
-			b.requests.ReserveN(now, int(rest))
-		}
-	}
-	if b.limits.TokensEnabled() && tokens > 0 {
-		use := math.Min(b.tokCredit, float64(tokens))
-		b.tokCredit -= use
-		if rest := tokens - int64(use); rest > 0 {
-			b.tokens.ReserveN(now, int(rest))
-		}
-	}
+	b.requests.Take(now, int(requests))
+	b.tokens.Take(now, int(tokens))
 }
 
 // refund gives back what a lease did not use.
 func (b *bucket) refund(now time.Time, requests, tokens int64) {
-	b.available(now) // cap the credit as of now before adding
-	if b.requestsOn() && requests > 0 {
-		b.reqCredit = capCredit(b.reqCredit+float64(requests), float64(b.limits.RequestBurst)-b.requests.TokensAt(now))
-	}
-	if b.limits.TokensEnabled() && tokens > 0 {
-		b.tokCredit = capCredit(b.tokCredit+float64(tokens), float64(b.limits.TokenBurst)-b.tokens.TokensAt(now))
-	}
+	b.requests.Refund(now, float64(requests))
+	b.tokens.Refund(now, float64(tokens))
 }
 
 // maxAdjustBursts caps one positive adjustment, in token bursts.
@@ -173,16 +133,7 @@ func (b *bucket) adjust(now time.Time, delta int64) {
 	// A member reports one call's usage beyond its estimate; more than a
 	// few buckets of it is nonsense (or hostile), and charging it piece by
 	// piece would hold the service for as long as it is large.
-	delta = min(delta, maxAdjustBursts*int64(b.limits.TokenBurst))
-	b.available(now)
-	use := math.Min(b.tokCredit, float64(delta))
-	b.tokCredit -= use
-	// ReserveN refuses more than the burst at once: charge in pieces.
-	for rest := delta - int64(use); rest > 0; {
-		n := min(rest, int64(b.limits.TokenBurst))
-		b.tokens.ReserveN(now, int(n))
-		rest -= n
-	}
+	b.tokens.Take(now, int(min(delta, maxAdjustBursts*int64(b.limits.TokenBurst))))
 }
 
 // pause grants nothing before until; an earlier end than the current one is

@@ -327,8 +327,8 @@ func TestBucketLimitsOff(t *testing.T) {
 			t.Errorf("grant(1000, 80, min 10) = %+v, want (1000, 50)", g)
 		}
 		b.refund(now, 1000, 0) // requests off: nothing to credit
-		if b.reqCredit != 0 {
-			t.Errorf("request credit %v without a request limit", b.reqCredit)
+		if c := b.requests.Credit(now); c != 0 {
+			t.Errorf("request credit %v without a request limit", c)
 		}
 	})
 	t.Run("token limit off", func(t *testing.T) {
@@ -342,8 +342,8 @@ func TestBucketLimitsOff(t *testing.T) {
 			t.Errorf("grant(3, 1e6, min 1e6) without a token limit = %+v, want (3, 0)", g)
 		}
 		b.refund(now, 0, 1000)
-		if b.tokCredit != 0 {
-			t.Errorf("token credit %v without a token limit", b.tokCredit)
+		if c := b.tokens.Credit(now); c != 0 {
+			t.Errorf("token credit %v without a token limit", c)
 		}
 	})
 	t.Run("both off", func(t *testing.T) {

@@ -25,7 +25,7 @@ type Executor struct {
 	ownSystem bool
 	root      *actor.RootContext
 	tree      actors.Tree
-	budget    *actors.Budget
+	budget    *actors.Buckets
 	admission *actors.Admission
 	counters  *actors.Counters
 	calls     sync.WaitGroup
@@ -106,7 +106,7 @@ func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, cfg Config) (
 		cfg:       cfg,
 		system:    system,
 		root:      system.Root,
-		budget:    actors.NewBudget(limits),
+		budget:    actors.NewBuckets(limits),
 		admission: actors.NewAdmission(cfg.QueueCapacity),
 		counters:  &actors.Counters{},
 		stopCh:    make(chan struct{}),
@@ -119,7 +119,7 @@ func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, cfg Config) (
 	}
 	acfg := &actors.Config{
 		Concurrency:   cfg.Concurrency,
-		Budget:        ex.budget,
+		Buckets:       ex.budget,
 		Admission:     ex.admission,
 		Counters:      ex.counters,
 		Calls:         &ex.calls,

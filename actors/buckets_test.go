@@ -98,9 +98,9 @@ func TestAdmissionAcquire(t *testing.T) {
 	})
 }
 
-func TestNewBudgetStartsFull(t *testing.T) {
+func TestNewBucketsStartFull(t *testing.T) {
 	now := time.Now()
-	b := NewBudget(Limits{RequestsPerSecond: 2, RequestBurst: 5, TokensPerSecond: 100, TokenBurst: 1000})
+	b := NewBuckets(Limits{RequestsPerSecond: 2, RequestBurst: 5, TokensPerSecond: 100, TokenBurst: 1000})
 	if got := b.RequestsAvailable(now); math.Abs(got-5) > 1e-9 {
 		t.Errorf("RequestsAvailable = %v, want 5", got)
 	}
@@ -110,16 +110,16 @@ func TestNewBudgetStartsFull(t *testing.T) {
 	if !b.TokensEnabled() || b.TokenBurst() != 1000 {
 		t.Errorf("TokensEnabled %v TokenBurst %d, want true 1000", b.TokensEnabled(), b.TokenBurst())
 	}
-	if b.Credit() != 0 {
-		t.Errorf("Credit = %v, want 0", b.Credit())
+	if c := b.tokens.Credit(now); c != 0 {
+		t.Errorf("Credit = %v, want 0", c)
 	}
 	if !b.PausedUntil().IsZero() {
 		t.Errorf("PausedUntil = %v, want zero", b.PausedUntil())
 	}
 }
 
-func TestBudgetWithoutLimits(t *testing.T) {
-	b := NewBudget(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokenBurst: 500})
+func TestBucketsWithoutLimits(t *testing.T) {
+	b := NewBuckets(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokenBurst: 500})
 	now := time.Now()
 	if got := b.RequestsAvailable(now); !math.IsInf(got, 1) {
 		t.Errorf("RequestsAvailable = %v, want +Inf", got)
@@ -132,9 +132,9 @@ func TestBudgetWithoutLimits(t *testing.T) {
 	}
 }
 
-func TestBudgetApply(t *testing.T) {
+func TestBucketsApply(t *testing.T) {
 	now := time.Now()
-	b := NewBudget(Limits{RequestsPerSecond: 1, RequestBurst: 2, TokensPerSecond: 10, TokenBurst: 100})
+	b := NewBuckets(Limits{RequestsPerSecond: 1, RequestBurst: 2, TokensPerSecond: 10, TokenBurst: 100})
 
 	// Lower the bursts: what is available is capped by the new capacity.
 	b.Apply(now, Limits{RequestsPerSecond: 1, RequestBurst: 1, TokensPerSecond: 10, TokenBurst: 40})
@@ -158,7 +158,7 @@ func TestBudgetApply(t *testing.T) {
 	}
 
 	// A bucket turned on later starts empty and fills at its rate.
-	off := NewBudget(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1})
+	off := NewBuckets(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1})
 	off.Apply(now, Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokensPerSecond: 10, TokenBurst: 100})
 	if !off.TokensEnabled() || off.TokenBurst() != 100 {
 		t.Fatalf("token limit on: enabled %v burst %d", off.TokensEnabled(), off.TokenBurst())
@@ -171,21 +171,21 @@ func TestBudgetApply(t *testing.T) {
 	}
 
 	// A new rate changes the refill.
-	r := NewBudget(Limits{RequestsPerSecond: 1, RequestBurst: 10})
-	r.requests.ReserveN(now, 10) // empty it
+	r := NewBuckets(Limits{RequestsPerSecond: 1, RequestBurst: 10})
+	r.requests.Take(now, 10) // empty it
 	r.Apply(now, Limits{RequestsPerSecond: 4, RequestBurst: 10})
 	if got := r.RequestsAvailable(now.Add(time.Second)); math.Abs(got-4) > 1e-6 {
 		t.Errorf("RequestsAvailable 1s after emptying at 4/s = %v, want 4", got)
 	}
 }
 
-func TestBudgetCreditAndPause(t *testing.T) {
+func TestBucketsCreditAndPause(t *testing.T) {
 	now := time.Now()
-	b := NewBudget(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokensPerSecond: 10, TokenBurst: 100})
-	b.tokens.ReserveN(now, 100) // empty the bucket
-	b.setCredit(25)
-	if b.Credit() != 25 {
-		t.Fatalf("Credit = %v, want 25", b.Credit())
+	b := NewBuckets(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokensPerSecond: 10, TokenBurst: 100})
+	b.tokens.Take(now, 100) // empty the bucket
+	b.tokens.Refund(now, 25)
+	if c := b.tokens.Credit(now); c != 25 {
+		t.Fatalf("Credit = %v, want 25", c)
 	}
 	if got := b.TokensAvailable(now); math.Abs(got-25) > 1e-6 {
 		t.Errorf("TokensAvailable = %v, want the 25 of credit", got)
@@ -220,7 +220,7 @@ func TestCountersStats(t *testing.T) {
 		t.Errorf("Stats without a budget = %+v, want %+v", got, want)
 	}
 
-	b := NewBudget(Limits{RequestsPerSecond: 1, RequestBurst: 3, TokensPerSecond: 10, TokenBurst: 50})
+	b := NewBuckets(Limits{RequestsPerSecond: 1, RequestBurst: 3, TokensPerSecond: 10, TokenBurst: 50})
 	until := now.Add(time.Hour)
 	b.pausedUntil.Store(until.UnixNano())
 	got := c.Stats(b, now)
@@ -237,8 +237,8 @@ func TestCountersStats(t *testing.T) {
 
 func TestValidateRequest(t *testing.T) {
 	call := okCall("x")
-	tokensOn := NewBudget(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokensPerSecond: 10, TokenBurst: 100})
-	tokensOff := NewBudget(noLimits)
+	tokensOn := NewBuckets(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokensPerSecond: 10, TokenBurst: 100})
+	tokensOff := NewBuckets(noLimits)
 	invalid := []struct {
 		name string
 		req  messages.Request
@@ -249,7 +249,7 @@ func TestValidateRequest(t *testing.T) {
 		{"negative attempts", messages.Request{Call: call, MaxAttempts: -1}},
 	}
 	for _, tc := range invalid {
-		for _, b := range []*Budget{tokensOn, tokensOff} {
+		for _, b := range []*Buckets{tokensOn, tokensOff} {
 			if err := ValidateRequest(&tc.req, b); !errors.Is(err, messages.ErrInvalidRequest) {
 				t.Errorf("%s: ValidateRequest = %v, want ErrInvalidRequest", tc.name, err)
 			}
