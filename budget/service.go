@@ -14,6 +14,7 @@ import (
 
 	"github.com/lionactor/lionactor/actors"
 	"github.com/lionactor/lionactor/budget/budgetpb"
+	"github.com/lionactor/lionactor/internal/selftimer"
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -196,11 +197,10 @@ type sweepTick struct{}
 type service struct {
 	cfg    ServiceConfig
 	self   *actor.PID
-	root   *actor.RootContext
 	keys   map[string]*keyState
 	leases map[uint64]*leaseRecord
 	nextID uint64
-	sweep  *time.Timer
+	sweep  selftimer.Timer
 	stats  ServiceStats
 
 	sealer     *sealer // nil without a secret
@@ -215,7 +215,8 @@ type keyState struct {
 	bucket   *bucket
 	members  map[string]*memberState
 	waiting  []waitingLease
-	timer    *time.Timer
+	timer    selftimer.Timer
+	tick     *keyTick // what its timer sends
 }
 
 type memberState struct {
@@ -248,7 +249,7 @@ func (s *service) Receive(ctx actor.Context) {
 	now := time.Now()
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		s.self, s.root = ctx.Self(), ctx.ActorSystem().Root
+		s.self = ctx.Self()
 		s.cfg.Logger.Info("budget service started", slog.String("pid", pidName(s.self)), slog.Duration("lease_ttl", s.cfg.LeaseTTL))
 	case *budgetpb.Signed:
 		s.signed(ctx, m, now)
@@ -263,18 +264,14 @@ func (s *service) Receive(ctx actor.Context) {
 			s.serve(ctx, k, now)
 		}
 	case *sweepTick:
-		s.sweepNow(now)
+		s.sweepNow(ctx, now)
 	case *statsQuery:
 		ctx.Respond(s.snapshot(now))
 	case *actor.Stopping:
 		for _, k := range s.keys {
-			if k.timer != nil {
-				k.timer.Stop()
-			}
+			k.timer.Stop()
 		}
-		if s.sweep != nil {
-			s.sweep.Stop()
-		}
+		s.sweep.Stop()
 	}
 }
 
@@ -485,7 +482,10 @@ func (s *service) serve(ctx actor.Context, k *keyState, now time.Time) {
 		r := w.req
 		requests, tokens, wait := k.bucket.grant(now, r.GetRequests(), r.GetTokens(), r.GetMinTokens())
 		if requests == 0 {
-			s.arm(k, wait)
+			if k.tick == nil {
+				k.tick = &keyTick{key: k.name}
+			}
+			k.timer.Arm(ctx, now, wait, k.tick)
 			return
 		}
 		k.waiting[0] = waitingLease{}
@@ -500,32 +500,21 @@ func (s *service) serve(ctx actor.Context, k *keyState, now time.Time) {
 			RequestId: r.GetRequestId(), LeaseId: id,
 			Requests: requests, Tokens: tokens, TtlNanos: int64(s.cfg.LeaseTTL),
 		}, now)
-		s.armSweep()
+		if !s.sweep.Armed() {
+			s.sweep.Arm(ctx, now, s.cfg.LeaseTTL/2, theSweep)
+		}
 	}
 	if len(k.waiting) == 0 {
 		k.waiting = nil
 	}
 }
 
-func (s *service) arm(k *keyState, wait time.Duration) {
-	if k.timer == nil {
-		self, root, key := s.self, s.root, k.name
-		k.timer = time.AfterFunc(wait, func() { root.Send(self, &keyTick{key: key}) })
-		return
-	}
-	k.timer.Reset(wait)
-}
-
-func (s *service) armSweep() {
-	if s.sweep == nil {
-		self, root := s.self, s.root
-		s.sweep = time.AfterFunc(s.cfg.LeaseTTL/2, func() { root.Send(self, &sweepTick{}) })
-	}
-}
+// theSweep is the one message of the sweep timer.
+var theSweep = &sweepTick{}
 
 // sweepNow forgets expired leases and silent members; it re-arms itself
 // while anything is left to watch.
-func (s *service) sweepNow(now time.Time) {
+func (s *service) sweepNow(ctx actor.Context, now time.Time) {
 	for id, l := range s.leases {
 		if !now.Before(l.expires) {
 			delete(s.leases, id)
@@ -547,10 +536,10 @@ func (s *service) sweepNow(now time.Time) {
 		members += len(k.members)
 	}
 	if len(s.leases) > 0 || members > 0 {
-		s.sweep.Reset(s.cfg.LeaseTTL / 2)
+		s.sweep.Arm(ctx, now, s.cfg.LeaseTTL/2, theSweep)
 		return
 	}
-	s.sweep = nil
+	s.sweep.Stop()
 }
 
 // giveBack credits the unused part of a lease to its key.
