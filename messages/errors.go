@@ -69,9 +69,13 @@ func (e *TokenLimitError) Unwrap() error { return ErrTokensExceedBurst }
 // matches [ErrCallerCrashed] under [errors.Is].
 type CallerCrashError struct {
 	Panic any // the value passed to panic
+	// Stack is the stack of the goroutine that panicked, as it was when
+	// the panic was recovered (nil when the caller itself failed rather
+	// than the call). The executor's log has it too.
+	Stack []byte
 }
 
-// Error implements error.
+// Error implements error. It names the panic value, not the stack.
 func (e *CallerCrashError) Error() string {
 	return fmt.Sprintf("lionactor: caller crashed: %v", e.Panic)
 }
