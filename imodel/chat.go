@@ -48,7 +48,7 @@ type ChatResponse struct {
 	FinishReason string // OpenAI's finish_reason or Anthropic's stop_reason
 	Usage        messages.Usage
 	// Event is the request's terminal snapshot.
-	Event runtime.Event
+	Event messages.Event
 }
 
 // EmbedResponse is the outcome of Embed.
@@ -56,7 +56,7 @@ type EmbedResponse struct {
 	Model   string
 	Vectors [][]float64 // one per input, in input order
 	Usage   messages.Usage
-	Event   runtime.Event
+	Event   messages.Event
 }
 
 // ErrUnsupported is returned for a call the provider does not offer, such as
@@ -146,14 +146,14 @@ func (m *Model) SubmitChat(ctx context.Context, r ChatRequest, opts ...CallOptio
 
 // NewChatRequest builds the executor request of a chat, for an actor that
 // drives the executor by messages; ChatResult reads its terminal snapshot.
-func (m *Model) NewChatRequest(r ChatRequest, opts ...CallOption) (runtime.Request, error) {
+func (m *Model) NewChatRequest(r ChatRequest, opts ...CallOption) (messages.Request, error) {
 	path, err := m.chatPath()
 	if err != nil {
-		return runtime.Request{}, err
+		return messages.Request{}, err
 	}
 	payload, err := m.chatPayload(r, false)
 	if err != nil {
-		return runtime.Request{}, err
+		return messages.Request{}, err
 	}
 	return m.build(http.MethodPost, path, payload, opts, func(c *httpCall) messages.Call {
 		c.decode = decodeChat
@@ -163,7 +163,7 @@ func (m *Model) NewChatRequest(r ChatRequest, opts ...CallOption) (runtime.Reque
 
 // ChatResult reads a chat reply from a request's terminal snapshot, with the
 // request's error if it did not complete.
-func ChatResult(ev runtime.Event) (*ChatResponse, error) {
+func ChatResult(ev messages.Event) (*ChatResponse, error) {
 	out := &ChatResponse{Event: ev}
 	if resp, ok := ev.Response(); ok {
 		if cr, ok := resp.Value.(*ChatResponse); ok {

@@ -36,7 +36,7 @@ func checkReply(t *testing.T, text string, n int, model string) {
 
 // checkSnapshots checks that a request passed through every state in
 // order, with Seq growing by one.
-func checkSnapshots(t *testing.T, evs []runtime.Event, want []messages.RequestStatus) {
+func checkSnapshots(t *testing.T, evs []messages.Event, want []messages.RequestStatus) {
 	t.Helper()
 	if got := statuses(evs); !slices.Equal(got, want) {
 		t.Errorf("states %v, want %v", got, want)
@@ -225,7 +225,7 @@ func TestEmbedOpenAI(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(again.Vectors[0], resp.Vectors[2]) || !reflect.DeepEqual(again.Vectors[1], resp.Vectors[0]) {
 		t.Errorf("vectors out of order: %v", err)
 	}
-	if _, err := m.Embed(ctx, nil); !errors.Is(err, runtime.ErrInvalidRequest) {
+	if _, err := m.Embed(ctx, nil); !errors.Is(err, messages.ErrInvalidRequest) {
 		t.Errorf("no inputs: %v, want ErrInvalidRequest", err)
 	}
 }
@@ -360,7 +360,7 @@ func TestInvokeMergeOrder(t *testing.T) {
 	}
 
 	// A payload that is not JSON is refused before it is queued.
-	if _, err := m.Invoke(ctx, map[string]any{"bad": func() {}}); !errors.Is(err, runtime.ErrInvalidRequest) {
+	if _, err := m.Invoke(ctx, map[string]any{"bad": func() {}}); !errors.Is(err, messages.ErrInvalidRequest) {
 		t.Errorf("unencodable payload: %v", err)
 	}
 }
@@ -389,15 +389,15 @@ func TestPathTemplate(t *testing.T) {
 	}
 
 	// Without the field, or with an unclosed brace, nothing is sent.
-	if _, err := m.Invoke(ctx, chatPayloadOf("x")); !errors.Is(err, runtime.ErrInvalidRequest) || !strings.Contains(err.Error(), "{version}") {
+	if _, err := m.Invoke(ctx, chatPayloadOf("x")); !errors.Is(err, messages.ErrInvalidRequest) || !strings.Contains(err.Error(), "{version}") {
 		t.Errorf("missing path parameter: %v", err)
 	}
 	bad := newModel(t, ex, EndpointConfig{Provider: OpenAICompatible, BaseURL: e.URL, Path: "/{version/chat"})
-	if _, err := bad.Invoke(ctx, map[string]any{"version": "v1"}); !errors.Is(err, runtime.ErrInvalidRequest) {
+	if _, err := bad.Invoke(ctx, map[string]any{"version": "v1"}); !errors.Is(err, messages.ErrInvalidRequest) {
 		t.Errorf("unclosed brace: %v", err)
 	}
 	badEscape := newModel(t, ex, EndpointConfig{Provider: OpenAICompatible, BaseURL: e.URL, Path: "/v1/%zz"})
-	if _, err := badEscape.Invoke(ctx, nil); !errors.Is(err, runtime.ErrInvalidRequest) {
+	if _, err := badEscape.Invoke(ctx, nil); !errors.Is(err, messages.ErrInvalidRequest) {
 		t.Errorf("bad escape in the path: %v", err)
 	}
 	if n := len(e.requests()); n != 1 {

@@ -126,7 +126,7 @@ type EndpointConfig struct {
 }
 
 // ConfigError reports an invalid EndpointConfig field. It matches
-// messages.ErrInvalidConfig (and so runtime.ErrInvalidConfig) under
+// messages.ErrInvalidConfig (and so messages.ErrInvalidConfig) under
 // errors.Is.
 type ConfigError = messages.ConfigError
 

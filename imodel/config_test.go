@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lionactor/lionactor/runtime"
+	"github.com/lionactor/lionactor/messages"
 )
 
 func TestConfigErrorsNameTheirField(t *testing.T) {
@@ -80,8 +80,8 @@ func checkConfigError(t *testing.T, err error, field string) {
 	if ce.Field != field {
 		t.Errorf("field %q, want %q (%v)", ce.Field, field, err)
 	}
-	if !errors.Is(err, runtime.ErrInvalidConfig) {
-		t.Errorf("%v does not match runtime.ErrInvalidConfig", err)
+	if !errors.Is(err, messages.ErrInvalidConfig) {
+		t.Errorf("%v does not match messages.ErrInvalidConfig", err)
 	}
 	if !strings.Contains(err.Error(), field) {
 		t.Errorf("message %q does not name %s", err, field)

@@ -36,7 +36,7 @@ var (
 	// ErrResponseTooLarge: the body exceeded MaxResponseBytes.
 	ErrResponseTooLarge = errors.New("imodel: response too large")
 	// ErrTimeout: the attempt ran past its timeout; retried. It is
-	// runtime.ErrTimeout.
+	// messages.ErrTimeout.
 	ErrTimeout = messages.ErrTimeout
 	// ErrStreamBroken: a stream ended before its end marker; the partial
 	// text is kept.

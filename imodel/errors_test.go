@@ -13,7 +13,6 @@ import (
 
 	"github.com/lionactor/lionactor/imodel/wire"
 	"github.com/lionactor/lionactor/messages"
-	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -38,7 +37,7 @@ func apiError(t *testing.T, err error) *APIError {
 
 // checkFailed checks a request that ended FAILED after attempts attempts
 // with an error matching sentinel, of the given kind.
-func checkFailed(t *testing.T, ev runtime.Event, err error, sentinel error, kind string, attempts int) {
+func checkFailed(t *testing.T, ev messages.Event, err error, sentinel error, kind string, attempts int) {
 	t.Helper()
 	if ev.Status != messages.StatusFailed || ev.Attempt != attempts {
 		t.Errorf("ended %v after %d attempts, want FAILED after %d", ev.Status, ev.Attempt, attempts)
@@ -62,7 +61,7 @@ func TestRateLimitIsWaitedOutAndPausesTheBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var retry runtime.Event
+	var retry messages.Event
 	for ev := range h.Events() {
 		if ev.Status == messages.StatusQueued && ev.Attempt == 1 {
 			retry = ev // the 429 came back; attempt 2 is scheduled
@@ -214,20 +213,20 @@ func TestMalformedResponse(t *testing.T) {
 	cfg := openAIConfig(e)
 	cfg.Model = embedModel
 	em := newModel(t, oa.ex, cfg)
-	calls := map[string]func() (runtime.Event, error){
-		"openai chat": func() (runtime.Event, error) {
+	calls := map[string]func() (messages.Event, error){
+		"openai chat": func() (messages.Event, error) {
 			r, err := oa.Chat(ctx, hello("x", 1), fault("malformed", 0, "")...)
 			return r.Event, err
 		},
-		"anthropic chat": func() (runtime.Event, error) {
+		"anthropic chat": func() (messages.Event, error) {
 			r, err := an.Chat(ctx, hello("x", 1), fault("malformed", 0, "")...)
 			return r.Event, err
 		},
-		"invoke": func() (runtime.Event, error) {
+		"invoke": func() (messages.Event, error) {
 			r, err := oa.Invoke(ctx, chatPayloadOf("x"), fault("malformed", 0, "")...)
 			return r.Event, err
 		},
-		"embed": func() (runtime.Event, error) {
+		"embed": func() (messages.Event, error) {
 			r, err := em.Embed(ctx, []string{"x"}, fault("malformed", 0, "")...)
 			return r.Event, err
 		},
@@ -327,8 +326,8 @@ func TestTimeout(t *testing.T) {
 	start := time.Now()
 	resp, err := oa.Chat(ctx, hello("x", 1), append(fault("slow", 0, ""), WithTimeout(timeout), WithMaxAttempts(2))...)
 	checkFailed(t, resp.Event, err, ErrTimeout, "timeout", 2)
-	if !errors.Is(err, runtime.ErrTimeout) {
-		t.Errorf("%v is not runtime.ErrTimeout", err)
+	if !errors.Is(err, messages.ErrTimeout) {
+		t.Errorf("%v is not messages.ErrTimeout", err)
 	}
 	if took := time.Since(start); took < 2*timeout {
 		t.Errorf("two attempts of %v took %v", timeout, took)
@@ -416,7 +415,7 @@ func TestCancelledByContext(t *testing.T) {
 		}
 	}
 	ev := h.Latest()
-	if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrCancelled) {
+	if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrCancelled) {
 		t.Errorf("ended %v: %v", ev.Status, ev.Err())
 	}
 	if _, err := oa.Chat(c, hello("x", 1)); !errors.Is(err, context.Canceled) {
@@ -484,11 +483,11 @@ func TestErrorClassification(t *testing.T) {
 		}
 	}
 	for err, want := range map[error]bool{
-		transportError(OpenAI, ErrServer, nil):        true,
-		transportError(OpenAI, ErrBadRequest, nil):    false,
-		fmt.Errorf("wrapped: %w", runtime.ErrTimeout): true,
-		fmt.Errorf("%w: %w", runtime.ErrCancelled, e): false,
-		fmt.Errorf("%w: %w", runtime.ErrStopped, e):   false,
+		transportError(OpenAI, ErrServer, nil):         true,
+		transportError(OpenAI, ErrBadRequest, nil):     false,
+		fmt.Errorf("wrapped: %w", messages.ErrTimeout): true,
+		fmt.Errorf("%w: %w", messages.ErrCancelled, e): false,
+		fmt.Errorf("%w: %w", messages.ErrStopped, e):   false,
 		cause: false,
 	} {
 		if got := retryable(err); got != want {

@@ -77,7 +77,7 @@ func FuzzEndpointConfig(f *testing.F) {
 		m, err := New(ex, cfg)
 		if err != nil {
 			var ce *ConfigError
-			if !errors.As(err, &ce) || !errors.Is(err, runtime.ErrInvalidConfig) {
+			if !errors.As(err, &ce) || !errors.Is(err, messages.ErrInvalidConfig) {
 				t.Fatalf("New: %v (%T), want a *ConfigError", err, err)
 			}
 			if m != nil {

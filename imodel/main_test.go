@@ -122,24 +122,24 @@ func (e *simEnv) last(t testing.TB) recorded {
 // eventLog is an executor Observer that keeps every snapshot.
 type eventLog struct {
 	mu     sync.Mutex
-	events []runtime.Event
+	events []messages.Event
 }
 
-func (l *eventLog) observe(ev runtime.Event) {
+func (l *eventLog) observe(ev messages.Event) {
 	l.mu.Lock()
 	l.events = append(l.events, ev)
 	l.mu.Unlock()
 }
 
-func (l *eventLog) all() []runtime.Event {
+func (l *eventLog) all() []messages.Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.events)
 }
 
 // of returns the snapshots of one request, in order.
-func (l *eventLog) of(ev runtime.Event) []runtime.Event {
-	var out []runtime.Event
+func (l *eventLog) of(ev messages.Event) []messages.Event {
+	var out []messages.Event
 	for _, e := range l.all() {
 		if e.ID == ev.ID {
 			out = append(out, e)
@@ -221,8 +221,8 @@ func chatPayloadOf(text string) map[string]any {
 }
 
 // collect walks a handle's snapshots to the terminal one.
-func collect(h *runtime.Handle) []runtime.Event {
-	var out []runtime.Event
+func collect(h *runtime.Handle) []messages.Event {
+	var out []messages.Event
 	for ev := range h.Events() {
 		out = append(out, ev)
 	}
@@ -230,7 +230,7 @@ func collect(h *runtime.Handle) []runtime.Event {
 }
 
 // statuses lists the states of snapshots.
-func statuses(evs []runtime.Event) []messages.RequestStatus {
+func statuses(evs []messages.Event) []messages.RequestStatus {
 	out := make([]messages.RequestStatus, len(evs))
 	for i, ev := range evs {
 		out[i] = ev.Status
@@ -239,7 +239,7 @@ func statuses(evs []runtime.Event) []messages.RequestStatus {
 }
 
 // callStarts returns the start of each attempt, by attempt number.
-func callStarts(evs []runtime.Event) map[int]time.Time {
+func callStarts(evs []messages.Event) map[int]time.Time {
 	out := map[int]time.Time{}
 	for _, ev := range evs {
 		if ev.Status == messages.StatusCalling {
@@ -253,10 +253,10 @@ func callStarts(evs []runtime.Event) map[int]time.Time {
 // queue sends its permit request to the limiter after every message it sent
 // for earlier outcomes (token reconciliation, pauses), so once it has run
 // the limiter has applied those.
-func barrier(t testing.TB, ex *runtime.Executor) runtime.Event {
+func barrier(t testing.TB, ex *runtime.Executor) messages.Event {
 	t.Helper()
-	h, err := ex.Submit(context.Background(), runtime.Request{Call: runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
-		return runtime.Result{}, nil
+	h, err := ex.Submit(context.Background(), messages.Request{Call: messages.CallFunc(func(context.Context, int) (messages.Result, error) {
+		return messages.Result{}, nil
 	})})
 	if err != nil {
 		t.Fatalf("barrier: %v", err)

@@ -173,7 +173,7 @@ func WithMaxAttempts(n int) CallOption { return func(o *callOptions) { o.maxAtte
 // Response is the outcome of Invoke: the request's terminal snapshot and,
 // when there was one, the HTTP response.
 type Response struct {
-	Event      runtime.Event
+	Event      messages.Event
 	StatusCode int
 	Header     http.Header
 	Body       []byte
@@ -208,7 +208,7 @@ func (m *Model) Invoke(ctx context.Context, payload map[string]any, opts ...Call
 
 // awaitEnd waits for the request's terminal snapshot. It always comes: the
 // submit context's end cancels the request.
-func awaitEnd(h *runtime.Handle) runtime.Event {
+func awaitEnd(h *runtime.Handle) messages.Event {
 	<-h.Done()
 	return h.Latest()
 }
@@ -240,7 +240,7 @@ func (m *Model) submitCall(ctx context.Context, method, path string, payload map
 // actor that drives the executor by messages (messages.Submit): its Call
 // makes the HTTP request with the model's client, credentials and retries,
 // and its snapshots carry the same redacted description.
-func (m *Model) NewRequest(payload map[string]any, opts ...CallOption) (runtime.Request, error) {
+func (m *Model) NewRequest(payload map[string]any, opts ...CallOption) (messages.Request, error) {
 	return m.build(m.cfg.Method, m.cfg.Path, payload, opts, func(c *httpCall) messages.Call {
 		c.decode = decodeGeneric
 		return c
@@ -249,9 +249,9 @@ func (m *Model) NewRequest(payload map[string]any, opts ...CallOption) (runtime.
 
 // build makes the HTTP request, lets makeCall wrap it in the call the
 // executor runs, and returns the executor's request.
-func (m *Model) build(method, path string, payload map[string]any, opts []CallOption, makeCall func(*httpCall) messages.Call) (runtime.Request, error) {
+func (m *Model) build(method, path string, payload map[string]any, opts []CallOption, makeCall func(*httpCall) messages.Call) (messages.Request, error) {
 	if m.closed.Load() {
-		return runtime.Request{}, ErrClosed
+		return messages.Request{}, ErrClosed
 	}
 	var o callOptions
 	for _, opt := range opts {
@@ -267,19 +267,19 @@ func (m *Model) build(method, path string, payload map[string]any, opts []CallOp
 
 	path, err := fillPath(path, fields)
 	if err != nil {
-		return runtime.Request{}, err
+		return messages.Request{}, err
 	}
 	// path is escaped (fillPath escapes the values it puts in): join it to
 	// the base's escaped path, so that it is not escaped twice.
 	u := *m.cfg.base
 	u.RawPath = strings.TrimSuffix(u.EscapedPath(), "/") + path
 	if u.Path, err = url.PathUnescape(u.RawPath); err != nil {
-		return runtime.Request{}, fmt.Errorf("%w: path %q: %w", messages.ErrInvalidRequest, path, err)
+		return messages.Request{}, fmt.Errorf("%w: path %q: %w", messages.ErrInvalidRequest, path, err)
 	}
 	var body []byte
 	if hasBody(method) {
 		if body, err = json.Marshal(fields); err != nil {
-			return runtime.Request{}, fmt.Errorf("%w: payload is not JSON: %w", messages.ErrInvalidRequest, err)
+			return messages.Request{}, fmt.Errorf("%w: payload is not JSON: %w", messages.ErrInvalidRequest, err)
 		}
 	} else if len(fields) > 0 {
 		// After the base's own query (Azure's api-version), if it has one.
@@ -304,7 +304,7 @@ func (m *Model) build(method, path string, payload map[string]any, opts []CallOp
 		secrets = slices.Concat(secrets, credentialValues(o.headers))
 	}
 	hc := &httpCall{m: m, method: method, url: u.String(), header: header, body: body, secrets: secrets}
-	return runtime.Request{
+	return messages.Request{
 		Call:        makeCall(hc),
 		Tokens:      tokens,
 		Endpoint:    messages.Endpoint{Method: method, URL: hc.url, Header: header, Payload: body},

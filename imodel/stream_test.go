@@ -301,7 +301,7 @@ func TestStreamCancel(t *testing.T) {
 		}
 	}
 	resp, err := s.Wait(ctx)
-	if resp.Event.Status != messages.StatusCancelled || !errors.Is(err, runtime.ErrCancelled) || resp.Text != "" {
+	if resp.Event.Status != messages.StatusCancelled || !errors.Is(err, messages.ErrCancelled) || resp.Text != "" {
 		t.Errorf("ended %v with %q: %v", resp.Event.Status, resp.Text, err)
 	}
 	if chunks := <-readers; len(chunks) != 0 {

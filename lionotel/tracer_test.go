@@ -236,14 +236,14 @@ func waitStatus(t *testing.T, h *runtime.Handle, s messages.RequestStatus) {
 // GenAI operation, provider and model of a call the Tracer cannot read.
 func TestPlainCallsAndMetadata(t *testing.T) {
 	e := setup(t, nil)
-	call := runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
-		return runtime.Result{Usage: &messages.Usage{InputTokens: 3, OutputTokens: 4}}, nil
+	call := messages.CallFunc(func(context.Context, int) (messages.Result, error) {
+		return messages.Result{Usage: &messages.Usage{InputTokens: 3, OutputTokens: 4}}, nil
 	})
 	for _, md := range []map[string]string{
 		nil,
 		{OperationMetadata: "generate_content", ProviderMetadata: "gcp.gemini", ModelMetadata: "gemini-2.5-flash", "secret": "s3"},
 	} {
-		h, err := e.ex.Submit(context.Background(), runtime.Request{Call: call, Metadata: md, Tokens: 5})
+		h, err := e.ex.Submit(context.Background(), messages.Request{Call: call, Metadata: md, Tokens: 5})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -354,19 +354,19 @@ func TestInstrumentKeepsTheHooksAlreadySet(t *testing.T) {
 	var observed, hooked int
 	var sawValue bool
 	e := setup(t, func(c *runtime.Config, _ *imodel.EndpointConfig) {
-		c.Observer = func(runtime.Event) { mu.Lock(); observed++; mu.Unlock() }
-		c.RequestContext = func(ctx context.Context, _ runtime.Event) context.Context {
+		c.Observer = func(messages.Event) { mu.Lock(); observed++; mu.Unlock() }
+		c.RequestContext = func(ctx context.Context, _ messages.Event) context.Context {
 			mu.Lock()
 			hooked++
 			mu.Unlock()
 			return context.WithValue(ctx, key{}, "kept")
 		}
 	})
-	h, err := e.ex.Submit(context.Background(), runtime.Request{Call: runtime.CallFunc(func(ctx context.Context, _ int) (runtime.Result, error) {
+	h, err := e.ex.Submit(context.Background(), messages.Request{Call: messages.CallFunc(func(ctx context.Context, _ int) (messages.Result, error) {
 		mu.Lock()
 		sawValue = ctx.Value(key{}) == "kept"
 		mu.Unlock()
-		return runtime.Result{}, nil
+		return messages.Result{}, nil
 	})})
 	if err != nil {
 		t.Fatal(err)

@@ -492,7 +492,7 @@ func (d *driver) one(ctx context.Context, i int) {
 	)
 	switch p.kind {
 	case openAIChat, anthropicChat, embeddings:
-		var req runtime.Request
+		var req messages.Request
 		if p.kind == embeddings {
 			req, err = d.embed.NewRequest(map[string]any{"input": []string{fmt.Sprintf("Request %d.", i)}}, opts...)
 		} else {

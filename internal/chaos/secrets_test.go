@@ -403,7 +403,7 @@ func TestRequestURLsValidated(t *testing.T) {
 		for _, p := range []imodel.Provider{imodel.OpenAI, imodel.Anthropic, imodel.OpenAICompatible, imodel.Generic} {
 			m, err := imodel.New(ex, imodel.EndpointConfig{Provider: p, BaseURL: base, APIKey: secretKey})
 			var ce *imodel.ConfigError
-			if m != nil || !errors.As(err, &ce) || ce.Field != "BaseURL" || !errors.Is(err, runtime.ErrInvalidConfig) {
+			if m != nil || !errors.As(err, &ce) || ce.Field != "BaseURL" || !errors.Is(err, messages.ErrInvalidConfig) {
 				t.Errorf("%s %q: model %v, error %v; want a *ConfigError for BaseURL", p, base, m != nil, err)
 			}
 			if err != nil {

@@ -455,7 +455,7 @@ func (r *runner) one(ctx context.Context, i int) {
 	var (
 		h      *runtime.Handle
 		stream *imodel.Stream
-		req    runtime.Request
+		req    messages.Request
 		err    error
 	)
 	switch k := i % 10; {
