@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/lionactor/lionactor/imodel/tokens"
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // Estimate returns the API tokens the model would charge a request with this

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // This file holds what the batch APIs of both providers share: the store

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // MaxArrivals is the number of most recent arrival times a Server keeps

@@ -87,7 +87,7 @@ func run(ctx context.Context, w io.Writer, args []string) error {
 	if err != nil {
 		return fmt.Errorf("invoke: %w", err)
 	}
-	var completion struct { // only the fields needed; package imodel/wire has them all
+	var completion struct { // only the fields needed
 		Choices []struct {
 			Message struct {
 				Content string `json:"content"`

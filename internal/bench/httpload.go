@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/imodel"
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
 )
