@@ -125,13 +125,10 @@ type EndpointConfig struct {
 	InsecureSkipVerify bool
 }
 
-// ConfigError reports an invalid EndpointConfig field. It matches
-// messages.ErrInvalidConfig (and so messages.ErrInvalidConfig) under
-// errors.Is.
-type ConfigError = messages.ConfigError
-
+// badConfig reports an invalid EndpointConfig field as a
+// *messages.ConfigError, which matches messages.ErrInvalidConfig.
 func badConfig(field, format string, args ...any) error {
-	return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return &messages.ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
 // resolved is an EndpointConfig with every default applied and the key read.

@@ -73,9 +73,9 @@ func TestNewNilExecutor(t *testing.T) {
 
 func checkConfigError(t *testing.T, err error, field string) {
 	t.Helper()
-	var ce *ConfigError
+	var ce *messages.ConfigError
 	if !errors.As(err, &ce) {
-		t.Fatalf("error %v (%T), want a *ConfigError", err, err)
+		t.Fatalf("error %v (%T), want a *messages.ConfigError", err, err)
 	}
 	if ce.Field != field {
 		t.Errorf("field %q, want %q (%v)", ce.Field, field, err)

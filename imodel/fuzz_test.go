@@ -36,7 +36,7 @@ func fuzzExecutor(f *testing.F) *runtime.Executor {
 
 // FuzzEndpointConfig builds an EndpointConfig from arbitrary values: New
 // never panics, and either returns a model whose requests go to an
-// absolute http or https URL, or a *ConfigError matching ErrInvalidConfig.
+// absolute http or https URL, or a *messages.ConfigError matching ErrInvalidConfig.
 func FuzzEndpointConfig(f *testing.F) {
 	f.Add(uint8(0), "gpt", "https://api.openai.com/v1", "/chat/completions", "POST", "gpt-4o", "", "sk-test-fuzz-1", "", "X-Team", "a", int64(0), 0, int64(0), int64(0), int64(0), "", false)
 	f.Add(uint8(1), "", "", "", "", "claude", "x-api-key", "sk-test-fuzz-2", "", "", "", int64(time.Second), 3, int64(time.Millisecond), int64(time.Second), int64(1<<20), "2023-06-01", false)
@@ -76,9 +76,9 @@ func FuzzEndpointConfig(f *testing.F) {
 		}
 		m, err := New(ex, cfg)
 		if err != nil {
-			var ce *ConfigError
+			var ce *messages.ConfigError
 			if !errors.As(err, &ce) || !errors.Is(err, messages.ErrInvalidConfig) {
-				t.Fatalf("New: %v (%T), want a *ConfigError", err, err)
+				t.Fatalf("New: %v (%T), want a *messages.ConfigError", err, err)
 			}
 			if m != nil {
 				t.Fatal("New returned both a model and an error")

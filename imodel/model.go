@@ -58,8 +58,8 @@ func WithLogger(l *slog.Logger) Option { return func(m *Model) { m.logger = l } 
 func WithoutAdaptiveLimits() Option { return func(m *Model) { m.adaptive = false } }
 
 // New returns a Model for cfg whose calls run on ex. It validates cfg (a
-// *ConfigError names the field) and reads the API key from the environment
-// if cfg does not hold one.
+// *messages.ConfigError names the field) and reads the API key from the
+// environment if cfg does not hold one.
 func New(ex *runtime.Executor, cfg EndpointConfig, opts ...Option) (*Model, error) {
 	if ex == nil {
 		return nil, badConfig("executor", "nil executor")

@@ -62,7 +62,8 @@ type Server struct {
 	closed    bool
 }
 
-// New returns a Server for cfg, or a *ConfigError if a field is invalid.
+// New returns a Server for cfg, or a *messages.ConfigError if a field is
+// invalid.
 func New(cfg Config) (*Server, error) {
 	cfg, err := cfg.validate()
 	if err != nil {

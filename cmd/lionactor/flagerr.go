@@ -37,6 +37,31 @@ var batchFlagOf = map[string]string{
 	"SharedBudget.ListenAddr":      "budget-listen",
 }
 
+// simFlagOf names the sim flag that sets each simulator.Config field.
+var simFlagOf = map[string]string{
+	"RequestsPerMinute":       "rpm",
+	"TokensPerMinute":         "tpm",
+	"RequestBurst":            "request-burst",
+	"TokenBurst":              "token-burst",
+	"Latency":                 "latency",
+	"LatencyJitter":           "jitter",
+	"CompletionTokens":        "completion-tokens",
+	"Faults.ServerError":      "fail-500",
+	"Faults.Unavailable":      "fail-503",
+	"Faults.Overloaded":       "fail-529",
+	"Faults.RateLimit":        "fail-429",
+	"Faults.Reset":            "fail-reset",
+	"Faults.Malformed":        "fail-malformed",
+	"Faults.Truncate":         "fail-truncate",
+	"Faults.Slow":             "fail-slow",
+	"SlowDelay":               "slow-delay",
+	"BatchDelay":              "batch-delay",
+	"BatchFaults.ServerError": "batch-fail-500",
+	"BatchFaults.Expired":     "batch-expire",
+	"BatchFaults.Failed":      "batch-fail",
+	"BatchEnqueuedTokens":     "batch-enqueued-tokens",
+}
+
 // flagError is a configuration error told by the flag that set the field:
 // "--url: must be an absolute http or https URL".
 type flagError struct {

@@ -14,7 +14,6 @@ import (
 	"testing/iotest"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -609,7 +608,7 @@ func TestRunSetupErrors(t *testing.T) {
 			return errors.As(err, &ce) && ce.Field == "concurrency"
 		}},
 		{"no provider", func(c *Config) { c.Endpoint.Provider = "" }, func(err error) bool {
-			var ce *imodel.ConfigError
+			var ce *messages.ConfigError
 			return errors.As(err, &ce) && ce.Field == "Provider"
 		}},
 		{"bad base URL", func(c *Config) { c.Endpoint.BaseURL = "ftp://127.0.0.1/" }, func(err error) bool {

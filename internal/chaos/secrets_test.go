@@ -393,7 +393,7 @@ func TestTLSVerifiedByDefault(t *testing.T) {
 }
 
 // TestRequestURLsValidated: a base URL that is not absolute http or https
-// is a *ConfigError naming BaseURL, for a model and for a batch run, and
+// is a *messages.ConfigError naming BaseURL, for a model and for a batch run, and
 // the error does not show the key.
 func TestRequestURLsValidated(t *testing.T) {
 	cfg := runtime.DefaultConfig()
@@ -402,9 +402,9 @@ func TestRequestURLsValidated(t *testing.T) {
 		"//127.0.0.1/v1", "http:///v1", "https://" + secretKey + "@127.0.0.1/v1", "unix:///tmp/sock", "http://[::1"} {
 		for _, p := range []imodel.Provider{imodel.OpenAI, imodel.Anthropic, imodel.OpenAICompatible, imodel.Generic} {
 			m, err := imodel.New(ex, imodel.EndpointConfig{Provider: p, BaseURL: base, APIKey: secretKey})
-			var ce *imodel.ConfigError
+			var ce *messages.ConfigError
 			if m != nil || !errors.As(err, &ce) || ce.Field != "BaseURL" || !errors.Is(err, messages.ErrInvalidConfig) {
-				t.Errorf("%s %q: model %v, error %v; want a *ConfigError for BaseURL", p, base, m != nil, err)
+				t.Errorf("%s %q: model %v, error %v; want a *messages.ConfigError for BaseURL", p, base, m != nil, err)
 			}
 			if err != nil {
 				noSecret(t, "a config error", err.Error())
@@ -414,9 +414,9 @@ func TestRequestURLsValidated(t *testing.T) {
 			Endpoint: imodel.EndpointConfig{Provider: imodel.OpenAI, BaseURL: base, APIKey: secretKey},
 			RPM:      60, Concurrency: 1, MaxAttempts: 1, Queue: 1,
 		}, batch.Input{R: strings.NewReader("{}\n")}, &bytes.Buffer{}, nil)
-		var ce *imodel.ConfigError
+		var ce *messages.ConfigError
 		if !errors.As(err, &ce) || ce.Field != "BaseURL" {
-			t.Errorf("batch.Run with base URL %q: %v, want a *ConfigError for BaseURL", base, err)
+			t.Errorf("batch.Run with base URL %q: %v, want a *messages.ConfigError for BaseURL", base, err)
 		}
 		if err != nil {
 			noSecret(t, "a batch config error", err.Error())
