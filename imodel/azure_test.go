@@ -24,7 +24,7 @@ const (
 // root is the simulator's root.
 func azureConfig(e *simEnv) EndpointConfig {
 	return EndpointConfig{Provider: Azure, BaseURL: e.URL, APIKey: testAzureKey, Deployment: azureDeployment,
-		APIVersion: azureAPIVersion, Retry: fastRetry}
+		APIVersion: azureAPIVersion, MaxAttempts: fastAttempts, Retry: fastRetry}
 }
 
 func TestAzureConfig(t *testing.T) {
@@ -150,7 +150,7 @@ func TestAzureChatEmbedStream(t *testing.T) {
 		t.Errorf("invoke: %v", err)
 	}
 	get := newModel(t, ex, EndpointConfig{Provider: Azure, BaseURL: e.URL, APIKey: testAzureKey, Deployment: azureDeployment,
-		APIVersion: azureAPIVersion, Method: http.MethodGet, Path: "/chat/completions", Retry: RetryPolicy{MaxAttempts: 1}})
+		APIVersion: azureAPIVersion, Method: http.MethodGet, Path: "/chat/completions", MaxAttempts: 1})
 	r, err := get.Invoke(ctx, map[string]any{"q": "x y"})
 	if got := e.last(t); got.Query != azureQueryString+"&q=x+y" {
 		t.Errorf("GET query %q (%v, %v)", got.Query, r.StatusCode, err)
@@ -186,7 +186,7 @@ func TestAzureRefusalsAndRateLimits(t *testing.T) {
 	}
 	// Without the version (a path given by hand, no query): 404.
 	raw := newModel(t, ex, EndpointConfig{Provider: OpenAICompatible, BaseURL: e.URL + azureDeployPath, APIKey: testAzureKey,
-		Auth: AuthAzureAPIKey, Retry: RetryPolicy{MaxAttempts: 1}})
+		Auth: AuthAzureAPIKey, MaxAttempts: 1})
 	resp, err = raw.Chat(ctx, hello("x", 1))
 	checkFailed(t, resp.Event, err, ErrBadRequest, "bad_request", 1)
 	if api := apiError(t, err); api.StatusCode != 404 || api.Message != "Resource not found" {

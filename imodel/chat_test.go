@@ -507,7 +507,7 @@ func TestGenericGetWithQuery(t *testing.T) {
 		}
 	}
 	// An error status without a JSON error body.
-	g := newModel(t, ex, EndpointConfig{Provider: Generic, BaseURL: ts.URL, Path: "/missing", Retry: RetryPolicy{MaxAttempts: 1}})
+	g := newModel(t, ex, EndpointConfig{Provider: Generic, BaseURL: ts.URL, Path: "/missing", MaxAttempts: 1})
 	_, err = g.Invoke(ctx, nil)
 	var api *APIError
 	if !errors.As(err, &api) || api.StatusCode != 404 || api.Message != "Not Found" || !errors.Is(err, ErrBadRequest) || api.Kind() != "bad_request" {

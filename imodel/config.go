@@ -9,6 +9,7 @@ import (
 	"unicode"
 
 	"github.com/lionactor/lionactor/messages"
+	"github.com/lionactor/lionactor/runtime"
 )
 
 // Provider names the API dialect an endpoint speaks.
@@ -56,16 +57,6 @@ const DefaultMaxResponseBytes = 32 << 20
 // DefaultAnthropicVersion is sent as the anthropic-version header.
 const DefaultAnthropicVersion = "2023-06-01"
 
-// RetryPolicy configures a model's retries. The zero value means 3 attempts
-// in all with backoff from 500 ms up to 30 s.
-type RetryPolicy struct {
-	// MaxAttempts counts every attempt, the first included; 1 disables
-	// retries.
-	MaxAttempts int
-	// Initial and Max bound the full-jitter exponential backoff.
-	Initial, Max time.Duration
-}
-
 // EndpointConfig describes one model endpoint. Only Provider is required
 // for OpenAI and Anthropic (Azure needs BaseURL, Deployment and
 // APIVersion too); the rest has defaults per provider.
@@ -111,8 +102,20 @@ type EndpointConfig struct {
 
 	// Timeout bounds each attempt; 0 means the executor's default.
 	Timeout time.Duration
-	// Retry configures retries of transient failures.
-	Retry RetryPolicy
+	// MaxAttempts counts every attempt of a request, the first included;
+	// 0 means 3, and 1 disables retries. One chain decides a request's
+	// attempts, each link written once: WithMaxAttempts on the call, else
+	// this field; only a request that sets none (one not built by a Model)
+	// falls back to the executor's runtime.Config.MaxAttempts.
+	MaxAttempts int
+	// Retry decides whether a failed attempt is tried again, and after
+	// what delay. Nil means runtime.Backoff{Initial: 500 * time.Millisecond,
+	// Max: 30 * time.Second, Retryable: Retryable}: rate limits, server
+	// and connection errors and timeouts are retried with full-jitter
+	// exponential backoff, never undercutting the provider's retry-after.
+	// A policy of other delays keeps that classification with
+	// runtime.Backoff{Initial: ..., Retryable: imodel.Retryable}.
+	Retry messages.RetryPolicy
 	// MaxResponseBytes caps each response body; default
 	// DefaultMaxResponseBytes. A larger body fails the attempt.
 	MaxResponseBytes int64
@@ -223,15 +226,18 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	switch {
 	case c.Timeout < 0:
 		return nil, badConfig("Timeout", "must not be negative")
-	case c.Retry.MaxAttempts < 0:
-		return nil, badConfig("Retry.MaxAttempts", "must not be negative")
-	case c.Retry.Initial < 0 || c.Retry.Max < 0:
+	case c.MaxAttempts < 0:
+		return nil, badConfig("MaxAttempts", "must not be negative")
+	case negativeBackoff(c.Retry):
 		return nil, badConfig("Retry", "backoff bounds must not be negative")
 	case c.MaxResponseBytes < 0:
 		return nil, badConfig("MaxResponseBytes", "must not be negative")
 	}
-	if r.Retry.MaxAttempts == 0 {
-		r.Retry.MaxAttempts = 3
+	if r.MaxAttempts == 0 {
+		r.MaxAttempts = defaultMaxAttempts
+	}
+	if r.Retry == nil {
+		r.Retry = runtime.Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Retryable: Retryable}
 	}
 	if r.MaxResponseBytes == 0 {
 		r.MaxResponseBytes = DefaultMaxResponseBytes
@@ -241,6 +247,27 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	}
 	r.secretValues = append(r.secretValues, credentialValues(c.Headers)...)
 	return r, nil
+}
+
+// defaultMaxAttempts is EndpointConfig.MaxAttempts when it is 0.
+const defaultMaxAttempts = 3
+
+// negativeBackoff reports a runtime.Backoff with a negative bound, which
+// it would silently read as its default.
+func negativeBackoff(p messages.RetryPolicy) bool {
+	var b runtime.Backoff
+	switch p := p.(type) {
+	case runtime.Backoff:
+		b = p
+	case *runtime.Backoff:
+		if p == nil {
+			return false
+		}
+		b = *p
+	default:
+		return false
+	}
+	return b.Initial < 0 || b.Max < 0
 }
 
 // keyHeader is the header the API key is sent in, or "" when none is sent.

@@ -175,8 +175,13 @@ func (e *APIError) Retryable() bool {
 	return false
 }
 
-// retryable is the models' retry test: transient API errors and timeouts.
-func retryable(err error) bool {
+// Retryable reports whether a model call that failed with err may succeed
+// if tried again: a timeout, or an *APIError whose Retryable method says so
+// (a rate limit, a server or connection error, or the provider's
+// x-should-retry); never a cancelled request or a stopped executor. It is
+// the classification of EndpointConfig.Retry's default policy, for a
+// runtime.Backoff of other delays.
+func Retryable(err error) bool {
 	if errors.Is(err, messages.ErrCancelled) || errors.Is(err, messages.ErrStopped) {
 		return false
 	}

@@ -301,7 +301,7 @@ func TestConnectionReset(t *testing.T) {
 	e, _, oa, an := setup(t, simulator.Config{}, nil)
 	for _, m := range []*Model{oa, an} {
 		resp, err := m.Chat(ctx, hello("x", 1), fault("reset", 0, "")...)
-		checkFailed(t, resp.Event, err, ErrConnection, "connection", fastRetry.MaxAttempts)
+		checkFailed(t, resp.Event, err, ErrConnection, "connection", fastAttempts)
 		if api := apiError(t, err); api.StatusCode != 0 || !api.Retryable() {
 			t.Errorf("APIError %+v", api)
 		}
@@ -309,8 +309,8 @@ func TestConnectionReset(t *testing.T) {
 			t.Error("a response without one")
 		}
 	}
-	if st := e.Stats(); st.Resets != 2*int64(fastRetry.MaxAttempts) {
-		t.Errorf("%d resets, want %d", st.Resets, 2*fastRetry.MaxAttempts)
+	if st := e.Stats(); st.Resets != 2*int64(fastAttempts) {
+		t.Errorf("%d resets, want %d", st.Resets, 2*fastAttempts)
 	}
 
 	// A body cut short is a broken connection too, and retried.
@@ -335,7 +335,7 @@ func TestTimeout(t *testing.T) {
 
 	// The config's Timeout applies when the call sets none.
 	cfg := openAIConfig(e)
-	cfg.Timeout, cfg.Retry.MaxAttempts = timeout, 1
+	cfg.Timeout, cfg.MaxAttempts = timeout, 1
 	m := newModel(t, oa.ex, cfg)
 	resp, err = m.Chat(ctx, hello("x", 1), fault("slow", 0, "")...)
 	checkFailed(t, resp.Event, err, ErrTimeout, "timeout", 1)
@@ -348,7 +348,7 @@ func TestTimeout(t *testing.T) {
 		http.NewResponseController(w).Flush()
 		<-r.Context().Done()
 	})
-	stall := newModel(t, oa.ex, EndpointConfig{Provider: Generic, BaseURL: ts.URL, Timeout: timeout, Retry: RetryPolicy{MaxAttempts: 1}})
+	stall := newModel(t, oa.ex, EndpointConfig{Provider: Generic, BaseURL: ts.URL, Timeout: timeout, MaxAttempts: 1})
 	r, err := stall.Invoke(ctx, nil)
 	checkFailed(t, r.Event, err, ErrTimeout, "timeout", 1)
 	if api := apiError(t, err); api.StatusCode != 0 || !errors.Is(err, ErrConnection) {
@@ -490,8 +490,8 @@ func TestErrorClassification(t *testing.T) {
 		fmt.Errorf("%w: %w", messages.ErrStopped, e):   false,
 		cause: false,
 	} {
-		if got := retryable(err); got != want {
-			t.Errorf("retryable(%v) = %v, want %v", err, got, want)
+		if got := Retryable(err); got != want {
+			t.Errorf("Retryable(%v) = %v, want %v", err, got, want)
 		}
 	}
 }
@@ -507,7 +507,7 @@ func TestShouldRetryHeader(t *testing.T) {
 
 	// A 400 is never retried, unless the provider says so.
 	resp, err := oa.Invoke(ctx, badRequest, shouldRetry("true"))
-	checkFailed(t, resp.Event, err, ErrBadRequest, "bad_request", fastRetry.MaxAttempts)
+	checkFailed(t, resp.Event, err, ErrBadRequest, "bad_request", fastAttempts)
 	api := apiError(t, err)
 	if !api.Retryable() || api.Details()["should_retry"] != "true" {
 		t.Errorf("400 with x-should-retry true: Retryable %v, details %v", api.Retryable(), api.Details())
@@ -532,7 +532,7 @@ func TestShouldRetryHeader(t *testing.T) {
 			t.Errorf("%s with x-should-retry false: Retryable %v, details %v", tc.fault, api.Retryable(), api.Details())
 		}
 	}
-	if n, want := e.Stats().Requests, int64(fastRetry.MaxAttempts+3); n != want {
+	if n, want := e.Stats().Requests, int64(fastAttempts+3); n != want {
 		t.Errorf("the simulator saw %d requests, want %d", n, want)
 	}
 
@@ -559,7 +559,7 @@ func TestShouldRetryHeader(t *testing.T) {
 			w.Write([]byte(`{"cut`))
 		}
 	})
-	m := newModel(t, ex, EndpointConfig{Provider: OpenAICompatible, BaseURL: ts.URL, APIKey: testKey, Retry: fastRetry})
+	m := newModel(t, ex, EndpointConfig{Provider: OpenAICompatible, BaseURL: ts.URL, APIKey: testKey, MaxAttempts: fastAttempts, Retry: fastRetry})
 	for _, tc := range []struct {
 		name     string
 		sentinel error // nil: completed

@@ -62,7 +62,8 @@ func FuzzEndpointConfig(f *testing.F) {
 			APIKey:             key,
 			APIKeyEnv:          keyEnv,
 			Timeout:            time.Duration(timeout),
-			Retry:              RetryPolicy{MaxAttempts: attempts, Initial: time.Duration(initial), Max: time.Duration(maxBackoff)},
+			MaxAttempts:        attempts,
+			Retry:              runtime.Backoff{Initial: time.Duration(initial), Max: time.Duration(maxBackoff), Retryable: Retryable},
 			MaxResponseBytes:   maxBytes,
 			AnthropicVersion:   version,
 			InsecureSkipVerify: insecure,
@@ -93,8 +94,8 @@ func FuzzEndpointConfig(f *testing.F) {
 		if perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 			t.Fatalf("New accepted base URL %q", m.cfg.BaseURL)
 		}
-		if m.cfg.MaxResponseBytes <= 0 || m.cfg.Retry.MaxAttempts <= 0 {
-			t.Fatalf("defaults not applied: cap %d, attempts %d", m.cfg.MaxResponseBytes, m.cfg.Retry.MaxAttempts)
+		if m.cfg.MaxResponseBytes <= 0 || m.cfg.MaxAttempts <= 0 {
+			t.Fatalf("defaults not applied: cap %d, attempts %d", m.cfg.MaxResponseBytes, m.cfg.MaxAttempts)
 		}
 		// The request New's model builds goes where the base URL says.
 		r, err := m.NewRequest(map[string]any{"model": model, "a": "1"})

@@ -39,8 +39,11 @@ const (
 
 var ctx = context.Background()
 
-// fastRetry keeps retried tests quick: backoff below 5 ms.
-var fastRetry = RetryPolicy{MaxAttempts: 3, Initial: time.Millisecond, Max: 5 * time.Millisecond}
+// fastRetry keeps retried tests quick: backoff below 5 ms, over
+// fastAttempts attempts.
+var fastRetry = runtime.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond, Retryable: Retryable}
+
+const fastAttempts = 3
 
 // recorded is one request as the simulator received it.
 type recorded struct {
@@ -183,12 +186,12 @@ func newModel(t testing.TB, ex *runtime.Executor, cfg EndpointConfig, opts ...Op
 
 // openAIConfig is an OpenAI endpoint on the simulator.
 func openAIConfig(e *simEnv) EndpointConfig {
-	return EndpointConfig{Provider: OpenAI, BaseURL: e.URL + "/v1", APIKey: testKey, Model: openAIModel, Retry: fastRetry}
+	return EndpointConfig{Provider: OpenAI, BaseURL: e.URL + "/v1", APIKey: testKey, Model: openAIModel, MaxAttempts: fastAttempts, Retry: fastRetry}
 }
 
 // anthropicConfig is an Anthropic endpoint on the simulator.
 func anthropicConfig(e *simEnv) EndpointConfig {
-	return EndpointConfig{Provider: Anthropic, BaseURL: e.URL + "/v1", APIKey: testAntKey, Model: claudeModel, Retry: fastRetry}
+	return EndpointConfig{Provider: Anthropic, BaseURL: e.URL + "/v1", APIKey: testAntKey, Model: claudeModel, MaxAttempts: fastAttempts, Retry: fastRetry}
 }
 
 // setup starts a simulator and an executor and returns a model of each

@@ -167,7 +167,8 @@ func WithHeader(name, value string) CallOption {
 // WithTimeout bounds each attempt of this call.
 func WithTimeout(d time.Duration) CallOption { return func(o *callOptions) { o.timeout = d } }
 
-// WithMaxAttempts sets this call's total attempts.
+// WithMaxAttempts sets this call's total attempts, over
+// EndpointConfig.MaxAttempts.
 func WithMaxAttempts(n int) CallOption { return func(o *callOptions) { o.maxAttempts = n } }
 
 // Response is the outcome of Invoke: the request's terminal snapshot and,
@@ -290,9 +291,9 @@ func (m *Model) build(method, path string, payload map[string]any, opts []CallOp
 	if !o.hasTokens {
 		tokens = m.estimate(path, body)
 	}
-	maxAttempts := o.maxAttempts
+	maxAttempts := o.maxAttempts // the chain of EndpointConfig.MaxAttempts
 	if maxAttempts == 0 {
-		maxAttempts = m.cfg.Retry.MaxAttempts
+		maxAttempts = m.cfg.MaxAttempts
 	}
 	timeout := o.timeout
 	if timeout == 0 {
@@ -311,7 +312,7 @@ func (m *Model) build(method, path string, payload map[string]any, opts []CallOp
 		Metadata:    o.metadata,
 		Timeout:     timeout,
 		MaxAttempts: maxAttempts,
-		Retry:       runtime.Backoff{Initial: m.cfg.Retry.Initial, Max: m.cfg.Retry.Max, Retryable: retryable},
+		Retry:       m.cfg.Retry,
 		Secrets:     secrets,
 	}, nil
 }

@@ -48,7 +48,7 @@ func TestKeysNeverShown(t *testing.T) {
 	ex := startExecutor(t, func(c *runtime.Config) { c.Observer, c.Logger = log.observe, logger })
 	oaCfg, anCfg := openAIConfig(e), anthropicConfig(e)
 	oaCfg.APIKey, anCfg.APIKey = openAIKey, claudeKey
-	oaCfg.Retry.MaxAttempts, anCfg.Retry.MaxAttempts = 2, 2
+	oaCfg.MaxAttempts, anCfg.MaxAttempts = 2, 2
 
 	for _, cfg := range []EndpointConfig{oaCfg, anCfg} {
 		m := newModel(t, ex, cfg, WithLogger(logger))
@@ -238,7 +238,7 @@ func TestCredentialHeadersNeverShown(t *testing.T) {
 	logs := &runtimetest.Buffer{}
 	log := &eventLog{}
 	ex := startExecutor(t, func(c *runtime.Config) { c.Observer = log.observe })
-	m := newModel(t, ex, EndpointConfig{Provider: Generic, BaseURL: ts.URL, Auth: AuthNone, Retry: RetryPolicy{MaxAttempts: 1},
+	m := newModel(t, ex, EndpointConfig{Provider: Generic, BaseURL: ts.URL, Auth: AuthNone, MaxAttempts: 1,
 		Headers: map[string]string{"X-Gateway-Key": gatewayKey, "X-Title": title}}, WithLogger(debugLogger(logs)))
 
 	var errs []error

@@ -150,7 +150,7 @@ func TestRetried429IsTwoAttempts(t *testing.T) {
 // request and attempt spans in error, with error.type; its spans leave the
 // Tracer.
 func TestFailedRequestEndsInError(t *testing.T) {
-	e := setup(t, func(_ *runtime.Config, ep *imodel.EndpointConfig) { ep.Retry.MaxAttempts = 1 })
+	e := setup(t, func(_ *runtime.Config, ep *imodel.EndpointConfig) { ep.MaxAttempts = 1 })
 	_, err := e.model.Chat(context.Background(), chat("Hello"), imodel.WithHeader(simulator.HeaderFault, "500"))
 	var apiErr *imodel.APIError
 	if !errors.As(err, &apiErr) {
@@ -385,7 +385,7 @@ func TestInstrumentKeepsTheHooksAlreadySet(t *testing.T) {
 // TestNoSecretInSpans: the API key appears in no span, whether the request
 // succeeds, fails or is refused for its key.
 func TestNoSecretInSpans(t *testing.T) {
-	e := setup(t, func(_ *runtime.Config, ep *imodel.EndpointConfig) { ep.Retry.MaxAttempts = 1 })
+	e := setup(t, func(_ *runtime.Config, ep *imodel.EndpointConfig) { ep.MaxAttempts = 1 })
 	_, _ = e.model.Chat(context.Background(), chat("Hello "+testKey))
 	_, _ = e.model.Chat(context.Background(), chat("Hello"), imodel.WithHeader(simulator.HeaderFault, "quota"))
 	_, _ = e.model.Chat(context.Background(), chat("Hello"), imodel.WithHeader(simulator.HeaderFault, "500"))
@@ -457,7 +457,7 @@ func TestEmbedAndStream(t *testing.T) {
 // error.type "timeout".
 func TestTimeoutIsAnAttemptErrorType(t *testing.T) {
 	e := setup(t, func(_ *runtime.Config, ep *imodel.EndpointConfig) {
-		ep.Retry.MaxAttempts, ep.Timeout = 1, 50*time.Millisecond
+		ep.MaxAttempts, ep.Timeout = 1, 50*time.Millisecond
 	})
 	_, err := e.model.Chat(context.Background(), chat("Hello"), imodel.WithHeader(simulator.HeaderLatency, "1m"))
 	if !errors.Is(err, imodel.ErrTimeout) {

@@ -13,23 +13,22 @@ import (
 // typed. batch.Config reports its fields by flag name already.
 var batchFlagOf = map[string]string{
 	// imodel.EndpointConfig
-	"Provider":          "provider",
-	"BaseURL":           "url",
-	"Path":              "endpoint",
-	"Model":             "model",
-	"APIKey":            "api-key-env",
-	"Deployment":        "deployment",
-	"APIVersion":        "api-version",
-	"Headers":           "header",
-	"Timeout":           "timeout",
-	"Retry.MaxAttempts": "max-attempts",
+	"Provider":    "provider",
+	"BaseURL":     "url",
+	"Path":        "endpoint",
+	"Model":       "model",
+	"APIKey":      "api-key-env",
+	"Deployment":  "deployment",
+	"APIVersion":  "api-version",
+	"Headers":     "header",
+	"Timeout":     "timeout",
+	"MaxAttempts": "max-attempts",
 	// runtime.Config, as batch fills it
 	"Concurrency":         "concurrency",
 	"QueueCapacity":       "queue",
 	"RequestsPerInterval": "rpm",
 	"RequestBurst":        "burst",
 	"TokensPerInterval":   "tpm",
-	"MaxAttempts":         "max-attempts",
 	"CallTimeout":         "timeout",
 	// budget.MemberConfig, as batch fills it
 	"SharedBudget.Address":         "budget",

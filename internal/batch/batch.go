@@ -42,6 +42,8 @@ type Config struct {
 	// provider enforcing its per-minute limit per second requires.
 	Burst       int
 	Concurrency int
+	// MaxAttempts is every request's attempts, the first included: the
+	// run gives it to the model as Endpoint.MaxAttempts.
 	MaxAttempts int
 	// Timeout bounds each attempt; 0 means none.
 	Timeout time.Duration
@@ -210,7 +212,6 @@ func (c Config) executorConfig(observer func(messages.Event)) runtime.Config {
 	// request that just ended frees its window slot before its caller has
 	// taken the next one from the queue).
 	rc.QueueCapacity = c.Queue + c.Concurrency
-	rc.MaxAttempts = c.MaxAttempts
 	rc.CallTimeout = c.Timeout
 	rc.Observer = observer
 	rc.Logger = c.Logger
@@ -336,9 +337,7 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	}
 	r.ex = ex
 	ep := r.cfg.Endpoint
-	if ep.Retry.MaxAttempts == 0 {
-		ep.Retry.MaxAttempts = r.cfg.MaxAttempts
-	}
+	ep.MaxAttempts = r.cfg.MaxAttempts
 	opts := []imodel.Option{}
 	if r.cfg.Logger != nil {
 		opts = append(opts, imodel.WithLogger(r.cfg.Logger))

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -51,7 +52,7 @@ func testConfig(baseURL string) Config {
 	return Config{
 		Endpoint: imodel.EndpointConfig{
 			Provider: imodel.OpenAI, BaseURL: baseURL, APIKey: testKey, Model: "gpt-4o-mini",
-			Retry: imodel.RetryPolicy{Initial: time.Millisecond, Max: 10 * time.Millisecond},
+			Retry: runtime.Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond, Retryable: imodel.Retryable},
 		},
 		RPM: 600_000, Concurrency: 16, MaxAttempts: 3, Timeout: 10 * time.Second,
 		Queue: 64, Grace: 10 * time.Second,

@@ -166,7 +166,7 @@ func TestExecutorConfig(t *testing.T) {
 	if rc.TokensPerInterval != 90_000 || rc.TokenInterval != time.Minute {
 		t.Errorf("token limit %d per %v", rc.TokensPerInterval, rc.TokenInterval)
 	}
-	if rc.Concurrency != 7 || rc.MaxAttempts != 4 || rc.CallTimeout != time.Second {
+	if rc.Concurrency != 7 || rc.CallTimeout != time.Second {
 		t.Errorf("executor config %+v", rc)
 	}
 	if rc.QueueCapacity < c.Queue+c.Concurrency {

@@ -169,7 +169,7 @@ func newIModelTarget(sim *simulator.Server, base string, concurrency int) (*imod
 	client := &http.Client{Transport: newTransport(concurrency)}
 	model, err := imodel.New(ex, imodel.EndpointConfig{
 		Provider: imodel.OpenAI, BaseURL: base, APIKey: benchKey, Model: benchModel,
-		Retry: imodel.RetryPolicy{MaxAttempts: 1},
+		MaxAttempts: 1,
 	}, imodel.WithHTTPClient(client))
 	if err != nil {
 		ex.StopNow(context.Background())

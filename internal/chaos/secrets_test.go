@@ -170,7 +170,7 @@ func TestSecretsNeverShown(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	retry := imodel.RetryPolicy{MaxAttempts: 2, Initial: time.Millisecond, Max: 2 * time.Millisecond}
+	retry := runtime.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond, Retryable: imodel.Retryable}
 	faults := []string{"", "500", "503", "529", "429", "reset", "malformed", "truncate", "slow", "quota"}
 	var errs []string
 	var wg sync.WaitGroup
@@ -185,7 +185,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	for _, p := range []imodel.Provider{imodel.OpenAI, imodel.Anthropic} {
 		for _, base := range []string{sim, other, echo.URL} {
 			m := newModel(t, ex, imodel.EndpointConfig{Provider: p, BaseURL: base, APIKey: secretKey,
-				Model: "model-x", Retry: retry, Timeout: 200 * time.Millisecond}, imodel.WithLogger(logger))
+				Model: "model-x", MaxAttempts: 2, Retry: retry, Timeout: 200 * time.Millisecond}, imodel.WithLogger(logger))
 			for _, fault := range faults {
 				if base != sim && fault != "" {
 					continue
@@ -309,7 +309,8 @@ func TestResponseBodyCapped(t *testing.T) {
 	ex := startExecutor(t, cfg)
 	const limit = 64 << 10
 	m := newModel(t, ex, imodel.EndpointConfig{Provider: imodel.OpenAI, BaseURL: srv.URL, APIKey: secretKey,
-		Model: "m", MaxResponseBytes: limit, Retry: imodel.RetryPolicy{MaxAttempts: 3, Initial: time.Millisecond, Max: time.Millisecond}})
+		Model: "m", MaxResponseBytes: limit, MaxAttempts: 3,
+		Retry: runtime.Backoff{Initial: time.Millisecond, Max: time.Millisecond, Retryable: imodel.Retryable}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	req := imodel.ChatRequest{Messages: []imodel.Message{{Role: "user", Content: "more"}}}
@@ -364,7 +365,7 @@ func TestTLSVerifiedByDefault(t *testing.T) {
 	defer cancel()
 	req := imodel.ChatRequest{Messages: []imodel.Message{{Role: "user", Content: "hi"}}, MaxTokens: 4}
 	ep := imodel.EndpointConfig{Provider: imodel.OpenAI, BaseURL: srv.URL + "/v1", APIKey: secretKey, Model: "gpt-4o-mini",
-		Retry: imodel.RetryPolicy{MaxAttempts: 1}}
+		MaxAttempts: 1}
 
 	var logs runtimetest.Buffer
 	strict := newModel(t, ex, ep, imodel.WithLogger(debugLogger(&logs)))
