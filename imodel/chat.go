@@ -65,11 +65,8 @@ var ErrUnsupported = errors.New("imodel: not supported by this provider")
 
 // chatPath is the chat endpoint of the provider.
 func (m *Model) chatPath() (string, error) {
-	switch m.cfg.Provider {
-	case Anthropic:
-		return "/messages", nil
-	case OpenAI, OpenAICompatible, Azure:
-		return "/chat/completions", nil
+	if p := providers[m.cfg.Provider].chatPath; p != "" {
+		return p, nil
 	}
 	return "", fmt.Errorf("%w: chat on %s", ErrUnsupported, m.cfg.Provider)
 }
@@ -218,14 +215,15 @@ func decodeChat(p Provider, body []byte) (any, *messages.Usage, error) {
 // Embed returns one embedding vector per input (OpenAI, Azure and
 // compatibles).
 func (m *Model) Embed(ctx context.Context, inputs []string, opts ...CallOption) (*EmbedResponse, error) {
-	if m.cfg.Provider != OpenAI && m.cfg.Provider != OpenAICompatible && m.cfg.Provider != Azure {
+	path := providers[m.cfg.Provider].embeddingsPath
+	if path == "" {
 		return nil, fmt.Errorf("%w: embeddings on %s", ErrUnsupported, m.cfg.Provider)
 	}
 	if len(inputs) == 0 {
 		return nil, fmt.Errorf("%w: no inputs to embed", messages.ErrInvalidRequest)
 	}
 	payload := map[string]any{"input": inputs}
-	h, err := m.submit(ctx, http.MethodPost, "/embeddings", payload, decodeEmbeddings, opts)
+	h, err := m.submit(ctx, http.MethodPost, path, payload, decodeEmbeddings, opts)
 	if err != nil {
 		return nil, err
 	}

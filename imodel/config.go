@@ -35,6 +35,46 @@ const (
 	Generic Provider = "generic"
 )
 
+// facts are what lionactor knows of a provider, written once: what a
+// config that leaves them out gets, what the calls use, and what
+// Provider's methods and the command read.
+type facts struct {
+	baseURL string     // the default BaseURL; "" when it is required
+	keyEnv  string     // the variable the key is read from; "" when none is
+	auth    AuthScheme // how the key is sent
+	// chatPath and embeddingsPath are the endpoints of Chat and Stream,
+	// and of Embed, under the base URL; "" when the provider has none.
+	// chatPath is the default Path of Invoke.
+	chatPath, embeddingsPath string
+}
+
+var providers = map[Provider]facts{
+	OpenAI: {baseURL: "https://api.openai.com/v1", keyEnv: "OPENAI_API_KEY", auth: AuthBearer,
+		chatPath: "/chat/completions", embeddingsPath: "/embeddings"},
+	Anthropic: {baseURL: "https://api.anthropic.com/v1", keyEnv: "ANTHROPIC_API_KEY", auth: AuthAPIKeyHeader,
+		chatPath: "/messages"},
+	OpenAICompatible: {auth: AuthBearer, chatPath: "/chat/completions", embeddingsPath: "/embeddings"},
+	Azure: {keyEnv: "AZURE_OPENAI_API_KEY", auth: AuthAzureAPIKey,
+		chatPath: "/chat/completions", embeddingsPath: "/embeddings"},
+	Generic: {auth: AuthNone},
+}
+
+// azureDeployments is the path under an Azure OpenAI resource's endpoint
+// of its deployments, each of which serves the OpenAI API under its name.
+const azureDeployments = "/openai/deployments/"
+
+// DefaultBaseURL is the base URL of a config of provider p that gives
+// none: https://api.openai.com/v1 for OpenAI and
+// https://api.anthropic.com/v1 for Anthropic; "" for the others, whose
+// BaseURL is required.
+func (p Provider) DefaultBaseURL() string { return providers[p].baseURL }
+
+// DefaultKeyEnv names the environment variable the API key of provider p
+// is read from when a config gives neither APIKey nor APIKeyEnv:
+// OPENAI_API_KEY, ANTHROPIC_API_KEY or AZURE_OPENAI_API_KEY; "" for
+// OpenAICompatible and Generic, which send no key unless given one.
+func (p Provider) DefaultKeyEnv() string { return providers[p].keyEnv }
+
 // AuthScheme says how the API key is sent.
 type AuthScheme string
 
@@ -49,6 +89,20 @@ const (
 	// AuthNone sends no credential.
 	AuthNone AuthScheme = "none"
 )
+
+// header is the header the scheme sends key in, with its value; "" for
+// AuthNone.
+func (a AuthScheme) header(key string) (name, value string) {
+	switch a {
+	case AuthBearer:
+		return "Authorization", "Bearer " + key
+	case AuthAPIKeyHeader:
+		return "X-Api-Key", key
+	case AuthAzureAPIKey:
+		return "Api-Key", key
+	}
+	return "", ""
+}
 
 // DefaultMaxResponseBytes caps a response body unless the config says
 // otherwise: far above any real completion, far below what would hurt.
@@ -128,6 +182,25 @@ type EndpointConfig struct {
 	InsecureSkipVerify bool
 }
 
+// LimitScope names what the provider counts this endpoint's requests
+// against its rate limits with: the base URL (its scheme, host and path,
+// without a query or fragment, which could carry a secret), since a
+// provider counts a key's requests across its endpoints; on Azure, which
+// limits each deployment apart, the deployment's URL. Processes that use
+// one key at one scope share its limits: budget.KeyFor(c.LimitScope(),
+// key) names their shared budget. It does not validate c.
+func (c EndpointConfig) LimitScope() string {
+	base := or(c.BaseURL, c.Provider.DefaultBaseURL())
+	scope := string(c.Provider)
+	if u, err := url.Parse(base); err == nil && u.Host != "" {
+		scope = strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimRight(u.EscapedPath(), "/")
+	}
+	if c.Provider == Azure {
+		scope += azureDeployments + url.PathEscape(c.Deployment)
+	}
+	return scope
+}
+
 // badConfig reports an invalid EndpointConfig field as a
 // *messages.ConfigError, which matches messages.ErrInvalidConfig.
 func badConfig(field, format string, args ...any) error {
@@ -145,31 +218,19 @@ type resolved struct {
 // resolve validates c and fills its defaults. getenv reads the environment.
 func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	r := &resolved{EndpointConfig: c}
-	switch c.Provider {
-	case OpenAI:
-		r.BaseURL = or(c.BaseURL, "https://api.openai.com/v1")
-		r.Path = or(c.Path, "/chat/completions")
-		r.Auth = AuthScheme(or(string(c.Auth), string(AuthBearer)))
-		r.APIKeyEnv = or(c.APIKeyEnv, "OPENAI_API_KEY")
-	case Anthropic:
-		r.BaseURL = or(c.BaseURL, "https://api.anthropic.com/v1")
-		r.Path = or(c.Path, "/messages")
-		r.Auth = AuthScheme(or(string(c.Auth), string(AuthAPIKeyHeader)))
-		r.APIKeyEnv = or(c.APIKeyEnv, "ANTHROPIC_API_KEY")
-		r.AnthropicVersion = or(c.AnthropicVersion, DefaultAnthropicVersion)
-	case OpenAICompatible:
-		r.Path = or(c.Path, "/chat/completions")
-		r.Auth = AuthScheme(or(string(c.Auth), string(AuthBearer)))
-	case Azure:
-		r.Path = or(c.Path, "/chat/completions")
-		r.Auth = AuthScheme(or(string(c.Auth), string(AuthAzureAPIKey)))
-		r.APIKeyEnv = or(c.APIKeyEnv, "AZURE_OPENAI_API_KEY")
-	case Generic:
-		r.Auth = AuthScheme(or(string(c.Auth), string(AuthNone)))
-	case "":
+	f, known := providers[c.Provider]
+	switch {
+	case c.Provider == "":
 		return nil, badConfig("Provider", "required (openai, anthropic, azure, openai-compatible or generic)")
-	default:
+	case !known:
 		return nil, badConfig("Provider", "unknown provider %q", c.Provider)
+	}
+	r.BaseURL = or(c.BaseURL, f.baseURL)
+	r.Path = or(c.Path, f.chatPath)
+	r.Auth = AuthScheme(or(string(c.Auth), string(f.auth)))
+	r.APIKeyEnv = or(c.APIKeyEnv, f.keyEnv)
+	if c.Provider == Anthropic {
+		r.AnthropicVersion = or(c.AnthropicVersion, DefaultAnthropicVersion)
 	}
 	r.Name = or(c.Name, string(c.Provider))
 	r.Method = strings.ToUpper(or(c.Method, http.MethodPost))
@@ -202,7 +263,9 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	if r.apiKey == "" && r.APIKeyEnv != "" {
 		r.apiKey = strings.TrimSpace(getenv(r.APIKeyEnv))
 	}
-	if r.Auth != AuthNone && r.apiKey == "" && (c.Provider == OpenAI || c.Provider == Anthropic || c.Provider == Azure) {
+	// The hosted providers, those with a key variable of their own, refuse
+	// every request without a key: say so now.
+	if r.Auth != AuthNone && r.apiKey == "" && f.keyEnv != "" {
 		return nil, badConfig("APIKey", "no API key: set APIKey or the environment variable %s", r.APIKeyEnv)
 	}
 	if strings.ContainsAny(r.apiKey, "\r\n") {
@@ -275,15 +338,8 @@ func (r *resolved) keyHeader() string {
 	if r.apiKey == "" {
 		return ""
 	}
-	switch r.Auth {
-	case AuthBearer:
-		return "Authorization"
-	case AuthAPIKeyHeader:
-		return "X-Api-Key"
-	case AuthAzureAPIKey:
-		return "Api-Key"
-	}
-	return ""
+	name, _ := r.Auth.header(r.apiKey)
+	return name
 }
 
 // azureBase checks the Azure fields and, for Azure, turns the resource's
@@ -310,7 +366,7 @@ func (r *resolved) azureBase(u *url.URL) error {
 		return badConfig("APIVersion", "must not contain spaces or control characters")
 	}
 	root := strings.TrimSuffix(u.EscapedPath(), "/")
-	u.RawPath = root + "/openai/deployments/" + url.PathEscape(r.Deployment)
+	u.RawPath = root + azureDeployments + url.PathEscape(r.Deployment)
 	u.Path, _ = url.PathUnescape(u.RawPath) // escaped just above: it unescapes
 	q := u.Query()
 	q.Set("api-version", r.APIVersion)

@@ -210,3 +210,62 @@ func TestAttemptsAndRetryChain(t *testing.T) {
 type fixedDelay time.Duration
 
 func (d fixedDelay) Backoff(int, error) (time.Duration, bool) { return time.Duration(d), true }
+
+// TestProviderFacts checks that what Provider's methods say is what a
+// config gets, and how LimitScope names a key's scope.
+func TestProviderFacts(t *testing.T) {
+	for _, tc := range []struct {
+		p                    Provider
+		base, keyEnv         string
+		chat, embed          bool
+		baseURL, resolvedURL string
+	}{
+		{OpenAI, "https://api.openai.com/v1", "OPENAI_API_KEY", true, true, "", "https://api.openai.com/v1"},
+		{Anthropic, "https://api.anthropic.com/v1", "ANTHROPIC_API_KEY", true, false, "", "https://api.anthropic.com/v1"},
+		{Azure, "", "AZURE_OPENAI_API_KEY", true, true, "https://r.openai.azure.com", "https://r.openai.azure.com"},
+		{OpenAICompatible, "", "", true, true, "http://127.0.0.1:1/v1", "http://127.0.0.1:1/v1"},
+		{Generic, "", "", false, false, "http://127.0.0.1:1", "http://127.0.0.1:1"},
+		{"acme", "", "", false, false, "", ""},
+	} {
+		if got := tc.p.DefaultBaseURL(); got != tc.base {
+			t.Errorf("%s: DefaultBaseURL %q, want %q", tc.p, got, tc.base)
+		}
+		if got := tc.p.DefaultKeyEnv(); got != tc.keyEnv {
+			t.Errorf("%s: DefaultKeyEnv %q, want %q", tc.p, got, tc.keyEnv)
+		}
+		if tc.p == "acme" {
+			continue
+		}
+		cfg := EndpointConfig{Provider: tc.p, BaseURL: tc.baseURL, APIKey: testKey}
+		if tc.p == Azure {
+			cfg.Deployment, cfg.APIVersion = "d", "2024-10-21"
+		}
+		r, err := cfg.resolve(func(string) string { return "" })
+		if err != nil {
+			t.Fatalf("%s: %v", tc.p, err)
+		}
+		if r.BaseURL != tc.resolvedURL || r.APIKeyEnv != tc.keyEnv {
+			t.Errorf("%s: resolved base %q key variable %q", tc.p, r.BaseURL, r.APIKeyEnv)
+		}
+		m := &Model{cfg: r}
+		if _, err := m.chatPath(); (err == nil) != tc.chat {
+			t.Errorf("%s: chat path error %v, want chat %v", tc.p, err, tc.chat)
+		}
+		if has := providers[tc.p].embeddingsPath != ""; has != tc.embed {
+			t.Errorf("%s: embeddings %v, want %v", tc.p, has, tc.embed)
+		}
+	}
+	for _, tc := range []struct {
+		cfg  EndpointConfig
+		want string
+	}{
+		{EndpointConfig{Provider: OpenAI}, "https://api.openai.com/v1"},
+		{EndpointConfig{Provider: OpenAI, BaseURL: "HTTPS://API.OpenAI.com/v1/?key=secret"}, "https://api.openai.com/v1"},
+		{EndpointConfig{Provider: Azure, BaseURL: "https://r.openai.azure.com/", Deployment: "my dep"}, "https://r.openai.azure.com/openai/deployments/my%20dep"},
+		{EndpointConfig{Provider: Generic}, "generic"},
+	} {
+		if got := tc.cfg.LimitScope(); got != tc.want {
+			t.Errorf("LimitScope(%+v) = %q, want %q", tc.cfg, got, tc.want)
+		}
+	}
+}

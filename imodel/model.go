@@ -332,13 +332,8 @@ func (m *Model) header(extra map[string]string, jsonBody bool) http.Header {
 	}
 	h.Set("Accept", "application/json")
 	if m.cfg.apiKey != "" {
-		switch m.cfg.Auth {
-		case AuthBearer:
-			h.Set("Authorization", "Bearer "+m.cfg.apiKey)
-		case AuthAPIKeyHeader:
-			h.Set("X-Api-Key", m.cfg.apiKey)
-		case AuthAzureAPIKey:
-			h.Set("Api-Key", m.cfg.apiKey)
+		if name, value := m.cfg.Auth.header(m.cfg.apiKey); name != "" {
+			h.Set(name, value)
 		}
 	}
 	if m.cfg.Provider == Anthropic {

@@ -16,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -167,32 +166,11 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// budgetKey names the run's shared budget: the endpoint's base URL (without
-// a query or fragment, which could carry a secret) and a hash of the API
-// key, never the key itself. Processes with the same key at the same base
-// URL share a budget whatever their endpoint paths, as providers count a
-// key's requests across endpoints; on Azure, which limits each deployment
-// apart, the deployment is part of the name.
+// budgetKey names the run's shared budget: the endpoint's limit scope (a
+// run naming the provider's default base URL and one relying on it share
+// it) and a hash of the API key, never the key itself.
 func (c Config) budgetKey() string {
-	base := c.Endpoint.BaseURL
-	if base == "" {
-		base = defaultBaseURL[c.Endpoint.Provider]
-	}
-	endpoint := string(c.Endpoint.Provider)
-	if u, err := url.Parse(base); err == nil && u.Host != "" {
-		endpoint = strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimRight(u.EscapedPath(), "/")
-	}
-	if c.Endpoint.Provider == imodel.Azure {
-		endpoint += "/openai/deployments/" + url.PathEscape(c.Endpoint.Deployment)
-	}
-	return budget.KeyFor(endpoint, c.Endpoint.APIKey)
-}
-
-// defaultBaseURL is the base URL imodel uses for a provider when none is
-// given, so that a run naming it and one relying on it share a budget.
-var defaultBaseURL = map[imodel.Provider]string{
-	imodel.OpenAI:    "https://api.openai.com/v1",
-	imodel.Anthropic: "https://api.anthropic.com/v1",
+	return budget.KeyFor(c.Endpoint.LimitScope(), c.Endpoint.APIKey)
 }
 
 // executorConfig turns the limits into the executor's: the request bucket
