@@ -116,7 +116,7 @@ func TestAzureChatEmbedStream(t *testing.T) {
 		t.Errorf("body names a model: %s", got.Body)
 	}
 	ep := resp.Event.Endpoint()
-	if ep.URL != e.URL+azureDeployPath+"/chat/completions?"+azureQueryString || ep.Header.Get("Api-Key") != Redacted {
+	if ep.URL != e.URL+azureDeployPath+"/chat/completions?"+azureQueryString || ep.Header.Get("Api-Key") != messages.Redacted {
 		t.Errorf("endpoint %s %v", ep.URL, ep.Header)
 	}
 

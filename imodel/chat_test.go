@@ -92,7 +92,7 @@ func TestChatOpenAI(t *testing.T) {
 		t.Errorf("response %+v", r)
 	}
 	ep := ev.Endpoint()
-	if ep.Method != http.MethodPost || ep.URL != e.URL+"/v1/chat/completions" || ep.Header.Get("Authorization") != Redacted {
+	if ep.Method != http.MethodPost || ep.URL != e.URL+"/v1/chat/completions" || ep.Header.Get("Authorization") != messages.Redacted {
 		t.Errorf("endpoint %s %s %v", ep.Method, ep.URL, ep.Header)
 	}
 
@@ -136,7 +136,7 @@ func TestChatAnthropic(t *testing.T) {
 		t.Errorf("tokens %+v", ev.Tokens)
 	}
 	checkSnapshots(t, log.of(resp.Event), wantLifecycle)
-	if h := resp.Event.Endpoint().Header; h.Get("X-Api-Key") != Redacted || h.Get("Authorization") != "" {
+	if h := resp.Event.Endpoint().Header; h.Get("X-Api-Key") != messages.Redacted || h.Get("Authorization") != "" {
 		t.Errorf("snapshot headers %v", h)
 	}
 
@@ -487,7 +487,7 @@ func TestGenericGetWithQuery(t *testing.T) {
 	}
 	// The server got the key; the response shown has it scrubbed, as
 	// every snapshot has.
-	if err := resp.Decode(&got); err != nil || got != (echo{Method: http.MethodDelete, Path: "/things", Query: "force=true", Auth: "Bearer " + Redacted}) {
+	if err := resp.Decode(&got); err != nil || got != (echo{Method: http.MethodDelete, Path: "/things", Query: "force=true", Auth: "Bearer " + messages.Redacted}) {
 		t.Errorf("server saw %+v (%v)", got, err)
 	}
 

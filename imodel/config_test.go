@@ -67,11 +67,6 @@ func TestConfigErrorsNameTheirField(t *testing.T) {
 	}
 }
 
-func TestNewNilExecutor(t *testing.T) {
-	_, err := New(nil, EndpointConfig{Provider: OpenAI, APIKey: testKey})
-	checkConfigError(t, err, "executor")
-}
-
 func checkConfigError(t *testing.T, err error, field string) {
 	t.Helper()
 	var ce *messages.ConfigError

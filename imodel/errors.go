@@ -15,7 +15,8 @@ import (
 )
 
 // Sentinel errors of model calls. An [*APIError] matches the one its status
-// names under errors.Is.
+// names under errors.Is. An attempt that runs past its timeout fails with
+// messages.ErrTimeout, and is retried.
 var (
 	// ErrRateLimited: 429, the provider's rate limit; retried after its delay.
 	ErrRateLimited = errors.New("imodel: rate limited")
@@ -35,9 +36,6 @@ var (
 	ErrMalformedResponse = errors.New("imodel: malformed response")
 	// ErrResponseTooLarge: the body exceeded MaxResponseBytes.
 	ErrResponseTooLarge = errors.New("imodel: response too large")
-	// ErrTimeout: the attempt ran past its timeout; retried. It is
-	// messages.ErrTimeout.
-	ErrTimeout = messages.ErrTimeout
 	// ErrStreamBroken: a stream ended before its end marker; the partial
 	// text is kept.
 	ErrStreamBroken = errors.New("imodel: stream broken")

@@ -325,7 +325,7 @@ func TestTimeout(t *testing.T) {
 	const timeout = 100 * time.Millisecond
 	start := time.Now()
 	resp, err := oa.Chat(ctx, hello("x", 1), append(fault("slow", 0, ""), WithTimeout(timeout), WithMaxAttempts(2))...)
-	checkFailed(t, resp.Event, err, ErrTimeout, "timeout", 2)
+	checkFailed(t, resp.Event, err, messages.ErrTimeout, "timeout", 2)
 	if !errors.Is(err, messages.ErrTimeout) {
 		t.Errorf("%v is not messages.ErrTimeout", err)
 	}
@@ -338,7 +338,7 @@ func TestTimeout(t *testing.T) {
 	cfg.Timeout, cfg.MaxAttempts = timeout, 1
 	m := newModel(t, oa.ex, cfg)
 	resp, err = m.Chat(ctx, hello("x", 1), fault("slow", 0, "")...)
-	checkFailed(t, resp.Event, err, ErrTimeout, "timeout", 1)
+	checkFailed(t, resp.Event, err, messages.ErrTimeout, "timeout", 1)
 
 	// A body that stalls after the headers times out too.
 	ts := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -350,7 +350,7 @@ func TestTimeout(t *testing.T) {
 	})
 	stall := newModel(t, oa.ex, EndpointConfig{Provider: Generic, BaseURL: ts.URL, Timeout: timeout, MaxAttempts: 1})
 	r, err := stall.Invoke(ctx, nil)
-	checkFailed(t, r.Event, err, ErrTimeout, "timeout", 1)
+	checkFailed(t, r.Event, err, messages.ErrTimeout, "timeout", 1)
 	if api := apiError(t, err); api.StatusCode != 0 || !errors.Is(err, ErrConnection) {
 		t.Errorf("APIError %+v", api)
 	}

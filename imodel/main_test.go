@@ -174,7 +174,7 @@ func startExecutor(t testing.TB, mod func(*runtime.Config)) *runtime.Executor {
 }
 
 // newModel returns a model closed when the test ends.
-func newModel(t testing.TB, ex *runtime.Executor, cfg EndpointConfig, opts ...Option) *Model {
+func newModel(t testing.TB, ex Executor, cfg EndpointConfig, opts ...Option) *Model {
 	t.Helper()
 	m, err := New(ex, cfg, opts...)
 	if err != nil {

@@ -460,7 +460,7 @@ func TestTimeoutIsAnAttemptErrorType(t *testing.T) {
 		ep.MaxAttempts, ep.Timeout = 1, 50*time.Millisecond
 	})
 	_, err := e.model.Chat(context.Background(), chat("Hello"), imodel.WithHeader(simulator.HeaderLatency, "1m"))
-	if !errors.Is(err, imodel.ErrTimeout) {
+	if !errors.Is(err, messages.ErrTimeout) {
 		t.Fatalf("Chat: %v, want a timeout", err)
 	}
 	spans := e.spans()
