@@ -10,8 +10,24 @@ import (
 
 // batchFlagOf names the batch flag that sets each configuration field the
 // library reports by its Go name, so that an error names what the user
-// typed. batch.Config reports its fields by flag name already.
+// typed. Flag names are the command's: the packages it calls speak of
+// their fields.
 var batchFlagOf = map[string]string{
+	// batch.Config (its Timeout, MaxAttempts and Concurrency are named as
+	// the endpoint's and the executor's, below)
+	"RPM":            "rpm",
+	"TPM":            "tpm",
+	"Burst":          "burst",
+	"Queue":          "queue",
+	"Grace":          "grace",
+	"RetryKinds":     "retry-failed",
+	"Budget":         "budget",
+	"BudgetMembers":  "budget-members",
+	"BudgetListen":   "budget-listen",
+	"BudgetSecret":   "budget-secret-env",
+	"BudgetTLS.Cert": "budget-tls-cert",
+	"BudgetTLS.Key":  "budget-tls-key",
+	"BudgetTLS.CA":   "budget-tls-ca",
 	// imodel.EndpointConfig
 	"Provider":    "provider",
 	"BaseURL":     "url",

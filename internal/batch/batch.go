@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -110,55 +109,56 @@ func (c Config) logger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// Validate reports the first invalid setting.
+// Validate reports the first invalid setting as a *messages.ConfigError
+// naming its field ("RPM", "BudgetTLS.Cert", ...).
 func (c Config) Validate() error {
 	bad := func(field, reason string) error { return &messages.ConfigError{Field: field, Reason: reason} }
 	switch {
 	case c.RPM <= 0:
-		return bad("rpm", "must be positive")
+		return bad("RPM", "must be positive")
 	case c.TPM < 0:
-		return bad("tpm", "must not be negative")
+		return bad("TPM", "must not be negative")
 	case c.Burst < 0:
-		return bad("burst", "must not be negative")
+		return bad("Burst", "must not be negative")
 	case c.Concurrency <= 0:
-		return bad("concurrency", "must be positive")
+		return bad("Concurrency", "must be positive")
 	case c.MaxAttempts <= 0:
-		return bad("max-attempts", "must be positive")
+		return bad("MaxAttempts", "must be positive")
 	case c.Timeout < 0:
-		return bad("timeout", "must not be negative")
+		return bad("Timeout", "must not be negative")
 	case c.Queue <= 0:
-		return bad("queue", "must be positive")
+		return bad("Queue", "must be positive")
 	case c.Grace < 0:
-		return bad("grace", "must not be negative")
+		return bad("Grace", "must not be negative")
 	case c.BudgetMembers < 0:
-		return bad("budget-members", "must be at least 1")
+		return bad("BudgetMembers", "must be at least 1")
 	case len(c.RetryKinds) > 0 && !c.RetryFailed:
-		return bad("retry-failed", "error kinds given without RetryFailed")
+		return bad("RetryKinds", "error kinds given without RetryFailed")
 	case slices.Contains(c.RetryKinds, ""):
-		return bad("retry-failed", "an empty error kind")
+		return bad("RetryKinds", "an empty error kind")
 	}
 	if c.Budget == "" {
 		return nil
 	}
 	if err := budget.CheckAddress(c.Budget, false); err != nil {
-		return bad("budget", err.Error())
+		return bad("Budget", err.Error())
 	}
 	if c.BudgetMembers < 1 {
-		return bad("budget-members", "must be at least 1")
+		return bad("BudgetMembers", "must be at least 1")
 	}
 	if c.BudgetListen != "" {
 		if err := budget.CheckAddress(c.BudgetListen, true); err != nil {
-			return bad("budget-listen", err.Error())
+			return bad("BudgetListen", err.Error())
 		}
 	}
 	if n := len(c.BudgetSecret); n > 0 && n < budget.MinSecretLen {
-		return bad("budget-secret-env", fmt.Sprintf("the secret must be at least %d bytes, got %d", budget.MinSecretLen, n))
+		return bad("BudgetSecret", fmt.Sprintf("the secret must be at least %d bytes, got %d", budget.MinSecretLen, n))
 	}
 	if c.BudgetTLS.Enabled() {
 		if _, err := c.BudgetTLS.RemoteOptions(); err != nil {
 			var ce *messages.ConfigError
 			if errors.As(err, &ce) {
-				return bad("budget-tls-"+strings.ToLower(ce.Field), ce.Reason)
+				return bad("BudgetTLS."+ce.Field, ce.Reason)
 			}
 			return err
 		}
@@ -511,7 +511,7 @@ func (r *runner) submit(ctx context.Context, index int, ln line) bool {
 		var tle *messages.TokenLimitError
 		switch {
 		case errors.As(err, &tle):
-			fail("too_many_tokens", "estimated %d tokens exceed the --tpm burst of %d: the request could never run", tle.Tokens, tle.Burst)
+			fail("too_many_tokens", "estimated %d tokens exceed the token limit of %d a minute (TPM): the request could never run", tle.Tokens, tle.Burst)
 		default:
 			fail("invalid_request", "%v", err)
 		}

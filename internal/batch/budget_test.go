@@ -36,25 +36,25 @@ func TestConfigValidateBudget(t *testing.T) {
 		name, field, want string
 		set               func(*Config)
 	}{
-		{"no port", "budget", "host:port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1", 2 }},
-		{"no host", "budget", "host missing", func(c *Config) { c.Budget, c.BudgetMembers = ":7070", 2 }},
-		{"port 0", "budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:0", 2 }},
-		{"port too large", "budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:65536", 2 }},
-		{"port not a number", "budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:http", 2 }},
-		{"a URL", "budget", "host:port", func(c *Config) { c.Budget, c.BudgetMembers = "http://127.0.0.1:7070/", 2 }},
-		{"no members", "budget-members", "at least 1", func(c *Config) { c.Budget = "127.0.0.1:7070" }},
-		{"negative members", "budget-members", "at least 1", func(c *Config) { c.BudgetMembers = -1 }},
-		{"bad listen", "budget-listen", "host:port", func(c *Config) { c.Budget, c.BudgetMembers, c.BudgetListen = "127.0.0.1:7070", 2, "0" }},
-		{"listen port too large", "budget-listen", "port", func(c *Config) {
+		{"no port", "Budget", "host:port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1", 2 }},
+		{"no host", "Budget", "host missing", func(c *Config) { c.Budget, c.BudgetMembers = ":7070", 2 }},
+		{"port 0", "Budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:0", 2 }},
+		{"port too large", "Budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:65536", 2 }},
+		{"port not a number", "Budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:http", 2 }},
+		{"a URL", "Budget", "host:port", func(c *Config) { c.Budget, c.BudgetMembers = "http://127.0.0.1:7070/", 2 }},
+		{"no members", "BudgetMembers", "at least 1", func(c *Config) { c.Budget = "127.0.0.1:7070" }},
+		{"negative members", "BudgetMembers", "at least 1", func(c *Config) { c.BudgetMembers = -1 }},
+		{"bad listen", "BudgetListen", "host:port", func(c *Config) { c.Budget, c.BudgetMembers, c.BudgetListen = "127.0.0.1:7070", 2, "0" }},
+		{"listen port too large", "BudgetListen", "port", func(c *Config) {
 			c.Budget, c.BudgetMembers, c.BudgetListen = "127.0.0.1:7070", 2, "127.0.0.1:99999"
 		}},
-		{"short secret", "budget-secret-env", "at least 16 bytes", func(c *Config) {
+		{"short secret", "BudgetSecret", "at least 16 bytes", func(c *Config) {
 			c.Budget, c.BudgetMembers, c.BudgetSecret = "127.0.0.1:7070", 2, budget.Secret("shhh")
 		}},
-		{"TLS without a key", "budget-tls-key", "missing", func(c *Config) {
+		{"TLS without a key", "BudgetTLS.Key", "missing", func(c *Config) {
 			c.Budget, c.BudgetMembers, c.BudgetTLS = "127.0.0.1:7070", 2, budget.TLSFiles{Cert: "c.pem", CA: "ca.pem"}
 		}},
-		{"TLS files missing", "budget-tls-cert", "no such file", func(c *Config) {
+		{"TLS files missing", "BudgetTLS.Cert", "no such file", func(c *Config) {
 			c.Budget, c.BudgetMembers, c.BudgetTLS = "127.0.0.1:7070", 2, budget.TLSFiles{Cert: "gone.pem", Key: "gone-key.pem", CA: "ca.pem"}
 		}},
 	}

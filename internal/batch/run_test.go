@@ -256,7 +256,7 @@ func TestRunTooManyTokens(t *testing.T) {
 	if r.Status != "FAILED" || r.Error == nil || r.Error.Kind != "too_many_tokens" {
 		t.Fatalf("index 2: %s %+v, want FAILED too_many_tokens", r.Status, r.Error)
 	}
-	for _, want := range []string{"line 3: ", "exceed the --tpm burst of 5000", "could never run"} {
+	for _, want := range []string{"line 3: ", "exceed the token limit of 5000 a minute (TPM)", "could never run"} {
 		if !strings.Contains(r.Error.Message, want) {
 			t.Errorf("message %q lacks %q", r.Error.Message, want)
 		}
@@ -605,7 +605,7 @@ func TestRunSetupErrors(t *testing.T) {
 	}{
 		{"invalid config", func(c *Config) { c.Concurrency = 0 }, func(err error) bool {
 			var ce *messages.ConfigError
-			return errors.As(err, &ce) && ce.Field == "concurrency"
+			return errors.As(err, &ce) && ce.Field == "Concurrency"
 		}},
 		{"no provider", func(c *Config) { c.Endpoint.Provider = "" }, func(err error) bool {
 			var ce *messages.ConfigError

@@ -120,7 +120,7 @@ func TestPriorFailedKinds(t *testing.T) {
 	}
 }
 
-func TestConfigValidateNamesTheFlag(t *testing.T) {
+func TestConfigValidateNamesTheField(t *testing.T) {
 	valid := Config{RPM: 1, Concurrency: 1, MaxAttempts: 1, Queue: 1}
 	if err := valid.Validate(); err != nil {
 		t.Fatalf("minimal config: %v", err)
@@ -129,15 +129,15 @@ func TestConfigValidateNamesTheFlag(t *testing.T) {
 		field string
 		set   func(*Config)
 	}{
-		{"rpm", func(c *Config) { c.RPM = 0 }},
-		{"rpm", func(c *Config) { c.RPM = -5 }},
-		{"tpm", func(c *Config) { c.TPM = -1 }},
-		{"burst", func(c *Config) { c.Burst = -1 }},
-		{"concurrency", func(c *Config) { c.Concurrency = 0 }},
-		{"max-attempts", func(c *Config) { c.MaxAttempts = 0 }},
-		{"timeout", func(c *Config) { c.Timeout = -time.Second }},
-		{"queue", func(c *Config) { c.Queue = 0 }},
-		{"grace", func(c *Config) { c.Grace = -time.Second }},
+		{"RPM", func(c *Config) { c.RPM = 0 }},
+		{"RPM", func(c *Config) { c.RPM = -5 }},
+		{"TPM", func(c *Config) { c.TPM = -1 }},
+		{"Burst", func(c *Config) { c.Burst = -1 }},
+		{"Concurrency", func(c *Config) { c.Concurrency = 0 }},
+		{"MaxAttempts", func(c *Config) { c.MaxAttempts = 0 }},
+		{"Timeout", func(c *Config) { c.Timeout = -time.Second }},
+		{"Queue", func(c *Config) { c.Queue = 0 }},
+		{"Grace", func(c *Config) { c.Grace = -time.Second }},
 	}
 	for _, tt := range tests {
 		c := valid
