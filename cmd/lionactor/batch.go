@@ -271,7 +271,7 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 	case f.budget != "":
 		// Quiet but for the shared budget's notices: when this process
 		// falls back to its share of the limits, and when it rejoins.
-		cfg.Logger = slog.New(prefixFilter{slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}), budgetNoticePrefix})
+		cfg.Logger = slog.New(componentFilter{Handler: slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}), component: budgetComponent})
 	}
 	if err := cfg.Validate(); err != nil {
 		return namingFlags(fl, batchFlagOf, err)
