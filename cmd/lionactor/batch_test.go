@@ -288,11 +288,28 @@ func TestBatchUsageErrors(t *testing.T) {
 	}
 }
 
+// TestRootUsage: every error cobra finds in the arguments exits 2, the
+// usage code, by the commands' own argument checks; the help exits 0.
 func TestRootUsage(t *testing.T) {
-	for _, args := range [][]string{{"frobnicate"}, {"--turbo"}, {"sim", "extra"}, {"demo", "--requests", "x"}} {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frobnicate"}, `unknown command "frobnicate" for "lionactor"`},
+		{[]string{"bach"}, "Did you mean this?\n\tbatch\n"},
+		{[]string{"--turbo"}, "unknown flag: --turbo"},
+		{[]string{"sim", "extra"}, `unknown command "extra" for "lionactor sim"`},
+		{[]string{"budget", "extra"}, `unknown command "extra" for "lionactor budget"`},
+		{[]string{"batch", "a.jsonl", "b.jsonl"}, "accepts at most 1 arg(s), received 2"},
+		{[]string{"completion", "bash", "extra"}, `unknown command "extra" for "lionactor completion bash"`},
+		{[]string{"demo", "--requests", "x"}, `invalid argument "x" for "--requests"`},
+	} {
 		c := newCLI()
-		if code := c.run(t, context.Background(), args...); code != exitUsage {
-			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
+		if code := c.run(t, context.Background(), tt.args...); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d", tt.args, code, exitUsage)
+		}
+		if !strings.HasPrefix(c.stderr.String(), "lionactor: ") || !strings.Contains(c.stderr.String(), tt.want) {
+			t.Errorf("%q: stderr lacks %q:\n%s", tt.args, tt.want, c.stderr.String())
 		}
 	}
 	for _, args := range [][]string{nil, {"--help"}, {"batch", "--help"}} {

@@ -30,9 +30,9 @@ Each process still gives the key's whole limits (--rpm, --tpm); the service
 grants them short leases from one budget, so that together they keep to the
 limits. If the service cannot be reached, each process keeps to the limits
 divided by --budget-members until it is back.`,
-		// Runnable, so that cobra refuses an unknown subcommand (NoArgs)
-		// instead of printing the help.
-		Args: cobra.NoArgs,
+		// Runnable, so that cobra refuses an unknown subcommand instead of
+		// printing the help.
+		Args: unknownCommand,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newBudgetServeCmd(e))
