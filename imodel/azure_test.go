@@ -107,12 +107,12 @@ func TestAzureChatEmbedStream(t *testing.T) {
 	if resp.Event.Tokens != (messages.Tokens{Estimated: prompt + 6, Actual: prompt + 6, HasActual: true}) {
 		t.Errorf("tokens %+v", resp.Event.Tokens)
 	}
-	got := e.last(t)
+	got := e.Last(t)
 	if got.Path != azureDeployPath+"/chat/completions" || got.Query != azureQueryString ||
 		got.Header.Get("Api-Key") != testAzureKey || got.Header.Get("Authorization") != "" {
 		t.Errorf("request %s?%s %v", got.Path, got.Query, got.Header)
 	}
-	if _, hasModel := got.fields(t)["model"]; hasModel {
+	if _, hasModel := got.Fields(t)["model"]; hasModel {
 		t.Errorf("body names a model: %s", got.Body)
 	}
 	ep := resp.Event.Endpoint()
@@ -129,7 +129,7 @@ func TestAzureChatEmbedStream(t *testing.T) {
 	if emb.Event.Tokens != (messages.Tokens{Estimated: n, Actual: n, HasActual: true}) {
 		t.Errorf("embed tokens %+v", emb.Event.Tokens)
 	}
-	if got := e.last(t); got.Path != azureDeployPath+"/embeddings" || got.Query != azureQueryString {
+	if got := e.Last(t); got.Path != azureDeployPath+"/embeddings" || got.Query != azureQueryString {
 		t.Errorf("embed request %s?%s", got.Path, got.Query)
 	}
 
@@ -152,7 +152,7 @@ func TestAzureChatEmbedStream(t *testing.T) {
 	get := newModel(t, ex, EndpointConfig{Provider: Azure, BaseURL: e.URL, APIKey: testAzureKey, Deployment: azureDeployment,
 		APIVersion: azureAPIVersion, Method: http.MethodGet, Path: "/chat/completions", MaxAttempts: 1})
 	r, err := get.Invoke(ctx, map[string]any{"q": "x y"})
-	if got := e.last(t); got.Query != azureQueryString+"&q=x+y" {
+	if got := e.Last(t); got.Query != azureQueryString+"&q=x+y" {
 		t.Errorf("GET query %q (%v, %v)", got.Query, r.StatusCode, err)
 	}
 }

@@ -96,12 +96,12 @@ func TestChatOpenAI(t *testing.T) {
 		t.Errorf("endpoint %s %s %v", ep.Method, ep.URL, ep.Header)
 	}
 
-	got := e.last(t)
+	got := e.Last(t)
 	if got.Path != "/v1/chat/completions" || got.Header.Get("Authorization") != "Bearer "+testKey ||
 		got.Header.Get("Content-Type") != "application/json" || got.Header.Get("Accept") != "application/json" {
 		t.Errorf("request %s %v", got.Path, got.Header)
 	}
-	body := got.fields(t)
+	body := got.Fields(t)
 	wantBody := map[string]any{
 		"model": openAIModel,
 		"messages": []any{
@@ -140,7 +140,7 @@ func TestChatAnthropic(t *testing.T) {
 		t.Errorf("snapshot headers %v", h)
 	}
 
-	got := e.last(t)
+	got := e.Last(t)
 	if got.Path != "/v1/messages" || got.Header.Get("X-Api-Key") != testAntKey ||
 		got.Header.Get("Anthropic-Version") != DefaultAnthropicVersion || got.Header.Get("Authorization") != "" {
 		t.Errorf("request %s %v", got.Path, got.Header)
@@ -152,7 +152,7 @@ func TestChatAnthropic(t *testing.T) {
 		"max_tokens":     float64(tokens.DefaultMaxTokens),
 		"stop_sequences": []any{"END"},
 	}
-	if body := got.fields(t); !reflect.DeepEqual(body, wantBody) {
+	if body := got.Fields(t); !reflect.DeepEqual(body, wantBody) {
 		t.Errorf("body\n%v\nwant\n%v", body, wantBody)
 	}
 
@@ -161,7 +161,7 @@ func TestChatAnthropic(t *testing.T) {
 	if err != nil || resp.Model != "claude-haiku-4-5" || resp.FinishReason != "max_tokens" || resp.Usage.OutputTokens != 3 {
 		t.Errorf("reply %+v, %v", resp, err)
 	}
-	if body := e.last(t).fields(t); body["model"] != "claude-haiku-4-5" || body["system"] != nil {
+	if body := e.Last(t).Fields(t); body["model"] != "claude-haiku-4-5" || body["system"] != nil {
 		t.Errorf("body %v", body)
 	}
 }
@@ -179,10 +179,10 @@ func TestChatOpenAICompatible(t *testing.T) {
 	if resp.Event.Tokens.Actual != resp.Usage.TotalTokens || resp.Event.Tokens.Estimated != resp.Usage.InputTokens+4 {
 		t.Errorf("tokens %+v usage %+v", resp.Event.Tokens, resp.Usage)
 	}
-	got := e.last(t)
+	got := e.Last(t)
 	// The trailing slash of the base URL does not double; the model comes
 	// from the defaults, as the request names none.
-	if got.Path != "/v1/chat/completions" || got.Header.Get("Authorization") != "Bearer sk-test-compat" || got.fields(t)["model"] != openAIModel {
+	if got.Path != "/v1/chat/completions" || got.Header.Get("Authorization") != "Bearer sk-test-compat" || got.Fields(t)["model"] != openAIModel {
 		t.Errorf("request %s %v %s", got.Path, got.Header, got.Body)
 	}
 	emb, err := m.Embed(ctx, []string{"one"}, WithField("model", embedModel))
@@ -216,8 +216,8 @@ func TestEmbedOpenAI(t *testing.T) {
 		t.Errorf("tokens %+v", resp.Event.Tokens)
 	}
 	checkSnapshots(t, log.of(resp.Event), wantLifecycle)
-	got := e.last(t)
-	if got.Path != "/v1/embeddings" || !reflect.DeepEqual(got.fields(t), map[string]any{"model": embedModel, "input": []any{"hello world", "the quick brown fox", "é"}}) {
+	got := e.Last(t)
+	if got.Path != "/v1/embeddings" || !reflect.DeepEqual(got.Fields(t), map[string]any{"model": embedModel, "input": []any{"hello world", "the quick brown fox", "é"}}) {
 		t.Errorf("request %s %s", got.Path, got.Body)
 	}
 	// Vectors are returned in input order: the same input, the same vector.
@@ -245,7 +245,7 @@ func TestUnsupported(t *testing.T) {
 	if _, err := g.Embed(ctx, []string{"x"}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("generic embeddings: %v, want ErrUnsupported", err)
 	}
-	if n := len(e.requests()); n != 0 {
+	if n := len(e.Requests()); n != 0 {
 		t.Errorf("%d requests sent", n)
 	}
 }
@@ -270,7 +270,7 @@ func TestClosed(t *testing.T) {
 	if _, err := m.Embed(ctx, []string{"x"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Embed: %v", err)
 	}
-	if len(e.requests()) != 0 || ex.Stats().Accepted != 0 {
+	if len(e.Requests()) != 0 || ex.Stats().Accepted != 0 {
 		t.Error("a closed model submitted a request")
 	}
 
@@ -302,8 +302,8 @@ func TestInvokeMergeOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := e.last(t)
-	body := got.fields(t)
+	got := e.Last(t)
+	body := got.Fields(t)
 	want := map[string]any{
 		"model":       openAIModel, // the config's Model
 		"messages":    []any{map[string]any{"role": "user", "content": "merge"}},
@@ -349,13 +349,13 @@ func TestInvokeMergeOrder(t *testing.T) {
 	if _, err := m.Invoke(ctx, map[string]any{"model": "gpt-4o", "messages": payload["messages"]}); err != nil {
 		t.Fatal(err)
 	}
-	if m := e.last(t).fields(t)["model"]; m != "gpt-4o" {
+	if m := e.Last(t).Fields(t)["model"]; m != "gpt-4o" {
 		t.Errorf("model %v, want the payload's", m)
 	}
 	if _, err := m.Invoke(ctx, map[string]any{"model": "gpt-4o", "messages": payload["messages"]}, WithField("model", "gpt-4.1")); err != nil {
 		t.Fatal(err)
 	}
-	if m := e.last(t).fields(t)["model"]; m != "gpt-4.1" {
+	if m := e.Last(t).Fields(t)["model"]; m != "gpt-4.1" {
 		t.Errorf("model %v, want the option's", m)
 	}
 
@@ -377,11 +377,11 @@ func TestPathTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := e.last(t)
+	got := e.Last(t)
 	if got.Path != "/v1/chat/completions" {
 		t.Errorf("path %q", got.Path)
 	}
-	if _, ok := got.fields(t)["version"]; ok {
+	if _, ok := got.Fields(t)["version"]; ok {
 		t.Errorf("the path parameter stayed in the body: %s", got.Body)
 	}
 	if resp.Event.Endpoint().URL != e.URL+"/v1/chat/completions" || resp.Event.Tokens.Estimated == 0 {
@@ -400,7 +400,7 @@ func TestPathTemplate(t *testing.T) {
 	if _, err := badEscape.Invoke(ctx, nil); !errors.Is(err, messages.ErrInvalidRequest) {
 		t.Errorf("bad escape in the path: %v", err)
 	}
-	if n := len(e.requests()); n != 1 {
+	if n := len(e.Requests()); n != 1 {
 		t.Errorf("%d requests sent, want 1", n)
 	}
 }

@@ -1,12 +1,7 @@
 package imodel
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"sync"
@@ -15,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
@@ -45,81 +41,18 @@ var fastRetry = runtime.Backoff{Initial: time.Millisecond, Max: 5 * time.Millise
 
 const fastAttempts = 3
 
-// recorded is one request as the simulator received it.
-type recorded struct {
-	Method string
-	Path   string
-	Query  string
-	Header http.Header
-	Body   []byte
-}
+// simEnv is a simulator on the loopback interface that records the
+// requests it receives.
+type simEnv = simtest.Recording
 
-// fields decodes the request's JSON body.
-func (r recorded) fields(t testing.TB) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.Body, &m); err != nil {
-		t.Fatalf("request body %q: %v", r.Body, err)
-	}
-	return m
-}
-
-// simEnv is a simulator served over HTTP on the loopback interface,
-// recording the requests it receives.
-type simEnv struct {
-	*simulator.Server
-	URL string // the server's root; the APIs are under URL+"/v1"
-
-	mu   sync.Mutex
-	reqs []recorded
-}
-
-// startSim starts a simulator for cfg, stopped when the test ends.
+// startSim starts a simulator for cfg, seeded with testSeed unless cfg
+// sets a seed, stopped when the test ends.
 func startSim(t testing.TB, cfg simulator.Config) *simEnv {
 	t.Helper()
 	if cfg.Seed == 0 {
 		cfg.Seed = testSeed
 	}
-	sim, err := simulator.New(cfg)
-	if err != nil {
-		t.Fatalf("simulator.New: %v", err)
-	}
-	e := &simEnv{Server: sim}
-	h := sim.Handler()
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		e.mu.Lock()
-		e.reqs = append(e.reqs, recorded{Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body})
-		e.mu.Unlock()
-		h.ServeHTTP(w, r)
-	}))
-	e.URL = ts.URL
-	t.Cleanup(func() {
-		sim.Close() // ends the simulator's delays first, so that ts.Close does not wait for them
-		ts.Close()
-	})
-	return e
-}
-
-// requests returns the requests received so far.
-func (e *simEnv) requests() []recorded {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return slices.Clone(e.reqs)
-}
-
-// last returns the latest request received.
-func (e *simEnv) last(t testing.TB) recorded {
-	t.Helper()
-	reqs := e.requests()
-	if len(reqs) == 0 {
-		t.Fatal("the simulator received no request")
-	}
-	return reqs[len(reqs)-1]
+	return simtest.StartRecording(t, cfg, nil)
 }
 
 // eventLog is an executor Observer that keeps every snapshot.

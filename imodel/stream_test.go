@@ -56,7 +56,7 @@ func TestStream(t *testing.T) {
 			}
 			checkSnapshots(t, log.of(ev), wantLifecycle)
 
-			body := e.last(t).fields(t)
+			body := e.Last(t).Fields(t)
 			if body["stream"] != true {
 				t.Errorf("body %v", body)
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/internal/runtimetest"
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -164,7 +165,7 @@ func TestBudgetServeUsageErrors(t *testing.T) {
 }
 
 func TestBatchBudgetUsageErrors(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	in, out := writeRequests(t, dir, 3), filepath.Join(dir, "results.jsonl")
 	tests := []struct {
@@ -221,7 +222,7 @@ func unusedAddr(t *testing.T) string {
 // says it fell back to its share (naming the members the file gave), and
 // finishes.
 func TestBatchBudgetFromConfigFile(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	const n = 25
 	in, out := writeRequests(t, dir, n), filepath.Join(dir, "results.jsonl")
@@ -277,7 +278,7 @@ func TestBatchBudgetFromConfigFile(t *testing.T) {
 // full log (executor, protoactor, attempts, the fallback) never shows the
 // key, and the budget's name in it is a hash.
 func TestBatchBudgetVerboseNeverShowsTheKey(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	var sb strings.Builder
 	for i := range 10 {
 		sb.WriteString(requestLine(i) + "\n")

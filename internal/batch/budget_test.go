@@ -13,6 +13,7 @@ import (
 	"github.com/lionactor/lionactor/budget"
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/internal/runtimetest"
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -163,7 +164,7 @@ func TestRunSharedBudgetFallsBack(t *testing.T) {
 	nobody := ln.Addr().String()
 	ln.Close()
 
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	const n = 30
 	var log runtimetest.Buffer
 	cfg := testConfig(base)
@@ -202,7 +203,7 @@ func TestRunSharedBudgetMetrics(t *testing.T) {
 	}
 	nobody := ln.Addr().String()
 	ln.Close()
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	cfg := testConfig(base)
 	cfg.Budget, cfg.BudgetMembers, cfg.MetricsAddr = nobody, 2, "127.0.0.1:0"
 	client := newLocalClient(t)

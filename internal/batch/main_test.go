@@ -16,7 +16,6 @@ import (
 
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/runtime"
-	"github.com/lionactor/lionactor/simulator"
 )
 
 // TestMain checks that no run leaves a goroutine behind: the executor, the
@@ -25,26 +24,6 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const testKey = "sk-test-batch-0001"
-
-// startSim starts a simulator for cfg on the loopback interface, closed when
-// the test ends, and returns it with the base URL clients use (".../v1").
-func startSim(t *testing.T, cfg simulator.Config) (*simulator.Server, string) {
-	t.Helper()
-	sim, err := simulator.New(cfg)
-	if err != nil {
-		t.Fatalf("simulator.New: %v", err)
-	}
-	base, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("simulator Start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := sim.Close(); err != nil {
-			t.Errorf("simulator Close: %v", err)
-		}
-	})
-	return sim, base + "/v1"
-}
 
 // testConfig is a fast configuration against the simulator at baseURL:
 // generous limits and short retry backoffs.

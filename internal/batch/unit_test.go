@@ -13,6 +13,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -455,7 +456,7 @@ func TestLinesReporter(t *testing.T) {
 }
 
 func TestLinesReporterDuringRun(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	const n = 25
 	var buf bytes.Buffer
 	cfg := testConfig(base)
@@ -481,7 +482,7 @@ func TestLinesReporterDuringRun(t *testing.T) {
 }
 
 func TestBarReporter(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	for _, total := range []int{0, 20} {
 		t.Run(fmt.Sprintf("total=%d", total), func(t *testing.T) {
 			// mpb draws only on a terminal (where the command uses Bar): here
@@ -504,7 +505,7 @@ func TestBarReporter(t *testing.T) {
 
 // The summary a run prints agrees with the results file it wrote.
 func TestSummaryMatchesResultsFile(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Faults: simulator.Faults{ServerError: 0.25, RateLimit: 0.1}, FaultRetryAfter: 5 * time.Millisecond, Seed: 5})
+	sim, base := simtest.Start(t, simulator.Config{Faults: simulator.Faults{ServerError: 0.25, RateLimit: 0.1}, FaultRetryAfter: 5 * time.Millisecond, Seed: 5})
 	cfg := testConfig(base)
 	cfg.MaxAttempts = 2 // some requests fail for good
 	cfg.TPM = 1_000_000

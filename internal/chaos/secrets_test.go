@@ -21,6 +21,7 @@ import (
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/internal/batch"
 	"github.com/lionactor/lionactor/internal/runtimetest"
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
@@ -107,21 +108,6 @@ func echoKey(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, `{"error":{"message":"Incorrect API key provided: %s.","type":"invalid_request_error","code":"invalid_api_key"}}`, key)
 }
 
-// startSimulator starts a simulator on 127.0.0.1, closed when the test ends.
-func startSimulator(t *testing.T, cfg simulator.Config) string {
-	t.Helper()
-	sim, err := simulator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	return base + "/v1"
-}
-
 // startExecutor starts an executor, stopped when the test ends.
 func startExecutor(t *testing.T, cfg runtime.Config) *runtime.Executor {
 	t.Helper()
@@ -163,8 +149,8 @@ func TestSecretsNeverShown(t *testing.T) {
 	cfg.Logger = logger
 	ex := startExecutor(t, cfg)
 
-	sim := startSimulator(t, simulator.Config{Seed: 7, Keys: []string{secretKey}, SlowDelay: time.Minute})
-	other := startSimulator(t, simulator.Config{Seed: 7, Keys: []string{"sk-test-another-key-9a8b"}})
+	_, sim := simtest.Start(t, simulator.Config{Seed: 7, Keys: []string{secretKey}, SlowDelay: time.Minute})
+	_, other := simtest.Start(t, simulator.Config{Seed: 7, Keys: []string{"sk-test-another-key-9a8b"}})
 	echo := httptest.NewServer(http.HandlerFunc(echoKey))
 	t.Cleanup(echo.Close)
 
