@@ -296,14 +296,7 @@ func (m *Model) request(op operation, opts []CallOption) (messages.Request, erro
 	for _, opt := range opts {
 		opt(&o)
 	}
-	fields := make(map[string]any, len(m.cfg.Defaults)+len(op.payload)+len(o.fields)+1)
-	if m.cfg.Model != "" {
-		fields["model"] = m.cfg.Model
-	}
-	maps.Copy(fields, m.cfg.Defaults)
-	maps.Copy(fields, op.payload)
-	maps.Copy(fields, o.fields)
-
+	fields := m.fields(op.payload, o.fields)
 	path, err := fillPath(op.path, fields)
 	if err != nil {
 		return messages.Request{}, err
@@ -357,6 +350,19 @@ func (m *Model) request(op operation, opts []CallOption) (messages.Request, erro
 		Retry:       m.cfg.Retry,
 		Secrets:     secrets,
 	}, nil
+}
+
+// fields merges a request's fields, later winning: the config's Model and
+// Defaults, the payload, then the call's WithField options.
+func (m *Model) fields(payload, options map[string]any) map[string]any {
+	fields := make(map[string]any, len(m.cfg.Defaults)+len(payload)+len(options)+1)
+	if m.cfg.Model != "" {
+		fields["model"] = m.cfg.Model
+	}
+	maps.Copy(fields, m.cfg.Defaults)
+	maps.Copy(fields, payload)
+	maps.Copy(fields, options)
+	return fields
 }
 
 // header builds the request headers: defaults, then the call's, then
