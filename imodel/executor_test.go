@@ -67,11 +67,11 @@ func TestModelOnItsOwnExecutor(t *testing.T) {
 	if _, err := s.Wait(ctx); err != nil {
 		t.Fatalf("Stream: %v", err)
 	}
-	// A request that leaves about 350 of the 10000 tokens (the calls above
-	// spent some 50), under the watermark of 500, pauses the executor the
-	// model holds.
+	// A request that leaves about 150 of the 10000 tokens (the calls above
+	// spent some 50), under the watermark of 500 even after two seconds of
+	// refill, pauses the executor the model holds.
 	prompt := tokens.ForModel(openAIModel).ChatPrompt([]tokens.Message{{Role: "user", Text: "spend"}})
-	if _, err := m.Chat(ctx, hello("spend", 9600-prompt)); err != nil {
+	if _, err := m.Chat(ctx, hello("spend", 9800-prompt)); err != nil {
 		t.Fatalf("Chat: %v", err)
 	}
 
