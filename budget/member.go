@@ -118,6 +118,7 @@ func (c MemberConfig) Attach(system *actor.ActorSystem, limits actors.Limits, lo
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	logger = logger.With(slog.String("component", "budget"))
 	release := func() {}
 	var watch *tlsWatch
 	switch {

@@ -37,7 +37,8 @@ func Listen(addr string, cfg ServiceConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	logger := cfg.withDefaults().Logger
+	logger := cfg.withDefaults().Logger // protoactor's too, without the component
+	own := logger.With(slog.String("component", "budget"))
 	var opts []remote.ConfigOption
 	var refusedConns *atomic.Int64
 	switch {
@@ -51,7 +52,7 @@ func Listen(addr string, cfg ServiceConfig) (*Server, error) {
 		opts = remoteOptions(server, client, &tlsWatch{refusedIn: func(peer string, err error) {
 			refusedConns.Add(1)
 			if ok, held := log.allow(time.Now()); ok {
-				logger.Warn("budget: refused a connection",
+				own.Warn("budget: refused a connection",
 					slog.String("from", peer), slog.String("reason", shorten(err.Error())),
 					slog.Int64("refusals_not_logged", held))
 			}
@@ -64,7 +65,7 @@ func Listen(addr string, cfg ServiceConfig) (*Server, error) {
 		if len(cfg.Secret) > 0 {
 			risk = "only holders of the secret are let in, but anything on the way can read the traffic"
 		}
-		logger.Warn("budget: serving without TLS on a network address: "+risk, slog.String("addr", addr))
+		own.Warn("budget: serving without TLS on a network address: "+risk, slog.String("addr", addr))
 	}
 	system := newSystem(logger)
 	r, err := startRemote(system, host, port, opts...)

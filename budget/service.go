@@ -138,6 +138,7 @@ func newService(system *actor.ActorSystem, cfg ServiceConfig, refusedConns *atom
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	cfg.Logger = cfg.Logger.With(slog.String("component", "budget"))
 	pid, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
 		return &service{
 			cfg: cfg, keys: map[string]*keyState{}, leases: map[uint64]*leaseRecord{},

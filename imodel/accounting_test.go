@@ -46,7 +46,7 @@ func TestTokenReconciliation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var calling runtime.Event
+			var calling messages.Event
 			for ev := range h.Events() {
 				if ev.Status == messages.StatusCalling {
 					calling = ev
@@ -90,10 +90,10 @@ func TestTokenReconciliation(t *testing.T) {
 	}
 
 	// A request that could never fit in the bucket is refused at once.
-	if _, err := oa.Chat(ctx, hello("huge", tokenLimit+1)); !errors.Is(err, runtime.ErrTokensExceedBurst) {
+	if _, err := oa.Chat(ctx, hello("huge", tokenLimit+1)); !errors.Is(err, messages.ErrTokensExceedBurst) {
 		t.Errorf("request above the bucket: %v", err)
 	}
-	if _, err := oa.Chat(ctx, hello("huge", 10), WithTokens(-1)); !errors.Is(err, runtime.ErrInvalidRequest) {
+	if _, err := oa.Chat(ctx, hello("huge", 10), WithTokens(-1)); !errors.Is(err, messages.ErrInvalidRequest) {
 		t.Errorf("negative tokens: %v", err)
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // lowWatermark is the share of a provider budget below which the executor
@@ -38,7 +38,7 @@ func parseRateLimit(p Provider, h http.Header, now time.Time) (wire.RateLimit, b
 // headers imply (the budget refills to Limit by Reset).
 func pauseFor(rl wire.RateLimit, now time.Time) time.Time {
 	var until time.Time
-	for _, b := range []wire.Budget{rl.Requests, rl.Tokens} {
+	for _, b := range []wire.LimitState{rl.Requests, rl.Tokens} {
 		if !b.HasLimit || !b.HasRemaining || b.Limit <= 0 {
 			continue
 		}

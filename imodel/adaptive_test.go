@@ -8,45 +8,45 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/imodel/tokens"
-	"github.com/lionactor/lionactor/imodel/wire"
 	"github.com/lionactor/lionactor/internal/runtimetest"
+	"github.com/lionactor/lionactor/internal/wire"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/simulator"
 )
 
 func TestPauseFor(t *testing.T) {
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	budget := func(limit, remaining int, resetIn time.Duration) wire.Budget {
-		return wire.Budget{Limit: limit, Remaining: remaining, Reset: now.Add(resetIn), HasLimit: true, HasRemaining: true, HasReset: true}
+	state := func(limit, remaining int, resetIn time.Duration) wire.LimitState {
+		return wire.LimitState{Limit: limit, Remaining: remaining, Reset: now.Add(resetIn), HasLimit: true, HasRemaining: true, HasReset: true}
 	}
 	cases := []struct {
 		name string
 		rl   wire.RateLimit
 		want time.Duration // 0: no pause
 	}{
-		{"plenty left", wire.RateLimit{Requests: budget(100, 50, 30*time.Second)}, 0},
-		{"exactly the watermark left", wire.RateLimit{Requests: budget(100, 5, 30*time.Second)}, 0},
+		{"plenty left", wire.RateLimit{Requests: state(100, 50, 30*time.Second)}, 0},
+		{"exactly the watermark left", wire.RateLimit{Requests: state(100, 5, 30*time.Second)}, 0},
 		// 98 requests refill in 49 s, 2 a second: the 3 missing up to the
 		// watermark of 5 take 1.5 s.
-		{"low", wire.RateLimit{Requests: budget(100, 2, 49*time.Second)}, 1500 * time.Millisecond},
+		{"low", wire.RateLimit{Requests: state(100, 2, 49*time.Second)}, 1500 * time.Millisecond},
 		// Half the refill rate, twice the pause.
-		{"low, slower refill", wire.RateLimit{Requests: budget(100, 2, 98*time.Second)}, 3 * time.Second},
+		{"low, slower refill", wire.RateLimit{Requests: state(100, 2, 98*time.Second)}, 3 * time.Second},
 		// Fewer missing, a shorter pause: 1 of 96 over 48 s.
-		{"nearly at the watermark", wire.RateLimit{Requests: budget(100, 4, 48*time.Second)}, 500 * time.Millisecond},
+		{"nearly at the watermark", wire.RateLimit{Requests: state(100, 4, 48*time.Second)}, 500 * time.Millisecond},
 		// A budget of one: the pause lasts until the reset, never beyond.
-		{"capped at the reset", wire.RateLimit{Requests: budget(1, 0, 2*time.Second)}, 2 * time.Second},
-		{"empty, small budget", wire.RateLimit{Requests: budget(10, 0, 2*time.Second)}, 200 * time.Millisecond},
+		{"capped at the reset", wire.RateLimit{Requests: state(1, 0, 2*time.Second)}, 2 * time.Second},
+		{"empty, small budget", wire.RateLimit{Requests: state(10, 0, 2*time.Second)}, 200 * time.Millisecond},
 		// Tokens: watermark 500 of 10000; 9900 refill in 60 s, 165 a
 		// second; 400 missing take 2.424 s, later than the requests' 1.5 s.
 		{"the later of two budgets", wire.RateLimit{
-			Requests: budget(100, 2, 49*time.Second),
-			Tokens:   budget(10000, 100, 60*time.Second),
+			Requests: state(100, 2, 49*time.Second),
+			Tokens:   state(10000, 100, 60*time.Second),
 		}, 2424 * time.Millisecond},
-		{"reset passed", wire.RateLimit{Requests: budget(100, 0, -time.Second)}, 0},
-		{"no reset", wire.RateLimit{Requests: wire.Budget{Limit: 100, Remaining: 0, HasLimit: true, HasRemaining: true}}, 0},
-		{"no remaining", wire.RateLimit{Requests: wire.Budget{Limit: 100, Reset: now.Add(time.Minute), HasLimit: true, HasReset: true}}, 0},
-		{"no limit", wire.RateLimit{Requests: wire.Budget{Remaining: 0, Reset: now.Add(time.Minute), HasRemaining: true, HasReset: true}}, 0},
-		{"zero limit", wire.RateLimit{Requests: budget(0, 0, time.Minute)}, 0},
+		{"reset passed", wire.RateLimit{Requests: state(100, 0, -time.Second)}, 0},
+		{"no reset", wire.RateLimit{Requests: wire.LimitState{Limit: 100, Remaining: 0, HasLimit: true, HasRemaining: true}}, 0},
+		{"no remaining", wire.RateLimit{Requests: wire.LimitState{Limit: 100, Reset: now.Add(time.Minute), HasLimit: true, HasReset: true}}, 0},
+		{"no limit", wire.RateLimit{Requests: wire.LimitState{Remaining: 0, Reset: now.Add(time.Minute), HasRemaining: true, HasReset: true}}, 0},
+		{"zero limit", wire.RateLimit{Requests: state(0, 0, time.Minute)}, 0},
 		{"nothing", wire.RateLimit{}, 0},
 	}
 	for _, tc := range cases {

@@ -24,7 +24,7 @@ const (
 // root is the simulator's root.
 func azureConfig(e *simEnv) EndpointConfig {
 	return EndpointConfig{Provider: Azure, BaseURL: e.URL, APIKey: testAzureKey, Deployment: azureDeployment,
-		APIVersion: azureAPIVersion, Retry: fastRetry}
+		APIVersion: azureAPIVersion, MaxAttempts: fastAttempts, Retry: fastRetry}
 }
 
 func TestAzureConfig(t *testing.T) {
@@ -107,16 +107,16 @@ func TestAzureChatEmbedStream(t *testing.T) {
 	if resp.Event.Tokens != (messages.Tokens{Estimated: prompt + 6, Actual: prompt + 6, HasActual: true}) {
 		t.Errorf("tokens %+v", resp.Event.Tokens)
 	}
-	got := e.last(t)
+	got := e.Last(t)
 	if got.Path != azureDeployPath+"/chat/completions" || got.Query != azureQueryString ||
 		got.Header.Get("Api-Key") != testAzureKey || got.Header.Get("Authorization") != "" {
 		t.Errorf("request %s?%s %v", got.Path, got.Query, got.Header)
 	}
-	if _, hasModel := got.fields(t)["model"]; hasModel {
+	if _, hasModel := got.Fields(t)["model"]; hasModel {
 		t.Errorf("body names a model: %s", got.Body)
 	}
 	ep := resp.Event.Endpoint()
-	if ep.URL != e.URL+azureDeployPath+"/chat/completions?"+azureQueryString || ep.Header.Get("Api-Key") != Redacted {
+	if ep.URL != e.URL+azureDeployPath+"/chat/completions?"+azureQueryString || ep.Header.Get("Api-Key") != messages.Redacted {
 		t.Errorf("endpoint %s %v", ep.URL, ep.Header)
 	}
 
@@ -129,7 +129,7 @@ func TestAzureChatEmbedStream(t *testing.T) {
 	if emb.Event.Tokens != (messages.Tokens{Estimated: n, Actual: n, HasActual: true}) {
 		t.Errorf("embed tokens %+v", emb.Event.Tokens)
 	}
-	if got := e.last(t); got.Path != azureDeployPath+"/embeddings" || got.Query != azureQueryString {
+	if got := e.Last(t); got.Path != azureDeployPath+"/embeddings" || got.Query != azureQueryString {
 		t.Errorf("embed request %s?%s", got.Path, got.Query)
 	}
 
@@ -150,9 +150,9 @@ func TestAzureChatEmbedStream(t *testing.T) {
 		t.Errorf("invoke: %v", err)
 	}
 	get := newModel(t, ex, EndpointConfig{Provider: Azure, BaseURL: e.URL, APIKey: testAzureKey, Deployment: azureDeployment,
-		APIVersion: azureAPIVersion, Method: http.MethodGet, Path: "/chat/completions", Retry: RetryPolicy{MaxAttempts: 1}})
+		APIVersion: azureAPIVersion, Method: http.MethodGet, Path: "/chat/completions", MaxAttempts: 1})
 	r, err := get.Invoke(ctx, map[string]any{"q": "x y"})
-	if got := e.last(t); got.Query != azureQueryString+"&q=x+y" {
+	if got := e.Last(t); got.Query != azureQueryString+"&q=x+y" {
 		t.Errorf("GET query %q (%v, %v)", got.Query, r.StatusCode, err)
 	}
 }
@@ -186,7 +186,7 @@ func TestAzureRefusalsAndRateLimits(t *testing.T) {
 	}
 	// Without the version (a path given by hand, no query): 404.
 	raw := newModel(t, ex, EndpointConfig{Provider: OpenAICompatible, BaseURL: e.URL + azureDeployPath, APIKey: testAzureKey,
-		Auth: AuthAzureAPIKey, Retry: RetryPolicy{MaxAttempts: 1}})
+		Auth: AuthAzureAPIKey, MaxAttempts: 1})
 	resp, err = raw.Chat(ctx, hello("x", 1))
 	checkFailed(t, resp.Event, err, ErrBadRequest, "bad_request", 1)
 	if api := apiError(t, err); api.StatusCode != 404 || api.Message != "Resource not found" {

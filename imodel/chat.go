@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/lionactor/lionactor/imodel/tokens"
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 )
@@ -48,7 +48,7 @@ type ChatResponse struct {
 	FinishReason string // OpenAI's finish_reason or Anthropic's stop_reason
 	Usage        messages.Usage
 	// Event is the request's terminal snapshot.
-	Event runtime.Event
+	Event messages.Event
 }
 
 // EmbedResponse is the outcome of Embed.
@@ -56,7 +56,7 @@ type EmbedResponse struct {
 	Model   string
 	Vectors [][]float64 // one per input, in input order
 	Usage   messages.Usage
-	Event   runtime.Event
+	Event   messages.Event
 }
 
 // ErrUnsupported is returned for a call the provider does not offer, such as
@@ -65,11 +65,8 @@ var ErrUnsupported = errors.New("imodel: not supported by this provider")
 
 // chatPath is the chat endpoint of the provider.
 func (m *Model) chatPath() (string, error) {
-	switch m.cfg.Provider {
-	case Anthropic:
-		return "/messages", nil
-	case OpenAI, OpenAICompatible, Azure:
-		return "/chat/completions", nil
+	if p := providers[m.cfg.Provider].chatPath; p != "" {
+		return p, nil
 	}
 	return "", fmt.Errorf("%w: chat on %s", ErrUnsupported, m.cfg.Provider)
 }
@@ -137,33 +134,41 @@ func (m *Model) Chat(ctx context.Context, r ChatRequest, opts ...CallOption) (*C
 // SubmitChat sends a chat request without waiting, and returns its handle;
 // ChatResult reads the reply from its terminal snapshot.
 func (m *Model) SubmitChat(ctx context.Context, r ChatRequest, opts ...CallOption) (*runtime.Handle, error) {
-	req, err := m.NewChatRequest(r, opts...)
+	op, err := m.chatOp(r, nil)
 	if err != nil {
 		return nil, err
 	}
-	return m.ex.Submit(ctx, req)
+	return m.submit(ctx, op, opts)
 }
 
 // NewChatRequest builds the executor request of a chat, for an actor that
 // drives the executor by messages; ChatResult reads its terminal snapshot.
-func (m *Model) NewChatRequest(r ChatRequest, opts ...CallOption) (runtime.Request, error) {
+func (m *Model) NewChatRequest(r ChatRequest, opts ...CallOption) (messages.Request, error) {
+	op, err := m.chatOp(r, nil)
+	if err != nil {
+		return messages.Request{}, err
+	}
+	return m.request(op, opts)
+}
+
+// chatOp is the operation of a chat: the provider's chat endpoint, r
+// mapped to its body, its reply decoded into a ChatResponse; streamed
+// into s when s is not nil.
+func (m *Model) chatOp(r ChatRequest, s *Stream) (operation, error) {
 	path, err := m.chatPath()
 	if err != nil {
-		return runtime.Request{}, err
+		return operation{}, err
 	}
-	payload, err := m.chatPayload(r, false)
+	payload, err := m.chatPayload(r, s != nil)
 	if err != nil {
-		return runtime.Request{}, err
+		return operation{}, err
 	}
-	return m.build(http.MethodPost, path, payload, opts, func(c *httpCall) messages.Call {
-		c.decode = decodeChat
-		return c
-	})
+	return operation{method: http.MethodPost, path: path, payload: payload, decode: decodeChat, stream: s}, nil
 }
 
 // ChatResult reads a chat reply from a request's terminal snapshot, with the
 // request's error if it did not complete.
-func ChatResult(ev runtime.Event) (*ChatResponse, error) {
+func ChatResult(ev messages.Event) (*ChatResponse, error) {
 	out := &ChatResponse{Event: ev}
 	if resp, ok := ev.Response(); ok {
 		if cr, ok := resp.Value.(*ChatResponse); ok {
@@ -218,14 +223,11 @@ func decodeChat(p Provider, body []byte) (any, *messages.Usage, error) {
 // Embed returns one embedding vector per input (OpenAI, Azure and
 // compatibles).
 func (m *Model) Embed(ctx context.Context, inputs []string, opts ...CallOption) (*EmbedResponse, error) {
-	if m.cfg.Provider != OpenAI && m.cfg.Provider != OpenAICompatible && m.cfg.Provider != Azure {
-		return nil, fmt.Errorf("%w: embeddings on %s", ErrUnsupported, m.cfg.Provider)
+	op, err := m.embedOp(inputs)
+	if err != nil {
+		return nil, err
 	}
-	if len(inputs) == 0 {
-		return nil, fmt.Errorf("%w: no inputs to embed", messages.ErrInvalidRequest)
-	}
-	payload := map[string]any{"input": inputs}
-	h, err := m.submit(ctx, http.MethodPost, "/embeddings", payload, decodeEmbeddings, opts)
+	h, err := m.submit(ctx, op, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -237,6 +239,19 @@ func (m *Model) Embed(ctx context.Context, inputs []string, opts ...CallOption) 
 		}
 	}
 	return out, ev.Err()
+}
+
+// embedOp is the operation of Embed: the provider's embeddings endpoint,
+// its reply decoded into an EmbedResponse.
+func (m *Model) embedOp(inputs []string) (operation, error) {
+	path := providers[m.cfg.Provider].embeddingsPath
+	if path == "" {
+		return operation{}, fmt.Errorf("%w: embeddings on %s", ErrUnsupported, m.cfg.Provider)
+	}
+	if len(inputs) == 0 {
+		return operation{}, fmt.Errorf("%w: no inputs to embed", messages.ErrInvalidRequest)
+	}
+	return operation{method: http.MethodPost, path: path, payload: map[string]any{"input": inputs}, decode: decodeEmbeddings}, nil
 }
 
 func decodeEmbeddings(_ Provider, body []byte) (any, *messages.Usage, error) {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/imodel/tokens"
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
@@ -36,7 +36,7 @@ func checkReply(t *testing.T, text string, n int, model string) {
 
 // checkSnapshots checks that a request passed through every state in
 // order, with Seq growing by one.
-func checkSnapshots(t *testing.T, evs []runtime.Event, want []messages.RequestStatus) {
+func checkSnapshots(t *testing.T, evs []messages.Event, want []messages.RequestStatus) {
 	t.Helper()
 	if got := statuses(evs); !slices.Equal(got, want) {
 		t.Errorf("states %v, want %v", got, want)
@@ -92,16 +92,16 @@ func TestChatOpenAI(t *testing.T) {
 		t.Errorf("response %+v", r)
 	}
 	ep := ev.Endpoint()
-	if ep.Method != http.MethodPost || ep.URL != e.URL+"/v1/chat/completions" || ep.Header.Get("Authorization") != Redacted {
+	if ep.Method != http.MethodPost || ep.URL != e.URL+"/v1/chat/completions" || ep.Header.Get("Authorization") != messages.Redacted {
 		t.Errorf("endpoint %s %s %v", ep.Method, ep.URL, ep.Header)
 	}
 
-	got := e.last(t)
+	got := e.Last(t)
 	if got.Path != "/v1/chat/completions" || got.Header.Get("Authorization") != "Bearer "+testKey ||
 		got.Header.Get("Content-Type") != "application/json" || got.Header.Get("Accept") != "application/json" {
 		t.Errorf("request %s %v", got.Path, got.Header)
 	}
-	body := got.fields(t)
+	body := got.Fields(t)
 	wantBody := map[string]any{
 		"model": openAIModel,
 		"messages": []any{
@@ -136,11 +136,11 @@ func TestChatAnthropic(t *testing.T) {
 		t.Errorf("tokens %+v", ev.Tokens)
 	}
 	checkSnapshots(t, log.of(resp.Event), wantLifecycle)
-	if h := resp.Event.Endpoint().Header; h.Get("X-Api-Key") != Redacted || h.Get("Authorization") != "" {
+	if h := resp.Event.Endpoint().Header; h.Get("X-Api-Key") != messages.Redacted || h.Get("Authorization") != "" {
 		t.Errorf("snapshot headers %v", h)
 	}
 
-	got := e.last(t)
+	got := e.Last(t)
 	if got.Path != "/v1/messages" || got.Header.Get("X-Api-Key") != testAntKey ||
 		got.Header.Get("Anthropic-Version") != DefaultAnthropicVersion || got.Header.Get("Authorization") != "" {
 		t.Errorf("request %s %v", got.Path, got.Header)
@@ -152,7 +152,7 @@ func TestChatAnthropic(t *testing.T) {
 		"max_tokens":     float64(tokens.DefaultMaxTokens),
 		"stop_sequences": []any{"END"},
 	}
-	if body := got.fields(t); !reflect.DeepEqual(body, wantBody) {
+	if body := got.Fields(t); !reflect.DeepEqual(body, wantBody) {
 		t.Errorf("body\n%v\nwant\n%v", body, wantBody)
 	}
 
@@ -161,7 +161,7 @@ func TestChatAnthropic(t *testing.T) {
 	if err != nil || resp.Model != "claude-haiku-4-5" || resp.FinishReason != "max_tokens" || resp.Usage.OutputTokens != 3 {
 		t.Errorf("reply %+v, %v", resp, err)
 	}
-	if body := e.last(t).fields(t); body["model"] != "claude-haiku-4-5" || body["system"] != nil {
+	if body := e.Last(t).Fields(t); body["model"] != "claude-haiku-4-5" || body["system"] != nil {
 		t.Errorf("body %v", body)
 	}
 }
@@ -179,10 +179,10 @@ func TestChatOpenAICompatible(t *testing.T) {
 	if resp.Event.Tokens.Actual != resp.Usage.TotalTokens || resp.Event.Tokens.Estimated != resp.Usage.InputTokens+4 {
 		t.Errorf("tokens %+v usage %+v", resp.Event.Tokens, resp.Usage)
 	}
-	got := e.last(t)
+	got := e.Last(t)
 	// The trailing slash of the base URL does not double; the model comes
 	// from the defaults, as the request names none.
-	if got.Path != "/v1/chat/completions" || got.Header.Get("Authorization") != "Bearer sk-test-compat" || got.fields(t)["model"] != openAIModel {
+	if got.Path != "/v1/chat/completions" || got.Header.Get("Authorization") != "Bearer sk-test-compat" || got.Fields(t)["model"] != openAIModel {
 		t.Errorf("request %s %v %s", got.Path, got.Header, got.Body)
 	}
 	emb, err := m.Embed(ctx, []string{"one"}, WithField("model", embedModel))
@@ -216,8 +216,8 @@ func TestEmbedOpenAI(t *testing.T) {
 		t.Errorf("tokens %+v", resp.Event.Tokens)
 	}
 	checkSnapshots(t, log.of(resp.Event), wantLifecycle)
-	got := e.last(t)
-	if got.Path != "/v1/embeddings" || !reflect.DeepEqual(got.fields(t), map[string]any{"model": embedModel, "input": []any{"hello world", "the quick brown fox", "é"}}) {
+	got := e.Last(t)
+	if got.Path != "/v1/embeddings" || !reflect.DeepEqual(got.Fields(t), map[string]any{"model": embedModel, "input": []any{"hello world", "the quick brown fox", "é"}}) {
 		t.Errorf("request %s %s", got.Path, got.Body)
 	}
 	// Vectors are returned in input order: the same input, the same vector.
@@ -225,7 +225,7 @@ func TestEmbedOpenAI(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(again.Vectors[0], resp.Vectors[2]) || !reflect.DeepEqual(again.Vectors[1], resp.Vectors[0]) {
 		t.Errorf("vectors out of order: %v", err)
 	}
-	if _, err := m.Embed(ctx, nil); !errors.Is(err, runtime.ErrInvalidRequest) {
+	if _, err := m.Embed(ctx, nil); !errors.Is(err, messages.ErrInvalidRequest) {
 		t.Errorf("no inputs: %v, want ErrInvalidRequest", err)
 	}
 }
@@ -245,7 +245,7 @@ func TestUnsupported(t *testing.T) {
 	if _, err := g.Embed(ctx, []string{"x"}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("generic embeddings: %v, want ErrUnsupported", err)
 	}
-	if n := len(e.requests()); n != 0 {
+	if n := len(e.Requests()); n != 0 {
 		t.Errorf("%d requests sent", n)
 	}
 }
@@ -270,7 +270,7 @@ func TestClosed(t *testing.T) {
 	if _, err := m.Embed(ctx, []string{"x"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Embed: %v", err)
 	}
-	if len(e.requests()) != 0 || ex.Stats().Accepted != 0 {
+	if len(e.Requests()) != 0 || ex.Stats().Accepted != 0 {
 		t.Error("a closed model submitted a request")
 	}
 
@@ -302,8 +302,8 @@ func TestInvokeMergeOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := e.last(t)
-	body := got.fields(t)
+	got := e.Last(t)
+	body := got.Fields(t)
 	want := map[string]any{
 		"model":       openAIModel, // the config's Model
 		"messages":    []any{map[string]any{"role": "user", "content": "merge"}},
@@ -349,18 +349,18 @@ func TestInvokeMergeOrder(t *testing.T) {
 	if _, err := m.Invoke(ctx, map[string]any{"model": "gpt-4o", "messages": payload["messages"]}); err != nil {
 		t.Fatal(err)
 	}
-	if m := e.last(t).fields(t)["model"]; m != "gpt-4o" {
+	if m := e.Last(t).Fields(t)["model"]; m != "gpt-4o" {
 		t.Errorf("model %v, want the payload's", m)
 	}
 	if _, err := m.Invoke(ctx, map[string]any{"model": "gpt-4o", "messages": payload["messages"]}, WithField("model", "gpt-4.1")); err != nil {
 		t.Fatal(err)
 	}
-	if m := e.last(t).fields(t)["model"]; m != "gpt-4.1" {
+	if m := e.Last(t).Fields(t)["model"]; m != "gpt-4.1" {
 		t.Errorf("model %v, want the option's", m)
 	}
 
 	// A payload that is not JSON is refused before it is queued.
-	if _, err := m.Invoke(ctx, map[string]any{"bad": func() {}}); !errors.Is(err, runtime.ErrInvalidRequest) {
+	if _, err := m.Invoke(ctx, map[string]any{"bad": func() {}}); !errors.Is(err, messages.ErrInvalidRequest) {
 		t.Errorf("unencodable payload: %v", err)
 	}
 }
@@ -377,11 +377,11 @@ func TestPathTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := e.last(t)
+	got := e.Last(t)
 	if got.Path != "/v1/chat/completions" {
 		t.Errorf("path %q", got.Path)
 	}
-	if _, ok := got.fields(t)["version"]; ok {
+	if _, ok := got.Fields(t)["version"]; ok {
 		t.Errorf("the path parameter stayed in the body: %s", got.Body)
 	}
 	if resp.Event.Endpoint().URL != e.URL+"/v1/chat/completions" || resp.Event.Tokens.Estimated == 0 {
@@ -389,18 +389,18 @@ func TestPathTemplate(t *testing.T) {
 	}
 
 	// Without the field, or with an unclosed brace, nothing is sent.
-	if _, err := m.Invoke(ctx, chatPayloadOf("x")); !errors.Is(err, runtime.ErrInvalidRequest) || !strings.Contains(err.Error(), "{version}") {
+	if _, err := m.Invoke(ctx, chatPayloadOf("x")); !errors.Is(err, messages.ErrInvalidRequest) || !strings.Contains(err.Error(), "{version}") {
 		t.Errorf("missing path parameter: %v", err)
 	}
 	bad := newModel(t, ex, EndpointConfig{Provider: OpenAICompatible, BaseURL: e.URL, Path: "/{version/chat"})
-	if _, err := bad.Invoke(ctx, map[string]any{"version": "v1"}); !errors.Is(err, runtime.ErrInvalidRequest) {
+	if _, err := bad.Invoke(ctx, map[string]any{"version": "v1"}); !errors.Is(err, messages.ErrInvalidRequest) {
 		t.Errorf("unclosed brace: %v", err)
 	}
 	badEscape := newModel(t, ex, EndpointConfig{Provider: OpenAICompatible, BaseURL: e.URL, Path: "/v1/%zz"})
-	if _, err := badEscape.Invoke(ctx, nil); !errors.Is(err, runtime.ErrInvalidRequest) {
+	if _, err := badEscape.Invoke(ctx, nil); !errors.Is(err, messages.ErrInvalidRequest) {
 		t.Errorf("bad escape in the path: %v", err)
 	}
-	if n := len(e.requests()); n != 1 {
+	if n := len(e.Requests()); n != 1 {
 		t.Errorf("%d requests sent, want 1", n)
 	}
 }
@@ -487,7 +487,7 @@ func TestGenericGetWithQuery(t *testing.T) {
 	}
 	// The server got the key; the response shown has it scrubbed, as
 	// every snapshot has.
-	if err := resp.Decode(&got); err != nil || got != (echo{Method: http.MethodDelete, Path: "/things", Query: "force=true", Auth: "Bearer " + Redacted}) {
+	if err := resp.Decode(&got); err != nil || got != (echo{Method: http.MethodDelete, Path: "/things", Query: "force=true", Auth: "Bearer " + messages.Redacted}) {
 		t.Errorf("server saw %+v (%v)", got, err)
 	}
 
@@ -507,7 +507,7 @@ func TestGenericGetWithQuery(t *testing.T) {
 		}
 	}
 	// An error status without a JSON error body.
-	g := newModel(t, ex, EndpointConfig{Provider: Generic, BaseURL: ts.URL, Path: "/missing", Retry: RetryPolicy{MaxAttempts: 1}})
+	g := newModel(t, ex, EndpointConfig{Provider: Generic, BaseURL: ts.URL, Path: "/missing", MaxAttempts: 1})
 	_, err = g.Invoke(ctx, nil)
 	var api *APIError
 	if !errors.As(err, &api) || api.StatusCode != 404 || api.Message != "Not Found" || !errors.Is(err, ErrBadRequest) || api.Kind() != "bad_request" {

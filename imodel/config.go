@@ -9,6 +9,7 @@ import (
 	"unicode"
 
 	"github.com/lionactor/lionactor/messages"
+	"github.com/lionactor/lionactor/runtime"
 )
 
 // Provider names the API dialect an endpoint speaks.
@@ -34,6 +35,46 @@ const (
 	Generic Provider = "generic"
 )
 
+// facts are what lionactor knows of a provider, written once: what a
+// config that leaves them out gets, what the calls use, and what
+// Provider's methods and the command read.
+type facts struct {
+	baseURL string     // the default BaseURL; "" when it is required
+	keyEnv  string     // the variable the key is read from; "" when none is
+	auth    AuthScheme // how the key is sent
+	// chatPath and embeddingsPath are the endpoints of Chat and Stream,
+	// and of Embed, under the base URL; "" when the provider has none.
+	// chatPath is the default Path of Invoke.
+	chatPath, embeddingsPath string
+}
+
+var providers = map[Provider]facts{
+	OpenAI: {baseURL: "https://api.openai.com/v1", keyEnv: "OPENAI_API_KEY", auth: AuthBearer,
+		chatPath: "/chat/completions", embeddingsPath: "/embeddings"},
+	Anthropic: {baseURL: "https://api.anthropic.com/v1", keyEnv: "ANTHROPIC_API_KEY", auth: AuthAPIKeyHeader,
+		chatPath: "/messages"},
+	OpenAICompatible: {auth: AuthBearer, chatPath: "/chat/completions", embeddingsPath: "/embeddings"},
+	Azure: {keyEnv: "AZURE_OPENAI_API_KEY", auth: AuthAzureAPIKey,
+		chatPath: "/chat/completions", embeddingsPath: "/embeddings"},
+	Generic: {auth: AuthNone},
+}
+
+// azureDeployments is the path under an Azure OpenAI resource's endpoint
+// of its deployments, each of which serves the OpenAI API under its name.
+const azureDeployments = "/openai/deployments/"
+
+// DefaultBaseURL is the base URL of a config of provider p that gives
+// none: https://api.openai.com/v1 for OpenAI and
+// https://api.anthropic.com/v1 for Anthropic; "" for the others, whose
+// BaseURL is required.
+func (p Provider) DefaultBaseURL() string { return providers[p].baseURL }
+
+// DefaultKeyEnv names the environment variable the API key of provider p
+// is read from when a config gives neither APIKey nor APIKeyEnv:
+// OPENAI_API_KEY, ANTHROPIC_API_KEY or AZURE_OPENAI_API_KEY; "" for
+// OpenAICompatible and Generic, which send no key unless given one.
+func (p Provider) DefaultKeyEnv() string { return providers[p].keyEnv }
+
 // AuthScheme says how the API key is sent.
 type AuthScheme string
 
@@ -49,22 +90,26 @@ const (
 	AuthNone AuthScheme = "none"
 )
 
+// header is the header the scheme sends key in, with its value; "" for
+// AuthNone.
+func (a AuthScheme) header(key string) (name, value string) {
+	switch a {
+	case AuthBearer:
+		return "Authorization", "Bearer " + key
+	case AuthAPIKeyHeader:
+		return "X-Api-Key", key
+	case AuthAzureAPIKey:
+		return "Api-Key", key
+	}
+	return "", ""
+}
+
 // DefaultMaxResponseBytes caps a response body unless the config says
 // otherwise: far above any real completion, far below what would hurt.
 const DefaultMaxResponseBytes = 32 << 20
 
 // DefaultAnthropicVersion is sent as the anthropic-version header.
 const DefaultAnthropicVersion = "2023-06-01"
-
-// RetryPolicy configures a model's retries. The zero value means 3 attempts
-// in all with backoff from 500 ms up to 30 s.
-type RetryPolicy struct {
-	// MaxAttempts counts every attempt, the first included; 1 disables
-	// retries.
-	MaxAttempts int
-	// Initial and Max bound the full-jitter exponential backoff.
-	Initial, Max time.Duration
-}
 
 // EndpointConfig describes one model endpoint. Only Provider is required
 // for OpenAI and Anthropic (Azure needs BaseURL, Deployment and
@@ -111,8 +156,20 @@ type EndpointConfig struct {
 
 	// Timeout bounds each attempt; 0 means the executor's default.
 	Timeout time.Duration
-	// Retry configures retries of transient failures.
-	Retry RetryPolicy
+	// MaxAttempts counts every attempt of a request, the first included;
+	// 0 means 3, and 1 disables retries. One chain decides a request's
+	// attempts, each link written once: WithMaxAttempts on the call, else
+	// this field; only a request that sets none (one not built by a Model)
+	// falls back to the executor's runtime.Config.MaxAttempts.
+	MaxAttempts int
+	// Retry decides whether a failed attempt is tried again, and after
+	// what delay. Nil means runtime.Backoff{Initial: 500 * time.Millisecond,
+	// Max: 30 * time.Second, Retryable: Retryable}: rate limits, server
+	// and connection errors and timeouts are retried with full-jitter
+	// exponential backoff, never undercutting the provider's retry-after.
+	// A policy of other delays keeps that classification with
+	// runtime.Backoff{Initial: ..., Retryable: imodel.Retryable}.
+	Retry messages.RetryPolicy
 	// MaxResponseBytes caps each response body; default
 	// DefaultMaxResponseBytes. A larger body fails the attempt.
 	MaxResponseBytes int64
@@ -125,13 +182,29 @@ type EndpointConfig struct {
 	InsecureSkipVerify bool
 }
 
-// ConfigError reports an invalid EndpointConfig field. It matches
-// messages.ErrInvalidConfig (and so runtime.ErrInvalidConfig) under
-// errors.Is.
-type ConfigError = messages.ConfigError
+// LimitScope names what the provider counts this endpoint's requests
+// against its rate limits with: the base URL (its scheme, host and path,
+// without a query or fragment, which could carry a secret), since a
+// provider counts a key's requests across its endpoints; on Azure, which
+// limits each deployment apart, the deployment's URL. Processes that use
+// one key at one scope share its limits: budget.KeyFor(c.LimitScope(),
+// key) names their shared budget. It does not validate c.
+func (c EndpointConfig) LimitScope() string {
+	base := or(c.BaseURL, c.Provider.DefaultBaseURL())
+	scope := string(c.Provider)
+	if u, err := url.Parse(base); err == nil && u.Host != "" {
+		scope = strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimRight(u.EscapedPath(), "/")
+	}
+	if c.Provider == Azure {
+		scope += azureDeployments + url.PathEscape(c.Deployment)
+	}
+	return scope
+}
 
+// badConfig reports an invalid EndpointConfig field as a
+// *messages.ConfigError, which matches messages.ErrInvalidConfig.
 func badConfig(field, format string, args ...any) error {
-	return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return &messages.ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
 // resolved is an EndpointConfig with every default applied and the key read.
@@ -145,31 +218,19 @@ type resolved struct {
 // resolve validates c and fills its defaults. getenv reads the environment.
 func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	r := &resolved{EndpointConfig: c}
-	switch c.Provider {
-	case OpenAI:
-		r.BaseURL = or(c.BaseURL, "https://api.openai.com/v1")
-		r.Path = or(c.Path, "/chat/completions")
-		r.Auth = AuthScheme(or(string(c.Auth), string(AuthBearer)))
-		r.APIKeyEnv = or(c.APIKeyEnv, "OPENAI_API_KEY")
-	case Anthropic:
-		r.BaseURL = or(c.BaseURL, "https://api.anthropic.com/v1")
-		r.Path = or(c.Path, "/messages")
-		r.Auth = AuthScheme(or(string(c.Auth), string(AuthAPIKeyHeader)))
-		r.APIKeyEnv = or(c.APIKeyEnv, "ANTHROPIC_API_KEY")
-		r.AnthropicVersion = or(c.AnthropicVersion, DefaultAnthropicVersion)
-	case OpenAICompatible:
-		r.Path = or(c.Path, "/chat/completions")
-		r.Auth = AuthScheme(or(string(c.Auth), string(AuthBearer)))
-	case Azure:
-		r.Path = or(c.Path, "/chat/completions")
-		r.Auth = AuthScheme(or(string(c.Auth), string(AuthAzureAPIKey)))
-		r.APIKeyEnv = or(c.APIKeyEnv, "AZURE_OPENAI_API_KEY")
-	case Generic:
-		r.Auth = AuthScheme(or(string(c.Auth), string(AuthNone)))
-	case "":
+	f, known := providers[c.Provider]
+	switch {
+	case c.Provider == "":
 		return nil, badConfig("Provider", "required (openai, anthropic, azure, openai-compatible or generic)")
-	default:
+	case !known:
 		return nil, badConfig("Provider", "unknown provider %q", c.Provider)
+	}
+	r.BaseURL = or(c.BaseURL, f.baseURL)
+	r.Path = or(c.Path, f.chatPath)
+	r.Auth = AuthScheme(or(string(c.Auth), string(f.auth)))
+	r.APIKeyEnv = or(c.APIKeyEnv, f.keyEnv)
+	if c.Provider == Anthropic {
+		r.AnthropicVersion = or(c.AnthropicVersion, DefaultAnthropicVersion)
 	}
 	r.Name = or(c.Name, string(c.Provider))
 	r.Method = strings.ToUpper(or(c.Method, http.MethodPost))
@@ -202,7 +263,9 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	if r.apiKey == "" && r.APIKeyEnv != "" {
 		r.apiKey = strings.TrimSpace(getenv(r.APIKeyEnv))
 	}
-	if r.Auth != AuthNone && r.apiKey == "" && (c.Provider == OpenAI || c.Provider == Anthropic || c.Provider == Azure) {
+	// The hosted providers, those with a key variable of their own, refuse
+	// every request without a key: say so now.
+	if r.Auth != AuthNone && r.apiKey == "" && f.keyEnv != "" {
 		return nil, badConfig("APIKey", "no API key: set APIKey or the environment variable %s", r.APIKeyEnv)
 	}
 	if strings.ContainsAny(r.apiKey, "\r\n") {
@@ -226,15 +289,18 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	switch {
 	case c.Timeout < 0:
 		return nil, badConfig("Timeout", "must not be negative")
-	case c.Retry.MaxAttempts < 0:
-		return nil, badConfig("Retry.MaxAttempts", "must not be negative")
-	case c.Retry.Initial < 0 || c.Retry.Max < 0:
+	case c.MaxAttempts < 0:
+		return nil, badConfig("MaxAttempts", "must not be negative")
+	case negativeBackoff(c.Retry):
 		return nil, badConfig("Retry", "backoff bounds must not be negative")
 	case c.MaxResponseBytes < 0:
 		return nil, badConfig("MaxResponseBytes", "must not be negative")
 	}
-	if r.Retry.MaxAttempts == 0 {
-		r.Retry.MaxAttempts = 3
+	if r.MaxAttempts == 0 {
+		r.MaxAttempts = defaultMaxAttempts
+	}
+	if r.Retry == nil {
+		r.Retry = runtime.Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Retryable: Retryable}
 	}
 	if r.MaxResponseBytes == 0 {
 		r.MaxResponseBytes = DefaultMaxResponseBytes
@@ -246,20 +312,34 @@ func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	return r, nil
 }
 
+// defaultMaxAttempts is EndpointConfig.MaxAttempts when it is 0.
+const defaultMaxAttempts = 3
+
+// negativeBackoff reports a runtime.Backoff with a negative bound, which
+// it would silently read as its default.
+func negativeBackoff(p messages.RetryPolicy) bool {
+	var b runtime.Backoff
+	switch p := p.(type) {
+	case runtime.Backoff:
+		b = p
+	case *runtime.Backoff:
+		if p == nil {
+			return false
+		}
+		b = *p
+	default:
+		return false
+	}
+	return b.Initial < 0 || b.Max < 0
+}
+
 // keyHeader is the header the API key is sent in, or "" when none is sent.
 func (r *resolved) keyHeader() string {
 	if r.apiKey == "" {
 		return ""
 	}
-	switch r.Auth {
-	case AuthBearer:
-		return "Authorization"
-	case AuthAPIKeyHeader:
-		return "X-Api-Key"
-	case AuthAzureAPIKey:
-		return "Api-Key"
-	}
-	return ""
+	name, _ := r.Auth.header(r.apiKey)
+	return name
 }
 
 // azureBase checks the Azure fields and, for Azure, turns the resource's
@@ -286,7 +366,7 @@ func (r *resolved) azureBase(u *url.URL) error {
 		return badConfig("APIVersion", "must not contain spaces or control characters")
 	}
 	root := strings.TrimSuffix(u.EscapedPath(), "/")
-	u.RawPath = root + "/openai/deployments/" + url.PathEscape(r.Deployment)
+	u.RawPath = root + azureDeployments + url.PathEscape(r.Deployment)
 	u.Path, _ = url.PathUnescape(u.RawPath) // escaped just above: it unescapes
 	q := u.Query()
 	q.Set("api-version", r.APIVersion)

@@ -10,12 +10,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 	"github.com/lionactor/lionactor/messages"
 )
 
 // Sentinel errors of model calls. An [*APIError] matches the one its status
-// names under errors.Is.
+// names under errors.Is. An attempt that runs past its timeout fails with
+// messages.ErrTimeout, and is retried.
 var (
 	// ErrRateLimited: 429, the provider's rate limit; retried after its delay.
 	ErrRateLimited = errors.New("imodel: rate limited")
@@ -35,9 +36,6 @@ var (
 	ErrMalformedResponse = errors.New("imodel: malformed response")
 	// ErrResponseTooLarge: the body exceeded MaxResponseBytes.
 	ErrResponseTooLarge = errors.New("imodel: response too large")
-	// ErrTimeout: the attempt ran past its timeout; retried. It is
-	// runtime.ErrTimeout.
-	ErrTimeout = messages.ErrTimeout
 	// ErrStreamBroken: a stream ended before its end marker; the partial
 	// text is kept.
 	ErrStreamBroken = errors.New("imodel: stream broken")
@@ -175,8 +173,13 @@ func (e *APIError) Retryable() bool {
 	return false
 }
 
-// retryable is the models' retry test: transient API errors and timeouts.
-func retryable(err error) bool {
+// Retryable reports whether a model call that failed with err may succeed
+// if tried again: a timeout, or an *APIError whose Retryable method says so
+// (a rate limit, a server or connection error, or the provider's
+// x-should-retry); never a cancelled request or a stopped executor. It is
+// the classification of EndpointConfig.Retry's default policy, for a
+// runtime.Backoff of other delays.
+func Retryable(err error) bool {
 	if errors.Is(err, messages.ErrCancelled) || errors.Is(err, messages.ErrStopped) {
 		return false
 	}

@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 	"github.com/lionactor/lionactor/messages"
-	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -38,7 +37,7 @@ func apiError(t *testing.T, err error) *APIError {
 
 // checkFailed checks a request that ended FAILED after attempts attempts
 // with an error matching sentinel, of the given kind.
-func checkFailed(t *testing.T, ev runtime.Event, err error, sentinel error, kind string, attempts int) {
+func checkFailed(t *testing.T, ev messages.Event, err error, sentinel error, kind string, attempts int) {
 	t.Helper()
 	if ev.Status != messages.StatusFailed || ev.Attempt != attempts {
 		t.Errorf("ended %v after %d attempts, want FAILED after %d", ev.Status, ev.Attempt, attempts)
@@ -62,7 +61,7 @@ func TestRateLimitIsWaitedOutAndPausesTheBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var retry runtime.Event
+	var retry messages.Event
 	for ev := range h.Events() {
 		if ev.Status == messages.StatusQueued && ev.Attempt == 1 {
 			retry = ev // the 429 came back; attempt 2 is scheduled
@@ -214,20 +213,20 @@ func TestMalformedResponse(t *testing.T) {
 	cfg := openAIConfig(e)
 	cfg.Model = embedModel
 	em := newModel(t, oa.ex, cfg)
-	calls := map[string]func() (runtime.Event, error){
-		"openai chat": func() (runtime.Event, error) {
+	calls := map[string]func() (messages.Event, error){
+		"openai chat": func() (messages.Event, error) {
 			r, err := oa.Chat(ctx, hello("x", 1), fault("malformed", 0, "")...)
 			return r.Event, err
 		},
-		"anthropic chat": func() (runtime.Event, error) {
+		"anthropic chat": func() (messages.Event, error) {
 			r, err := an.Chat(ctx, hello("x", 1), fault("malformed", 0, "")...)
 			return r.Event, err
 		},
-		"invoke": func() (runtime.Event, error) {
+		"invoke": func() (messages.Event, error) {
 			r, err := oa.Invoke(ctx, chatPayloadOf("x"), fault("malformed", 0, "")...)
 			return r.Event, err
 		},
-		"embed": func() (runtime.Event, error) {
+		"embed": func() (messages.Event, error) {
 			r, err := em.Embed(ctx, []string{"x"}, fault("malformed", 0, "")...)
 			return r.Event, err
 		},
@@ -302,7 +301,7 @@ func TestConnectionReset(t *testing.T) {
 	e, _, oa, an := setup(t, simulator.Config{}, nil)
 	for _, m := range []*Model{oa, an} {
 		resp, err := m.Chat(ctx, hello("x", 1), fault("reset", 0, "")...)
-		checkFailed(t, resp.Event, err, ErrConnection, "connection", fastRetry.MaxAttempts)
+		checkFailed(t, resp.Event, err, ErrConnection, "connection", fastAttempts)
 		if api := apiError(t, err); api.StatusCode != 0 || !api.Retryable() {
 			t.Errorf("APIError %+v", api)
 		}
@@ -310,8 +309,8 @@ func TestConnectionReset(t *testing.T) {
 			t.Error("a response without one")
 		}
 	}
-	if st := e.Stats(); st.Resets != 2*int64(fastRetry.MaxAttempts) {
-		t.Errorf("%d resets, want %d", st.Resets, 2*fastRetry.MaxAttempts)
+	if st := e.Stats(); st.Resets != 2*int64(fastAttempts) {
+		t.Errorf("%d resets, want %d", st.Resets, 2*fastAttempts)
 	}
 
 	// A body cut short is a broken connection too, and retried.
@@ -326,9 +325,9 @@ func TestTimeout(t *testing.T) {
 	const timeout = 100 * time.Millisecond
 	start := time.Now()
 	resp, err := oa.Chat(ctx, hello("x", 1), append(fault("slow", 0, ""), WithTimeout(timeout), WithMaxAttempts(2))...)
-	checkFailed(t, resp.Event, err, ErrTimeout, "timeout", 2)
-	if !errors.Is(err, runtime.ErrTimeout) {
-		t.Errorf("%v is not runtime.ErrTimeout", err)
+	checkFailed(t, resp.Event, err, messages.ErrTimeout, "timeout", 2)
+	if !errors.Is(err, messages.ErrTimeout) {
+		t.Errorf("%v is not messages.ErrTimeout", err)
 	}
 	if took := time.Since(start); took < 2*timeout {
 		t.Errorf("two attempts of %v took %v", timeout, took)
@@ -336,10 +335,10 @@ func TestTimeout(t *testing.T) {
 
 	// The config's Timeout applies when the call sets none.
 	cfg := openAIConfig(e)
-	cfg.Timeout, cfg.Retry.MaxAttempts = timeout, 1
+	cfg.Timeout, cfg.MaxAttempts = timeout, 1
 	m := newModel(t, oa.ex, cfg)
 	resp, err = m.Chat(ctx, hello("x", 1), fault("slow", 0, "")...)
-	checkFailed(t, resp.Event, err, ErrTimeout, "timeout", 1)
+	checkFailed(t, resp.Event, err, messages.ErrTimeout, "timeout", 1)
 
 	// A body that stalls after the headers times out too.
 	ts := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -349,9 +348,9 @@ func TestTimeout(t *testing.T) {
 		http.NewResponseController(w).Flush()
 		<-r.Context().Done()
 	})
-	stall := newModel(t, oa.ex, EndpointConfig{Provider: Generic, BaseURL: ts.URL, Timeout: timeout, Retry: RetryPolicy{MaxAttempts: 1}})
+	stall := newModel(t, oa.ex, EndpointConfig{Provider: Generic, BaseURL: ts.URL, Timeout: timeout, MaxAttempts: 1})
 	r, err := stall.Invoke(ctx, nil)
-	checkFailed(t, r.Event, err, ErrTimeout, "timeout", 1)
+	checkFailed(t, r.Event, err, messages.ErrTimeout, "timeout", 1)
 	if api := apiError(t, err); api.StatusCode != 0 || !errors.Is(err, ErrConnection) {
 		t.Errorf("APIError %+v", api)
 	}
@@ -416,7 +415,7 @@ func TestCancelledByContext(t *testing.T) {
 		}
 	}
 	ev := h.Latest()
-	if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrCancelled) {
+	if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrCancelled) {
 		t.Errorf("ended %v: %v", ev.Status, ev.Err())
 	}
 	if _, err := oa.Chat(c, hello("x", 1)); !errors.Is(err, context.Canceled) {
@@ -484,15 +483,15 @@ func TestErrorClassification(t *testing.T) {
 		}
 	}
 	for err, want := range map[error]bool{
-		transportError(OpenAI, ErrServer, nil):        true,
-		transportError(OpenAI, ErrBadRequest, nil):    false,
-		fmt.Errorf("wrapped: %w", runtime.ErrTimeout): true,
-		fmt.Errorf("%w: %w", runtime.ErrCancelled, e): false,
-		fmt.Errorf("%w: %w", runtime.ErrStopped, e):   false,
+		transportError(OpenAI, ErrServer, nil):         true,
+		transportError(OpenAI, ErrBadRequest, nil):     false,
+		fmt.Errorf("wrapped: %w", messages.ErrTimeout): true,
+		fmt.Errorf("%w: %w", messages.ErrCancelled, e): false,
+		fmt.Errorf("%w: %w", messages.ErrStopped, e):   false,
 		cause: false,
 	} {
-		if got := retryable(err); got != want {
-			t.Errorf("retryable(%v) = %v, want %v", err, got, want)
+		if got := Retryable(err); got != want {
+			t.Errorf("Retryable(%v) = %v, want %v", err, got, want)
 		}
 	}
 }
@@ -508,7 +507,7 @@ func TestShouldRetryHeader(t *testing.T) {
 
 	// A 400 is never retried, unless the provider says so.
 	resp, err := oa.Invoke(ctx, badRequest, shouldRetry("true"))
-	checkFailed(t, resp.Event, err, ErrBadRequest, "bad_request", fastRetry.MaxAttempts)
+	checkFailed(t, resp.Event, err, ErrBadRequest, "bad_request", fastAttempts)
 	api := apiError(t, err)
 	if !api.Retryable() || api.Details()["should_retry"] != "true" {
 		t.Errorf("400 with x-should-retry true: Retryable %v, details %v", api.Retryable(), api.Details())
@@ -533,7 +532,7 @@ func TestShouldRetryHeader(t *testing.T) {
 			t.Errorf("%s with x-should-retry false: Retryable %v, details %v", tc.fault, api.Retryable(), api.Details())
 		}
 	}
-	if n, want := e.Stats().Requests, int64(fastRetry.MaxAttempts+3); n != want {
+	if n, want := e.Stats().Requests, int64(fastAttempts+3); n != want {
 		t.Errorf("the simulator saw %d requests, want %d", n, want)
 	}
 
@@ -560,7 +559,7 @@ func TestShouldRetryHeader(t *testing.T) {
 			w.Write([]byte(`{"cut`))
 		}
 	})
-	m := newModel(t, ex, EndpointConfig{Provider: OpenAICompatible, BaseURL: ts.URL, APIKey: testKey, Retry: fastRetry})
+	m := newModel(t, ex, EndpointConfig{Provider: OpenAICompatible, BaseURL: ts.URL, APIKey: testKey, MaxAttempts: fastAttempts, Retry: fastRetry})
 	for _, tc := range []struct {
 		name     string
 		sentinel error // nil: completed

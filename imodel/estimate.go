@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/lionactor/lionactor/imodel/tokens"
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // Estimate returns the API tokens the model would charge a request with this
@@ -14,17 +14,7 @@ import (
 // tokens); for embeddings, the sum over the inputs; for Anthropic messages,
 // the input plus max_tokens; 0 for other endpoints.
 func (m *Model) Estimate(payload map[string]any) int {
-	fields := map[string]any{}
-	if m.cfg.Model != "" {
-		fields["model"] = m.cfg.Model
-	}
-	for k, v := range m.cfg.Defaults {
-		fields[k] = v
-	}
-	for k, v := range payload {
-		fields[k] = v
-	}
-	body, err := json.Marshal(fields)
+	body, err := json.Marshal(m.fields(payload, nil))
 	if err != nil {
 		return 0
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -192,4 +193,19 @@ func ExampleNew_azure() {
 	// Lorem magna adipiscing.
 	// endpoint: /openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21
 	// key shown as: [REDACTED]
+}
+
+// A retry policy of other delays than the default keeps imodel's
+// classification of what is worth another attempt.
+func ExampleRetryable() {
+	policy := runtime.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second, Retryable: imodel.Retryable}
+	cfg := imodel.EndpointConfig{Provider: imodel.OpenAI, MaxAttempts: 5, Retry: policy}
+	for _, err := range []error{messages.ErrTimeout, messages.ErrCancelled, messages.ErrStopped} {
+		_, retry := cfg.Retry.Backoff(1, err)
+		fmt.Printf("%v: retried %v\n", err, retry)
+	}
+	// Output:
+	// lionactor: call timed out: retried true
+	// lionactor: request cancelled: retried false
+	// lionactor: executor stopped: retried false
 }

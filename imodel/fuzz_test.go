@@ -36,7 +36,7 @@ func fuzzExecutor(f *testing.F) *runtime.Executor {
 
 // FuzzEndpointConfig builds an EndpointConfig from arbitrary values: New
 // never panics, and either returns a model whose requests go to an
-// absolute http or https URL, or a *ConfigError matching ErrInvalidConfig.
+// absolute http or https URL, or a *messages.ConfigError matching ErrInvalidConfig.
 func FuzzEndpointConfig(f *testing.F) {
 	f.Add(uint8(0), "gpt", "https://api.openai.com/v1", "/chat/completions", "POST", "gpt-4o", "", "sk-test-fuzz-1", "", "X-Team", "a", int64(0), 0, int64(0), int64(0), int64(0), "", false)
 	f.Add(uint8(1), "", "", "", "", "claude", "x-api-key", "sk-test-fuzz-2", "", "", "", int64(time.Second), 3, int64(time.Millisecond), int64(time.Second), int64(1<<20), "2023-06-01", false)
@@ -62,7 +62,8 @@ func FuzzEndpointConfig(f *testing.F) {
 			APIKey:             key,
 			APIKeyEnv:          keyEnv,
 			Timeout:            time.Duration(timeout),
-			Retry:              RetryPolicy{MaxAttempts: attempts, Initial: time.Duration(initial), Max: time.Duration(maxBackoff)},
+			MaxAttempts:        attempts,
+			Retry:              runtime.Backoff{Initial: time.Duration(initial), Max: time.Duration(maxBackoff), Retryable: Retryable},
 			MaxResponseBytes:   maxBytes,
 			AnthropicVersion:   version,
 			InsecureSkipVerify: insecure,
@@ -76,9 +77,9 @@ func FuzzEndpointConfig(f *testing.F) {
 		}
 		m, err := New(ex, cfg)
 		if err != nil {
-			var ce *ConfigError
-			if !errors.As(err, &ce) || !errors.Is(err, runtime.ErrInvalidConfig) {
-				t.Fatalf("New: %v (%T), want a *ConfigError", err, err)
+			var ce *messages.ConfigError
+			if !errors.As(err, &ce) || !errors.Is(err, messages.ErrInvalidConfig) {
+				t.Fatalf("New: %v (%T), want a *messages.ConfigError", err, err)
 			}
 			if m != nil {
 				t.Fatal("New returned both a model and an error")
@@ -93,8 +94,8 @@ func FuzzEndpointConfig(f *testing.F) {
 		if perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 			t.Fatalf("New accepted base URL %q", m.cfg.BaseURL)
 		}
-		if m.cfg.MaxResponseBytes <= 0 || m.cfg.Retry.MaxAttempts <= 0 {
-			t.Fatalf("defaults not applied: cap %d, attempts %d", m.cfg.MaxResponseBytes, m.cfg.Retry.MaxAttempts)
+		if m.cfg.MaxResponseBytes <= 0 || m.cfg.MaxAttempts <= 0 {
+			t.Fatalf("defaults not applied: cap %d, attempts %d", m.cfg.MaxResponseBytes, m.cfg.MaxAttempts)
 		}
 		// The request New's model builds goes where the base URL says.
 		r, err := m.NewRequest(map[string]any{"model": model, "a": "1"})

@@ -1,12 +1,7 @@
 package imodel
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"sync"
@@ -15,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
@@ -39,107 +35,47 @@ const (
 
 var ctx = context.Background()
 
-// fastRetry keeps retried tests quick: backoff below 5 ms.
-var fastRetry = RetryPolicy{MaxAttempts: 3, Initial: time.Millisecond, Max: 5 * time.Millisecond}
+// fastRetry keeps retried tests quick: backoff below 5 ms, over
+// fastAttempts attempts.
+var fastRetry = runtime.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond, Retryable: Retryable}
 
-// recorded is one request as the simulator received it.
-type recorded struct {
-	Method string
-	Path   string
-	Query  string
-	Header http.Header
-	Body   []byte
-}
+const fastAttempts = 3
 
-// fields decodes the request's JSON body.
-func (r recorded) fields(t testing.TB) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.Body, &m); err != nil {
-		t.Fatalf("request body %q: %v", r.Body, err)
-	}
-	return m
-}
+// simEnv is a simulator on the loopback interface that records the
+// requests it receives.
+type simEnv = simtest.Recording
 
-// simEnv is a simulator served over HTTP on the loopback interface,
-// recording the requests it receives.
-type simEnv struct {
-	*simulator.Server
-	URL string // the server's root; the APIs are under URL+"/v1"
-
-	mu   sync.Mutex
-	reqs []recorded
-}
-
-// startSim starts a simulator for cfg, stopped when the test ends.
+// startSim starts a simulator for cfg, seeded with testSeed unless cfg
+// sets a seed, stopped when the test ends.
 func startSim(t testing.TB, cfg simulator.Config) *simEnv {
 	t.Helper()
 	if cfg.Seed == 0 {
 		cfg.Seed = testSeed
 	}
-	sim, err := simulator.New(cfg)
-	if err != nil {
-		t.Fatalf("simulator.New: %v", err)
-	}
-	e := &simEnv{Server: sim}
-	h := sim.Handler()
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		e.mu.Lock()
-		e.reqs = append(e.reqs, recorded{Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body})
-		e.mu.Unlock()
-		h.ServeHTTP(w, r)
-	}))
-	e.URL = ts.URL
-	t.Cleanup(func() {
-		sim.Close() // ends the simulator's delays first, so that ts.Close does not wait for them
-		ts.Close()
-	})
-	return e
-}
-
-// requests returns the requests received so far.
-func (e *simEnv) requests() []recorded {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return slices.Clone(e.reqs)
-}
-
-// last returns the latest request received.
-func (e *simEnv) last(t testing.TB) recorded {
-	t.Helper()
-	reqs := e.requests()
-	if len(reqs) == 0 {
-		t.Fatal("the simulator received no request")
-	}
-	return reqs[len(reqs)-1]
+	return simtest.StartRecording(t, cfg, nil)
 }
 
 // eventLog is an executor Observer that keeps every snapshot.
 type eventLog struct {
 	mu     sync.Mutex
-	events []runtime.Event
+	events []messages.Event
 }
 
-func (l *eventLog) observe(ev runtime.Event) {
+func (l *eventLog) observe(ev messages.Event) {
 	l.mu.Lock()
 	l.events = append(l.events, ev)
 	l.mu.Unlock()
 }
 
-func (l *eventLog) all() []runtime.Event {
+func (l *eventLog) all() []messages.Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.events)
 }
 
 // of returns the snapshots of one request, in order.
-func (l *eventLog) of(ev runtime.Event) []runtime.Event {
-	var out []runtime.Event
+func (l *eventLog) of(ev messages.Event) []messages.Event {
+	var out []messages.Event
 	for _, e := range l.all() {
 		if e.ID == ev.ID {
 			out = append(out, e)
@@ -171,7 +107,7 @@ func startExecutor(t testing.TB, mod func(*runtime.Config)) *runtime.Executor {
 }
 
 // newModel returns a model closed when the test ends.
-func newModel(t testing.TB, ex *runtime.Executor, cfg EndpointConfig, opts ...Option) *Model {
+func newModel(t testing.TB, ex Executor, cfg EndpointConfig, opts ...Option) *Model {
 	t.Helper()
 	m, err := New(ex, cfg, opts...)
 	if err != nil {
@@ -183,12 +119,12 @@ func newModel(t testing.TB, ex *runtime.Executor, cfg EndpointConfig, opts ...Op
 
 // openAIConfig is an OpenAI endpoint on the simulator.
 func openAIConfig(e *simEnv) EndpointConfig {
-	return EndpointConfig{Provider: OpenAI, BaseURL: e.URL + "/v1", APIKey: testKey, Model: openAIModel, Retry: fastRetry}
+	return EndpointConfig{Provider: OpenAI, BaseURL: e.URL + "/v1", APIKey: testKey, Model: openAIModel, MaxAttempts: fastAttempts, Retry: fastRetry}
 }
 
 // anthropicConfig is an Anthropic endpoint on the simulator.
 func anthropicConfig(e *simEnv) EndpointConfig {
-	return EndpointConfig{Provider: Anthropic, BaseURL: e.URL + "/v1", APIKey: testAntKey, Model: claudeModel, Retry: fastRetry}
+	return EndpointConfig{Provider: Anthropic, BaseURL: e.URL + "/v1", APIKey: testAntKey, Model: claudeModel, MaxAttempts: fastAttempts, Retry: fastRetry}
 }
 
 // setup starts a simulator and an executor and returns a model of each
@@ -221,8 +157,8 @@ func chatPayloadOf(text string) map[string]any {
 }
 
 // collect walks a handle's snapshots to the terminal one.
-func collect(h *runtime.Handle) []runtime.Event {
-	var out []runtime.Event
+func collect(h *runtime.Handle) []messages.Event {
+	var out []messages.Event
 	for ev := range h.Events() {
 		out = append(out, ev)
 	}
@@ -230,7 +166,7 @@ func collect(h *runtime.Handle) []runtime.Event {
 }
 
 // statuses lists the states of snapshots.
-func statuses(evs []runtime.Event) []messages.RequestStatus {
+func statuses(evs []messages.Event) []messages.RequestStatus {
 	out := make([]messages.RequestStatus, len(evs))
 	for i, ev := range evs {
 		out[i] = ev.Status
@@ -239,7 +175,7 @@ func statuses(evs []runtime.Event) []messages.RequestStatus {
 }
 
 // callStarts returns the start of each attempt, by attempt number.
-func callStarts(evs []runtime.Event) map[int]time.Time {
+func callStarts(evs []messages.Event) map[int]time.Time {
 	out := map[int]time.Time{}
 	for _, ev := range evs {
 		if ev.Status == messages.StatusCalling {
@@ -253,10 +189,10 @@ func callStarts(evs []runtime.Event) map[int]time.Time {
 // queue sends its permit request to the limiter after every message it sent
 // for earlier outcomes (token reconciliation, pauses), so once it has run
 // the limiter has applied those.
-func barrier(t testing.TB, ex *runtime.Executor) runtime.Event {
+func barrier(t testing.TB, ex *runtime.Executor) messages.Event {
 	t.Helper()
-	h, err := ex.Submit(context.Background(), runtime.Request{Call: runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
-		return runtime.Result{}, nil
+	h, err := ex.Submit(context.Background(), messages.Request{Call: messages.CallFunc(func(context.Context, int) (messages.Result, error) {
+		return messages.Result{}, nil
 	})})
 	if err != nil {
 		t.Fatalf("barrier: %v", err)

@@ -26,10 +26,24 @@ import (
 // ErrClosed is returned by calls on a closed Model.
 var ErrClosed = errors.New("imodel: model closed")
 
+// Executor runs a model's requests within its limits. *runtime.Executor
+// implements it; a router over several executors, a test double, or an
+// executor shared by several models slots in, as a RoundTripper does under
+// an http.Client: the model decides what to send (policy), the executor
+// when and how (mechanism).
+type Executor interface {
+	// Submit accepts r, or refuses it with an error, and returns its
+	// handle; the request's snapshots and outcome come through the handle.
+	Submit(ctx context.Context, r messages.Request) (*runtime.Handle, error)
+	// PauseUntil grants no new permit before t. A model calls it when a
+	// provider's rate-limit headers say its budget is nearly spent.
+	PauseUntil(t time.Time)
+}
+
 // Model is one model endpoint bound to an executor. Its methods are safe for
 // concurrent use. Close it when done to release its connections.
 type Model struct {
-	ex        *runtime.Executor
+	ex        Executor
 	cfg       *resolved
 	client    *http.Client
 	ownClient bool
@@ -58,10 +72,17 @@ func WithLogger(l *slog.Logger) Option { return func(m *Model) { m.logger = l } 
 func WithoutAdaptiveLimits() Option { return func(m *Model) { m.adaptive = false } }
 
 // New returns a Model for cfg whose calls run on ex. It validates cfg (a
-// *ConfigError names the field) and reads the API key from the environment
-// if cfg does not hold one.
-func New(ex *runtime.Executor, cfg EndpointConfig, opts ...Option) (*Model, error) {
-	if ex == nil {
+// *messages.ConfigError names the field) and reads the API key from the
+// environment if cfg does not hold one.
+//
+// Unless WithHTTPClient gives one, the model makes its own client, whose
+// transport (NewTransport) keeps an idle connection for each call ex runs
+// at once, when ex says how many: an Executor with a Config method that
+// returns a runtime.Config, as *runtime.Executor has, says it by its
+// Concurrency. For another Executor that runs many calls at once, give
+// &http.Client{Transport: NewTransport(n)}.
+func New(ex Executor, cfg EndpointConfig, opts ...Option) (*Model, error) {
+	if p, isRuntime := ex.(*runtime.Executor); ex == nil || isRuntime && p == nil {
 		return nil, badConfig("executor", "nil executor")
 	}
 	r, err := cfg.resolve(os.Getenv)
@@ -76,7 +97,7 @@ func New(ex *runtime.Executor, cfg EndpointConfig, opts ...Option) (*Model, erro
 		m.logger = slog.New(slog.DiscardHandler)
 	}
 	if m.client == nil {
-		t := NewTransport(ex.Config().Concurrency)
+		t := NewTransport(concurrencyOf(ex))
 		if r.InsecureSkipVerify {
 			m.logger.Warn("imodel: TLS certificate verification is off", slog.String("model", r.Name), slog.String("base_url", r.BaseURL))
 			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // an explicit opt-out, logged
@@ -85,6 +106,14 @@ func New(ex *runtime.Executor, cfg EndpointConfig, opts ...Option) (*Model, erro
 		m.ownClient = true
 	}
 	return m, nil
+}
+
+// concurrencyOf is the number of calls ex runs at once, if it says; else 0.
+func concurrencyOf(ex Executor) int {
+	if c, ok := ex.(interface{ Config() runtime.Config }); ok {
+		return c.Config().Concurrency
+	}
+	return 0
 }
 
 // NewTransport returns the transport a Model builds for an executor of the
@@ -167,13 +196,14 @@ func WithHeader(name, value string) CallOption {
 // WithTimeout bounds each attempt of this call.
 func WithTimeout(d time.Duration) CallOption { return func(o *callOptions) { o.timeout = d } }
 
-// WithMaxAttempts sets this call's total attempts.
+// WithMaxAttempts sets this call's total attempts, over
+// EndpointConfig.MaxAttempts.
 func WithMaxAttempts(n int) CallOption { return func(o *callOptions) { o.maxAttempts = n } }
 
 // Response is the outcome of Invoke: the request's terminal snapshot and,
 // when there was one, the HTTP response.
 type Response struct {
-	Event      runtime.Event
+	Event      messages.Event
 	StatusCode int
 	Header     http.Header
 	Body       []byte
@@ -191,10 +221,10 @@ func (r *Response) Decode(v any) error {
 // Fields merge in this order, later winning: the config's Defaults (and
 // Model), payload, then WithField options. It returns the response with the
 // terminal snapshot, and the request's error if it did not complete
-// (an *APIError, ErrTimeout, ErrCancelled, ...). If ctx ends first, the
-// request is cancelled.
+// (an *APIError, messages.ErrTimeout, messages.ErrCancelled, ...). If ctx
+// ends first, the request is cancelled.
 func (m *Model) Invoke(ctx context.Context, payload map[string]any, opts ...CallOption) (*Response, error) {
-	h, err := m.Submit(ctx, payload, opts...)
+	h, err := m.submit(ctx, m.invokeOp(payload), opts)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +238,7 @@ func (m *Model) Invoke(ctx context.Context, payload map[string]any, opts ...Call
 
 // awaitEnd waits for the request's terminal snapshot. It always comes: the
 // submit context's end cancels the request.
-func awaitEnd(h *runtime.Handle) runtime.Event {
+func awaitEnd(h *runtime.Handle) messages.Event {
 	<-h.Done()
 	return h.Latest()
 }
@@ -216,70 +246,72 @@ func awaitEnd(h *runtime.Handle) runtime.Event {
 // Submit sends payload to the model's endpoint without waiting, and returns
 // the request's handle; see Invoke for the merging of fields.
 func (m *Model) Submit(ctx context.Context, payload map[string]any, opts ...CallOption) (*runtime.Handle, error) {
-	return m.submit(ctx, m.cfg.Method, m.cfg.Path, payload, decodeGeneric, opts)
-}
-
-// submit builds the HTTP request and hands it to the executor.
-func (m *Model) submit(ctx context.Context, method, path string, payload map[string]any, decode decodeFunc, opts []CallOption) (*runtime.Handle, error) {
-	return m.submitCall(ctx, method, path, payload, opts, func(c *httpCall) messages.Call {
-		c.decode = decode
-		return c
-	})
-}
-
-// submitCall builds the request and submits it.
-func (m *Model) submitCall(ctx context.Context, method, path string, payload map[string]any, opts []CallOption, makeCall func(*httpCall) messages.Call) (*runtime.Handle, error) {
-	r, err := m.build(method, path, payload, opts, makeCall)
-	if err != nil {
-		return nil, err
-	}
-	return m.ex.Submit(ctx, r)
+	return m.submit(ctx, m.invokeOp(payload), opts)
 }
 
 // NewRequest builds the executor request that Submit would submit, for an
 // actor that drives the executor by messages (messages.Submit): its Call
 // makes the HTTP request with the model's client, credentials and retries,
 // and its snapshots carry the same redacted description.
-func (m *Model) NewRequest(payload map[string]any, opts ...CallOption) (runtime.Request, error) {
-	return m.build(m.cfg.Method, m.cfg.Path, payload, opts, func(c *httpCall) messages.Call {
-		c.decode = decodeGeneric
-		return c
-	})
+func (m *Model) NewRequest(payload map[string]any, opts ...CallOption) (messages.Request, error) {
+	return m.request(m.invokeOp(payload), opts)
 }
 
-// build makes the HTTP request, lets makeCall wrap it in the call the
-// executor runs, and returns the executor's request.
-func (m *Model) build(method, path string, payload map[string]any, opts []CallOption, makeCall func(*httpCall) messages.Call) (runtime.Request, error) {
+// operation is one call of a model as its exported methods describe it:
+// where it goes, with what, and how its reply is read. Each method makes
+// one, request builds the executor's request from it, and submit submits
+// that: the only two steps every call goes through.
+type operation struct {
+	method, path string
+	payload      map[string]any
+	// decode reads a success body; unused when stream is set.
+	decode decodeFunc
+	// stream, for a streamed chat, receives the reply's text as it comes.
+	stream *Stream
+}
+
+// invokeOp is the operation of Invoke, Submit and NewRequest: the
+// endpoint's method and path, any JSON body.
+func (m *Model) invokeOp(payload map[string]any) operation {
+	return operation{method: m.cfg.Method, path: m.cfg.Path, payload: payload, decode: decodeGeneric}
+}
+
+// submit builds op's request and hands it to the executor.
+func (m *Model) submit(ctx context.Context, op operation, opts []CallOption) (*runtime.Handle, error) {
+	r, err := m.request(op, opts)
+	if err != nil {
+		return nil, err
+	}
+	return m.ex.Submit(ctx, r)
+}
+
+// request builds the executor's request of op: the HTTP request with its
+// merged fields, headers and credentials, the call that sends it, and the
+// request's tokens, attempts, timeout and retry policy.
+func (m *Model) request(op operation, opts []CallOption) (messages.Request, error) {
 	if m.closed.Load() {
-		return runtime.Request{}, ErrClosed
+		return messages.Request{}, ErrClosed
 	}
 	var o callOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	fields := make(map[string]any, len(m.cfg.Defaults)+len(payload)+len(o.fields)+1)
-	if m.cfg.Model != "" {
-		fields["model"] = m.cfg.Model
-	}
-	maps.Copy(fields, m.cfg.Defaults)
-	maps.Copy(fields, payload)
-	maps.Copy(fields, o.fields)
-
-	path, err := fillPath(path, fields)
+	fields := m.fields(op.payload, o.fields)
+	path, err := fillPath(op.path, fields)
 	if err != nil {
-		return runtime.Request{}, err
+		return messages.Request{}, err
 	}
 	// path is escaped (fillPath escapes the values it puts in): join it to
 	// the base's escaped path, so that it is not escaped twice.
 	u := *m.cfg.base
 	u.RawPath = strings.TrimSuffix(u.EscapedPath(), "/") + path
 	if u.Path, err = url.PathUnescape(u.RawPath); err != nil {
-		return runtime.Request{}, fmt.Errorf("%w: path %q: %w", messages.ErrInvalidRequest, path, err)
+		return messages.Request{}, fmt.Errorf("%w: path %q: %w", messages.ErrInvalidRequest, path, err)
 	}
 	var body []byte
-	if hasBody(method) {
+	if hasBody(op.method) {
 		if body, err = json.Marshal(fields); err != nil {
-			return runtime.Request{}, fmt.Errorf("%w: payload is not JSON: %w", messages.ErrInvalidRequest, err)
+			return messages.Request{}, fmt.Errorf("%w: payload is not JSON: %w", messages.ErrInvalidRequest, err)
 		}
 	} else if len(fields) > 0 {
 		// After the base's own query (Azure's api-version), if it has one.
@@ -290,9 +322,9 @@ func (m *Model) build(method, path string, payload map[string]any, opts []CallOp
 	if !o.hasTokens {
 		tokens = m.estimate(path, body)
 	}
-	maxAttempts := o.maxAttempts
+	maxAttempts := o.maxAttempts // the chain of EndpointConfig.MaxAttempts
 	if maxAttempts == 0 {
-		maxAttempts = m.cfg.Retry.MaxAttempts
+		maxAttempts = m.cfg.MaxAttempts
 	}
 	timeout := o.timeout
 	if timeout == 0 {
@@ -303,17 +335,34 @@ func (m *Model) build(method, path string, payload map[string]any, opts []CallOp
 	if len(o.headers) > 0 {
 		secrets = slices.Concat(secrets, credentialValues(o.headers))
 	}
-	hc := &httpCall{m: m, method: method, url: u.String(), header: header, body: body, secrets: secrets}
-	return runtime.Request{
-		Call:        makeCall(hc),
+	hc := &httpCall{m: m, method: op.method, url: u.String(), header: header, body: body, decode: op.decode, secrets: secrets}
+	var call messages.Call = hc
+	if op.stream != nil {
+		call = &streamCall{httpCall: hc, stream: op.stream}
+	}
+	return messages.Request{
+		Call:        call,
 		Tokens:      tokens,
-		Endpoint:    messages.Endpoint{Method: method, URL: hc.url, Header: header, Payload: body},
+		Endpoint:    messages.Endpoint{Method: op.method, URL: hc.url, Header: header, Payload: body},
 		Metadata:    o.metadata,
 		Timeout:     timeout,
 		MaxAttempts: maxAttempts,
-		Retry:       runtime.Backoff{Initial: m.cfg.Retry.Initial, Max: m.cfg.Retry.Max, Retryable: retryable},
+		Retry:       m.cfg.Retry,
 		Secrets:     secrets,
 	}, nil
+}
+
+// fields merges a request's fields, later winning: the config's Model and
+// Defaults, the payload, then the call's WithField options.
+func (m *Model) fields(payload, options map[string]any) map[string]any {
+	fields := make(map[string]any, len(m.cfg.Defaults)+len(payload)+len(options)+1)
+	if m.cfg.Model != "" {
+		fields["model"] = m.cfg.Model
+	}
+	maps.Copy(fields, m.cfg.Defaults)
+	maps.Copy(fields, payload)
+	maps.Copy(fields, options)
+	return fields
 }
 
 // header builds the request headers: defaults, then the call's, then
@@ -331,13 +380,8 @@ func (m *Model) header(extra map[string]string, jsonBody bool) http.Header {
 	}
 	h.Set("Accept", "application/json")
 	if m.cfg.apiKey != "" {
-		switch m.cfg.Auth {
-		case AuthBearer:
-			h.Set("Authorization", "Bearer "+m.cfg.apiKey)
-		case AuthAPIKeyHeader:
-			h.Set("X-Api-Key", m.cfg.apiKey)
-		case AuthAzureAPIKey:
-			h.Set("Api-Key", m.cfg.apiKey)
+		if name, value := m.cfg.Auth.header(m.cfg.apiKey); name != "" {
+			h.Set(name, value)
 		}
 	}
 	if m.cfg.Provider == Anthropic {

@@ -35,7 +35,7 @@ func TestRateAtTheLimit(t *testing.T) {
 	ex := startExecutor(t, func(c *runtime.Config) {
 		c.RequestsPerInterval, c.RequestInterval, c.RequestBurst = perMin, time.Minute, exBurst
 		c.Concurrency = 32
-		c.Observer = func(ev runtime.Event) {
+		c.Observer = func(ev messages.Event) {
 			if ev.Status == messages.StatusCalling {
 				mu.Lock()
 				starts = append(starts, ev.Timings.CallStarted)

@@ -48,7 +48,7 @@ func TestKeysNeverShown(t *testing.T) {
 	ex := startExecutor(t, func(c *runtime.Config) { c.Observer, c.Logger = log.observe, logger })
 	oaCfg, anCfg := openAIConfig(e), anthropicConfig(e)
 	oaCfg.APIKey, anCfg.APIKey = openAIKey, claudeKey
-	oaCfg.Retry.MaxAttempts, anCfg.Retry.MaxAttempts = 2, 2
+	oaCfg.MaxAttempts, anCfg.MaxAttempts = 2, 2
 
 	for _, cfg := range []EndpointConfig{oaCfg, anCfg} {
 		m := newModel(t, ex, cfg, WithLogger(logger))
@@ -148,10 +148,10 @@ func TestKeysNeverShown(t *testing.T) {
 		ep := ev.Endpoint()
 		shown = append(shown, ep.URL, string(ep.Payload), fmt.Sprint(ep.Header))
 		if v := ep.Header.Get("Authorization") + ep.Header.Get("X-Api-Key"); v != "" {
-			if v != Redacted {
+			if v != messages.Redacted {
 				t.Errorf("credential header shown as %q", v)
 			}
-			if strings.Contains(string(b), `["`+Redacted+`"]`) {
+			if strings.Contains(string(b), `["`+messages.Redacted+`"]`) {
 				redacted++
 			}
 		}
@@ -176,7 +176,7 @@ func TestKeysNeverShown(t *testing.T) {
 		}
 	}
 	if redacted != len(events) {
-		t.Errorf("%d of %d snapshots show %s credentials", redacted, len(events), Redacted)
+		t.Errorf("%d of %d snapshots show %s credentials", redacted, len(events), messages.Redacted)
 	}
 	if len(errs) < 20 {
 		t.Errorf("only %d errors", len(errs))
@@ -238,7 +238,7 @@ func TestCredentialHeadersNeverShown(t *testing.T) {
 	logs := &runtimetest.Buffer{}
 	log := &eventLog{}
 	ex := startExecutor(t, func(c *runtime.Config) { c.Observer = log.observe })
-	m := newModel(t, ex, EndpointConfig{Provider: Generic, BaseURL: ts.URL, Auth: AuthNone, Retry: RetryPolicy{MaxAttempts: 1},
+	m := newModel(t, ex, EndpointConfig{Provider: Generic, BaseURL: ts.URL, Auth: AuthNone, MaxAttempts: 1,
 		Headers: map[string]string{"X-Gateway-Key": gatewayKey, "X-Title": title}}, WithLogger(debugLogger(logs)))
 
 	var errs []error
@@ -259,7 +259,7 @@ func TestCredentialHeadersNeverShown(t *testing.T) {
 		b, _ := ev.MarshalJSON()
 		ep := ev.Endpoint()
 		shown = append(shown, string(b), fmt.Sprint(ep.Header))
-		if ep.Header.Get("X-Gateway-Key") != Redacted || ep.Header.Get("Authorization") != Redacted || ep.Header.Get("X-Title") != title {
+		if ep.Header.Get("X-Gateway-Key") != messages.Redacted || ep.Header.Get("Authorization") != messages.Redacted || ep.Header.Get("X-Title") != title {
 			t.Errorf("snapshot headers %v", ep.Header)
 		}
 		if r, ok := ev.Response(); ok {

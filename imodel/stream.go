@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 )
@@ -35,16 +35,12 @@ type Stream struct {
 // its first chunk; a stream that breaks later ends FAILED with
 // ErrStreamBroken, keeping the partial text.
 func (m *Model) Stream(ctx context.Context, r ChatRequest, opts ...CallOption) (*Stream, error) {
-	path, err := m.chatPath()
-	if err != nil {
-		return nil, err
-	}
-	payload, err := m.chatPayload(r, true)
-	if err != nil {
-		return nil, err
-	}
 	s := &Stream{}
-	h, err := m.submitStream(ctx, path, payload, s, opts)
+	op, err := m.chatOp(r, s)
+	if err != nil {
+		return nil, err
+	}
+	h, err := m.submit(ctx, op, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -110,20 +106,14 @@ func (s *Stream) Wait(ctx context.Context) (*ChatResponse, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	ev := s.h.Latest()
-	out := &ChatResponse{Event: ev}
-	if resp, ok := ev.Response(); ok {
-		if cr, ok := resp.Value.(*ChatResponse); ok {
-			out.ID, out.Model, out.Text, out.FinishReason, out.Usage = cr.ID, cr.Model, cr.Text, cr.FinishReason, cr.Usage
-		}
-	}
+	out, err := ChatResult(s.h.Latest())
 	if out.Text == "" {
 		// Cancelled, or failed without a response: the text sent so far.
 		s.mu.Lock()
 		out.Text = strings.Join(s.chunks, "")
 		s.mu.Unlock()
 	}
-	return out, ev.Err()
+	return out, err
 }
 
 func (s *Stream) emit(text string) {
@@ -135,13 +125,6 @@ func (s *Stream) emit(text string) {
 	if ch != nil {
 		close(ch)
 	}
-}
-
-// submitStream is submit with a streaming call.
-func (m *Model) submitStream(ctx context.Context, path string, payload map[string]any, s *Stream, opts []CallOption) (*runtime.Handle, error) {
-	return m.submitCall(ctx, http.MethodPost, path, payload, opts, func(c *httpCall) messages.Call {
-		return &streamCall{httpCall: c, stream: s}
-	})
 }
 
 // streamCall is a streamed chat request as the executor runs it.

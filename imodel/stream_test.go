@@ -56,7 +56,7 @@ func TestStream(t *testing.T) {
 			}
 			checkSnapshots(t, log.of(ev), wantLifecycle)
 
-			body := e.last(t).fields(t)
+			body := e.Last(t).Fields(t)
 			if body["stream"] != true {
 				t.Errorf("body %v", body)
 			}
@@ -163,7 +163,7 @@ func TestStreamFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp, err = s.Wait(ctx)
-		checkFailed(t, resp.Event, err, ErrConnection, "connection", fastRetry.MaxAttempts)
+		checkFailed(t, resp.Event, err, ErrConnection, "connection", fastAttempts)
 	}
 
 	// A stream larger than the cap.
@@ -186,7 +186,7 @@ func TestStreamErrorEvent(t *testing.T) {
 		w.Write([]byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"))
 	})
 	ex := startExecutor(t, nil)
-	m := newModel(t, ex, EndpointConfig{Provider: Anthropic, BaseURL: ts.URL, APIKey: testAntKey, Model: "m", Retry: RetryPolicy{MaxAttempts: 1}})
+	m := newModel(t, ex, EndpointConfig{Provider: Anthropic, BaseURL: ts.URL, APIKey: testAntKey, Model: "m", MaxAttempts: 1})
 	s, err := m.Stream(ctx, hello("x", 4))
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +202,7 @@ func TestStreamErrorEvent(t *testing.T) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Write([]byte("data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":1,\"delta\":{\"content\":\"other choice\"}}]}\n\n"))
 	})
-	m2 := newModel(t, ex, EndpointConfig{Provider: OpenAI, BaseURL: ts2.URL, APIKey: testKey, Model: "m", Retry: RetryPolicy{MaxAttempts: 1}})
+	m2 := newModel(t, ex, EndpointConfig{Provider: OpenAI, BaseURL: ts2.URL, APIKey: testKey, Model: "m", MaxAttempts: 1})
 	s, err = m2.Stream(ctx, hello("x", 4))
 	if err != nil {
 		t.Fatal(err)
@@ -228,11 +228,11 @@ func TestStreamShouldRetryFalse(t *testing.T) {
 		w.Write([]byte("data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[]}\n\n"))
 	})
 	ex := startExecutor(t, nil)
-	m := newModel(t, ex, EndpointConfig{Provider: OpenAI, BaseURL: ts.URL, APIKey: testKey, Model: "m", Retry: fastRetry})
+	m := newModel(t, ex, EndpointConfig{Provider: OpenAI, BaseURL: ts.URL, APIKey: testKey, Model: "m", MaxAttempts: fastAttempts, Retry: fastRetry})
 	for _, tc := range []struct {
 		header   string
 		attempts int
-	}{{"false", 1}, {"", fastRetry.MaxAttempts}} {
+	}{{"false", 1}, {"", fastAttempts}} {
 		calls.Store(0)
 		s, err := m.Stream(ctx, hello("x", 4), WithHeader("X-Case", tc.header))
 		if err != nil {
@@ -301,7 +301,7 @@ func TestStreamCancel(t *testing.T) {
 		}
 	}
 	resp, err := s.Wait(ctx)
-	if resp.Event.Status != messages.StatusCancelled || !errors.Is(err, runtime.ErrCancelled) || resp.Text != "" {
+	if resp.Event.Status != messages.StatusCancelled || !errors.Is(err, messages.ErrCancelled) || resp.Text != "" {
 		t.Errorf("ended %v with %q: %v", resp.Event.Status, resp.Text, err)
 	}
 	if chunks := <-readers; len(chunks) != 0 {

@@ -3,6 +3,8 @@ package imodel
 import (
 	"errors"
 	"testing"
+
+	"github.com/lionactor/lionactor/messages"
 )
 
 // Validate refuses what New refuses, with the same field, and needs no
@@ -17,13 +19,13 @@ func TestValidateAgreesWithNew(t *testing.T) {
 		{Provider: Generic, BaseURL: "http://127.0.0.1:1", Path: "x"},
 	} {
 		err := cfg.Validate()
-		var ce *ConfigError
+		var ce *messages.ConfigError
 		if !errors.As(err, &ce) {
-			t.Errorf("Validate(%+v) = %v, want a *ConfigError", cfg, err)
+			t.Errorf("Validate(%+v) = %v, want a *messages.ConfigError", cfg, err)
 			continue
 		}
 		_, newErr := New(ex, cfg)
-		var newCE *ConfigError
+		var newCE *messages.ConfigError
 		if !errors.As(newErr, &newCE) || newCE.Field != ce.Field {
 			t.Errorf("Validate says %v, New says %v", err, newErr)
 		}

@@ -16,8 +16,8 @@ import (
 // tracing and traced into the SDK's batching processor with an exporter
 // that drops everything: the cost per request of the Tracer and the SDK.
 func BenchmarkNoOpCall(b *testing.B) {
-	req := runtime.Request{
-		Call: runtime.CallFunc(func(context.Context, int) (runtime.Result, error) { return runtime.Result{}, nil }),
+	req := messages.Request{
+		Call: messages.CallFunc(func(context.Context, int) (messages.Result, error) { return messages.Result{}, nil }),
 		Endpoint: messages.Endpoint{Method: "POST", URL: "https://api.openai.com/v1/chat/completions",
 			Payload: []byte(`{"max_tokens":16,"messages":[{"content":"Say hello.","role":"user"}],"model":"gpt-4o-mini"}`)},
 		Tokens: 30,
@@ -30,7 +30,7 @@ func BenchmarkNoOpCall(b *testing.B) {
 	})
 }
 
-func benchCalls(b *testing.B, req runtime.Request, tracer *Tracer) {
+func benchCalls(b *testing.B, req messages.Request, tracer *Tracer) {
 	cfg := runtime.DefaultConfig()
 	cfg.RequestsPerInterval, cfg.Concurrency, cfg.QueueCapacity, cfg.WaitForRoom = runtime.Unlimited, 64, 1<<16, true
 	if tracer != nil {

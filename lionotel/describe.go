@@ -10,7 +10,6 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 
 	"github.com/lionactor/lionactor/messages"
-	"github.com/lionactor/lionactor/runtime"
 )
 
 // Metadata keys by which a request may name its GenAI provider, operation
@@ -37,7 +36,7 @@ type description struct {
 
 // describe reads the endpoint (scrubbed of secrets by the snapshot), the
 // GenAI fields of a JSON body, and the metadata overrides.
-func describe(ev runtime.Event) description {
+func describe(ev messages.Event) description {
 	ep := ev.Endpoint()
 	var d description
 	if u, err := url.Parse(ep.URL); err == nil && u.Host != "" {

@@ -28,7 +28,9 @@ const (
 )
 
 // fastRetry keeps retried tests quick.
-var fastRetry = imodel.RetryPolicy{MaxAttempts: 3, Initial: time.Millisecond, Max: 5 * time.Millisecond}
+var fastRetry = runtime.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond, Retryable: imodel.Retryable}
+
+const fastAttempts = 3
 
 // env is a traced executor with a model on a local simulator, whose
 // requests' traceparent headers are recorded.
@@ -64,7 +66,7 @@ func setupWith(t *testing.T, tp *sdktrace.TracerProvider, edit func(*runtime.Con
 
 	cfg := runtime.DefaultConfig()
 	cfg.RequestsPerInterval = runtime.Unlimited
-	ep := imodel.EndpointConfig{Provider: imodel.OpenAI, BaseURL: e.base, APIKey: testKey, Model: testModel, Retry: fastRetry}
+	ep := imodel.EndpointConfig{Provider: imodel.OpenAI, BaseURL: e.base, APIKey: testKey, Model: testModel, MaxAttempts: fastAttempts, Retry: fastRetry}
 	if edit != nil {
 		edit(&cfg, &ep)
 	}

@@ -90,13 +90,13 @@ func New(opts ...Option) *Tracer {
 // (the Tracer's first). Call it once per Config.
 func (t *Tracer) Instrument(cfg *runtime.Config) {
 	prevContext, prevObserver := cfg.RequestContext, cfg.Observer
-	cfg.RequestContext = func(ctx context.Context, pending runtime.Event) context.Context {
+	cfg.RequestContext = func(ctx context.Context, pending messages.Event) context.Context {
 		if prevContext != nil {
 			ctx = prevContext(ctx, pending)
 		}
 		return t.requestContext(ctx, pending)
 	}
-	cfg.Observer = func(ev runtime.Event) {
+	cfg.Observer = func(ev messages.Event) {
 		t.observe(ev)
 		if prevObserver != nil {
 			prevObserver(ev)
@@ -109,13 +109,13 @@ type requestKey struct{}
 
 // requestContext starts the request's span as a child of ctx's span, and
 // returns the context whose values every attempt's call will see.
-func (t *Tracer) requestContext(ctx context.Context, pending runtime.Event) context.Context {
+func (t *Tracer) requestContext(ctx context.Context, pending messages.Event) context.Context {
 	r := t.begin(ctx, pending)
 	return context.WithValue(trace.ContextWithSpan(ctx, r.span), requestKey{}, r)
 }
 
 // observe moves the request's spans along with its snapshots.
-func (t *Tracer) observe(ev runtime.Event) {
+func (t *Tracer) observe(ev messages.Event) {
 	t.mu.Lock()
 	r := t.open[ev.ID]
 	if r != nil && ev.Status.Terminal() {
@@ -139,7 +139,7 @@ func (t *Tracer) openRequests() int {
 }
 
 // begin starts a request's span and registers the request.
-func (t *Tracer) begin(parent context.Context, pending runtime.Event) *request {
+func (t *Tracer) begin(parent context.Context, pending messages.Event) *request {
 	d := describe(pending)
 	kind := trace.SpanKindInternal
 	if d.http {
@@ -183,7 +183,7 @@ type exchange struct {
 }
 
 // advance moves the spans to ev's state.
-func (r *request) advance(ev runtime.Event) {
+func (r *request) advance(ev messages.Event) {
 	switch ev.Status {
 	case messages.StatusQueued:
 		at := ev.Timings.Queued
@@ -245,7 +245,7 @@ func (r *request) startAttempt(n int, at time.Time) {
 
 // endAttempt ends the open attempt span as of ev: a success when ev is
 // COMPLETED, otherwise a failure described by reason.
-func (r *request) endAttempt(ev runtime.Event, at time.Time, reason string) {
+func (r *request) endAttempt(ev messages.Event, at time.Time, reason string) {
 	r.mu.Lock()
 	span, ex := r.attempt, r.exch
 	r.attempt = nil
@@ -274,7 +274,7 @@ func (r *request) endAttempt(ev runtime.Event, at time.Time, reason string) {
 
 // end ends the request span with what the terminal snapshot ev, and the
 // last attempt's response, say.
-func (r *request) end(ev runtime.Event, info messages.ErrorInfo, failed bool) {
+func (r *request) end(ev messages.Event, info messages.ErrorInfo, failed bool) {
 	attrs := []attribute.KeyValue{statusKey.String(ev.Status.String()), attemptsKey.Int(ev.Attempt)}
 	if ev.Tokens.HasActual {
 		attrs = append(attrs, tokensActualKey.Int(ev.Tokens.Actual))
@@ -293,7 +293,7 @@ func (r *request) end(ev runtime.Event, info messages.ErrorInfo, failed bool) {
 // finalReply is what the last attempt's response said of the model and
 // usage: from the transport's reading of its body, or else from the typed
 // value a chat, stream or embedding call decoded.
-func (r *request) finalReply(ev runtime.Event) *reply {
+func (r *request) finalReply(ev messages.Event) *reply {
 	r.mu.Lock()
 	ex, n := r.exch, r.number
 	r.mu.Unlock()
@@ -339,7 +339,7 @@ func (r *request) record(n int, update func(*exchange)) {
 
 // retryReason is the note of a retry's QUEUED snapshot: why the attempt
 // failed and when the next comes.
-func retryReason(ev runtime.Event) string {
+func retryReason(ev messages.Event) string {
 	log := ev.Log()
 	if len(log) == 0 {
 		return ""

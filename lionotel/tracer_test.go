@@ -150,7 +150,7 @@ func TestRetried429IsTwoAttempts(t *testing.T) {
 // request and attempt spans in error, with error.type; its spans leave the
 // Tracer.
 func TestFailedRequestEndsInError(t *testing.T) {
-	e := setup(t, func(_ *runtime.Config, ep *imodel.EndpointConfig) { ep.Retry.MaxAttempts = 1 })
+	e := setup(t, func(_ *runtime.Config, ep *imodel.EndpointConfig) { ep.MaxAttempts = 1 })
 	_, err := e.model.Chat(context.Background(), chat("Hello"), imodel.WithHeader(simulator.HeaderFault, "500"))
 	var apiErr *imodel.APIError
 	if !errors.As(err, &apiErr) {
@@ -236,14 +236,14 @@ func waitStatus(t *testing.T, h *runtime.Handle, s messages.RequestStatus) {
 // GenAI operation, provider and model of a call the Tracer cannot read.
 func TestPlainCallsAndMetadata(t *testing.T) {
 	e := setup(t, nil)
-	call := runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
-		return runtime.Result{Usage: &messages.Usage{InputTokens: 3, OutputTokens: 4}}, nil
+	call := messages.CallFunc(func(context.Context, int) (messages.Result, error) {
+		return messages.Result{Usage: &messages.Usage{InputTokens: 3, OutputTokens: 4}}, nil
 	})
 	for _, md := range []map[string]string{
 		nil,
 		{OperationMetadata: "generate_content", ProviderMetadata: "gcp.gemini", ModelMetadata: "gemini-2.5-flash", "secret": "s3"},
 	} {
-		h, err := e.ex.Submit(context.Background(), runtime.Request{Call: call, Metadata: md, Tokens: 5})
+		h, err := e.ex.Submit(context.Background(), messages.Request{Call: call, Metadata: md, Tokens: 5})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -354,19 +354,19 @@ func TestInstrumentKeepsTheHooksAlreadySet(t *testing.T) {
 	var observed, hooked int
 	var sawValue bool
 	e := setup(t, func(c *runtime.Config, _ *imodel.EndpointConfig) {
-		c.Observer = func(runtime.Event) { mu.Lock(); observed++; mu.Unlock() }
-		c.RequestContext = func(ctx context.Context, _ runtime.Event) context.Context {
+		c.Observer = func(messages.Event) { mu.Lock(); observed++; mu.Unlock() }
+		c.RequestContext = func(ctx context.Context, _ messages.Event) context.Context {
 			mu.Lock()
 			hooked++
 			mu.Unlock()
 			return context.WithValue(ctx, key{}, "kept")
 		}
 	})
-	h, err := e.ex.Submit(context.Background(), runtime.Request{Call: runtime.CallFunc(func(ctx context.Context, _ int) (runtime.Result, error) {
+	h, err := e.ex.Submit(context.Background(), messages.Request{Call: messages.CallFunc(func(ctx context.Context, _ int) (messages.Result, error) {
 		mu.Lock()
 		sawValue = ctx.Value(key{}) == "kept"
 		mu.Unlock()
-		return runtime.Result{}, nil
+		return messages.Result{}, nil
 	})})
 	if err != nil {
 		t.Fatal(err)
@@ -385,7 +385,7 @@ func TestInstrumentKeepsTheHooksAlreadySet(t *testing.T) {
 // TestNoSecretInSpans: the API key appears in no span, whether the request
 // succeeds, fails or is refused for its key.
 func TestNoSecretInSpans(t *testing.T) {
-	e := setup(t, func(_ *runtime.Config, ep *imodel.EndpointConfig) { ep.Retry.MaxAttempts = 1 })
+	e := setup(t, func(_ *runtime.Config, ep *imodel.EndpointConfig) { ep.MaxAttempts = 1 })
 	_, _ = e.model.Chat(context.Background(), chat("Hello "+testKey))
 	_, _ = e.model.Chat(context.Background(), chat("Hello"), imodel.WithHeader(simulator.HeaderFault, "quota"))
 	_, _ = e.model.Chat(context.Background(), chat("Hello"), imodel.WithHeader(simulator.HeaderFault, "500"))
@@ -457,10 +457,10 @@ func TestEmbedAndStream(t *testing.T) {
 // error.type "timeout".
 func TestTimeoutIsAnAttemptErrorType(t *testing.T) {
 	e := setup(t, func(_ *runtime.Config, ep *imodel.EndpointConfig) {
-		ep.Retry.MaxAttempts, ep.Timeout = 1, 50*time.Millisecond
+		ep.MaxAttempts, ep.Timeout = 1, 50*time.Millisecond
 	})
 	_, err := e.model.Chat(context.Background(), chat("Hello"), imodel.WithHeader(simulator.HeaderLatency, "1m"))
-	if !errors.Is(err, imodel.ErrTimeout) {
+	if !errors.Is(err, messages.ErrTimeout) {
 		t.Fatalf("Chat: %v, want a timeout", err)
 	}
 	spans := e.spans()

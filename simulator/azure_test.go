@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 const (

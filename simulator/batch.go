@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // This file holds what the batch APIs of both providers share: the store
@@ -67,10 +67,10 @@ type BatchFaults struct {
 // validateBatch checks the batch fields of c.
 func (c Config) validateBatch() error {
 	if c.BatchDelay < 0 {
-		return &ConfigError{"BatchDelay", c.BatchDelay, "must not be negative"}
+		return badConfig("BatchDelay", c.BatchDelay, "must not be negative")
 	}
 	if c.BatchEnqueuedTokens < 0 {
-		return &ConfigError{"BatchEnqueuedTokens", c.BatchEnqueuedTokens, "must not be negative"}
+		return badConfig("BatchEnqueuedTokens", c.BatchEnqueuedTokens, "must not be negative")
 	}
 	f := c.BatchFaults
 	for _, r := range []struct {
@@ -78,11 +78,11 @@ func (c Config) validateBatch() error {
 		v    float64
 	}{{"ServerError", f.ServerError}, {"Expired", f.Expired}, {"Failed", f.Failed}} {
 		if math.IsNaN(r.v) || r.v < 0 || r.v > 1 {
-			return &ConfigError{"BatchFaults." + r.name, r.v, "must be in [0, 1]"}
+			return badConfig("BatchFaults."+r.name, r.v, "must be in [0, 1]")
 		}
 	}
 	if sum := f.ServerError + f.Expired; sum > 1+1e-9 {
-		return &ConfigError{"BatchFaults", sum, "ServerError and Expired must sum to at most 1, since a request meets at most one fault"}
+		return badConfig("BatchFaults", sum, "ServerError and Expired must sum to at most 1, since a request meets at most one fault")
 	}
 	return nil
 }

@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // The golden fixtures of the batch APIs are the providers' documented
 // examples, kept with the wire types that decode them; their sources are
 // listed in SOURCES.md beside them.
-const goldenDir = "../imodel/wire/testdata/golden"
+const goldenDir = "../internal/wire/testdata/golden"
 
 // golden returns a fixture; for a JSONL fixture, its line-th line.
 func golden(t *testing.T, name string, line int) []byte {

@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
+	"github.com/lionactor/lionactor/messages"
 )
 
 // batchEpoch is when the batch tests' clock starts.
@@ -196,8 +197,8 @@ func TestBatchConfigErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		_, err := New(tc.cfg)
-		var ce *ConfigError
-		if !errors.As(err, &ce) || ce.Field != tc.field {
+		var ce *messages.ConfigError
+		if !errors.As(err, &ce) || ce.Field != tc.field || !errors.Is(err, messages.ErrInvalidConfig) {
 			t.Errorf("%+v: error %v, want one about %s", tc.cfg, err, tc.field)
 		}
 	}

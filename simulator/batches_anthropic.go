@@ -7,7 +7,7 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // Anthropic's Message Batches API: a client creates a batch with its

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // messageRequests returns n batch requests with custom IDs "m0", "m1", ....

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // OpenAI's Files and Batch APIs: a client uploads a JSONL file of requests

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/imodel/tokens"
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // deref returns *p, or the zero value for nil.

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // provider is the API whose formats an endpoint speaks.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/lionactor/lionactor/messages"
 )
 
 // Defaults for the zero values of Config fields.
@@ -143,16 +145,10 @@ type Config struct {
 	BatchEnqueuedTokens int
 }
 
-// A ConfigError reports an invalid Config field.
-type ConfigError struct {
-	Field  string // field path, such as "Faults.Reset"
-	Value  any    // the rejected value
-	Reason string // what the value must be
-}
-
-// Error returns a message naming the field, its value and the rule.
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("simulator: invalid Config.%s %v: %s", e.Field, e.Value, e.Reason)
+// badConfig reports an invalid Config field: its path, such as
+// "Faults.Reset", what it must be, and the value given.
+func badConfig(field string, value any, rule string) error {
+	return &messages.ConfigError{Field: field, Reason: fmt.Sprintf("%s, got %v", rule, value)}
 }
 
 // validate checks c and returns it with defaults filled in.
@@ -171,7 +167,7 @@ func (c Config) validate() (Config, error) {
 	}
 	for _, f := range nonNegInt {
 		if f.v < 0 {
-			return c, &ConfigError{f.name, f.v, "must not be negative"}
+			return c, badConfig(f.name, f.v, "must not be negative")
 		}
 	}
 	bursts := []struct {
@@ -183,7 +179,7 @@ func (c Config) validate() (Config, error) {
 	}
 	for _, f := range bursts {
 		if f.burst > f.limit {
-			return c, &ConfigError{f.name, f.burst, fmt.Sprintf("must not exceed %s (%d)", f.limitName, f.limit)}
+			return c, badConfig(f.name, f.burst, fmt.Sprintf("must not exceed %s (%d)", f.limitName, f.limit))
 		}
 	}
 	durations := []struct {
@@ -197,30 +193,30 @@ func (c Config) validate() (Config, error) {
 	}
 	for _, f := range durations {
 		if f.v < 0 {
-			return c, &ConfigError{f.name, f.v, "must not be negative"}
+			return c, badConfig(f.name, f.v, "must not be negative")
 		}
 	}
 	if c.LatencyJitter > c.Latency {
-		return c, &ConfigError{"LatencyJitter", c.LatencyJitter, "must not exceed Latency, so that no delay is negative"}
+		return c, badConfig("LatencyJitter", c.LatencyJitter, "must not exceed Latency, so that no delay is negative")
 	}
 	sum := 0.0
 	for _, f := range c.Faults.rates() {
 		if math.IsNaN(f.rate) || f.rate < 0 || f.rate > 1 {
-			return c, &ConfigError{"Faults." + f.field, f.rate, "must be in [0, 1]"}
+			return c, badConfig("Faults."+f.field, f.rate, "must be in [0, 1]")
 		}
 		sum += f.rate
 	}
 	if sum > 1+1e-9 {
-		return c, &ConfigError{"Faults", sum, "rates must sum to at most 1, since a request meets at most one fault"}
+		return c, badConfig("Faults", sum, "rates must sum to at most 1, since a request meets at most one fault")
 	}
 	for i, k := range c.Keys {
 		if k == "" {
-			return c, &ConfigError{fmt.Sprintf("Keys[%d]", i), `""`, "must not be empty"}
+			return c, badConfig(fmt.Sprintf("Keys[%d]", i), `""`, "must not be empty")
 		}
 	}
 	for i, k := range c.QuotaExhaustedKeys {
 		if k == "" {
-			return c, &ConfigError{fmt.Sprintf("QuotaExhaustedKeys[%d]", i), `""`, "must not be empty"}
+			return c, badConfig(fmt.Sprintf("QuotaExhaustedKeys[%d]", i), `""`, "must not be empty")
 		}
 	}
 	if err := c.validateBatch(); err != nil {

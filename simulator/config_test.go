@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lionactor/lionactor/messages"
 )
 
 func TestConfigValidation(t *testing.T) {
@@ -37,13 +39,13 @@ func TestConfigValidation(t *testing.T) {
 	}
 	for _, tc := range cases {
 		_, err := New(tc.cfg)
-		var ce *ConfigError
-		if !errors.As(err, &ce) || ce.Field != tc.field {
+		var ce *messages.ConfigError
+		if !errors.As(err, &ce) || ce.Field != tc.field || !errors.Is(err, messages.ErrInvalidConfig) {
 			t.Errorf("New(%+v) = %v, want a ConfigError for %s", tc.cfg, err, tc.field)
 			continue
 		}
-		if !strings.HasPrefix(err.Error(), "simulator: invalid Config."+tc.field+" ") {
-			t.Errorf("message %q does not name Config.%s", err, tc.field)
+		if !strings.Contains(err.Error(), ": "+tc.field+": ") || !strings.Contains(ce.Reason, ", got ") {
+			t.Errorf("message %q does not name %s and the value given", err, tc.field)
 		}
 	}
 }

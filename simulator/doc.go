@@ -15,9 +15,9 @@
 // speak Azure OpenAI's: OpenAI's bodies, with "api-key: KEY", a required
 // api-version query parameter (404 without one, as Azure answers), the
 // deployment's name as the model when the body names none, limits per
-// deployment, and only the x-ratelimit-remaining-* headers. Bodies
-// are decoded and encoded with the types of package imodel/wire. Replies
-// are lorem-ipsum words, one token each, CompletionTokens long (or
+// deployment, and only the x-ratelimit-remaining-* headers. Bodies are
+// decoded and encoded with the wire types imodel uses. Replies are
+// lorem-ipsum words, one token each, CompletionTokens long (or
 // max_tokens, if smaller), chosen by a random source seeded from
 // Config.Seed and the request's model and prompt, so the same request gets
 // the same reply. Usage is counted with package imodel/tokens.

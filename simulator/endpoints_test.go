@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/lionactor/lionactor/imodel/tokens"
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 func TestChatCompletion(t *testing.T) {

@@ -1,7 +1,7 @@
 package simulator
 
 import (
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // errKind is a kind of error response, which each provider formats its own

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // openAIError decodes an OpenAI error body and checks its status.

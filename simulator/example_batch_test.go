@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 	"github.com/lionactor/lionactor/simulator"
 )
 

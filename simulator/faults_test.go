@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // faulty returns a chat or messages request that forces fault.

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/lionactor/lionactor/imodel/tokens"
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // badJSON is OpenAI's message for a body that is not valid JSON.

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/imodel/tokens"
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 func TestRequestLimit(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 )
 
 // MaxArrivals is the number of most recent arrival times a Server keeps
@@ -62,7 +62,8 @@ type Server struct {
 	closed    bool
 }
 
-// New returns a Server for cfg, or a *ConfigError if a field is invalid.
+// New returns a Server for cfg, or a *messages.ConfigError if a field is
+// invalid.
 func New(cfg Config) (*Server, error) {
 	cfg, err := cfg.validate()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -14,7 +15,7 @@ const testAzureKey = "azure-test-cli-5e6f"
 // TestBatchAzure runs a batch against the simulator's Azure OpenAI paths,
 // with the key from AZURE_OPENAI_API_KEY.
 func TestBatchAzure(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Keys: []string{testAzureKey}})
+	sim, base := simtest.Start(t, simulator.Config{Keys: []string{testAzureKey}})
 	resource := strings.TrimSuffix(base, "/v1")
 	const n = 12
 	var sb strings.Builder
@@ -50,7 +51,7 @@ func TestBatchAzure(t *testing.T) {
 // TestBatchAzureUsageErrors: what Azure needs is asked for before anything
 // is sent, naming what is missing.
 func TestBatchAzureUsageErrors(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	resource := strings.TrimSuffix(base, "/v1")
 	azure := []string{"batch", "--provider", "azure", "--url", resource}
 	for _, tc := range []struct {

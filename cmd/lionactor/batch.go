@@ -212,8 +212,15 @@ func (f *batchFlags) endpointConfig(fl *pflag.FlagSet, getenv func(string) strin
 		return ep, nil
 	}
 	keyEnv := f.apiKeyEnv
-	if keyEnv == "" {
-		keyEnv = defaultKeyEnv[ep.Provider]
+	switch {
+	case keyEnv != "":
+	case ep.Provider == imodel.OpenAICompatible:
+		// The library sends such a server no key unless told; the
+		// command reads OpenAI's variable, as OpenAI's SDKs do whatever
+		// their base URL.
+		keyEnv = imodel.OpenAI.DefaultKeyEnv()
+	default:
+		keyEnv = ep.Provider.DefaultKeyEnv()
 	}
 	if keyEnv == "" {
 		return ep, nil // generic: an endpoint that needs no key unless told
@@ -223,14 +230,6 @@ func (f *batchFlags) endpointConfig(fl *pflag.FlagSet, getenv func(string) strin
 		return ep, usagef("missing API key: set %s (or name another variable with --api-key-env, or give --api-key-env '' for a server that takes none)", keyEnv)
 	}
 	return ep, nil
-}
-
-// defaultKeyEnv names the variable holding each provider's key.
-var defaultKeyEnv = map[imodel.Provider]string{
-	imodel.OpenAI:           "OPENAI_API_KEY",
-	imodel.OpenAICompatible: "OPENAI_API_KEY",
-	imodel.Anthropic:        "ANTHROPIC_API_KEY",
-	imodel.Azure:            "AZURE_OPENAI_API_KEY",
 }
 
 func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
@@ -272,7 +271,7 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 	case f.budget != "":
 		// Quiet but for the shared budget's notices: when this process
 		// falls back to its share of the limits, and when it rejoins.
-		cfg.Logger = slog.New(prefixFilter{slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}), budgetNoticePrefix})
+		cfg.Logger = slog.New(componentFilter{Handler: slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}), component: budgetComponent})
 	}
 	if err := cfg.Validate(); err != nil {
 		return namingFlags(fl, batchFlagOf, err)

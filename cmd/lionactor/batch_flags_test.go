@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -20,7 +21,7 @@ import (
 // says; without one it refuses to run, unless an empty --api-key-env says the
 // server takes none.
 func TestBatchOpenAICompatibleKey(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Keys: []string{testKey}})
+	sim, base := simtest.Start(t, simulator.Config{Keys: []string{testKey}})
 	var (
 		mu   sync.Mutex
 		auth []string // the Authorization header of each request
@@ -89,7 +90,7 @@ func TestBatchOpenAICompatibleKey(t *testing.T) {
 // A configuration error names the flag the user typed, once, and is a
 // usage error.
 func TestBatchErrorsNameTheFlag(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	in := writeRequests(t, dir, 2)
 	config := filepath.Join(dir, "c.yaml")
@@ -133,7 +134,7 @@ func TestBatchErrorsNameTheFlag(t *testing.T) {
 // The input file may be given as the argument, as with --in; both at once
 // must name the same file.
 func TestBatchInputArgument(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	in := writeRequests(t, dir, 5)
 	t.Chdir(dir)
@@ -174,7 +175,7 @@ func TestNamingFlagsUnmappedField(t *testing.T) {
 // An interrupt while standard input is still being read ends the command
 // at once: nothing was sent.
 func TestBatchInterruptedReadingStandardInput(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	pr, pw := io.Pipe()
 	t.Cleanup(func() { pw.Close() }) // lets the copy, still reading, end
 	c := newCLI()

@@ -13,11 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/simulator"
 )
 
 func TestBatchThousandRequests(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{RequestsPerMinute: 60_000})
+	sim, base := simtest.Start(t, simulator.Config{RequestsPerMinute: 60_000})
 	dir := t.TempDir()
 	const n = 1000
 	in, out := writeRequests(t, dir, n), filepath.Join(dir, "results.jsonl")
@@ -74,7 +75,7 @@ func TestBatchThousandRequests(t *testing.T) {
 }
 
 func TestBatchOrdered(t *testing.T) {
-	_, base := startSim(t, simulator.Config{Latency: 8 * time.Millisecond, LatencyJitter: 7 * time.Millisecond, Seed: 11})
+	_, base := simtest.Start(t, simulator.Config{Latency: 8 * time.Millisecond, LatencyJitter: 7 * time.Millisecond, Seed: 11})
 	dir := t.TempDir()
 	const n = 120
 	in, out := writeRequests(t, dir, n), filepath.Join(dir, "results.jsonl")
@@ -92,7 +93,7 @@ func TestBatchOrdered(t *testing.T) {
 }
 
 func TestBatchStdinToStdout(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	const n = 30
 	var sb strings.Builder
 	for i := range n {
@@ -127,7 +128,7 @@ func TestBatchStdinToStdout(t *testing.T) {
 }
 
 func TestBatchConfigFile(t *testing.T) {
-	_, base := startSim(t, simulator.Config{Latency: 8 * time.Millisecond, LatencyJitter: 7 * time.Millisecond, Seed: 4})
+	_, base := simtest.Start(t, simulator.Config{Latency: 8 * time.Millisecond, LatencyJitter: 7 * time.Millisecond, Seed: 4})
 	dir := t.TempDir()
 	const n = 60
 	in, out := writeRequests(t, dir, n), filepath.Join(dir, "results.jsonl")
@@ -175,7 +176,7 @@ func TestBatchConfigFileErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sim, base := startSim(t, simulator.Config{})
+			sim, base := simtest.Start(t, simulator.Config{})
 			path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "_")+".yaml")
 			if err := os.WriteFile(path, []byte(tt.yaml), 0o644); err != nil {
 				t.Fatal(err)
@@ -216,7 +217,7 @@ func TestBatchMissingAPIKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
-			sim, base := startSim(t, simulator.Config{})
+			sim, base := simtest.Start(t, simulator.Config{})
 			dir := t.TempDir()
 			in, out := writeRequests(t, dir, 5), filepath.Join(dir, "results.jsonl")
 			c := newCLI()
@@ -243,7 +244,7 @@ func TestBatchMissingAPIKey(t *testing.T) {
 }
 
 func TestBatchUsageErrors(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	in := writeRequests(t, dir, 3)
 	tests := []struct {
@@ -288,11 +289,28 @@ func TestBatchUsageErrors(t *testing.T) {
 	}
 }
 
+// TestRootUsage: every error cobra finds in the arguments exits 2, the
+// usage code, by the commands' own argument checks; the help exits 0.
 func TestRootUsage(t *testing.T) {
-	for _, args := range [][]string{{"frobnicate"}, {"--turbo"}, {"sim", "extra"}, {"demo", "--requests", "x"}} {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frobnicate"}, `unknown command "frobnicate" for "lionactor"`},
+		{[]string{"bach"}, "Did you mean this?\n\tbatch\n"},
+		{[]string{"--turbo"}, "unknown flag: --turbo"},
+		{[]string{"sim", "extra"}, `unknown command "extra" for "lionactor sim"`},
+		{[]string{"budget", "extra"}, `unknown command "extra" for "lionactor budget"`},
+		{[]string{"batch", "a.jsonl", "b.jsonl"}, "accepts at most 1 arg(s), received 2"},
+		{[]string{"completion", "bash", "extra"}, `unknown command "extra" for "lionactor completion bash"`},
+		{[]string{"demo", "--requests", "x"}, `invalid argument "x" for "--requests"`},
+	} {
 		c := newCLI()
-		if code := c.run(t, context.Background(), args...); code != exitUsage {
-			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
+		if code := c.run(t, context.Background(), tt.args...); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d", tt.args, code, exitUsage)
+		}
+		if !strings.HasPrefix(c.stderr.String(), "lionactor: ") || !strings.Contains(c.stderr.String(), tt.want) {
+			t.Errorf("%q: stderr lacks %q:\n%s", tt.args, tt.want, c.stderr.String())
 		}
 	}
 	for _, args := range [][]string{nil, {"--help"}, {"batch", "--help"}} {
@@ -308,7 +326,7 @@ func TestRootUsage(t *testing.T) {
 
 func TestBatchNeverShowsTheKey(t *testing.T) {
 	t.Run("faults, verbose", func(t *testing.T) {
-		_, base := startSim(t, simulator.Config{Faults: simulator.Faults{ServerError: 0.3, RateLimit: 0.2, Malformed: 0.1}, FaultRetryAfter: 5 * time.Millisecond, Seed: 8})
+		_, base := simtest.Start(t, simulator.Config{Faults: simulator.Faults{ServerError: 0.3, RateLimit: 0.2, Malformed: 0.1}, FaultRetryAfter: 5 * time.Millisecond, Seed: 8})
 		var sb strings.Builder
 		for i := range 40 {
 			sb.WriteString(requestLine(i) + "\n")
@@ -338,7 +356,7 @@ func TestBatchNeverShowsTheKey(t *testing.T) {
 		}
 	})
 	t.Run("rejected key", func(t *testing.T) {
-		_, base := startSim(t, simulator.Config{Keys: []string{"sk-test-cli-other"}})
+		_, base := simtest.Start(t, simulator.Config{Keys: []string{"sk-test-cli-other"}})
 		c := newCLI()
 		c.stdin = strings.NewReader(requestLine(0) + "\n" + requestLine(1) + "\n")
 		if code := c.run(t, context.Background(), "batch", "--url", base, "--model", testModel, "--verbose"); code != exitOK {
@@ -357,7 +375,7 @@ func TestBatchNeverShowsTheKey(t *testing.T) {
 }
 
 func TestBatchAnthropic(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	const n = 20
 	var sb strings.Builder
 	for i := range n {
@@ -380,7 +398,7 @@ func TestBatchAnthropic(t *testing.T) {
 }
 
 func TestBatchResumesAfterCrash(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	const n = 50
 	in, out := writeRequests(t, dir, n), filepath.Join(dir, "results.jsonl")
@@ -446,7 +464,7 @@ func remaining(t *testing.T, stderr string) int {
 }
 
 func TestBatchInterruptAndRerun(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Latency: 10 * time.Millisecond})
+	sim, base := simtest.Start(t, simulator.Config{Latency: 10 * time.Millisecond})
 	dir := t.TempDir()
 	const n = 400
 	in, out := writeRequests(t, dir, n), filepath.Join(dir, "results.jsonl")
@@ -492,7 +510,7 @@ func TestBatchInterruptAndRerun(t *testing.T) {
 }
 
 func TestBatchTerminalProgressAndMetrics(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	const n = 30
 	in, out := writeRequests(t, dir, n), filepath.Join(dir, "results.jsonl")
@@ -511,7 +529,7 @@ func TestBatchTerminalProgressAndMetrics(t *testing.T) {
 }
 
 func TestBatchMetricsAddressInUse(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	c := newCLI()
 	c.stdin = strings.NewReader(requestLine(0) + "\n")
 	addr := strings.TrimSuffix(strings.TrimPrefix(base, "http://"), "/v1")
@@ -525,7 +543,7 @@ type brokenWriter struct{}
 func (brokenWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
 
 func TestBatchOutputFails(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	c := newCLI()
 	c.stdin = strings.NewReader(requestLine(0) + "\n" + requestLine(1) + "\n")
 	e := c.environ()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,9 +30,9 @@ Each process still gives the key's whole limits (--rpm, --tpm); the service
 grants them short leases from one budget, so that together they keep to the
 limits. If the service cannot be reached, each process keeps to the limits
 divided by --budget-members until it is back.`,
-		// Runnable, so that cobra refuses an unknown subcommand (NoArgs)
-		// instead of printing the help.
-		Args: cobra.NoArgs,
+		// Runnable, so that cobra refuses an unknown subcommand instead of
+		// printing the help.
+		Args: unknownCommand,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newBudgetServeCmd(e))
@@ -76,7 +77,7 @@ listens on loopback only, unless --insecure. Refusals are logged and counted.`,
 			// a member's connection ends, which members do when they finish.
 			var logs slog.Handler = slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo})
 			if !verbose {
-				logs = prefixFilter{slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), "budget"}
+				logs = componentFilter{Handler: slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}), component: budgetComponent}
 			}
 			cfg := budget.ServiceConfig{
 				LeaseTTL: leaseTTL, Logger: slog.New(logs),
@@ -178,30 +179,50 @@ func secretFromEnv(getenv func(string) string, flag, name string) (budget.Secret
 	return budget.Secret(v), nil
 }
 
-// prefixFilter passes on only the records whose message starts with
-// prefix. Package budget's messages start with "budget" (the service's) or
-// "lionactor: budget" (a member's), protoactor's and the executor's do not.
-type prefixFilter struct {
+// componentFilter passes on only the records of one component: those
+// logged through a logger made with the attribute component=<component>
+// (as package budget makes its own), or carrying it. protoactor's and the
+// executor's records have none.
+type componentFilter struct {
 	slog.Handler
-	prefix string
+	component string
+	matched   bool // the attribute came through WithAttrs
 }
 
-func (h prefixFilter) Handle(ctx context.Context, r slog.Record) error {
-	if !strings.HasPrefix(r.Message, h.prefix) {
-		return nil
+func (h componentFilter) Handle(ctx context.Context, r slog.Record) error {
+	if h.matched || h.carries(r) {
+		return h.Handler.Handle(ctx, r)
 	}
-	return h.Handler.Handle(ctx, r)
+	return nil
 }
 
-func (h prefixFilter) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return prefixFilter{h.Handler.WithAttrs(attrs), h.prefix}
+func (h componentFilter) carries(r slog.Record) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		found = h.is(a)
+		return !found
+	})
+	return found
 }
 
-func (h prefixFilter) WithGroup(name string) slog.Handler {
-	return prefixFilter{h.Handler.WithGroup(name), h.prefix}
+func (h componentFilter) is(a slog.Attr) bool {
+	return a.Key == componentKey && a.Value.Kind() == slog.KindString && a.Value.String() == h.component
 }
 
-// budgetNoticePrefix starts the messages of package budget's member: the
-// batch command shows them without --verbose, so that a run says when it
-// falls back to its share of the limits, and when it rejoins.
-const budgetNoticePrefix = "lionactor: budget"
+func (h componentFilter) WithAttrs(attrs []slog.Attr) slog.Handler {
+	matched := h.matched || slices.ContainsFunc(attrs, h.is)
+	return componentFilter{h.Handler.WithAttrs(attrs), h.component, matched}
+}
+
+func (h componentFilter) WithGroup(name string) slog.Handler {
+	return componentFilter{h.Handler.WithGroup(name), h.component, h.matched}
+}
+
+// componentKey and budgetComponent are the attribute package budget puts
+// on its loggers: the batch command shows their records without
+// --verbose, so that a run says when it falls back to its share of the
+// limits, and when it rejoins; budget serve shows its warnings.
+const (
+	componentKey    = "component"
+	budgetComponent = "budget"
+)

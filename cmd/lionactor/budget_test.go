@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/internal/runtimetest"
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -164,7 +165,7 @@ func TestBudgetServeUsageErrors(t *testing.T) {
 }
 
 func TestBatchBudgetUsageErrors(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	in, out := writeRequests(t, dir, 3), filepath.Join(dir, "results.jsonl")
 	tests := []struct {
@@ -221,7 +222,7 @@ func unusedAddr(t *testing.T) string {
 // says it fell back to its share (naming the members the file gave), and
 // finishes.
 func TestBatchBudgetFromConfigFile(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	const n = 25
 	in, out := writeRequests(t, dir, n), filepath.Join(dir, "results.jsonl")
@@ -277,7 +278,7 @@ func TestBatchBudgetFromConfigFile(t *testing.T) {
 // full log (executor, protoactor, attempts, the fallback) never shows the
 // key, and the budget's name in it is a hash.
 func TestBatchBudgetVerboseNeverShowsTheKey(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	var sb strings.Builder
 	for i := range 10 {
 		sb.WriteString(requestLine(i) + "\n")
@@ -304,24 +305,29 @@ func TestBatchBudgetVerboseNeverShowsTheKey(t *testing.T) {
 // its share of the limits, or "".
 func fallbackNotice(log string) string {
 	for l := range strings.Lines(log) {
-		if strings.Contains(l, "level=WARN") && strings.Contains(l, `msg="`+budgetNoticePrefix) {
+		if strings.Contains(l, "level=WARN") && strings.Contains(l, "component="+budgetComponent) && strings.Contains(l, "using the local share") {
 			return l
 		}
 	}
 	return ""
 }
 
-func TestPrefixFilter(t *testing.T) {
+// TestComponentFilter: the records of package budget's loggers pass,
+// whatever their message; others do not, whatever theirs.
+func TestComponentFilter(t *testing.T) {
 	var buf bytes.Buffer
-	log := slog.New(prefixFilter{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}), budgetNoticePrefix})
+	log := slog.New(componentFilter{Handler: slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}), component: budgetComponent})
 	log.Info("actor system started")
-	log.Error("EndpointWriter lost connection")
-	log.Debug("lionactor: budget debug detail")
-	log.Warn("lionactor: budget service unreachable; using the local share", "expected_members", 3)
-	log.With("component", "broker").WithGroup("g").Info("lionactor: budget service reachable again; rejoined", "service", "x")
+	log.Error("lionactor: budget service unreachable (a look-alike without the component)")
+	member := log.With("component", "budget")
+	member.Debug("debug detail")
+	member.Warn("service unreachable; using the local share", "expected_members", 3)
+	member.WithGroup("g").Info("rejoined", "service", "x")
 	log.With("component", "broker").Info("imodel: attempt")
+	log.Info("tagged record", "component", "budget")
 	got := buf.String()
-	if strings.Count(got, "\n") != 2 || !strings.Contains(got, "expected_members=3") || !strings.Contains(got, "component=broker g.service=x") {
-		t.Errorf("notices passed:\n%s", got)
+	if strings.Count(got, "\n") != 3 || !strings.Contains(got, "expected_members=3") || !strings.Contains(got, "component=budget g.service=x") ||
+		!strings.Contains(got, "tagged record") || strings.Contains(got, "look-alike") || strings.Contains(got, "imodel") {
+		t.Errorf("records passed:\n%s", got)
 	}
 }

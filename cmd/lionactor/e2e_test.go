@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/internal/runtimetest"
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -48,7 +49,7 @@ func countLines(path string) int {
 // Ctrl-C in the middle of a batch, then the same command again.
 func TestEndToEndInterruptAndResume(t *testing.T) {
 	bin := buildBinary(t)
-	sim, base := startSim(t, simulator.Config{RequestsPerMinute: 60_000, Latency: 20 * time.Millisecond, LatencyJitter: 10 * time.Millisecond})
+	sim, base := simtest.Start(t, simulator.Config{RequestsPerMinute: 60_000, Latency: 20 * time.Millisecond, LatencyJitter: 10 * time.Millisecond})
 	dir := t.TempDir()
 	const n = 2000 // about two seconds at 1000 requests per second
 	in, out := writeRequests(t, dir, n), filepath.Join(dir, "results.jsonl")

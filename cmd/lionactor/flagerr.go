@@ -10,31 +10,71 @@ import (
 
 // batchFlagOf names the batch flag that sets each configuration field the
 // library reports by its Go name, so that an error names what the user
-// typed. batch.Config reports its fields by flag name already.
+// typed. Flag names are the command's: the packages it calls speak of
+// their fields.
 var batchFlagOf = map[string]string{
+	// batch.Config (its Timeout, MaxAttempts and Concurrency are named as
+	// the endpoint's and the executor's, below)
+	"RPM":            "rpm",
+	"TPM":            "tpm",
+	"Burst":          "burst",
+	"Queue":          "queue",
+	"Grace":          "grace",
+	"RetryKinds":     "retry-failed",
+	"Budget":         "budget",
+	"BudgetMembers":  "budget-members",
+	"BudgetListen":   "budget-listen",
+	"BudgetSecret":   "budget-secret-env",
+	"BudgetTLS.Cert": "budget-tls-cert",
+	"BudgetTLS.Key":  "budget-tls-key",
+	"BudgetTLS.CA":   "budget-tls-ca",
 	// imodel.EndpointConfig
-	"Provider":          "provider",
-	"BaseURL":           "url",
-	"Path":              "endpoint",
-	"Model":             "model",
-	"APIKey":            "api-key-env",
-	"Deployment":        "deployment",
-	"APIVersion":        "api-version",
-	"Headers":           "header",
-	"Timeout":           "timeout",
-	"Retry.MaxAttempts": "max-attempts",
+	"Provider":    "provider",
+	"BaseURL":     "url",
+	"Path":        "endpoint",
+	"Model":       "model",
+	"APIKey":      "api-key-env",
+	"Deployment":  "deployment",
+	"APIVersion":  "api-version",
+	"Headers":     "header",
+	"Timeout":     "timeout",
+	"MaxAttempts": "max-attempts",
 	// runtime.Config, as batch fills it
 	"Concurrency":         "concurrency",
 	"QueueCapacity":       "queue",
 	"RequestsPerInterval": "rpm",
 	"RequestBurst":        "burst",
 	"TokensPerInterval":   "tpm",
-	"MaxAttempts":         "max-attempts",
 	"CallTimeout":         "timeout",
 	// budget.MemberConfig, as batch fills it
 	"SharedBudget.Address":         "budget",
 	"SharedBudget.ExpectedMembers": "budget-members",
 	"SharedBudget.ListenAddr":      "budget-listen",
+}
+
+// simFlagOf names the sim flag that sets each simulator.Config field.
+var simFlagOf = map[string]string{
+	"RequestsPerMinute":       "rpm",
+	"TokensPerMinute":         "tpm",
+	"RequestBurst":            "request-burst",
+	"TokenBurst":              "token-burst",
+	"Latency":                 "latency",
+	"LatencyJitter":           "jitter",
+	"CompletionTokens":        "completion-tokens",
+	"Faults.ServerError":      "fail-500",
+	"Faults.Unavailable":      "fail-503",
+	"Faults.Overloaded":       "fail-529",
+	"Faults.RateLimit":        "fail-429",
+	"Faults.Reset":            "fail-reset",
+	"Faults.Malformed":        "fail-malformed",
+	"Faults.Truncate":         "fail-truncate",
+	"Faults.Slow":             "fail-slow",
+	"SlowDelay":               "slow-delay",
+	"BatchDelay":              "batch-delay",
+	"BatchFaults.ServerError": "batch-fail-500",
+	"BatchFaults.Expired":     "batch-expire",
+	"BatchFaults.Failed":      "batch-fail",
+	"BatchEnqueuedTokens":     "batch-enqueued-tokens",
 }
 
 // flagError is a configuration error told by the flag that set the field:

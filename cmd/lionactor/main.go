@@ -83,7 +83,7 @@ func run(ctx context.Context, e env, args []string) int {
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.As(err, &ue), isFlagError(err):
+	case errors.As(err, &ue):
 		return exitUsage
 	}
 	return exitFailure
@@ -95,26 +95,50 @@ func newRoot(e env) *cobra.Command {
 		Short:         "Run model API requests at the provider's limits",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Runnable, so that cobra checks its arguments (Args) and an
+		// unknown subcommand is an error of ours, not text to recognise.
+		Args: unknownCommand,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
+	// Cobra's errors of flags and arguments become usage errors where cobra
+	// makes them: in the flag error function, and in each command's
+	// argument check, cobra's own completion command's included.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newBatchCmd(e), newSimCmd(e), newDemoCmd(e), newBenchCmd(e), newSoakCmd(e), newBudgetCmd(e))
+	root.InitDefaultCompletionCmd()
+	argsAreUsage(root)
 	return root
 }
 
-// isFlagError recognises cobra's own argument errors (unknown command, wrong
-// number of arguments), which are usage errors too.
-func isFlagError(err error) bool {
-	var ue usageError
-	return errors.As(err, &ue) || cobraUsage(err)
-}
-
-// cobraUsage recognises the argument errors cobra makes itself.
-func cobraUsage(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires ", "invalid argument"} {
-		if strings.HasPrefix(msg, p) {
-			return true
+// argsAreUsage makes the argument check of c and of every command under it
+// return a usageError.
+func argsAreUsage(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return usageError{err}
+			}
+			return nil
 		}
 	}
-	return false
+	for _, sub := range c.Commands() {
+		argsAreUsage(sub)
+	}
+}
+
+// unknownCommand refuses any argument of a command that only has
+// subcommands, as cobra does by itself for a command it cannot run: by
+// name, with the subcommands it may have meant.
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's default
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t") + "\n"
+	}
+	return errors.New(msg)
 }

@@ -17,7 +17,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lionactor/lionactor/internal/batch"
-	"github.com/lionactor/lionactor/simulator"
 )
 
 // TestMain checks that no command leaves a goroutine behind.
@@ -81,26 +80,6 @@ func (c *cli) run(t *testing.T, ctx context.Context, args ...string) int {
 	code := run(ctx, c.environ(), args)
 	t.Logf("lionactor %s: exit %d\nstderr:\n%s", strings.Join(args, " "), code, c.stderr.String())
 	return code
-}
-
-// startSim starts a simulator, closed when the test ends, and returns it
-// with its base URL for clients (".../v1").
-func startSim(t *testing.T, cfg simulator.Config) (*simulator.Server, string) {
-	t.Helper()
-	sim, err := simulator.New(cfg)
-	if err != nil {
-		t.Fatalf("simulator.New: %v", err)
-	}
-	base, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("simulator Start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := sim.Close(); err != nil {
-			t.Errorf("simulator Close: %v", err)
-		}
-	})
-	return sim, base + "/v1"
 }
 
 // requestLine is input line i: a small chat request with an id and metadata.

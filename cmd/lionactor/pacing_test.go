@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/internal/runtimetest"
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -33,7 +34,7 @@ func TestBatchPacingBehindStrictLimiter(t *testing.T) {
 		rpm       = 1200
 		perSecond = rpm / 60
 	)
-	_, base := startSim(t, simulator.Config{Latency: 20 * time.Millisecond, LatencyJitter: 10 * time.Millisecond, Seed: 3})
+	_, base := simtest.Start(t, simulator.Config{Latency: 20 * time.Millisecond, LatencyJitter: 10 * time.Millisecond, Seed: 3})
 	lim := &runtimetest.WindowLimit{PerSecond: perSecond}
 	url := front(t, base, lim.Admit)
 	dir := t.TempDir()

@@ -20,13 +20,14 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/simulator"
 )
 
 // TestBatchReport: --report writes the report and says where; the report
 // names no key.
 func TestBatchReport(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	in, out, report := writeRequests(t, dir, 20), filepath.Join(dir, "results.jsonl"), filepath.Join(dir, "run.html")
 	c := newCLI()
@@ -55,7 +56,7 @@ func TestBatchReport(t *testing.T) {
 // TestBatchReportUnwritable: a report path that cannot be written is a
 // usage error that names the flag, before anything is sent.
 func TestBatchReportUnwritable(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	in := writeRequests(t, dir, 3)
 	c := newCLI()
@@ -187,7 +188,7 @@ func TestReportInBrowser(t *testing.T) {
 	browser := chromium(t)
 	began := time.Now()
 
-	sim, base := startSim(t, simulator.Config{Latency: 20 * time.Millisecond, LatencyJitter: 10 * time.Millisecond,
+	sim, base := simtest.Start(t, simulator.Config{Latency: 20 * time.Millisecond, LatencyJitter: 10 * time.Millisecond,
 		Faults: simulator.Faults{RateLimit: 0.1}, FaultRetryAfter: 5 * time.Millisecond, Seed: 11})
 	dir := t.TempDir()
 	const n = 100 // two to four seconds at 1,800 requests per minute

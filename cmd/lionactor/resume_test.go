@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/lionactor/lionactor/internal/batch"
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -104,7 +105,7 @@ func checkDone(t *testing.T, last map[string]batch.Result, texts ...string) {
 func TestResumeAfterPrepend(t *testing.T) {
 	for _, withIDs := range []bool{true, false} {
 		t.Run(fmt.Sprintf("ids=%v", withIDs), func(t *testing.T) {
-			sim, base := startSim(t, simulator.Config{})
+			sim, base := simtest.Start(t, simulator.Config{})
 			dir := t.TempDir()
 			line := func(name string) string {
 				if withIDs {
@@ -138,7 +139,7 @@ func TestResumeAfterPrepend(t *testing.T) {
 func TestResumeAfterReorder(t *testing.T) {
 	for _, withIDs := range []bool{true, false} {
 		t.Run(fmt.Sprintf("ids=%v", withIDs), func(t *testing.T) {
-			sim, base := startSim(t, simulator.Config{})
+			sim, base := simtest.Start(t, simulator.Config{})
 			dir := t.TempDir()
 			var lines []string
 			for i := range 6 {
@@ -174,7 +175,7 @@ func TestResumeAfterReorder(t *testing.T) {
 // Two identical lines are two requests, each run once; a third identical
 // line added later runs once more.
 func TestResumeDuplicateLines(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	same, other := chat("", "same"), chat("", "other")
 	out := filepath.Join(dir, "out.jsonl")
@@ -200,7 +201,7 @@ func TestResumeDuplicateLines(t *testing.T) {
 // Editing a line without an id makes it another request; editing a line
 // with an id is a change the summary names, rerun with --rerun-changed.
 func TestResumeAfterEdit(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.jsonl")
 	batchRun(t, base, writeLines(t, dir, "in.jsonl", chat("a", "first a"), chat("", "first x"), chat("b", "b")), out, exitOK)
@@ -244,7 +245,7 @@ func TestResumeAfterEdit(t *testing.T) {
 // Two lines with one id are refused before anything is sent, naming both;
 // from standard input too.
 func TestBatchRefusesDuplicateIDs(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	lines := []string{chat("a", "one"), chat("b", "two"), "", chat("c", "three"), chat("b", "four")}
 	out := filepath.Join(dir, "out.jsonl")
@@ -277,7 +278,7 @@ func TestBatchRefusesDuplicateIDs(t *testing.T) {
 
 // Standard input gets the same resume as a file: it is read whole first.
 func TestResumeFromStandardInput(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.jsonl")
 	run := func(lines ...string) string {
@@ -306,7 +307,7 @@ func TestResumeFromStandardInput(t *testing.T) {
 // --retry-failed reruns what failed; the new line is appended and is the
 // request's result from then on.
 func TestRetryFailed(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Keys: []string{testKey}})
+	sim, base := simtest.Start(t, simulator.Config{Keys: []string{testKey}})
 	dir := t.TempDir()
 	in := writeLines(t, dir, "in.jsonl", chat("a", "a"), chat("", "b"), chat("c", "c"))
 	out := filepath.Join(dir, "out.jsonl")
@@ -355,7 +356,7 @@ func TestRetryFailed(t *testing.T) {
 // --retry-failed=KINDS reruns only the failures of those kinds; a kind no
 // failure has is pointed out, as a typo would be.
 func TestRetryFailedByKind(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	in := writeLines(t, dir, "in.jsonl", chat("a", "a"), chat("b", "b"), chat("c", "c"), chat("d", "d"))
 	out := writeLines(t, dir, "out.jsonl",
@@ -400,7 +401,7 @@ func TestRetryFailedByKind(t *testing.T) {
 // an id match by id wherever the line is now, lines without one by line
 // number, as then; one notice says so.
 func TestResumeFromOldResults(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	// What the previous release wrote for "in.jsonl" = a, b, (no id) x.
 	out := writeLines(t, dir, "out.jsonl",
@@ -434,7 +435,7 @@ func TestResumeFromOldResults(t *testing.T) {
 
 // A config file gives the rerun settings by flag name, kinds as a list.
 func TestRerunSettingsFromConfigFile(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	dir := t.TempDir()
 	in := writeLines(t, dir, "in.jsonl", chat("a", "a"), chat("b", "b"), chat("c", "c changed"))
 	out := writeLines(t, dir, "out.jsonl",

@@ -34,7 +34,7 @@ It runs until interrupted.`,
 			}
 			sim, err := simulator.New(cfg)
 			if err != nil {
-				return usageError{err}
+				return namingFlags(cmd.Flags(), simFlagOf, err)
 			}
 			base, err := sim.Start(addr)
 			if err != nil {

@@ -130,23 +130,29 @@ func TestSimServesBatches(t *testing.T) {
 }
 
 func TestSimUsageErrors(t *testing.T) {
-	for _, args := range [][]string{
-		{"sim", "--addr", "127.0.0.1:notaport"},
-		{"sim", "--addr", "127.0.0.1:0", "--fail-500", "1.5"},
-		{"sim", "--addr", "127.0.0.1:0", "--latency", "1ms", "--jitter", "1s"},
-		{"sim", "--addr", "127.0.0.1:0", "--rpm", "-1"},
-		{"sim", "--addr", "127.0.0.1:0", "--rpm", "10", "--request-burst", "20"}, // a burst above its limit
-		{"sim", "--addr", "127.0.0.1:0", "--token-burst", "5"},                   // a burst without a limit
-		{"sim", "--fail-500", "often"},
-		{"sim", "--addr", "127.0.0.1:0", "--batch-delay", "-1s"},
-		{"sim", "--addr", "127.0.0.1:0", "--batch-fail-500", "0.7", "--batch-expire", "0.7"},
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sim", "--addr", "127.0.0.1:notaport"}, "notaport"},
+		{[]string{"sim", "--addr", "127.0.0.1:0", "--fail-500", "1.5"}, "--fail-500: must be in [0, 1], got 1.5"},
+		{[]string{"sim", "--addr", "127.0.0.1:0", "--latency", "1ms", "--jitter", "1s"}, "--jitter: must not exceed Latency"},
+		{[]string{"sim", "--addr", "127.0.0.1:0", "--rpm", "-1"}, "--rpm: must not be negative, got -1"},
+		{[]string{"sim", "--addr", "127.0.0.1:0", "--rpm", "10", "--request-burst", "20"}, "--request-burst: must not exceed RequestsPerMinute (10)"}, // a burst above its limit
+		{[]string{"sim", "--addr", "127.0.0.1:0", "--token-burst", "5"}, "--token-burst: "},                                                           // a burst without a limit
+		{[]string{"sim", "--fail-500", "often"}, "invalid argument"},
+		{[]string{"sim", "--addr", "127.0.0.1:0", "--batch-delay", "-1s"}, "--batch-delay: must not be negative"},
+		{[]string{"sim", "--addr", "127.0.0.1:0", "--batch-fail-500", "0.7", "--batch-expire", "0.7"}, "invalid config: BatchFaults: "},
 	} {
 		c := newCLI()
-		if code := c.run(t, context.Background(), args...); code != exitUsage {
-			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
+		if code := c.run(t, context.Background(), tt.args...); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d", tt.args, code, exitUsage)
 		}
 		if c.stdout.String() != "" {
-			t.Errorf("%q: printed %q", args, c.stdout.String())
+			t.Errorf("%q: printed %q", tt.args, c.stdout.String())
+		}
+		if !strings.HasPrefix(c.stderr.String(), "lionactor: ") || !strings.Contains(c.stderr.String(), tt.want) {
+			t.Errorf("%q: stderr lacks %q:\n%s", tt.args, tt.want, c.stderr.String())
 		}
 	}
 }

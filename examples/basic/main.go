@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -86,7 +87,7 @@ func run(ctx context.Context, w io.Writer, args []string) error {
 	if err != nil {
 		return fmt.Errorf("invoke: %w", err)
 	}
-	var completion struct { // only the fields needed; package imodel/wire has them all
+	var completion struct { // only the fields needed
 		Choices []struct {
 			Message struct {
 				Content string `json:"content"`
@@ -117,7 +118,7 @@ func run(ctx context.Context, w io.Writer, args []string) error {
 }
 
 // printOutcome prints what a request's final snapshot says about it.
-func printOutcome(w io.Writer, ev runtime.Event) {
+func printOutcome(w io.Writer, ev messages.Event) {
 	fmt.Fprintf(w, "  status %s after %d attempt(s) in %v\n", ev.Status, ev.Attempt, ev.Timings.Total().Round(100*time.Microsecond))
 	fmt.Fprintf(w, "  tokens estimated %d, actual %d\n", ev.Tokens.Estimated, ev.Tokens.Actual)
 }

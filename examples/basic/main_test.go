@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lionactor/lionactor/internal/exampletest"
+	"github.com/lionactor/lionactor/internal/simtest"
 
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -30,24 +31,16 @@ func TestRunAgainstTheBuiltInSimulator(t *testing.T) {
 }
 
 func TestRunAgainstAURL(t *testing.T) {
-	sim, err := simulator.New(simulator.Config{Keys: []string{"sk-from-env"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	addr, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, base := simtest.Start(t, simulator.Config{Keys: []string{"sk-from-env"}})
 	t.Setenv("OPENAI_API_KEY", "sk-from-env")
 	var out bytes.Buffer
-	if err := run(context.Background(), &out, []string{"-url", addr + "/v1", "-model", "gpt-4o"}); err != nil {
+	if err := run(context.Background(), &out, []string{"-url", base, "-model", "gpt-4o"}); err != nil {
 		t.Fatalf("run: %v\n%s", err, &out)
 	}
 	checkOutput(t, out.String())
 
 	t.Setenv("OPENAI_API_KEY", "sk-wrong")
-	err = run(context.Background(), &out, []string{"-url", addr + "/v1"})
+	err := run(context.Background(), &out, []string{"-url", base})
 	if err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("with a wrong key: %v", err)
 	}

@@ -83,11 +83,12 @@ func run(ctx context.Context, w io.Writer, args []string) error {
 	defer ex.Stop(context.Background())
 
 	model, err := imodel.New(ex, imodel.EndpointConfig{
-		Provider: imodel.OpenAI,
-		BaseURL:  *baseURL,
-		APIKey:   apiKey,
-		Model:    "gpt-4o-mini",
-		Retry:    imodel.RetryPolicy{MaxAttempts: 3, Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+		Provider:    imodel.OpenAI,
+		BaseURL:     *baseURL,
+		APIKey:      apiKey,
+		Model:       "gpt-4o-mini",
+		MaxAttempts: 3,
+		Retry:       runtime.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Retryable: imodel.Retryable},
 	})
 	if err != nil {
 		return err

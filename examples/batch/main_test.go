@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lionactor/lionactor/internal/exampletest"
+	"github.com/lionactor/lionactor/internal/simtest"
 
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -77,18 +78,10 @@ func checkOutput(t *testing.T, n, limit int, out string) summary {
 }
 
 func TestRunAgainstAURL(t *testing.T) {
-	sim, err := simulator.New(simulator.Config{Keys: []string{"sk-from-env"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	addr, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, base := simtest.Start(t, simulator.Config{Keys: []string{"sk-from-env"}})
 	t.Setenv("OPENAI_API_KEY", "sk-from-env")
 	var out bytes.Buffer
-	if err := run(context.Background(), &out, []string{"-n", "5", "-rate", "1000", "-url", addr + "/v1"}); err != nil {
+	if err := run(context.Background(), &out, []string{"-n", "5", "-rate", "1000", "-url", base}); err != nil {
 		t.Fatalf("run: %v\n%s", err, &out)
 	}
 	if s := checkOutput(t, 5, 1000, out.String()); s.completed != 5 || s.retries != 0 {

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lionactor/lionactor/internal/exampletest"
+	"github.com/lionactor/lionactor/internal/simtest"
 
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -62,18 +63,10 @@ func checkCompleted(t *testing.T, out string) {
 }
 
 func TestRunAgainstAURL(t *testing.T) {
-	sim, err := simulator.New(simulator.Config{Keys: []string{"sk-from-env"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	addr, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, base := simtest.Start(t, simulator.Config{Keys: []string{"sk-from-env"}})
 	t.Setenv("OPENAI_API_KEY", "sk-from-env")
 	var out bytes.Buffer
-	if err := run(context.Background(), &out, []string{"-url", addr + "/v1"}); err != nil {
+	if err := run(context.Background(), &out, []string{"-url", base}); err != nil {
 		t.Fatalf("run: %v\n%s", err, &out)
 	}
 	checkCompleted(t, out.String())

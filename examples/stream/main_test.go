@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lionactor/lionactor/internal/exampletest"
+	"github.com/lionactor/lionactor/internal/simtest"
 
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -61,20 +62,12 @@ func checkOutput(t *testing.T, provider, out string) {
 }
 
 func TestRunAgainstAURL(t *testing.T) {
-	sim, err := simulator.New(simulator.Config{Keys: []string{"sk-openai-env", "sk-anthropic-env"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	addr, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, base := simtest.Start(t, simulator.Config{Keys: []string{"sk-openai-env", "sk-anthropic-env"}})
 	t.Setenv("OPENAI_API_KEY", "sk-openai-env")
 	t.Setenv("ANTHROPIC_API_KEY", "sk-anthropic-env")
 	for _, provider := range []string{"openai", "anthropic"} {
 		var out bytes.Buffer
-		if err := run(context.Background(), &out, []string{"-provider", provider, "-url", addr + "/v1", "-model", "m1"}); err != nil {
+		if err := run(context.Background(), &out, []string{"-provider", provider, "-url", base, "-model", "m1"}); err != nil {
 			t.Fatalf("%s: run: %v\n%s", provider, err, &out)
 		}
 		checkOutput(t, provider, out.String())
@@ -85,18 +78,10 @@ func TestRunAgainstAURL(t *testing.T) {
 }
 
 func TestRunReportsABrokenStream(t *testing.T) {
-	sim, err := simulator.New(simulator.Config{Faults: simulator.Faults{Truncate: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	addr, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, base := simtest.Start(t, simulator.Config{Faults: simulator.Faults{Truncate: 1}})
 	t.Setenv("OPENAI_API_KEY", "sk-example-key")
 	var out bytes.Buffer
-	err = run(context.Background(), &out, []string{"-url", addr + "/v1"})
+	err := run(context.Background(), &out, []string{"-url", base})
 	if err == nil || !strings.Contains(err.Error(), "chunks:") {
 		t.Errorf("run = %v\n%s", err, &out)
 	}

@@ -1,7 +1,7 @@
 // Supervise shows what the executor does when a call panics: its
 // supervisor restarts the caller actor that ran the call, the request is
 // accounted for (tried again while its attempts last, then FAILED with
-// runtime.ErrCallerCrashed) and every other request carries on. Here model
+// messages.ErrCallerCrashed) and every other request carries on. Here model
 // chats share the executor with a call that panics on its first attempt
 // only and one that always panics. It prints each request's outcome, then
 // the executor's stats with its caller restarts.
@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -76,13 +77,13 @@ func run(ctx context.Context, w io.Writer, args []string) error {
 	}
 	defer model.Close()
 
-	flaky := runtime.CallFunc(func(_ context.Context, attempt int) (runtime.Result, error) {
+	flaky := messages.CallFunc(func(_ context.Context, attempt int) (messages.Result, error) {
 		if attempt == 1 {
 			panic("flaky: the first attempt blew up")
 		}
-		return runtime.Result{Body: []byte(`"fine on a later attempt"`)}, nil
+		return messages.Result{Body: []byte(`"fine on a later attempt"`)}, nil
 	})
-	broken := runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
+	broken := messages.CallFunc(func(context.Context, int) (messages.Result, error) {
 		panic("broken: every attempt blows up")
 	})
 
@@ -93,9 +94,9 @@ func run(ctx context.Context, w io.Writer, args []string) error {
 	var jobs []job
 	for _, r := range []struct {
 		name string
-		call runtime.Call
+		call messages.Call
 	}{{"flaky", flaky}, {"broken", broken}} {
-		h, err := ex.Submit(ctx, runtime.Request{Call: r.call})
+		h, err := ex.Submit(ctx, messages.Request{Call: r.call})
 		if err != nil {
 			return err
 		}
@@ -118,7 +119,7 @@ func run(ctx context.Context, w io.Writer, args []string) error {
 			return err
 		}
 		fmt.Fprintf(w, "%-7s %-9s after %d attempt(s)", j.name, ev.Status, ev.Attempt)
-		if errors.Is(ev.Err(), runtime.ErrCallerCrashed) {
+		if errors.Is(ev.Err(), messages.ErrCallerCrashed) {
 			fmt.Fprintf(w, ": the caller crashed (%v)", ev.Err())
 		} else if ev.Err() != nil {
 			fmt.Fprintf(w, ": %v", ev.Err())

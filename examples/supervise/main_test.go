@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lionactor/lionactor/internal/exampletest"
+	"github.com/lionactor/lionactor/internal/simtest"
 
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -59,18 +60,10 @@ func checkOutput(t *testing.T, out string) {
 }
 
 func TestRunAgainstAURL(t *testing.T) {
-	sim, err := simulator.New(simulator.Config{Keys: []string{"sk-from-env"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	addr, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, base := simtest.Start(t, simulator.Config{Keys: []string{"sk-from-env"}})
 	t.Setenv("OPENAI_API_KEY", "sk-from-env")
 	var out bytes.Buffer
-	if err := run(context.Background(), &out, []string{"-url", addr + "/v1"}); err != nil {
+	if err := run(context.Background(), &out, []string{"-url", base}); err != nil {
 		t.Fatalf("run: %v\n%s", err, &out)
 	}
 	checkOutput(t, out.String())
@@ -78,7 +71,7 @@ func TestRunAgainstAURL(t *testing.T) {
 	// The chats fail on their own terms; the crashes are handled the same.
 	t.Setenv("OPENAI_API_KEY", "sk-wrong")
 	out.Reset()
-	if err := run(context.Background(), &out, []string{"-url", addr + "/v1"}); err != nil {
+	if err := run(context.Background(), &out, []string{"-url", base}); err != nil {
 		t.Fatalf("run: %v\n%s", err, &out)
 	}
 	if n := strings.Count(out.String(), "FAILED    after 1 attempt(s): "); n != 4 || !strings.Contains(out.String(), "401") {

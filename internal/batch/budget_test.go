@@ -13,6 +13,7 @@ import (
 	"github.com/lionactor/lionactor/budget"
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/internal/runtimetest"
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -36,25 +37,25 @@ func TestConfigValidateBudget(t *testing.T) {
 		name, field, want string
 		set               func(*Config)
 	}{
-		{"no port", "budget", "host:port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1", 2 }},
-		{"no host", "budget", "host missing", func(c *Config) { c.Budget, c.BudgetMembers = ":7070", 2 }},
-		{"port 0", "budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:0", 2 }},
-		{"port too large", "budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:65536", 2 }},
-		{"port not a number", "budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:http", 2 }},
-		{"a URL", "budget", "host:port", func(c *Config) { c.Budget, c.BudgetMembers = "http://127.0.0.1:7070/", 2 }},
-		{"no members", "budget-members", "at least 1", func(c *Config) { c.Budget = "127.0.0.1:7070" }},
-		{"negative members", "budget-members", "at least 1", func(c *Config) { c.BudgetMembers = -1 }},
-		{"bad listen", "budget-listen", "host:port", func(c *Config) { c.Budget, c.BudgetMembers, c.BudgetListen = "127.0.0.1:7070", 2, "0" }},
-		{"listen port too large", "budget-listen", "port", func(c *Config) {
+		{"no port", "Budget", "host:port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1", 2 }},
+		{"no host", "Budget", "host missing", func(c *Config) { c.Budget, c.BudgetMembers = ":7070", 2 }},
+		{"port 0", "Budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:0", 2 }},
+		{"port too large", "Budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:65536", 2 }},
+		{"port not a number", "Budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:http", 2 }},
+		{"a URL", "Budget", "host:port", func(c *Config) { c.Budget, c.BudgetMembers = "http://127.0.0.1:7070/", 2 }},
+		{"no members", "BudgetMembers", "at least 1", func(c *Config) { c.Budget = "127.0.0.1:7070" }},
+		{"negative members", "BudgetMembers", "at least 1", func(c *Config) { c.BudgetMembers = -1 }},
+		{"bad listen", "BudgetListen", "host:port", func(c *Config) { c.Budget, c.BudgetMembers, c.BudgetListen = "127.0.0.1:7070", 2, "0" }},
+		{"listen port too large", "BudgetListen", "port", func(c *Config) {
 			c.Budget, c.BudgetMembers, c.BudgetListen = "127.0.0.1:7070", 2, "127.0.0.1:99999"
 		}},
-		{"short secret", "budget-secret-env", "at least 16 bytes", func(c *Config) {
+		{"short secret", "BudgetSecret", "at least 16 bytes", func(c *Config) {
 			c.Budget, c.BudgetMembers, c.BudgetSecret = "127.0.0.1:7070", 2, budget.Secret("shhh")
 		}},
-		{"TLS without a key", "budget-tls-key", "missing", func(c *Config) {
+		{"TLS without a key", "BudgetTLS.Key", "missing", func(c *Config) {
 			c.Budget, c.BudgetMembers, c.BudgetTLS = "127.0.0.1:7070", 2, budget.TLSFiles{Cert: "c.pem", CA: "ca.pem"}
 		}},
-		{"TLS files missing", "budget-tls-cert", "no such file", func(c *Config) {
+		{"TLS files missing", "BudgetTLS.Cert", "no such file", func(c *Config) {
 			c.Budget, c.BudgetMembers, c.BudgetTLS = "127.0.0.1:7070", 2, budget.TLSFiles{Cert: "gone.pem", Key: "gone-key.pem", CA: "ca.pem"}
 		}},
 	}
@@ -163,7 +164,7 @@ func TestRunSharedBudgetFallsBack(t *testing.T) {
 	nobody := ln.Addr().String()
 	ln.Close()
 
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	const n = 30
 	var log runtimetest.Buffer
 	cfg := testConfig(base)
@@ -202,7 +203,7 @@ func TestRunSharedBudgetMetrics(t *testing.T) {
 	}
 	nobody := ln.Addr().String()
 	ln.Close()
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	cfg := testConfig(base)
 	cfg.Budget, cfg.BudgetMembers, cfg.MetricsAddr = nobody, 2, "127.0.0.1:0"
 	client := newLocalClient(t)

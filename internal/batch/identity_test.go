@@ -11,6 +11,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -175,7 +176,7 @@ func TestVerdict(t *testing.T) {
 // id that was not scanned, it runs the first line and fails the second,
 // under a key of its own, so the first line's result stands.
 func TestRunDuplicateIDNotScanned(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	input := requestLine(t, 0) + "\n" + requestLine(t, 1) + "\n" + requestLine(t, 0) + "\n"
 	results, _, sum, err := runInput(t, context.Background(), testConfig(base), Input{R: strings.NewReader(input)}, nil)
 	if err != nil {
@@ -199,7 +200,7 @@ func TestRunDuplicateIDNotScanned(t *testing.T) {
 // changed requests run again, and their new lines carry the new content's
 // hash.
 func TestRunRetriesAndReruns(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	input := jsonl(t, 6)
 	prior := readPrior(t, resultLines(t, input, "COMPLETED", 0, 1, 2)+resultLines(t, input, "FAILED", 3, 4))
 	// Line 2 changes (its id keeps its result); line 5 is new.

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lionactor/lionactor/imodel"
-	"github.com/lionactor/lionactor/simulator"
+	"github.com/lionactor/lionactor/runtime"
 )
 
 // TestMain checks that no run leaves a goroutine behind: the executor, the
@@ -25,33 +25,13 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const testKey = "sk-test-batch-0001"
 
-// startSim starts a simulator for cfg on the loopback interface, closed when
-// the test ends, and returns it with the base URL clients use (".../v1").
-func startSim(t *testing.T, cfg simulator.Config) (*simulator.Server, string) {
-	t.Helper()
-	sim, err := simulator.New(cfg)
-	if err != nil {
-		t.Fatalf("simulator.New: %v", err)
-	}
-	base, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("simulator Start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := sim.Close(); err != nil {
-			t.Errorf("simulator Close: %v", err)
-		}
-	})
-	return sim, base + "/v1"
-}
-
 // testConfig is a fast configuration against the simulator at baseURL:
 // generous limits and short retry backoffs.
 func testConfig(baseURL string) Config {
 	return Config{
 		Endpoint: imodel.EndpointConfig{
 			Provider: imodel.OpenAI, BaseURL: baseURL, APIKey: testKey, Model: "gpt-4o-mini",
-			Retry: imodel.RetryPolicy{Initial: time.Millisecond, Max: 10 * time.Millisecond},
+			Retry: runtime.Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond, Retryable: imodel.Retryable},
 		},
 		RPM: 600_000, Concurrency: 16, MaxAttempts: 3, Timeout: 10 * time.Second,
 		Queue: 64, Grace: 10 * time.Second,

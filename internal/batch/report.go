@@ -417,7 +417,7 @@ func newRecorder(cfg Config) *Recorder {
 	}
 	base := cfg.Endpoint.BaseURL
 	if base == "" {
-		base = defaultBaseURL[cfg.Endpoint.Provider]
+		base = cfg.Endpoint.Provider.DefaultBaseURL()
 	}
 	return NewRecorder(time.Now(), ReportInfo{
 		RPM: cfg.RPM, TPM: cfg.TPM, Concurrency: cfg.Concurrency, Burst: cfg.executorConfig(nil).RequestBurst,

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/net/html"
 
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -287,7 +288,7 @@ func TestReportGroupsLongRuns(t *testing.T) {
 // them while its figures agree with the summary and the simulator.
 func TestReportNamesNoSecret(t *testing.T) {
 	const headerSecret = "hdr-secret-7d1c9e"
-	sim, base := startSim(t, simulator.Config{Faults: simulator.Faults{RateLimit: 0.3}, FaultRetryAfter: 5 * time.Millisecond, Seed: 3})
+	sim, base := simtest.Start(t, simulator.Config{Faults: simulator.Faults{RateLimit: 0.3}, FaultRetryAfter: 5 * time.Millisecond, Seed: 3})
 	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)
@@ -333,7 +334,7 @@ func TestReportNamesNoSecret(t *testing.T) {
 // TestRunWritesReportWhenInterrupted: an interrupted run still writes its
 // report, with what it did up to the interrupt.
 func TestRunWritesReportWhenInterrupted(t *testing.T) {
-	_, base := startSim(t, simulator.Config{Latency: 10 * time.Millisecond})
+	_, base := simtest.Start(t, simulator.Config{Latency: 10 * time.Millisecond})
 	cfg := testConfig(base)
 	cfg.Concurrency, cfg.Queue = 4, 16
 	var report bytes.Buffer
@@ -368,7 +369,7 @@ func TestRunWritesReportWhenInterrupted(t *testing.T) {
 // TestRunReportWriteError: a report that cannot be written fails the run,
 // after the results are written.
 func TestRunReportWriteError(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	cfg := testConfig(base)
 	cfg.Report = &failWriter{}
 	results, _, _, err := runInput(t, context.Background(), cfg, Input{R: strings.NewReader(jsonl(t, 3))}, nil)

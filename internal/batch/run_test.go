@@ -14,13 +14,13 @@ import (
 	"testing/iotest"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/simulator"
 )
 
 func TestRunCompletesEveryRequestOnce(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	const n = 120
 	in := jsonl(t, n)
 	results, _, sum, err := runInput(t, context.Background(), testConfig(base), Input{R: strings.NewReader(in), Total: n}, nil)
@@ -107,7 +107,7 @@ func TestRunCompletesEveryRequestOnce(t *testing.T) {
 // request from the queue: with a queue as small as it gets, the executor must
 // still never refuse one.
 func TestRunSmallQueueNeverRefuses(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	cfg := testConfig(base)
 	cfg.Queue, cfg.Concurrency = 1, 8
 	const n = 300
@@ -129,7 +129,7 @@ func TestRunSmallQueueNeverRefuses(t *testing.T) {
 // Every request read must end with a line: a context that can never end
 // (whose Done channel is nil) is no interrupt.
 func TestRunBackgroundContextCancelsNothing(t *testing.T) {
-	_, base := startSim(t, simulator.Config{Latency: 5 * time.Millisecond})
+	_, base := simtest.Start(t, simulator.Config{Latency: 5 * time.Millisecond})
 	cfg := testConfig(base)
 	cfg.Concurrency, cfg.Queue = 4, 200
 	const n = 200
@@ -144,7 +144,7 @@ func TestRunBackgroundContextCancelsNothing(t *testing.T) {
 }
 
 func TestRunOrdered(t *testing.T) {
-	_, base := startSim(t, simulator.Config{Latency: 10 * time.Millisecond, LatencyJitter: 9 * time.Millisecond, Seed: 3})
+	_, base := simtest.Start(t, simulator.Config{Latency: 10 * time.Millisecond, LatencyJitter: 9 * time.Millisecond, Seed: 3})
 	const n = 80
 	// Blank lines and a bad line among the requests: they must not hold up
 	// the order, and the bad line's result takes its place.
@@ -190,7 +190,7 @@ func TestRunOrdered(t *testing.T) {
 }
 
 func TestRunBlankAndMalformedLines(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	lines := []string{
 		"",                        // 0 blank
 		requestLine(t, 1),         // 1
@@ -241,7 +241,7 @@ func TestRunBlankAndMalformedLines(t *testing.T) {
 }
 
 func TestRunTooManyTokens(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	cfg := testConfig(base)
 	cfg.TPM = 5000 // the token bucket holds a minute: 5000 tokens at most per request
 	huge := request(2)
@@ -257,7 +257,7 @@ func TestRunTooManyTokens(t *testing.T) {
 	if r.Status != "FAILED" || r.Error == nil || r.Error.Kind != "too_many_tokens" {
 		t.Fatalf("index 2: %s %+v, want FAILED too_many_tokens", r.Status, r.Error)
 	}
-	for _, want := range []string{"line 3: ", "exceed the --tpm burst of 5000", "could never run"} {
+	for _, want := range []string{"line 3: ", "exceed the token limit of 5000 a minute (TPM)", "could never run"} {
 		if !strings.Contains(r.Error.Message, want) {
 			t.Errorf("message %q lacks %q", r.Error.Message, want)
 		}
@@ -278,7 +278,7 @@ func TestRunTooManyTokens(t *testing.T) {
 }
 
 func TestRunSkipsDoneIndices(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	const n = 40
 	skip := map[int]bool{0: true, 3: true, 17: true, 38: true, 39: true}
 	input := jsonl(t, n)
@@ -311,7 +311,7 @@ func TestRunSkipsDoneIndices(t *testing.T) {
 func TestRunInterruptAndResume(t *testing.T) {
 	for _, ordered := range []bool{false, true} {
 		t.Run(fmt.Sprintf("ordered=%v", ordered), func(t *testing.T) {
-			_, base := startSim(t, simulator.Config{Latency: 10 * time.Millisecond, LatencyJitter: 5 * time.Millisecond})
+			_, base := simtest.Start(t, simulator.Config{Latency: 10 * time.Millisecond, LatencyJitter: 5 * time.Millisecond})
 			const n, after = 300, 25
 			cfg := testConfig(base)
 			cfg.Concurrency, cfg.Queue, cfg.Ordered = 8, 40, ordered
@@ -400,7 +400,7 @@ func (r *lineReader) Read(p []byte) (int, error) {
 // the lines after the waiting one, skipping those done before, so that the
 // remaining count is exact when resuming.
 func TestRunInterruptWhileWaitingForRoom(t *testing.T) {
-	_, base := startSim(t, simulator.Config{Latency: 500 * time.Millisecond})
+	_, base := simtest.Start(t, simulator.Config{Latency: 500 * time.Millisecond})
 	cfg := testConfig(base)
 	cfg.Queue, cfg.Concurrency = 1, 1 // a window of two requests
 	const n = 10
@@ -436,7 +436,7 @@ func TestRunInterruptWhileWaitingForRoom(t *testing.T) {
 }
 
 func TestRunRetriesServerErrors(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Faults: simulator.Faults{ServerError: 0.2, Unavailable: 0.1}, Seed: 42})
+	sim, base := simtest.Start(t, simulator.Config{Faults: simulator.Faults{ServerError: 0.2, Unavailable: 0.1}, Seed: 42})
 	cfg := testConfig(base)
 	cfg.MaxAttempts = 15 // 0.3^15: no request runs out of attempts
 	const n = 150
@@ -466,7 +466,7 @@ func TestRunRetriesServerErrors(t *testing.T) {
 }
 
 func TestRunRecordsFailures(t *testing.T) {
-	_, base := startSim(t, simulator.Config{Faults: simulator.Faults{ServerError: 1}})
+	_, base := simtest.Start(t, simulator.Config{Faults: simulator.Faults{ServerError: 1}})
 	cfg := testConfig(base)
 	cfg.MaxAttempts = 2
 	const n = 12
@@ -497,7 +497,7 @@ func TestRunRecordsFailures(t *testing.T) {
 }
 
 func TestRunCountsRateLimited(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Faults: simulator.Faults{RateLimit: 0.3}, FaultRetryAfter: 5 * time.Millisecond, Seed: 9})
+	sim, base := simtest.Start(t, simulator.Config{Faults: simulator.Faults{RateLimit: 0.3}, FaultRetryAfter: 5 * time.Millisecond, Seed: 9})
 	cfg := testConfig(base)
 	cfg.MaxAttempts = 15
 	const n = 80
@@ -540,7 +540,7 @@ func (p *metricsProbe) Update(m *Summary) {
 func (p *metricsProbe) Stop(*Summary) {}
 
 func TestRunServesMetrics(t *testing.T) {
-	_, base := startSim(t, simulator.Config{Latency: 2 * time.Millisecond})
+	_, base := simtest.Start(t, simulator.Config{Latency: 2 * time.Millisecond})
 	cfg := testConfig(base)
 	cfg.MetricsAddr = "127.0.0.1:0"
 	cfg.TPM = 1_000_000
@@ -598,7 +598,7 @@ func TestRunServesMetrics(t *testing.T) {
 }
 
 func TestRunSetupErrors(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	tests := []struct {
 		name  string
 		cfg   func(*Config)
@@ -606,10 +606,10 @@ func TestRunSetupErrors(t *testing.T) {
 	}{
 		{"invalid config", func(c *Config) { c.Concurrency = 0 }, func(err error) bool {
 			var ce *messages.ConfigError
-			return errors.As(err, &ce) && ce.Field == "concurrency"
+			return errors.As(err, &ce) && ce.Field == "Concurrency"
 		}},
 		{"no provider", func(c *Config) { c.Endpoint.Provider = "" }, func(err error) bool {
-			var ce *imodel.ConfigError
+			var ce *messages.ConfigError
 			return errors.As(err, &ce) && ce.Field == "Provider"
 		}},
 		{"bad base URL", func(c *Config) { c.Endpoint.BaseURL = "ftp://127.0.0.1/" }, func(err error) bool {
@@ -647,7 +647,7 @@ func (w *failWriter) Write(p []byte) (int, error) {
 }
 
 func TestRunWriteError(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	const n = 30
 	sum, err := Run(context.Background(), testConfig(base), Input{R: strings.NewReader(jsonl(t, n))}, &failWriter{after: 3}, nil)
 	if err == nil || !strings.Contains(err.Error(), "writing results") || !strings.Contains(err.Error(), "disk full") {
@@ -660,7 +660,7 @@ func TestRunWriteError(t *testing.T) {
 }
 
 func TestRunReadError(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	boom := errors.New("device gone")
 	in := io.MultiReader(strings.NewReader(jsonl(t, 5)), iotest.ErrReader(boom))
 	results, _, sum, err := runInput(t, context.Background(), testConfig(base), Input{R: in}, nil)
@@ -682,7 +682,7 @@ func (c *countingReporter) Update(*Summary) { c.updates++ }
 func (c *countingReporter) Stop(*Summary)   { c.stops++ }
 
 func TestRunEmptyInput(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
 	rep := &countingReporter{}
 	results, out, sum, err := runInput(t, context.Background(), testConfig(base), Input{R: strings.NewReader("\n\n  \n")}, rep)
 	if err != nil || len(results) != 0 || len(out) != 0 {

@@ -13,6 +13,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -120,7 +121,7 @@ func TestPriorFailedKinds(t *testing.T) {
 	}
 }
 
-func TestConfigValidateNamesTheFlag(t *testing.T) {
+func TestConfigValidateNamesTheField(t *testing.T) {
 	valid := Config{RPM: 1, Concurrency: 1, MaxAttempts: 1, Queue: 1}
 	if err := valid.Validate(); err != nil {
 		t.Fatalf("minimal config: %v", err)
@@ -129,15 +130,15 @@ func TestConfigValidateNamesTheFlag(t *testing.T) {
 		field string
 		set   func(*Config)
 	}{
-		{"rpm", func(c *Config) { c.RPM = 0 }},
-		{"rpm", func(c *Config) { c.RPM = -5 }},
-		{"tpm", func(c *Config) { c.TPM = -1 }},
-		{"burst", func(c *Config) { c.Burst = -1 }},
-		{"concurrency", func(c *Config) { c.Concurrency = 0 }},
-		{"max-attempts", func(c *Config) { c.MaxAttempts = 0 }},
-		{"timeout", func(c *Config) { c.Timeout = -time.Second }},
-		{"queue", func(c *Config) { c.Queue = 0 }},
-		{"grace", func(c *Config) { c.Grace = -time.Second }},
+		{"RPM", func(c *Config) { c.RPM = 0 }},
+		{"RPM", func(c *Config) { c.RPM = -5 }},
+		{"TPM", func(c *Config) { c.TPM = -1 }},
+		{"Burst", func(c *Config) { c.Burst = -1 }},
+		{"Concurrency", func(c *Config) { c.Concurrency = 0 }},
+		{"MaxAttempts", func(c *Config) { c.MaxAttempts = 0 }},
+		{"Timeout", func(c *Config) { c.Timeout = -time.Second }},
+		{"Queue", func(c *Config) { c.Queue = 0 }},
+		{"Grace", func(c *Config) { c.Grace = -time.Second }},
 	}
 	for _, tt := range tests {
 		c := valid
@@ -166,7 +167,7 @@ func TestExecutorConfig(t *testing.T) {
 	if rc.TokensPerInterval != 90_000 || rc.TokenInterval != time.Minute {
 		t.Errorf("token limit %d per %v", rc.TokensPerInterval, rc.TokenInterval)
 	}
-	if rc.Concurrency != 7 || rc.MaxAttempts != 4 || rc.CallTimeout != time.Second {
+	if rc.Concurrency != 7 || rc.CallTimeout != time.Second {
 		t.Errorf("executor config %+v", rc)
 	}
 	if rc.QueueCapacity < c.Queue+c.Concurrency {
@@ -455,7 +456,7 @@ func TestLinesReporter(t *testing.T) {
 }
 
 func TestLinesReporterDuringRun(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	const n = 25
 	var buf bytes.Buffer
 	cfg := testConfig(base)
@@ -481,7 +482,7 @@ func TestLinesReporterDuringRun(t *testing.T) {
 }
 
 func TestBarReporter(t *testing.T) {
-	_, base := startSim(t, simulator.Config{})
+	_, base := simtest.Start(t, simulator.Config{})
 	for _, total := range []int{0, 20} {
 		t.Run(fmt.Sprintf("total=%d", total), func(t *testing.T) {
 			// mpb draws only on a terminal (where the command uses Bar): here
@@ -504,7 +505,7 @@ func TestBarReporter(t *testing.T) {
 
 // The summary a run prints agrees with the results file it wrote.
 func TestSummaryMatchesResultsFile(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Faults: simulator.Faults{ServerError: 0.25, RateLimit: 0.1}, FaultRetryAfter: 5 * time.Millisecond, Seed: 5})
+	sim, base := simtest.Start(t, simulator.Config{Faults: simulator.Faults{ServerError: 0.25, RateLimit: 0.1}, FaultRetryAfter: 5 * time.Millisecond, Seed: 5})
 	cfg := testConfig(base)
 	cfg.MaxAttempts = 2 // some requests fail for good
 	cfg.TPM = 1_000_000

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/imodel"
-	"github.com/lionactor/lionactor/imodel/wire"
+	"github.com/lionactor/lionactor/internal/wire"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -169,7 +169,7 @@ func newIModelTarget(sim *simulator.Server, base string, concurrency int) (*imod
 	client := &http.Client{Transport: newTransport(concurrency)}
 	model, err := imodel.New(ex, imodel.EndpointConfig{
 		Provider: imodel.OpenAI, BaseURL: base, APIKey: benchKey, Model: benchModel,
-		Retry: imodel.RetryPolicy{MaxAttempts: 1},
+		MaxAttempts: 1,
 	}, imodel.WithHTTPClient(client))
 	if err != nil {
 		ex.StopNow(context.Background())

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 )
 
@@ -49,11 +50,11 @@ func gatedCall(gate <-chan struct{}, entered *atomic.Int64) func(ctx context.Con
 // executorQueue queues requests in an executor.
 type executorQueue struct {
 	ex          *runtime.Executor
-	call        runtime.Call
+	call        messages.Call
 	entered     atomic.Int64
 	handles     []*runtime.Handle
 	concurrency int
-	before      runtime.Stats
+	before      messages.Stats
 }
 
 func newExecutorQueue(concurrency, n int, gate <-chan struct{}) (gatedQueue, error) {
@@ -65,8 +66,8 @@ func newExecutorQueue(concurrency, n int, gate <-chan struct{}) (gatedQueue, err
 	}
 	q := &executorQueue{ex: ex, handles: make([]*runtime.Handle, 0, n), concurrency: concurrency, before: ex.Stats()}
 	block := gatedCall(gate, &q.entered)
-	q.call = runtime.CallFunc(func(ctx context.Context, _ int) (runtime.Result, error) {
-		return runtime.Result{}, block(ctx)
+	q.call = messages.CallFunc(func(ctx context.Context, _ int) (messages.Result, error) {
+		return messages.Result{}, block(ctx)
 	})
 	return q, nil
 }
@@ -75,7 +76,7 @@ func (q *executorQueue) Name() string { return nameExecutor }
 
 func (q *executorQueue) submit(ctx context.Context, n int) error {
 	for range n {
-		h, err := q.ex.Submit(ctx, runtime.Request{Call: q.call})
+		h, err := q.ex.Submit(ctx, messages.Request{Call: q.call})
 		if err != nil {
 			return fmt.Errorf("submit: %w", err)
 		}

@@ -37,7 +37,7 @@ const (
 
 // noop is the call of the pipeline workload: it does nothing, so what is
 // measured is the machinery around it.
-var noop = runtime.CallFunc(func(context.Context, int) (runtime.Result, error) { return runtime.Result{}, nil })
+var noop = messages.CallFunc(func(context.Context, int) (messages.Result, error) { return messages.Result{}, nil })
 
 // submitters is the number of goroutines that submit in parallel.
 func submitters() int { return max(2, goruntime.GOMAXPROCS(0)) }
@@ -76,7 +76,7 @@ func (p *executorPipeline) Run(ctx context.Context, n int) error {
 	shares := split(n, submitters())
 	errs := make([]error, len(shares))
 	for i, share := range shares {
-		wg.Go(func() { errs[i] = submitAll(ctx, p.ex, share, runtime.Request{Call: noop}) })
+		wg.Go(func() { errs[i] = submitAll(ctx, p.ex, share, messages.Request{Call: noop}) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -89,7 +89,7 @@ func (p *executorPipeline) Close(ctx context.Context) error { return p.ex.Stop(c
 
 // submitAll submits n copies of r and waits for them in batches of
 // submitBatch, failing on any that does not complete.
-func submitAll(ctx context.Context, ex *runtime.Executor, n int, r runtime.Request) error {
+func submitAll(ctx context.Context, ex *runtime.Executor, n int, r messages.Request) error {
 	pending := make([]*runtime.Handle, 0, submitBatch)
 	flush := func() error {
 		for _, h := range pending {
@@ -129,8 +129,8 @@ func awaitCompleted(ctx context.Context, h *runtime.Handle) error {
 
 // checkExecutorCounts checks that the executor counted exactly n more
 // accepted and completed requests since before, and no other ending.
-func checkExecutorCounts(ctx context.Context, ex *runtime.Executor, before runtime.Stats, n int) error {
-	var after runtime.Stats
+func checkExecutorCounts(ctx context.Context, ex *runtime.Executor, before messages.Stats, n int) error {
+	var after messages.Stats
 	settled := func() bool {
 		after = ex.Stats()
 		return after.Completed-before.Completed >= int64(n)

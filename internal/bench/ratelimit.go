@@ -102,7 +102,7 @@ func runRate(ctx context.Context, d time.Duration) (res *RateResult, err error) 
 	// the provider's rate-limit headers stays out of it.
 	model, err := imodel.New(ex, imodel.EndpointConfig{
 		Provider: imodel.OpenAI, BaseURL: base, APIKey: benchKey, Model: benchModel,
-		Retry: imodel.RetryPolicy{MaxAttempts: 1},
+		MaxAttempts: 1,
 	}, imodel.WithoutAdaptiveLimits())
 	if err != nil {
 		return nil, err

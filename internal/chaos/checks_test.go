@@ -16,7 +16,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/lionactor/lionactor/messages"
-	"github.com/lionactor/lionactor/runtime"
 )
 
 func TestOptionsInvalid(t *testing.T) {
@@ -38,7 +37,7 @@ func TestOptionsInvalid(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_, err := Run(context.Background(), o)
 			var ce *messages.ConfigError
-			if !errors.As(err, &ce) || !errors.Is(err, runtime.ErrInvalidConfig) {
+			if !errors.As(err, &ce) || !errors.Is(err, messages.ErrInvalidConfig) {
 				t.Errorf("Run(%+v): %v, want a *ConfigError", o, err)
 			}
 		})
@@ -59,7 +58,7 @@ func TestStopModeString(t *testing.T) {
 
 func TestReportStringAndErr(t *testing.T) {
 	r := Report{Seed: 5, Requests: 3, Submitted: 3, ByStatus: map[string]int{"COMPLETED": 3}, Stop: Immediate,
-		ExecutorErr: runtime.ErrRestartStorm, Bursts: []Burst{{Window: time.Second, Max: 3, Allowed: 4}}}
+		ExecutorErr: messages.ErrRestartStorm, Bursts: []Burst{{Window: time.Second, Max: 3, Allowed: 4}}}
 	if r.Err() != nil {
 		t.Errorf("Err of a clean report: %v", r.Err())
 	}
@@ -118,15 +117,15 @@ func TestChecksCatchViolations(t *testing.T) {
 		{kind: anthropicStream},
 	}
 	outs := []outcome{
-		{id: id(), submitted: true, status: messages.StatusCompleted, attempts: 1},                                                                 // fine
-		{id: id(), submitted: true, status: messages.StatusCompleted, attempts: 1, problem: "no text"},                                             // bad reply
-		{id: id(), submitted: true, status: messages.StatusFailed, errKind: "server", attempts: 2},                                                 // forced mismatch
-		{id: id(), submitted: true, status: messages.StatusFailed, errKind: "caller_crashed", err: crash, attempts: 1},                             // crash on the wrong attempt
-		{id: id(), submitted: true, status: messages.StatusCompleted, attempts: 2},                                                                 // passed its panic
-		{id: id(), submitted: true, status: messages.StatusCancelled, err: runtime.ErrStopped, errKind: "stopped", attempts: 1, fromCalling: true}, // cancelled without a stop
-		{id: id(), submitted: true, lost: true},                                                                                                    // lost
-		{refused: runtime.ErrQueueFull},                                                                                                            // refused without a stop
-		{id: id(), submitted: true, status: messages.StatusFailed, errKind: "auth", attempts: 1},                                                   // not a fault
+		{id: id(), submitted: true, status: messages.StatusCompleted, attempts: 1},                                                                  // fine
+		{id: id(), submitted: true, status: messages.StatusCompleted, attempts: 1, problem: "no text"},                                              // bad reply
+		{id: id(), submitted: true, status: messages.StatusFailed, errKind: "server", attempts: 2},                                                  // forced mismatch
+		{id: id(), submitted: true, status: messages.StatusFailed, errKind: "caller_crashed", err: crash, attempts: 1},                              // crash on the wrong attempt
+		{id: id(), submitted: true, status: messages.StatusCompleted, attempts: 2},                                                                  // passed its panic
+		{id: id(), submitted: true, status: messages.StatusCancelled, err: messages.ErrStopped, errKind: "stopped", attempts: 1, fromCalling: true}, // cancelled without a stop
+		{id: id(), submitted: true, lost: true},                                                                                                     // lost
+		{refused: messages.ErrQueueFull},                                                                                                            // refused without a stop
+		{id: id(), submitted: true, status: messages.StatusFailed, errKind: "auth", attempts: 1},                                                    // not a fault
 	}
 	d := fakeDriver(plans, outs)
 	d.seen[outs[0].id].terminals = 2 // and one with two terminal snapshots

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/messages"
-	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -223,7 +222,7 @@ func (d *driver) finish(start time.Time, interrupted bool) Report {
 			v.add("submit after stop", "Submit after stop accepted request %s", h.ID())
 		} else {
 			rep.PostStopSubmit = err
-			if !errors.Is(err, runtime.ErrStopped) {
+			if !errors.Is(err, messages.ErrStopped) {
 				v.add("submit after stop", "Submit after stop: %v, want ErrStopped", err)
 			}
 		}
@@ -245,7 +244,7 @@ func (d *driver) finish(start time.Time, interrupted bool) Report {
 	rep.Duration = time.Since(start)
 
 	storm := rep.ExecutorErr != nil
-	if storm && !errors.Is(rep.ExecutorErr, runtime.ErrRestartStorm) {
+	if storm && !errors.Is(rep.ExecutorErr, messages.ErrRestartStorm) {
 		v.add("executor", "executor stopped by itself: %v", rep.ExecutorErr)
 	}
 	stopped := o.Stop != NoStop && d.stopBegan.Load()
@@ -300,7 +299,7 @@ func (d *driver) checkRequests(rep *Report, v *violations, stopped, storm, inter
 			if interrupted && errors.Is(out.refused, context.Canceled) {
 				continue
 			}
-			if !errors.Is(out.refused, runtime.ErrStopped) || !(stopped || storm || interrupted) {
+			if !errors.Is(out.refused, messages.ErrStopped) || !(stopped || storm || interrupted) {
 				v.add("refused", "request %d refused: %v", i, out.refused)
 			}
 			continue
@@ -329,10 +328,10 @@ func (d *driver) checkRequests(rep *Report, v *violations, stopped, storm, inter
 		}
 		switch out.status {
 		case messages.StatusCancelled:
-			if interrupted && (errors.Is(out.err, runtime.ErrCancelled) || errors.Is(out.err, runtime.ErrStopped)) {
+			if interrupted && (errors.Is(out.err, messages.ErrCancelled) || errors.Is(out.err, messages.ErrStopped)) {
 				break
 			}
-			if o.Stop != Immediate || !errors.Is(out.err, runtime.ErrStopped) {
+			if o.Stop != Immediate || !errors.Is(out.err, messages.ErrStopped) {
 				v.add("cancelled", "request %d (%s) CANCELLED (%v) with stop mode %v", i, p.kind, out.err, o.Stop)
 			}
 			if p.kind.stream() && out.fromCalling {
@@ -383,7 +382,7 @@ func (d *driver) checkStoppedStream(rep *Report, v *violations, i int) {
 	switch {
 	case !ok || !a.ended:
 		v.add("stream", "stream %d cancelled while calling: its HTTP attempt did not end", i)
-	case a.cause != nil && errors.Is(a.cause, runtime.ErrStopped):
+	case a.cause != nil && errors.Is(a.cause, messages.ErrStopped):
 		rep.StoppedStreams++
 	case a.cause != nil:
 		v.add("stream", "stream %d cancelled while calling: its HTTP attempt ended by %v", i, a.cause)
@@ -444,7 +443,7 @@ func (d *driver) checkPanics(rep *Report, v *violations, stopped, storm bool) {
 				break
 			}
 		}
-		crashed := errors.Is(out.err, runtime.ErrCallerCrashed)
+		crashed := errors.Is(out.err, messages.ErrCallerCrashed)
 		if crashed != (out.errKind == "caller_crashed") {
 			v.add("panic", "request %d: error %v has kind %s", i, out.err, out.errKind)
 		}

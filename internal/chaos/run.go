@@ -200,7 +200,6 @@ func (d *driver) start() error {
 	rc.Concurrency = o.Concurrency
 	rc.RequestsPerInterval, rc.RequestInterval, rc.RequestBurst = o.RequestsPerSecond, time.Second, o.RequestBurst
 	rc.CallTimeout = o.Timeout
-	rc.MaxAttempts = o.MaxAttempts
 	rc.MaxRestarts, rc.RestartWindow = o.MaxRestarts, o.RestartWindow
 	rc.Observer = d.observe
 	rc.Logger = o.Logger
@@ -216,10 +215,10 @@ func (d *driver) start() error {
 	if o.Logger != nil {
 		modelOpts = append(modelOpts, imodel.WithLogger(o.Logger))
 	}
-	retry := imodel.RetryPolicy{MaxAttempts: o.MaxAttempts, Initial: time.Millisecond, Max: 20 * time.Millisecond}
+	retry := runtime.Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond, Retryable: imodel.Retryable}
 	newModel := func(p imodel.Provider, model, path string) (*imodel.Model, error) {
 		return imodel.New(ex, imodel.EndpointConfig{
-			Provider: p, BaseURL: base + "/v1", Path: path, APIKey: APIKey, Model: model, Retry: retry,
+			Provider: p, BaseURL: base + "/v1", Path: path, APIKey: APIKey, Model: model, MaxAttempts: o.MaxAttempts, Retry: retry,
 		}, modelOpts...)
 	}
 	d.chat = map[kind]*imodel.Model{}
@@ -492,7 +491,7 @@ func (d *driver) one(ctx context.Context, i int) {
 	)
 	switch p.kind {
 	case openAIChat, anthropicChat, embeddings:
-		var req runtime.Request
+		var req messages.Request
 		if p.kind == embeddings {
 			req, err = d.embed.NewRequest(map[string]any{"input": []string{fmt.Sprintf("Request %d.", i)}}, opts...)
 		} else {

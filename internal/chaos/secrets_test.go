@@ -21,6 +21,7 @@ import (
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/internal/batch"
 	"github.com/lionactor/lionactor/internal/runtimetest"
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
@@ -107,21 +108,6 @@ func echoKey(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, `{"error":{"message":"Incorrect API key provided: %s.","type":"invalid_request_error","code":"invalid_api_key"}}`, key)
 }
 
-// startSimulator starts a simulator on 127.0.0.1, closed when the test ends.
-func startSimulator(t *testing.T, cfg simulator.Config) string {
-	t.Helper()
-	sim, err := simulator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	return base + "/v1"
-}
-
 // startExecutor starts an executor, stopped when the test ends.
 func startExecutor(t *testing.T, cfg runtime.Config) *runtime.Executor {
 	t.Helper()
@@ -163,14 +149,14 @@ func TestSecretsNeverShown(t *testing.T) {
 	cfg.Logger = logger
 	ex := startExecutor(t, cfg)
 
-	sim := startSimulator(t, simulator.Config{Seed: 7, Keys: []string{secretKey}, SlowDelay: time.Minute})
-	other := startSimulator(t, simulator.Config{Seed: 7, Keys: []string{"sk-test-another-key-9a8b"}})
+	_, sim := simtest.Start(t, simulator.Config{Seed: 7, Keys: []string{secretKey}, SlowDelay: time.Minute})
+	_, other := simtest.Start(t, simulator.Config{Seed: 7, Keys: []string{"sk-test-another-key-9a8b"}})
 	echo := httptest.NewServer(http.HandlerFunc(echoKey))
 	t.Cleanup(echo.Close)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	retry := imodel.RetryPolicy{MaxAttempts: 2, Initial: time.Millisecond, Max: 2 * time.Millisecond}
+	retry := runtime.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond, Retryable: imodel.Retryable}
 	faults := []string{"", "500", "503", "529", "429", "reset", "malformed", "truncate", "slow", "quota"}
 	var errs []string
 	var wg sync.WaitGroup
@@ -185,7 +171,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	for _, p := range []imodel.Provider{imodel.OpenAI, imodel.Anthropic} {
 		for _, base := range []string{sim, other, echo.URL} {
 			m := newModel(t, ex, imodel.EndpointConfig{Provider: p, BaseURL: base, APIKey: secretKey,
-				Model: "model-x", Retry: retry, Timeout: 200 * time.Millisecond}, imodel.WithLogger(logger))
+				Model: "model-x", MaxAttempts: 2, Retry: retry, Timeout: 200 * time.Millisecond}, imodel.WithLogger(logger))
 			for _, fault := range faults {
 				if base != sim && fault != "" {
 					continue
@@ -309,7 +295,8 @@ func TestResponseBodyCapped(t *testing.T) {
 	ex := startExecutor(t, cfg)
 	const limit = 64 << 10
 	m := newModel(t, ex, imodel.EndpointConfig{Provider: imodel.OpenAI, BaseURL: srv.URL, APIKey: secretKey,
-		Model: "m", MaxResponseBytes: limit, Retry: imodel.RetryPolicy{MaxAttempts: 3, Initial: time.Millisecond, Max: time.Millisecond}})
+		Model: "m", MaxResponseBytes: limit, MaxAttempts: 3,
+		Retry: runtime.Backoff{Initial: time.Millisecond, Max: time.Millisecond, Retryable: imodel.Retryable}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	req := imodel.ChatRequest{Messages: []imodel.Message{{Role: "user", Content: "more"}}}
@@ -364,7 +351,7 @@ func TestTLSVerifiedByDefault(t *testing.T) {
 	defer cancel()
 	req := imodel.ChatRequest{Messages: []imodel.Message{{Role: "user", Content: "hi"}}, MaxTokens: 4}
 	ep := imodel.EndpointConfig{Provider: imodel.OpenAI, BaseURL: srv.URL + "/v1", APIKey: secretKey, Model: "gpt-4o-mini",
-		Retry: imodel.RetryPolicy{MaxAttempts: 1}}
+		MaxAttempts: 1}
 
 	var logs runtimetest.Buffer
 	strict := newModel(t, ex, ep, imodel.WithLogger(debugLogger(&logs)))
@@ -393,7 +380,7 @@ func TestTLSVerifiedByDefault(t *testing.T) {
 }
 
 // TestRequestURLsValidated: a base URL that is not absolute http or https
-// is a *ConfigError naming BaseURL, for a model and for a batch run, and
+// is a *messages.ConfigError naming BaseURL, for a model and for a batch run, and
 // the error does not show the key.
 func TestRequestURLsValidated(t *testing.T) {
 	cfg := runtime.DefaultConfig()
@@ -402,9 +389,9 @@ func TestRequestURLsValidated(t *testing.T) {
 		"//127.0.0.1/v1", "http:///v1", "https://" + secretKey + "@127.0.0.1/v1", "unix:///tmp/sock", "http://[::1"} {
 		for _, p := range []imodel.Provider{imodel.OpenAI, imodel.Anthropic, imodel.OpenAICompatible, imodel.Generic} {
 			m, err := imodel.New(ex, imodel.EndpointConfig{Provider: p, BaseURL: base, APIKey: secretKey})
-			var ce *imodel.ConfigError
-			if m != nil || !errors.As(err, &ce) || ce.Field != "BaseURL" || !errors.Is(err, runtime.ErrInvalidConfig) {
-				t.Errorf("%s %q: model %v, error %v; want a *ConfigError for BaseURL", p, base, m != nil, err)
+			var ce *messages.ConfigError
+			if m != nil || !errors.As(err, &ce) || ce.Field != "BaseURL" || !errors.Is(err, messages.ErrInvalidConfig) {
+				t.Errorf("%s %q: model %v, error %v; want a *messages.ConfigError for BaseURL", p, base, m != nil, err)
 			}
 			if err != nil {
 				noSecret(t, "a config error", err.Error())
@@ -414,9 +401,9 @@ func TestRequestURLsValidated(t *testing.T) {
 			Endpoint: imodel.EndpointConfig{Provider: imodel.OpenAI, BaseURL: base, APIKey: secretKey},
 			RPM:      60, Concurrency: 1, MaxAttempts: 1, Queue: 1,
 		}, batch.Input{R: strings.NewReader("{}\n")}, &bytes.Buffer{}, nil)
-		var ce *imodel.ConfigError
+		var ce *messages.ConfigError
 		if !errors.As(err, &ce) || ce.Field != "BaseURL" {
-			t.Errorf("batch.Run with base URL %q: %v, want a *ConfigError for BaseURL", base, err)
+			t.Errorf("batch.Run with base URL %q: %v, want a *messages.ConfigError for BaseURL", base, err)
 		}
 		if err != nil {
 			noSecret(t, "a batch config error", err.Error())

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/messages"
-	"github.com/lionactor/lionactor/runtime"
 )
 
 // TestShutdownGraceful stops the executor gracefully in the middle of a run
@@ -29,7 +28,7 @@ func TestShutdownGraceful(t *testing.T) {
 	if rep.Submitted < n/2 || rep.Refused == 0 || rep.Submitted+rep.Refused != n {
 		t.Errorf("%d submitted and %d refused of %d, stop after %d", rep.Submitted, rep.Refused, n, rep.StopAfter)
 	}
-	if !errors.Is(rep.PostStopSubmit, runtime.ErrStopped) {
+	if !errors.Is(rep.PostStopSubmit, messages.ErrStopped) {
 		t.Errorf("Submit after Stop: %v, want ErrStopped", rep.PostStopSubmit)
 	}
 }
@@ -57,7 +56,7 @@ func TestShutdownImmediate(t *testing.T) {
 	if rep.Submitted < n/2 || rep.Refused == 0 || rep.Submitted+rep.Refused != n {
 		t.Errorf("%d submitted and %d refused of %d, stop after %d", rep.Submitted, rep.Refused, n, rep.StopAfter)
 	}
-	if !errors.Is(rep.PostStopSubmit, runtime.ErrStopped) {
+	if !errors.Is(rep.PostStopSubmit, messages.ErrStopped) {
 		t.Errorf("Submit after StopNow: %v, want ErrStopped", rep.PostStopSubmit)
 	}
 }
@@ -70,7 +69,7 @@ func TestRestartStorm(t *testing.T) {
 	const maxRestarts = 3
 	rep := runChecked(t, Options{Requests: 300, PanicRate: 1, MaxRestarts: maxRestarts, RestartWindow: time.Minute,
 		NoFaults: true, Mix: Mix{OpenAIChat: 1, AnthropicChat: 1, Embeddings: 1}})
-	if !errors.Is(rep.ExecutorErr, runtime.ErrRestartStorm) {
+	if !errors.Is(rep.ExecutorErr, messages.ErrRestartStorm) {
 		t.Fatalf("executor error %v, want ErrRestartStorm", rep.ExecutorErr)
 	}
 	if rep.Restarts != maxRestarts+1 {
@@ -85,7 +84,7 @@ func TestRestartStorm(t *testing.T) {
 	if rep.Refused == 0 {
 		t.Error("no request was refused after the storm stopped the executor")
 	}
-	if !errors.Is(rep.PostStopSubmit, runtime.ErrStopped) || !errors.Is(rep.PostStopSubmit, runtime.ErrRestartStorm) {
+	if !errors.Is(rep.PostStopSubmit, messages.ErrStopped) || !errors.Is(rep.PostStopSubmit, messages.ErrRestartStorm) {
 		t.Errorf("Submit after the storm: %v, want ErrStopped and ErrRestartStorm", rep.PostStopSubmit)
 	}
 	if rep.FinalStop > 5*time.Second {

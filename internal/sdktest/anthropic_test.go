@@ -54,7 +54,7 @@ func TestAnthropicMessage(t *testing.T) {
 	if in := inputTokens("Hello from anthropic-sdk-go"); msg.Usage.InputTokens != in || msg.Usage.OutputTokens != 6 {
 		t.Errorf("usage %d in, %d out; want %d, 6", msg.Usage.InputTokens, msg.Usage.OutputTokens, in)
 	}
-	r := e.requests()[0]
+	r := e.Requests()[0]
 	if r.Header.Get("Authorization") != "Bearer "+anthropicKey || r.Header.Get("X-Api-Key") != "" || r.Header.Get("Anthropic-Version") == "" {
 		t.Errorf("the SDK sent Authorization %q, X-Api-Key %q, anthropic-version %q", r.Header.Get("Authorization"), r.Header.Get("X-Api-Key"), r.Header.Get("Anthropic-Version"))
 	}

@@ -56,7 +56,7 @@ func TestAzureOpenAIGo(t *testing.T) {
 	if err != nil || len(emb.Data) != 2 || len(emb.Data[1].Embedding) != 4 {
 		t.Fatalf("embeddings: %v %v", emb, err)
 	}
-	sdk := e.requests()
+	sdk := e.Requests()
 	if len(sdk) != 3 {
 		t.Fatalf("%d requests", len(sdk))
 	}
@@ -86,7 +86,7 @@ func TestAzureOpenAIGo(t *testing.T) {
 	if reply.Text != resp.Choices[0].Message.Content || int64(reply.Usage.TotalTokens) != resp.Usage.TotalTokens {
 		t.Errorf("imodel's reply %q (%d tokens), the SDK's %q (%d)", reply.Text, reply.Usage.TotalTokens, resp.Choices[0].Message.Content, resp.Usage.TotalTokens)
 	}
-	ours := e.requests()[3]
+	ours := e.Requests()[3]
 	if ours.Path != sdk[0].Path || ours.Query != sdk[0].Query || ours.Header.Get("Api-Key") != sdk[0].Header.Get("Api-Key") || ours.Header.Get("Authorization") != "" {
 		t.Errorf("imodel sent %s?%s with api-key %q; the SDK %s?%s", ours.Path, ours.Query, ours.Header.Get("Api-Key"), sdk[0].Path, sdk[0].Query)
 	}

@@ -1,16 +1,12 @@
 package sdktest
 
 import (
-	"bytes"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"slices"
-	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
 
+	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -30,23 +26,12 @@ const (
 	embedModel   = "text-embedding-3-small"
 )
 
-// recorded is one request as the simulator received it.
-type recorded struct {
-	Path, Query string
-	Header      http.Header
-	Body        []byte
-}
-
 // sim is a simulator on the loopback interface that records the requests it
 // receives, with an HTTP client for the SDKs whose connections are closed
 // when the test ends.
 type sim struct {
-	*simulator.Server
-	URL    string // the root; OpenAI's API is under URL+"/v1"
+	*simtest.Recording
 	Client *http.Client
-
-	mu   sync.Mutex
-	reqs []recorded
 }
 
 // startSim starts a simulator for cfg, accepting the test keys, until the
@@ -57,39 +42,15 @@ type sim struct {
 func startSim(t *testing.T, cfg simulator.Config) *sim {
 	t.Helper()
 	cfg.Keys = append(cfg.Keys, openAIKey, anthropicKey, azureKey)
-	s, err := simulator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &sim{Server: s}
-	h := s.Handler()
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		e.mu.Lock()
-		e.reqs = append(e.reqs, recorded{Path: r.URL.EscapedPath(), Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body})
-		e.mu.Unlock()
-		if r.Header.Get(simulator.HeaderShouldRetry)+r.Header.Get(simulator.HeaderFault) != "" {
-			w.Header().Set("retry-after-ms", "1")
-		}
-		h.ServeHTTP(w, r)
-	}))
-	tr := &http.Transport{}
-	e.URL, e.Client = ts.URL, &http.Client{Transport: tr}
-	t.Cleanup(func() {
-		s.Close()
-		ts.Close()
-		tr.CloseIdleConnections()
+	rec := simtest.StartRecording(t, cfg, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get(simulator.HeaderShouldRetry)+r.Header.Get(simulator.HeaderFault) != "" {
+				w.Header().Set("retry-after-ms", "1")
+			}
+			h.ServeHTTP(w, r)
+		})
 	})
-	return e
-}
-
-// requests returns the requests received so far.
-func (e *sim) requests() []recorded {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return slices.Clone(e.reqs)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &sim{Recording: rec, Client: &http.Client{Transport: tr}}
 }

@@ -57,7 +57,7 @@ func TestOpenAIChat(t *testing.T) {
 	if u := resp.Usage; u.PromptTokens != p || u.CompletionTokens != 7 || u.TotalTokens != p+7 {
 		t.Errorf("usage %+v, want %d + 7", u, p)
 	}
-	if got := e.requests()[0].Header.Get("Authorization"); got != "Bearer "+openAIKey {
+	if got := e.Requests()[0].Header.Get("Authorization"); got != "Bearer "+openAIKey {
 		t.Errorf("Authorization %q", got)
 	}
 }

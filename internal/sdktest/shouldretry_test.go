@@ -28,9 +28,9 @@ func TestShouldRetryAgreesWithTheSDKs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ex.Stop(ctx)
-	retry := imodel.RetryPolicy{MaxAttempts: attempts, Initial: time.Millisecond, Max: 2 * time.Millisecond}
+	retry := runtime.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond, Retryable: imodel.Retryable}
 	newModel := func(cfg imodel.EndpointConfig) *imodel.Model {
-		cfg.BaseURL, cfg.Retry = e.URL+"/v1", retry
+		cfg.BaseURL, cfg.MaxAttempts, cfg.Retry = e.URL+"/v1", attempts, retry
 		m, err := imodel.New(ex, cfg, imodel.WithHTTPClient(e.Client))
 		if err != nil {
 			t.Fatal(err)

@@ -328,7 +328,6 @@ func (r *runner) start() error {
 	rc.Concurrency = o.Concurrency
 	rc.RequestsPerInterval, rc.RequestInterval, rc.RequestBurst = o.RequestsPerSecond, time.Second, o.RequestBurst
 	rc.CallTimeout = o.Timeout
-	rc.MaxAttempts = o.MaxAttempts
 	rc.MaxRestarts, rc.RestartWindow = 1_000_000, 10*time.Second
 	rc.Observer = r.observe
 	ex, err := runtime.Start(rc)
@@ -344,10 +343,10 @@ func (r *runner) start() error {
 		IdleConnTimeout:     30 * time.Second,
 	}
 	client := &http.Client{Transport: r.tr}
-	retry := imodel.RetryPolicy{MaxAttempts: o.MaxAttempts, Initial: time.Millisecond, Max: 20 * time.Millisecond}
+	retry := runtime.Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond, Retryable: imodel.Retryable}
 	newModel := func(p imodel.Provider, model, path string) (*imodel.Model, error) {
 		return imodel.New(ex, imodel.EndpointConfig{
-			Provider: p, BaseURL: base + "/v1", Path: path, APIKey: chaos.APIKey, Model: model, Retry: retry,
+			Provider: p, BaseURL: base + "/v1", Path: path, APIKey: chaos.APIKey, Model: model, MaxAttempts: o.MaxAttempts, Retry: retry,
 		}, imodel.WithHTTPClient(client))
 	}
 	if r.chat[0], err = newModel(imodel.OpenAI, "gpt-4o-mini", ""); err != nil {
@@ -455,7 +454,7 @@ func (r *runner) one(ctx context.Context, i int) {
 	var (
 		h      *runtime.Handle
 		stream *imodel.Stream
-		req    runtime.Request
+		req    messages.Request
 		err    error
 	)
 	switch k := i % 10; {

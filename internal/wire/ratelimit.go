@@ -13,29 +13,29 @@ import (
 // headers report it. The provider sends it on every response, so a client
 // can adjust its pacing to the server's own count instead of its estimate.
 type RateLimit struct {
-	// Requests is the budget of requests.
-	Requests Budget
+	// Requests is the limit on requests.
+	Requests LimitState
 
-	// Tokens is the budget of tokens. For Anthropic, which may report
-	// input and output tokens apart, it is the tightest of the budgets
+	// Tokens is the limit on tokens. For Anthropic, which may report
+	// input and output tokens apart, it is the tightest of the token limits
 	// reported: see ParseAnthropicRateLimit.
-	Tokens Budget
+	Tokens LimitState
 
-	// InputTokens and OutputTokens are Anthropic's separate budgets; they
+	// InputTokens and OutputTokens are Anthropic's separate limits; they
 	// are absent for OpenAI.
-	InputTokens  Budget
-	OutputTokens Budget
+	InputTokens  LimitState
+	OutputTokens LimitState
 }
 
-// Budget is one rate-limited quantity: how much the window allows, how
+// LimitState is the state of one rate limit: how much the window allows, how
 // much of it is left, and when the window is full again. Each value has a
 // flag telling whether its header was present, because a missing
 // "remaining" must not be read as zero remaining.
-type Budget struct {
+type LimitState struct {
 	Limit     int
 	Remaining int
 
-	// Reset is when the budget is back to Limit.
+	// Reset is when the window is back to Limit.
 	Reset time.Time
 
 	HasLimit     bool
@@ -43,12 +43,12 @@ type Budget struct {
 	HasReset     bool
 }
 
-// Present reports whether any header of the budget was sent.
-func (b Budget) Present() bool { return b.HasLimit || b.HasRemaining || b.HasReset }
+// Present reports whether any header of the limit was sent.
+func (b LimitState) Present() bool { return b.HasLimit || b.HasRemaining || b.HasReset }
 
-// ResetIn returns how long after now the budget resets; it is zero when
+// ResetIn returns how long after now the limit resets; it is zero when
 // the reset is unknown or past.
-func (b Budget) ResetIn(now time.Time) time.Duration {
+func (b LimitState) ResetIn(now time.Time) time.Duration {
 	if !b.HasReset {
 		return 0
 	}
@@ -90,9 +90,9 @@ var errNegative = errors.New("negative count")
 func ParseOpenAIRateLimit(h http.Header, now time.Time) (RateLimit, error) {
 	p := headerParser{h: h, now: now}
 	var rl RateLimit
-	rl.Requests = p.budget("X-Ratelimit-Limit-Requests", "X-Ratelimit-Remaining-Requests",
+	rl.Requests = p.state("X-Ratelimit-Limit-Requests", "X-Ratelimit-Remaining-Requests",
 		"X-Ratelimit-Reset-Requests", p.durationReset)
-	rl.Tokens = p.budget("X-Ratelimit-Limit-Tokens", "X-Ratelimit-Remaining-Tokens",
+	rl.Tokens = p.state("X-Ratelimit-Limit-Tokens", "X-Ratelimit-Remaining-Tokens",
 		"X-Ratelimit-Reset-Tokens", p.durationReset)
 	return rl, errors.Join(p.errs...)
 }
@@ -101,10 +101,10 @@ func ParseOpenAIRateLimit(h http.Header, now time.Time) (RateLimit, error) {
 // {requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}
 // headers, whose resets are RFC 3339 times.
 //
-// RateLimit.Tokens is the tightest of the token budgets present: the one
+// RateLimit.Tokens is the tightest of the token limits present: the one
 // with the fewest tokens remaining, or when none reports what remains,
 // the smallest limit; it is taken whole, so its values are consistent.
-// A request spends from the input and the output budget at once, so the
+// A request spends from the input and the output limit at once, so the
 // one closest to exhaustion is what holds it back.
 //
 // Absent headers and malformed values are handled as by
@@ -112,8 +112,8 @@ func ParseOpenAIRateLimit(h http.Header, now time.Time) (RateLimit, error) {
 func ParseAnthropicRateLimit(h http.Header, now time.Time) (RateLimit, error) {
 	p := headerParser{h: h, now: now}
 	const pre = "Anthropic-Ratelimit-"
-	b := func(kind string) Budget {
-		return p.budget(pre+kind+"-Limit", pre+kind+"-Remaining", pre+kind+"-Reset", p.timeReset)
+	b := func(kind string) LimitState {
+		return p.state(pre+kind+"-Limit", pre+kind+"-Remaining", pre+kind+"-Reset", p.timeReset)
 	}
 	rl := RateLimit{
 		Requests:     b("Requests"),
@@ -125,10 +125,10 @@ func ParseAnthropicRateLimit(h http.Header, now time.Time) (RateLimit, error) {
 	return rl, errors.Join(p.errs...)
 }
 
-// tightest returns the budget of bs closest to exhaustion, as
+// tightest returns the limit of bs closest to exhaustion, as
 // ParseAnthropicRateLimit defines it; bs[0] wins ties.
-func tightest(bs ...Budget) Budget {
-	var best Budget
+func tightest(bs ...LimitState) LimitState {
+	var best LimitState
 	for _, b := range bs {
 		switch {
 		case !b.Present():
@@ -151,9 +151,9 @@ type headerParser struct {
 	errs []error
 }
 
-// budget reads one budget from its three headers.
-func (p *headerParser) budget(limit, remaining, reset string, parseReset func(string) (time.Time, error)) Budget {
-	var b Budget
+// state reads one limit's state from its three headers.
+func (p *headerParser) state(limit, remaining, reset string, parseReset func(string) (time.Time, error)) LimitState {
+	var b LimitState
 	b.Limit, b.HasLimit = p.count(limit)
 	b.Remaining, b.HasRemaining = p.count(remaining)
 	if v, ok := p.value(reset); ok {

@@ -26,9 +26,9 @@ func checkRateLimitErr(t *testing.T, err error) {
 	}
 }
 
-// checkBudget checks that a parsed budget holds no negative count, that
+// checkLimit checks that a parsed budget holds no negative count, that
 // its values are zero where absent, and that its wait is not negative.
-func checkBudget(t *testing.T, name string, b Budget) {
+func checkLimit(t *testing.T, name string, b LimitState) {
 	t.Helper()
 	if b.Limit < 0 || b.Remaining < 0 {
 		t.Fatalf("%s: negative count %+v", name, b)
@@ -62,8 +62,8 @@ func FuzzParseOpenAIRateLimit(f *testing.F) {
 		set("x-ratelimit-reset-tokens", resetT)
 		rl, err := ParseOpenAIRateLimit(h, now)
 		checkRateLimitErr(t, err)
-		for name, b := range map[string]Budget{"requests": rl.Requests, "tokens": rl.Tokens} {
-			checkBudget(t, name, b)
+		for name, b := range map[string]LimitState{"requests": rl.Requests, "tokens": rl.Tokens} {
+			checkLimit(t, name, b)
 			if b.HasReset && b.Reset.Before(now) {
 				t.Fatalf("%s: reset %v before now", name, b.Reset)
 			}
@@ -108,9 +108,9 @@ func FuzzParseAnthropicRateLimit(f *testing.F) {
 		set(pre+"output-tokens-limit", remOut)
 		rl, err := ParseAnthropicRateLimit(h, now)
 		checkRateLimitErr(t, err)
-		for name, b := range map[string]Budget{"requests": rl.Requests, "tokens": rl.Tokens,
+		for name, b := range map[string]LimitState{"requests": rl.Requests, "tokens": rl.Tokens,
 			"input": rl.InputTokens, "output": rl.OutputTokens} {
-			checkBudget(t, name, b)
+			checkLimit(t, name, b)
 		}
 		// Tokens is one of the token budgets, and no budget that reports
 		// what remains has less remaining.
@@ -118,10 +118,10 @@ func FuzzParseAnthropicRateLimit(f *testing.F) {
 			"Anthropic-Ratelimit-Tokens-Remaining": h.Values("Anthropic-Ratelimit-Tokens-Remaining"),
 			"Anthropic-Ratelimit-Tokens-Reset":     h.Values("Anthropic-Ratelimit-Tokens-Reset"),
 		}, now)
-		if !sameBudget(rl.Tokens, raw.Tokens) && !sameBudget(rl.Tokens, rl.InputTokens) && !sameBudget(rl.Tokens, rl.OutputTokens) {
+		if !sameLimit(rl.Tokens, raw.Tokens) && !sameLimit(rl.Tokens, rl.InputTokens) && !sameLimit(rl.Tokens, rl.OutputTokens) {
 			t.Fatalf("tokens %+v is none of the budgets", rl.Tokens)
 		}
-		for _, b := range []Budget{raw.Tokens, rl.InputTokens, rl.OutputTokens} {
+		for _, b := range []LimitState{raw.Tokens, rl.InputTokens, rl.OutputTokens} {
 			if b.HasRemaining && (!rl.Tokens.HasRemaining || b.Remaining < rl.Tokens.Remaining) {
 				t.Fatalf("tokens %+v is not the tightest of %+v", rl.Tokens, b)
 			}
@@ -129,9 +129,9 @@ func FuzzParseAnthropicRateLimit(f *testing.F) {
 	})
 }
 
-// sameBudget reports whether a and b are equal, comparing resets as
+// sameLimit reports whether a and b are equal, comparing resets as
 // instants: parsing one RFC 3339 offset twice gives two *time.Location.
-func sameBudget(a, b Budget) bool {
+func sameLimit(a, b LimitState) bool {
 	eq := a.Reset.Equal(b.Reset)
 	a.Reset, b.Reset = time.Time{}, time.Time{}
 	return eq && a == b

@@ -25,8 +25,8 @@ func TestParseOpenAIRateLimit(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		h        http.Header
-		requests Budget
-		tokens   Budget
+		requests LimitState
+		tokens   LimitState
 	}{
 		{
 			name: "all present",
@@ -38,31 +38,31 @@ func TestParseOpenAIRateLimit(t *testing.T) {
 				"x-ratelimit-reset-requests", "1s",
 				"x-ratelimit-reset-tokens", "6m0s",
 			),
-			requests: Budget{Limit: 60, Remaining: 59, Reset: now.Add(time.Second), HasLimit: true, HasRemaining: true, HasReset: true},
-			tokens:   Budget{Limit: 150000, Remaining: 149984, Reset: now.Add(6 * time.Minute), HasLimit: true, HasRemaining: true, HasReset: true},
+			requests: LimitState{Limit: 60, Remaining: 59, Reset: now.Add(time.Second), HasLimit: true, HasRemaining: true, HasReset: true},
+			tokens:   LimitState{Limit: 150000, Remaining: 149984, Reset: now.Add(6 * time.Minute), HasLimit: true, HasRemaining: true, HasReset: true},
 		},
 		{
 			name:     "fractional and compound durations",
 			h:        header("X-Ratelimit-Reset-Requests", "12ms", "X-Ratelimit-Reset-Tokens", "1m30.5s"),
-			requests: Budget{Reset: now.Add(12 * time.Millisecond), HasReset: true},
-			tokens:   Budget{Reset: now.Add(90*time.Second + 500*time.Millisecond), HasReset: true},
+			requests: LimitState{Reset: now.Add(12 * time.Millisecond), HasReset: true},
+			tokens:   LimitState{Reset: now.Add(90*time.Second + 500*time.Millisecond), HasReset: true},
 		},
 		{
 			name:     "bare seconds",
 			h:        header("x-ratelimit-reset-requests", "20", "x-ratelimit-reset-tokens", " 0.25 "),
-			requests: Budget{Reset: now.Add(20 * time.Second), HasReset: true},
-			tokens:   Budget{Reset: now.Add(250 * time.Millisecond), HasReset: true},
+			requests: LimitState{Reset: now.Add(20 * time.Second), HasReset: true},
+			tokens:   LimitState{Reset: now.Add(250 * time.Millisecond), HasReset: true},
 		},
 		{
 			name:     "negative reset means now",
 			h:        header("x-ratelimit-reset-requests", "-3s", "x-ratelimit-reset-tokens", "-1"),
-			requests: Budget{Reset: now, HasReset: true},
-			tokens:   Budget{Reset: now, HasReset: true},
+			requests: LimitState{Reset: now, HasReset: true},
+			tokens:   LimitState{Reset: now, HasReset: true},
 		},
 		{
 			name:     "remaining zero is present",
 			h:        header("x-ratelimit-remaining-requests", "0"),
-			requests: Budget{Remaining: 0, HasRemaining: true},
+			requests: LimitState{Remaining: 0, HasRemaining: true},
 		},
 		{name: "none", h: http.Header{}},
 		{name: "nil", h: nil},
@@ -96,7 +96,7 @@ func TestParseOpenAIRateLimitMalformed(t *testing.T) {
 		t.Fatal("no error")
 	}
 	// The well-formed value is still reported.
-	want := Budget{Limit: 1000, HasLimit: true}
+	want := LimitState{Limit: 1000, HasLimit: true}
 	if rl.Tokens != want || rl.Requests.Present() {
 		t.Errorf("got %+v", rl)
 	}
@@ -151,8 +151,8 @@ func TestParseAnthropicRateLimit(t *testing.T) {
 		}
 		return v
 	}
-	full := func(limit, remaining int, reset string) Budget {
-		return Budget{Limit: limit, Remaining: remaining, Reset: at(reset), HasLimit: true, HasRemaining: true, HasReset: true}
+	full := func(limit, remaining int, reset string) LimitState {
+		return LimitState{Limit: limit, Remaining: remaining, Reset: at(reset), HasLimit: true, HasRemaining: true, HasReset: true}
 	}
 	want := RateLimit{
 		Requests:     full(1000, 999, "2025-08-21T12:40:59Z"),
@@ -183,22 +183,22 @@ func TestParseAnthropicRateLimitFractionalAndOffset(t *testing.T) {
 }
 
 func TestTightest(t *testing.T) {
-	rem := func(n int) Budget { return Budget{Remaining: n, HasRemaining: true} }
-	lim := func(n int) Budget { return Budget{Limit: n, HasLimit: true} }
+	rem := func(n int) LimitState { return LimitState{Remaining: n, HasRemaining: true} }
+	lim := func(n int) LimitState { return LimitState{Limit: n, HasLimit: true} }
 	for _, tc := range []struct {
 		name string
-		in   []Budget
-		want Budget
+		in   []LimitState
+		want LimitState
 	}{
-		{"none", []Budget{{}, {}, {}}, Budget{}},
-		{"only tokens", []Budget{rem(5), {}, {}}, rem(5)},
-		{"only output", []Budget{{}, {}, rem(7)}, rem(7)},
-		{"fewest remaining", []Budget{rem(9), rem(3), rem(4)}, rem(3)},
-		{"tie keeps first", []Budget{rem(3), rem(3), {}}, rem(3)},
-		{"remaining beats limit only", []Budget{lim(1), rem(100), {}}, rem(100)},
-		{"limit only keeps remaining", []Budget{rem(100), lim(1), {}}, rem(100)},
-		{"smallest limit", []Budget{lim(10), lim(2), lim(5)}, lim(2)},
-		{"reset only then limit", []Budget{{HasReset: true}, lim(2), {}}, lim(2)},
+		{"none", []LimitState{{}, {}, {}}, LimitState{}},
+		{"only tokens", []LimitState{rem(5), {}, {}}, rem(5)},
+		{"only output", []LimitState{{}, {}, rem(7)}, rem(7)},
+		{"fewest remaining", []LimitState{rem(9), rem(3), rem(4)}, rem(3)},
+		{"tie keeps first", []LimitState{rem(3), rem(3), {}}, rem(3)},
+		{"remaining beats limit only", []LimitState{lim(1), rem(100), {}}, rem(100)},
+		{"limit only keeps remaining", []LimitState{rem(100), lim(1), {}}, rem(100)},
+		{"smallest limit", []LimitState{lim(10), lim(2), lim(5)}, lim(2)},
+		{"reset only then limit", []LimitState{{HasReset: true}, lim(2), {}}, lim(2)},
 	} {
 		if got := tightest(tc.in...); got != tc.want {
 			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
@@ -208,13 +208,13 @@ func TestTightest(t *testing.T) {
 
 func TestBudgetResetIn(t *testing.T) {
 	for _, tc := range []struct {
-		b    Budget
+		b    LimitState
 		want time.Duration
 	}{
-		{Budget{}, 0},
-		{Budget{Reset: now.Add(time.Minute)}, 0}, // HasReset false
-		{Budget{Reset: now.Add(time.Minute), HasReset: true}, time.Minute},
-		{Budget{Reset: now.Add(-time.Minute), HasReset: true}, 0},
+		{LimitState{}, 0},
+		{LimitState{Reset: now.Add(time.Minute)}, 0}, // HasReset false
+		{LimitState{Reset: now.Add(time.Minute), HasReset: true}, time.Minute},
+		{LimitState{Reset: now.Add(-time.Minute), HasReset: true}, 0},
 	} {
 		if got := tc.b.ResetIn(now); got != tc.want {
 			t.Errorf("%+v: ResetIn = %v, want %v", tc.b, got, tc.want)

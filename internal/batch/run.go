@@ -1,0 +1,194 @@
+package batch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/messages"
+	"github.com/lionactor/lionactor/runtime"
+)
+
+// Input is what a run reads.
+type Input struct {
+	// R holds one request per line. Scan it first to refuse duplicate ids
+	// before anything is sent.
+	R io.Reader
+	// Prior holds the results of earlier runs (ReadPrior): requests with a
+	// final result there are skipped, unless Config says to rerun them.
+	// Nil means none.
+	Prior *Prior
+	// Total is the number of requests in R if known (for progress), else 0.
+	Total int
+}
+
+// ErrInterrupted is returned by Run when ctx ended the run early; the
+// Summary says how many requests remain.
+var ErrInterrupted = errors.New("batch: interrupted")
+
+// Run reads requests from in, runs them, and writes a result line to out as
+// each ends. It returns when every request read has a result, or, if ctx
+// ends first, once in-flight calls have finished (within Grace), with
+// ErrInterrupted. progress, if not nil, is told of every change.
+func Run(ctx context.Context, cfg Config, in Input, out io.Writer, progress Reporter) (*Summary, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := newRunner(cfg, in, out, progress)
+	return r.run(ctx)
+}
+
+// item is what the writer handles: a request's terminal snapshot, a line
+// the reader already failed, or an index that produces no line.
+type item struct {
+	index int
+	ev    *messages.Event
+	res   *Result // a failure made by the reader
+	skip  bool
+}
+
+// row is what the runner remembers of an input line while it runs.
+type row struct {
+	key, hash    string
+	id, metadata json.RawMessage
+	handle       *runtime.Handle
+}
+
+type runner struct {
+	cfg      Config
+	in       Input
+	out      io.Writer
+	progress Reporter
+
+	ex    *runtime.Executor
+	model *imodel.Model
+
+	window  chan struct{} // one slot per request between submit and write
+	results chan item     // terminal snapshots, from the observer: never blocks (see window)
+	reader  chan item     // from the reader
+
+	mu   sync.Mutex
+	rows map[int]*row
+
+	sum         *Summary
+	rec         *Recorder // nil unless a report is written
+	start       time.Time
+	metricsAddr string // where metrics are served, once listening
+}
+
+func newRunner(cfg Config, in Input, out io.Writer, progress Reporter) *runner {
+	window := cfg.Queue + cfg.Concurrency
+	return &runner{
+		cfg: cfg, in: in, out: out, progress: progress,
+		window:  make(chan struct{}, window),
+		results: make(chan item, window),
+		reader:  make(chan item),
+		rows:    map[int]*row{},
+		sum:     newSummary(cfg),
+		rec:     newRecorder(cfg),
+	}
+}
+
+// observe runs on the executor's goroutines for every snapshot. It must not
+// block: results has room for every request that holds a window slot.
+func (r *runner) observe(ev messages.Event) {
+	r.record(ev)
+	switch {
+	case ev.Status == messages.StatusQueued && ev.Attempt > 0:
+		r.sum.retried()
+	case ev.Status == messages.StatusCalling:
+		r.sum.called(ev.Timings.CallStarted)
+	}
+	if !ev.Status.Terminal() {
+		return
+	}
+	idx, err := strconv.Atoi(ev.Metadata()[indexKey])
+	if err != nil {
+		return // not one of ours
+	}
+	r.results <- item{index: idx, ev: &ev}
+}
+
+// indexKey is the snapshot metadata that maps a request back to its line.
+const indexKey = "batch.index"
+
+func (r *runner) run(ctx context.Context) (*Summary, error) {
+	ex, err := runtime.Start(r.cfg.executorConfig(r.observe))
+	if err != nil {
+		return nil, err
+	}
+	r.ex = ex
+	ep := r.cfg.Endpoint
+	ep.MaxAttempts = r.cfg.MaxAttempts
+	opts := []imodel.Option{}
+	if r.cfg.Logger != nil {
+		opts = append(opts, imodel.WithLogger(r.cfg.Logger))
+	}
+	switch {
+	case r.cfg.Tracer != nil:
+		base := http.RoundTripper(imodel.NewTransport(r.cfg.Concurrency))
+		if r.cfg.client != nil {
+			base = r.cfg.client.Transport
+		}
+		client := &http.Client{Transport: r.cfg.Tracer.Transport(base)}
+		defer client.CloseIdleConnections()
+		opts = append(opts, imodel.WithHTTPClient(client))
+	case r.cfg.client != nil:
+		opts = append(opts, imodel.WithHTTPClient(r.cfg.client))
+	}
+	r.model, err = imodel.New(ex, ep, opts...)
+	if err != nil {
+		_ = ex.StopNow(context.Background())
+		return nil, err
+	}
+	defer r.model.Close()
+	stopMetrics, err := r.serveMetrics()
+	if err != nil {
+		_ = ex.StopNow(context.Background())
+		return nil, err
+	}
+	defer stopMetrics()
+
+	r.start = time.Now()
+	r.sum.begin(r.start, r.in.Total)
+	if r.progress != nil {
+		r.progress.Start(r.sum)
+		defer r.progress.Stop(r.sum)
+	}
+
+	readerDone := make(chan readerEnd, 1)
+	go func() { readerDone <- r.read(ctx) }()
+	writeErr := r.write(ctx, readerDone)
+
+	interrupted := ctx.Err() != nil
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Grace+5*time.Second)
+	defer cancel()
+	// Every request has ended unless the run was interrupted or failed: a
+	// graceful stop then waits for nothing, but gives a shared budget's
+	// leases back at once.
+	stop := ex.Stop
+	if interrupted || writeErr != nil {
+		stop = ex.StopNow
+	}
+	if err := stop(stopCtx); err != nil && writeErr == nil {
+		writeErr = err
+	}
+	r.sum.finish(time.Now(), r.model.Stats(), ex.Stats().Shared)
+	if err := r.writeReport(time.Now()); err != nil && writeErr == nil {
+		writeErr = err
+	}
+	switch {
+	case writeErr != nil:
+		return r.sum, writeErr
+	case interrupted && r.sum.Snapshot().Remaining() > 0:
+		// An interrupt that came after the last result left nothing to do.
+		return r.sum, ErrInterrupted
+	}
+	return r.sum, nil
+}
