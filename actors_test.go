@@ -689,7 +689,7 @@ func TestTokensBeyondTheBurstAreRefusedAtSubmit(t *testing.T) {
 	}
 	// A request of exactly the burst runs, and is charged.
 	wait(t, submit(t, ex, runtime.Request{Call: ok(""), Tokens: 1000}))
-	if b := ex.Stats().TokenBudget; b > 1 {
+	if b := ex.Stats().TokensAvailable; b > 1 {
 		t.Errorf("token budget %.1f after spending the burst", b)
 	}
 }
@@ -769,14 +769,14 @@ func TestTokenReconciliation(t *testing.T) {
 	// The refund reaches the limiter by message: a later request's permit
 	// is granted after it.
 	wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
-	if b := ex.Stats().TokenBudget; b < 8990 || b > 9010 {
+	if b := ex.Stats().TokensAvailable; b < 8990 || b > 9010 {
 		t.Errorf("after an over-estimate the budget is %.0f, want about 9000", b)
 	}
 	// Estimated 1000, used 4000: 3000 more are charged, leaving what
 	// 10000 − 1000 − 4000 really used.
 	wait(t, submit(t, ex, runtime.Request{Call: usage(4000), Tokens: 1000}))
 	wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
-	if b := ex.Stats().TokenBudget; b < 4990 || b > 5010 {
+	if b := ex.Stats().TokensAvailable; b < 4990 || b > 5010 {
 		t.Errorf("after an under-estimate the budget is %.0f, want about 5000", b)
 	}
 }

@@ -224,7 +224,7 @@ func TestCountersStats(t *testing.T) {
 	until := now.Add(time.Hour)
 	b.pausedUntil.Store(until.UnixNano())
 	got := c.Stats(b, now)
-	want.RequestBudget, want.TokenBudget = 3, 50
+	want.RequestsAvailable, want.TokensAvailable = 3, 50
 	if got.PausedUntil.Equal(until) {
 		got.PausedUntil = time.Time{}
 	} else {

@@ -43,13 +43,13 @@ func (c *Counters) Stats(b *Buckets, now time.Time) messages.Stats {
 		// The buckets are not used: what can be granted now is what the
 		// leases hold.
 		s.Shared = shared
-		s.RequestBudget, s.TokenBudget = float64(shared.HeldRequests), float64(shared.HeldTokens)
+		s.RequestsAvailable, s.TokensAvailable = float64(shared.HeldRequests), float64(shared.HeldTokens)
 		if !b.TokensEnabled() {
-			s.TokenBudget = -1
+			s.TokensAvailable = -1
 		}
 		return s
 	}
-	s.RequestBudget = b.RequestsAvailable(now)
-	s.TokenBudget = b.TokensAvailable(now)
+	s.RequestsAvailable = b.RequestsAvailable(now)
+	s.TokensAvailable = b.TokensAvailable(now)
 	return s
 }

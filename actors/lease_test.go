@@ -463,7 +463,7 @@ func TestLeasedLimiterReturnsLeasesWhenAsked(t *testing.T) {
 		t.Errorf("figures after the return: %+v", s)
 	}
 	st := (&Counters{}).Stats(f.budget, time.Now())
-	if st.Shared != s || st.RequestBudget != 0 || st.TokenBudget != 0 {
+	if st.Shared != s || st.RequestsAvailable != 0 || st.TokensAvailable != 0 {
 		t.Errorf("Stats = %+v, want the shared figures and the leases' budget", st)
 	}
 	f.budget.shared.state.Store(&BrokerState{Since: poolT0, Reason: "no answer", Fallbacks: 1})
@@ -478,7 +478,7 @@ func TestLimiterWithoutBrokerClosesReturnLeases(t *testing.T) {
 	f.send(&ReturnLeases{Done: done})
 	waitClosed(t, done, "ReturnLeases without a broker")
 	st := (&Counters{}).Stats(NewBuckets(Limits{RequestsPerSecond: rate.Inf, TokensPerSecond: 0}), time.Now())
-	if st.Shared.Mode != "" || st.TokenBudget != -1 {
+	if st.Shared.Mode != "" || st.TokensAvailable != -1 {
 		t.Errorf("Stats without a shared budget: %+v", st)
 	}
 }

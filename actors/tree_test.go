@@ -67,8 +67,8 @@ func TestTreeRunsARequestThroughEveryState(t *testing.T) {
 	if s.Completed != 1 || s.Accepted != 1 || s.Queued != 0 || s.InFlight != 0 || s.Failed != 0 {
 		t.Errorf("stats %+v, want one accepted and completed", s)
 	}
-	if !math.IsInf(s.RequestBudget, 1) || s.TokenBudget != -1 {
-		t.Errorf("stats budgets %v %v, want +Inf and -1 without limits", s.RequestBudget, s.TokenBudget)
+	if !math.IsInf(s.RequestsAvailable, 1) || s.TokensAvailable != -1 {
+		t.Errorf("stats budgets %v %v, want +Inf and -1 without limits", s.RequestsAvailable, s.TokensAvailable)
 	}
 	if n := h.cfg.Admission.Len(); n != 0 {
 		t.Errorf("admission holds %d slots, want 0", n)

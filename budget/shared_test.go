@@ -413,8 +413,8 @@ func TestLocalGracefulStopReturnsLeasesAtOnce(t *testing.T) {
 	completed(t, hs)
 	runtimetest.WaitFor(t, 10*time.Second, "the lease arrives", func() bool { return m.ex.Stats().Shared.HeldRequests > 0 })
 	held := m.ex.Stats().Shared
-	if held.Leases != 1 || held.Returned != 0 || m.ex.Stats().RequestBudget != float64(held.HeldRequests) {
-		t.Fatalf("before stop: %+v, budget %v", held, m.ex.Stats().RequestBudget)
+	if held.Leases != 1 || held.Returned != 0 || m.ex.Stats().RequestsAvailable != float64(held.HeldRequests) {
+		t.Fatalf("before stop: %+v, budget %v", held, m.ex.Stats().RequestsAvailable)
 	}
 
 	start := time.Now()

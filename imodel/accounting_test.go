@@ -33,7 +33,7 @@ func TestTokenReconciliation(t *testing.T) {
 	_, ex, oa, an := setup(t, simulator.Config{}, tokenLimited)
 	budget := func() float64 {
 		barrier(t, ex) // the limiter has applied every adjustment so far
-		return ex.Stats().TokenBudget
+		return ex.Stats().TokensAvailable
 	}
 	for _, m := range []*Model{oa, an} {
 		t.Run(string(m.Provider()), func(t *testing.T) {

@@ -50,13 +50,14 @@ type Stats struct {
 	// at submit for a full queue.
 	Accepted int64
 	Rejected int64
-	// RequestBudget and TokenBudget are the permits the limiter could grant
-	// now without waiting (a token budget of -1 means no token limit). With
+	// RequestsAvailable and TokensAvailable are the permits the limiter
+	// could grant now without waiting (TokensAvailable is -1 without a
+	// token limit). With
 	// a shared budget they are what the executor's leases hold
 	// (Shared.HeldRequests and Shared.HeldTokens): its own buckets are not
 	// used then.
-	RequestBudget float64
-	TokenBudget   float64
+	RequestsAvailable float64
+	TokensAvailable   float64
 	// PausedUntil is when a pause of the whole budget ends, if one is on.
 	PausedUntil time.Time
 	// Shared is the executor's part in a budget shared with other

@@ -191,7 +191,7 @@ func TestStatsShowTheBudget(t *testing.T) {
 		c.TokensPerInterval, c.TokenInterval = 1000, time.Hour
 	})
 	st := ex.Stats()
-	if math.Abs(st.RequestBudget-5) > 0.01 || math.Abs(st.TokenBudget-1000) > 0.01 || !st.PausedUntil.IsZero() {
+	if math.Abs(st.RequestsAvailable-5) > 0.01 || math.Abs(st.TokensAvailable-1000) > 0.01 || !st.PausedUntil.IsZero() {
 		t.Errorf("fresh budget %+v", st)
 	}
 	h, err := ex.Submit(context.Background(), Request{Call: noop, Tokens: 400})
@@ -202,21 +202,21 @@ func TestStatsShowTheBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	st = ex.Stats()
-	if math.Abs(st.RequestBudget-4) > 0.01 || math.Abs(st.TokenBudget-600) > 0.01 || st.Completed != 1 {
+	if math.Abs(st.RequestsAvailable-4) > 0.01 || math.Abs(st.TokensAvailable-600) > 0.01 || st.Completed != 1 {
 		t.Errorf("after one request of 400 tokens: %+v", st)
 	}
 	// A charge through the public method reaches the bucket.
 	ex.AdjustTokens(100)
 	h, _ = ex.Submit(context.Background(), Request{Call: noop})
 	h.Wait(context.Background())
-	if b := ex.Stats().TokenBudget; math.Abs(b-500) > 0.01 {
+	if b := ex.Stats().TokensAvailable; math.Abs(b-500) > 0.01 {
 		t.Errorf("after charging 100: %.1f", b)
 	}
 }
 
 func TestStatsWithoutLimits(t *testing.T) {
 	ex := startT(t, nil)
-	if st := ex.Stats(); !math.IsInf(st.RequestBudget, 1) || st.TokenBudget != -1 {
+	if st := ex.Stats(); !math.IsInf(st.RequestsAvailable, 1) || st.TokensAvailable != -1 {
 		t.Errorf("%+v", st)
 	}
 	if ex.PID() == nil || ex.System() == nil || ex.Err() != nil {
