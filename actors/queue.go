@@ -46,6 +46,7 @@ type entry struct {
 type queue struct {
 	cfg     *Config
 	limiter *actor.PID
+	mailbox *dropped
 
 	nextTicket uint64
 	fifo       []*entry // entries no longer inQueue are skipped when popped
@@ -63,10 +64,11 @@ type queue struct {
 	drains   []chan struct{}
 }
 
-func newQueue(cfg *Config, limiter *actor.PID) *queue {
+func newQueue(cfg *Config, limiter *actor.PID, mailbox *dropped) *queue {
 	return &queue{
 		cfg:      cfg,
 		limiter:  limiter,
+		mailbox:  mailbox,
 		byTicket: make(map[uint64]*entry),
 		byID:     make(map[uuid.UUID]*entry),
 		busy:     make(map[string]*entry),
@@ -135,8 +137,13 @@ func (q *queue) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping:
 		// Normally empty by now (Stop drains or aborts first); if the tree is
-		// stopped from outside, nothing accepted may be left hanging.
+		// stopped from outside, nothing accepted may be left hanging. The
+		// queue has no children: Stopped follows at once, and what is still
+		// in the mailbox is dropped. Enqueues dropped so are ended by the
+		// runtime once the tree is gone; message submits by the mailbox.
 		q.abort(ctx, messages.ErrStopped, false)
+	case *actor.Stopped:
+		q.mailbox.stopped(ctx.ActorSystem().Root)
 	}
 	q.dispatch(ctx)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 
@@ -856,4 +857,28 @@ func TestTreeQueueIsResumedAfterAPanic(t *testing.T) {
 	if isClosed(h.cfg.Stopped) {
 		t.Error("the tree stopped after a panic in the queue")
 	}
+}
+
+func TestDroppedSubmitsAreRejectedOnceTheActorStopped(t *testing.T) {
+	sys := newSystem(t)
+	p := spawnProbe(t, sys)
+	_, d := mailboxOf()
+	id := uuid.New()
+	submit := &actor.MessageEnvelope{Message: &messages.Submit{ID: id}, Sender: p.pid}
+	d.MessageReceived(submit) // the actor still runs: it handles the submit itself
+	p.expectNone(t, 20*time.Millisecond)
+
+	d.stopped(sys.Root)
+	d.MessageReceived(submit)
+	if m, _ := expect[*messages.Rejected](t, p); m.ID != id || !errors.Is(m.Err, messages.ErrStopped) {
+		t.Errorf("dropped submit answered %+v, want its ID with ErrStopped", m)
+	}
+	d.MessageReceived(&actor.MessageEnvelope{Message: &messages.Submit{}, Sender: p.pid})
+	if m, _ := expect[*messages.Rejected](t, p); m.ID == uuid.Nil || !errors.Is(m.Err, messages.ErrStopped) {
+		t.Errorf("dropped submit without an ID answered %+v, want a fresh ID with ErrStopped", m)
+	}
+	// Nothing to answer: no sender, or not a submit.
+	d.MessageReceived(&messages.Submit{ID: id})
+	d.MessageReceived(&actor.MessageEnvelope{Message: &messages.Cancel{ID: id}, Sender: p.pid})
+	p.expectNone(t, 20*time.Millisecond)
 }

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"sync"
 
@@ -95,10 +96,35 @@ func (h *Handle) next(i int) (Event, bool) {
 // reached first.
 func (h *Handle) Cancel() { h.cancel(nil) }
 
-// sink adapts a Handle to actors.Sink without exporting Publish on Handle.
-type sink struct{ h *Handle }
+// sink adapts a Handle to actors.Sink without exporting Publish on Handle,
+// and tells the executor when the request has ended.
+type sink struct {
+	h  *Handle
+	ex *Executor
+}
 
-func (s sink) Publish(ev messages.Event) { s.h.publish(ev) }
+func (s sink) Publish(ev messages.Event) {
+	if ev.Status.Terminal() {
+		s.ex.ended(s.h)
+	}
+	s.h.publish(ev)
+}
+
+// watch cancels the request when ctx is done, until the request ends.
+func (h *Handle) watch(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() {
+		h.cancel(fmt.Errorf("%w: %w", ErrCancelled, context.Cause(ctx)))
+	})
+	h.mu.Lock()
+	ended := h.events[len(h.events)-1].Status.Terminal()
+	if !ended {
+		h.stopWait = stop
+	}
+	h.mu.Unlock()
+	if ended { // it ended before the watch began: nothing to stop later
+		stop()
+	}
+}
 
 func (h *Handle) publish(ev Event) {
 	h.mu.Lock()
