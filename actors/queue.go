@@ -100,7 +100,7 @@ func (q *queue) Receive(ctx actor.Context) {
 			q.idle = append(q.idle, m.caller)
 		}
 		if e != nil && e.ticket == m.ticket && e.state == calling {
-			q.outcome(ctx, e, m.result, m.err)
+			q.outcome(ctx, e, m.result, m.err, m.stopped)
 		}
 	case *callerCrashed:
 		e := q.busy[m.caller.Id]
@@ -110,7 +110,7 @@ func (q *queue) Receive(ctx actor.Context) {
 			if cp, ok := pv.(*callPanic); ok {
 				pv = cp.value
 			}
-			q.outcome(ctx, e, messages.Result{}, &messages.CallerCrashError{Panic: pv})
+			q.outcome(ctx, e, messages.Result{}, &messages.CallerCrashError{Panic: pv}, false)
 		}
 	case *retryDue:
 		if e := q.byTicket[m.ticket]; e != nil && e.state == waitingRetry {
@@ -255,8 +255,9 @@ func (q *queue) granted(ctx actor.Context, ticket uint64) {
 	ctx.Send(e.caller, &startCall{ticket: e.ticket, call: e.req.Call, attempt: e.lc.Attempt(), timeout: timeout, base: e.base})
 }
 
-// outcome settles an attempt: success, a retry, or failure.
-func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err error) {
+// outcome settles an attempt: success, a retry, or failure; or, when its
+// caller stopped under it, CANCELLED.
+func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err error, stopped bool) {
 	q.cfg.Counters.inFlight.Add(-1)
 	e.caller, e.state = nil, settling
 	if res.Usage != nil && q.cfg.Budget.TokensEnabled() {
@@ -270,6 +271,14 @@ func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err er
 	}
 	if err == nil {
 		q.end(ctx, e, messages.StatusCompleted, nil, res)
+		return
+	}
+	if stopped {
+		// The tree's children stop each on its own goroutine, so a caller
+		// can cancel its call as it stops, and the call's error reach the
+		// queue, before the queue's own Stop. The request did not fail: it
+		// was stopped, as the queue's stop would have said a moment later.
+		q.end(ctx, e, messages.StatusCancelled, messages.ErrStopped, messages.Result{})
 		return
 	}
 	var pause messages.PauseError

@@ -392,6 +392,30 @@ func TestTreeStopFromOutside(t *testing.T) {
 	}
 }
 
+func TestTreeCallCutShortByItsCallersStopEndsCancelled(t *testing.T) {
+	// When the tree stops, the callers may stop, cancel their calls and
+	// report the calls' errors before the queue stops: such a request was
+	// stopped, not failed, and is not retried.
+	h := startTree(t, noLimits, func(c *Config) {
+		c.Concurrency, c.MaxAttempts = 1, 3
+		c.Retry = retryFunc(func(int, error) (time.Duration, bool) { return 0, true })
+	})
+	g := newGate()
+	id := h.enqueue(t, messages.Request{Call: g})
+	recvValue(t, g.started, "call start")
+	h.sys.Root.Stop(h.tree.Callers[0])
+	if cause := recvValue(t, g.causes, "call cancelled"); cause != messages.ErrStopped {
+		t.Fatalf("call's context cause %v, want ErrStopped", cause)
+	}
+	ev := h.sink.terminal(t, id)
+	if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrStopped) || ev.Attempt != 1 {
+		t.Errorf("request ended %v with %v after %d attempts, want CANCELLED ErrStopped after 1", ev.Status, ev.Err(), ev.Attempt)
+	}
+	if s := h.cfg.Counters.Stats(nil, time.Now()); s.Cancelled != 1 || s.InFlight != 0 || s.Retries != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
 func TestTreeForwardsPauseUntil(t *testing.T) {
 	h := startTree(t, noLimits, nil)
 	until := time.Now().Add(300 * time.Millisecond)
