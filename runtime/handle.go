@@ -48,14 +48,20 @@ func (h *Handle) Latest() Event {
 }
 
 // Wait blocks until the request ends and returns its terminal snapshot, or
-// returns ctx's error if ctx is done first (the request goes on). Check the
-// snapshot's Status, or Err, for the outcome.
+// returns ctx's error if ctx is done first and the request has not ended
+// (the request goes on). Check the snapshot's Status, or Err, for the
+// outcome.
 func (h *Handle) Wait(ctx context.Context) (Event, error) {
 	select {
 	case <-h.done:
 		return h.Latest(), nil
 	case <-ctx.Done():
-		return Event{}, ctx.Err()
+		select {
+		case <-h.done: // ended too: the outcome is known, report it
+			return h.Latest(), nil
+		default:
+			return Event{}, ctx.Err()
+		}
 	}
 }
 
