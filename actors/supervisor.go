@@ -165,7 +165,12 @@ func (s *supervisor) HandleFailure(system *actor.ActorSystem, sup actor.Supervis
 		sup.ResumeChildren(child)
 		return
 	}
-	if s.stormed {
+	if s.stormed || s.stopping {
+		// Never restart a caller once the tree stops: the stop may already
+		// have stopped it, and protoactor's handleRestart does not check
+		// for that. It would make a new incarnation of a stopped actor,
+		// gone from the registry and from this supervisor's children, whose
+		// worker goroutine nothing would ever end.
 		sup.StopChildren(child)
 		return
 	}
