@@ -991,19 +991,20 @@ func (p *spawnerActor) Receive(ctx actor.Context) {
 }
 
 // replies is an actor that collects what an executor answers to message
-// submits: per request ID, whether it was rejected or reached a terminal
-// snapshot, and how many dead-letter responses came for submits that found
-// no actor.
+// submits: per request ID, whether it was accepted (PENDING), rejected, or
+// reached a terminal snapshot, and how many dead-letter responses came for
+// submits that found no actor.
 type replies struct {
 	mu          sync.Mutex
+	accepted    map[uuid.UUID]bool
 	rejected    map[uuid.UUID]error
 	terminal    map[uuid.UUID]messages.Event
-	twice       []string // IDs answered more than once with an end
+	twice       []string // IDs answered with an end more than once, or rejected once accepted
 	deadLetters int
 }
 
 func newReplies() *replies {
-	return &replies{rejected: map[uuid.UUID]error{}, terminal: map[uuid.UUID]messages.Event{}}
+	return &replies{accepted: map[uuid.UUID]bool{}, rejected: map[uuid.UUID]error{}, terminal: map[uuid.UUID]messages.Event{}}
 }
 
 func (r *replies) Receive(ctx actor.Context) {
@@ -1011,15 +1012,18 @@ func (r *replies) Receive(ctx actor.Context) {
 	defer r.mu.Unlock()
 	switch m := ctx.Message().(type) {
 	case *messages.Rejected:
-		if _, done := r.terminal[m.ID]; done || r.rejected[m.ID] != nil {
+		if _, done := r.terminal[m.ID]; done || r.rejected[m.ID] != nil || r.accepted[m.ID] {
 			r.twice = append(r.twice, m.ID.String())
 		}
 		r.rejected[m.ID] = m.Err
 	case messages.Event:
+		if m.Status == messages.StatusPending {
+			r.accepted[m.ID] = true
+		}
 		if !m.Status.Terminal() {
 			return
 		}
-		if _, done := r.terminal[m.ID]; done || r.rejected[m.ID] != nil {
+		if _, done := r.terminal[m.ID]; done || r.rejected[m.ID] != nil || !r.accepted[m.ID] {
 			r.twice = append(r.twice, m.ID.String())
 		}
 		r.terminal[m.ID] = m
@@ -1029,7 +1033,7 @@ func (r *replies) Receive(ctx actor.Context) {
 }
 
 // await fails t unless, within a few seconds, each of n submits has had
-// exactly one final answer.
+// exactly one final answer, and every accepted one has ended.
 func (r *replies) await(t testing.TB, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -1039,9 +1043,9 @@ func (r *replies) await(t testing.TB, n int) {
 		r.mu.Lock()
 		got := len(r.rejected) + len(r.terminal) + r.deadLetters
 		if got >= n || time.Now().After(deadline) {
-			if got != n || len(r.twice) > 0 {
-				t.Errorf("%d message submits, %d answered (%d rejected, %d ended, %d dead letters); answered twice: %v",
-					n, got, len(r.rejected), len(r.terminal), r.deadLetters, r.twice)
+			if got != n || len(r.twice) > 0 || len(r.terminal) != len(r.accepted) {
+				t.Errorf("%d message submits, %d answered (%d rejected, %d accepted, %d ended, %d dead letters); answered twice: %v",
+					n, got, len(r.rejected), len(r.accepted), len(r.terminal), r.deadLetters, r.twice)
 			}
 			r.mu.Unlock()
 			return
