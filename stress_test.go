@@ -129,9 +129,12 @@ type stress struct {
 	cfg    runtime.Config
 	root   *actor.RootContext // of the executor's system
 	parent *actor.PID         // the executor's parent actor, if it has one
-	rec    *runtimetest.Recorder
-	rep    *replies
-	sink   *actor.PID // where message submits are answered
+	// sibling is the executor's sibling under parent: when it fails, the
+	// parent restarts both (all for one).
+	sibling *actor.PID
+	rec     *runtimetest.Recorder
+	rep     *replies
+	sink    *actor.PID // where message submits are answered
 
 	mu      sync.Mutex
 	handles []*runtime.Handle
@@ -150,7 +153,7 @@ type stress struct {
 const (
 	ownSystem   = iota // runtime.Start
 	underRoot          // runtime.Spawn(system.Root, …)
-	underParent        // runtime.Spawn from a user actor's Started
+	underParent        // runtime.Spawn from a user actor's Started, all-for-one
 )
 
 func runStress(t *testing.T, seed uint64, total int) stressTotals {
@@ -182,9 +185,12 @@ func runStress(t *testing.T, seed uint64, total int) stressTotals {
 		s.ex = ex
 	case underParent:
 		system = quietSystem()
-		got := make(chan *runtime.Executor, 1)
-		s.parent = system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &spawnerActor{cfg: s.cfg, got: got} }))
-		s.ex = <-got
+		got, sibling := make(chan *runtime.Executor, 1), make(chan *actor.PID, 1)
+		s.parent = system.Root.Spawn(actor.PropsFromProducer(
+			func() actor.Actor { return &restartingParent{cfg: s.cfg, got: got, sibling: sibling} },
+			actor.WithSupervisor(actor.NewAllForOneStrategy(10, time.Minute, actor.DefaultDecider)),
+		))
+		s.ex, s.sibling = <-got, <-sibling
 	}
 	s.root = s.ex.System().Root
 	s.sink = s.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return s.rep }))
@@ -475,7 +481,7 @@ func (s *stress) stop(rng *rand.Rand) {
 	ways := 1 + rng.IntN(2)
 	var wg sync.WaitGroup
 	for range ways {
-		way := rng.IntN(5)
+		way := rng.IntN(6)
 		deadline := time.Duration(rng.IntN(30)) * time.Millisecond
 		wg.Go(func() {
 			switch {
@@ -498,6 +504,8 @@ func (s *stress) stop(rng *rand.Rand) {
 			case way == 4:
 				// Stopped from outside, as by a supervisor or a poison pill.
 				s.root.Stop(s.ex.PID())
+			case way == 5 && s.sibling != nil:
+				s.root.Send(s.sibling, "fail") // the parent restarts the executor
 			default:
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				defer cancel()

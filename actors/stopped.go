@@ -49,6 +49,9 @@ type dropped struct {
 // through root.
 func (d *dropped) stopped(root *actor.RootContext) { d.root.Store(root) }
 
+// isStopped reports whether the actor has stopped.
+func (d *dropped) isStopped() bool { return d.root.Load() != nil }
+
 // MailboxStarted implements actor.MailboxMiddleware.
 func (d *dropped) MailboxStarted() {}
 

@@ -61,6 +61,18 @@ func (c *Config) propsOptions() []actor.PropsOption {
 
 // Receive implements actor.Actor.
 func (s *supervisor) Receive(ctx actor.Context) {
+	if s.mailbox.isStopped() {
+		// The tree has ended, and yet a message arrives: protoactor's
+		// handleRestart revives even a stopped actor, so a parent's restart
+		// sent just before the stop (its sender resolved the PID before
+		// finalizeStop removed it) makes a new incarnation after it. That
+		// one only stops again; it must not end the tree a second time, and
+		// the mailbox already answers submits.
+		if _, started := ctx.Message().(*actor.Started); started {
+			ctx.Stop(ctx.Self())
+		}
+		return
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		if s.restarted {

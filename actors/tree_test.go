@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -935,5 +936,34 @@ func TestTreeNeverRevivesACallerThatFailsAsTheTreeStops(t *testing.T) {
 			h.sys.Root.Stop(h.tree.Supervisor)
 			waitClosed(t, h.cfg.Stopped, "Stopped")
 		})
+	}
+}
+
+func TestTreeRevivedByALateRestartStaysStopped(t *testing.T) {
+	// A parent's restart can reach the supervisor just after it stopped (the
+	// sender resolved the PID before the stop removed it), and protoactor's
+	// handleRestart makes a new incarnation even of a stopped actor. That
+	// incarnation must not end the tree a second time, nor answer a submit
+	// its mailbox already answers.
+	var ends atomic.Int32
+	h := startTree(t, noLimits, func(c *Config) { c.OnStopped = func() { ends.Add(1) } })
+	proc, ok := h.sys.ProcessRegistry.Get(h.tree.Supervisor)
+	if !ok {
+		t.Fatal("supervisor not registered")
+	}
+	h.sys.Root.Stop(h.tree.Supervisor)
+	waitClosed(t, h.cfg.Stopped, "Stopped")
+
+	// What a late sender does: straight to the process it resolved.
+	proc.SendSystemMessage(h.tree.Supervisor, &actor.Restart{})
+	p := spawnProbe(t, h.sys)
+	id := uuid.New()
+	proc.SendUserMessage(h.tree.Supervisor, &actor.MessageEnvelope{Message: &messages.Submit{ID: id}, Sender: p.pid})
+	if m, _ := expect[*messages.Rejected](t, p); m.ID != id || !errors.Is(m.Err, messages.ErrStopped) {
+		t.Errorf("submit to the revived supervisor answered %+v", m)
+	}
+	p.expectNone(t, 50*time.Millisecond)
+	if n := ends.Load(); n != 1 {
+		t.Errorf("the tree ended %d times", n)
 	}
 }
