@@ -207,8 +207,8 @@ func (ex *Executor) Err() error {
 // cancels around it: a cancel of ctx or of the handle at any moment, even
 // while Submit runs, is never lost; Stop finishes the request, StopNow
 // cancels it, and if the executor's actors stop another way (its parent
-// stopped, a restart storm) before the request ended, it ends CANCELLED
-// with ErrStopped.
+// stops or restarts it, a restart storm) it ends with them: CANCELLED with
+// ErrStopped, or FAILED with ErrRestartStorm after a storm.
 func (ex *Executor) Submit(ctx context.Context, r Request) (*Handle, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -385,7 +385,9 @@ func (ex *Executor) applyLimits() {
 // every accepted one (queued, backing off, or in flight), then stops its
 // actors and, if it has its own actor system, shuts that down. If ctx ends
 // first, what is left is cancelled as by [Executor.StopNow] and ctx's error
-// is returned. Calling Stop again, or after StopNow, waits for the same end.
+// is returned. Calling Stop again, or after StopNow, or once the executor
+// has stopped by itself (its parent stopped, a restart storm), waits for
+// the same end.
 func (ex *Executor) Stop(ctx context.Context) error {
 	if !ex.beginStop() {
 		return ex.finish(ctx, nil)
@@ -404,8 +406,9 @@ func (ex *Executor) Stop(ctx context.Context) error {
 
 // StopNow stops the executor at once: every accepted request that has not
 // ended is CANCELLED (cause ErrStopped) and running calls have their
-// contexts cancelled. It returns once the actors are gone and the call
-// goroutines have returned, or with ctx's error if ctx ends first.
+// contexts cancelled. It returns once the actors are gone, every accepted
+// request has ended and the call goroutines have returned, or with ctx's
+// error if ctx ends first.
 func (ex *Executor) StopNow(ctx context.Context) error {
 	if ex.beginStop() {
 		ex.abort()
