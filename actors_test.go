@@ -1143,6 +1143,10 @@ func TestParentStopEndsEveryAcceptedRequest(t *testing.T) {
 	// protoactor's dead-letter response.
 	rep.await(t, int(sent.Load()))
 	rec.Check(t)
+	rep.mu.Lock()
+	t.Logf("%d accepted requests ended with the parent; %d message submits: %d rejected, %d ended, %d dead letters",
+		len(handles), sent.Load(), len(rep.rejected), len(rep.terminal), rep.deadLetters)
+	rep.mu.Unlock()
 	// Nobody called Stop: the executor released what it started (its
 	// dispatcher's workers) by itself.
 	goleak.VerifyNone(t)
