@@ -7,12 +7,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	goruntime "runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/google/uuid"
 	"go.uber.org/goleak"
 
 	"github.com/lionactor/lionactor/internal/runtimetest"
@@ -962,4 +965,348 @@ func TestExecutorUnderAUserActorStopsWithIt(t *testing.T) {
 	if err := ex.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// waitCtx is a call that runs until its context ends: only a cancel (or a
+// stop) ends the request.
+var waitCtx = runtime.CallFunc(func(ctx context.Context, _ int) (runtime.Result, error) {
+	<-ctx.Done()
+	return runtime.Result{}, context.Cause(ctx)
+})
+
+// spawnerActor spawns an executor under itself with cfg.
+type spawnerActor struct {
+	cfg runtime.Config
+	got chan<- *runtime.Executor
+}
+
+func (p *spawnerActor) Receive(ctx actor.Context) {
+	if _, started := ctx.Message().(*actor.Started); started {
+		ex, err := runtime.Spawn(ctx, p.cfg)
+		if err != nil {
+			panic(err)
+		}
+		p.got <- ex
+	}
+}
+
+// replies is an actor that collects what an executor answers to message
+// submits: per request ID, whether it was accepted (PENDING), rejected, or
+// reached a terminal snapshot, and how many dead-letter responses came for
+// submits that found no actor.
+type replies struct {
+	mu          sync.Mutex
+	accepted    map[uuid.UUID]bool
+	rejected    map[uuid.UUID]error
+	terminal    map[uuid.UUID]messages.Event
+	twice       []string // IDs answered with an end more than once, or rejected once accepted
+	deadLetters int
+}
+
+func newReplies() *replies {
+	return &replies{accepted: map[uuid.UUID]bool{}, rejected: map[uuid.UUID]error{}, terminal: map[uuid.UUID]messages.Event{}}
+}
+
+func (r *replies) Receive(ctx actor.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch m := ctx.Message().(type) {
+	case *messages.Rejected:
+		if _, done := r.terminal[m.ID]; done || r.rejected[m.ID] != nil || r.accepted[m.ID] {
+			r.twice = append(r.twice, m.ID.String())
+		}
+		r.rejected[m.ID] = m.Err
+	case messages.Event:
+		if m.Status == messages.StatusPending {
+			r.accepted[m.ID] = true
+		}
+		if !m.Status.Terminal() {
+			return
+		}
+		if _, done := r.terminal[m.ID]; done || r.rejected[m.ID] != nil || !r.accepted[m.ID] {
+			r.twice = append(r.twice, m.ID.String())
+		}
+		r.terminal[m.ID] = m
+	case *actor.DeadLetterResponse:
+		r.deadLetters++
+	}
+}
+
+// await fails t unless, within a few seconds, each of n submits has had
+// exactly one final answer, and every accepted one has ended.
+func (r *replies) await(t testing.TB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		r.mu.Lock()
+		got := len(r.rejected) + len(r.terminal) + r.deadLetters
+		if got >= n || time.Now().After(deadline) {
+			if got != n || len(r.twice) > 0 || len(r.terminal) != len(r.accepted) {
+				t.Errorf("%d message submits, %d answered (%d rejected, %d accepted, %d ended, %d dead letters); answered twice: %v",
+					n, got, len(r.rejected), len(r.accepted), len(r.terminal), r.deadLetters, r.twice)
+			}
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		<-tick.C
+	}
+}
+
+func TestParentStopEndsEveryAcceptedRequest(t *testing.T) {
+	// Issue 11, first reproduction: requests submitted while the parent of
+	// an embedded executor stops stayed PENDING, and message submits in that
+	// window got no answer at all.
+	system := quietSystem()
+	defer system.Shutdown()
+	rec := runtimetest.NewRecorder()
+	cfg := runtime.DefaultConfig()
+	cfg.RequestsPerInterval = runtime.Unlimited
+	cfg.QueueCapacity = 1 << 20
+	cfg.Concurrency = 4
+	cfg.Observer = rec.Observe
+	got := make(chan *runtime.Executor, 1)
+	parent := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &spawnerActor{cfg: cfg, got: got} }))
+	ex := <-got
+
+	rep := newReplies()
+	collector := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return rep }))
+	defer func() { _ = system.Root.StopFuture(collector).Wait() }()
+
+	var (
+		mu         sync.Mutex
+		handles    []*runtime.Handle
+		accepted   atomic.Int64
+		sent       atomic.Int64
+		parentGone = make(chan struct{})
+		wg         sync.WaitGroup
+	)
+	for range 4 {
+		wg.Go(func() {
+			for {
+				h, err := ex.Submit(context.Background(), runtime.Request{Call: waitCtx})
+				if err != nil {
+					if !errors.Is(err, runtime.ErrStopped) {
+						t.Errorf("Submit: %v", err)
+					}
+					return
+				}
+				mu.Lock()
+				handles = append(handles, h)
+				mu.Unlock()
+				accepted.Add(1)
+			}
+		})
+	}
+	// Message submits, before, during and after the stop.
+	wg.Go(func() {
+		after := 0
+		for after < 200 {
+			select {
+			case <-parentGone:
+				after++
+			default:
+			}
+			system.Root.RequestWithCustomSender(ex.PID(), &messages.Submit{ID: uuid.New(), Request: runtime.Request{Call: waitCtx}}, collector)
+			sent.Add(1)
+		}
+	})
+	for accepted.Load() < 1000 {
+		goruntime.Gosched()
+	}
+	if err := system.Root.StopFuture(parent).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	close(parentGone)
+	wg.Wait()
+
+	// The executor stopped with its parent: every handle it returned has
+	// ended, by now, without waiting.
+	pending := map[messages.RequestStatus]int{}
+	for _, h := range handles {
+		select {
+		case <-h.Done():
+			if ev := h.Latest(); ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrStopped) {
+				t.Errorf("%s ended %v %v", h.ID(), ev.Status, ev.Err())
+			}
+		default:
+			pending[h.Latest().Status]++
+		}
+	}
+	if len(pending) > 0 {
+		t.Errorf("of %d accepted requests, these never ended after the parent stopped: %v", len(handles), pending)
+	}
+	// Every message submit was answered: accepted and ended, rejected as
+	// stopped, or (once the executor's actors were gone) answered by
+	// protoactor's dead-letter response.
+	rep.await(t, int(sent.Load()))
+	rec.Check(t)
+	rep.mu.Lock()
+	t.Logf("%d accepted requests ended with the parent; %d message submits: %d rejected, %d ended, %d dead letters",
+		len(handles), sent.Load(), len(rep.rejected), len(rep.terminal), rep.deadLetters)
+	rep.mu.Unlock()
+	// Nobody called Stop: the executor released what it started (its
+	// dispatcher's workers) by itself.
+	goleak.VerifyNone(t)
+}
+
+func TestSubmitContextCancelledDuringSubmitCancelsTheRequest(t *testing.T) {
+	// Issue 11, second reproduction: a context cancelled while Submit ran
+	// could send its cancel ahead of the request, which then ran forever.
+	ex, rec := start(t, func(c *runtime.Config) { c.Concurrency, c.QueueCapacity = 64, 1<<20 })
+	const submitters, each = 4, 5000
+	var (
+		mu      sync.Mutex
+		handles []*runtime.Handle
+		wg      sync.WaitGroup
+	)
+	for range submitters {
+		wg.Go(func() {
+			for range each {
+				ctx, cancel := context.WithCancel(context.Background())
+				go cancel()
+				h, err := ex.Submit(ctx, runtime.Request{Call: waitCtx})
+				if err != nil {
+					if !errors.Is(err, context.Canceled) {
+						t.Errorf("Submit: %v", err)
+					}
+					continue
+				}
+				mu.Lock()
+				handles = append(handles, h)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stuck := map[messages.RequestStatus]int{}
+	for _, h := range handles {
+		select {
+		case <-h.Done():
+		case <-ctx.Done():
+		}
+		ev := h.Latest()
+		if !ev.Status.Terminal() {
+			stuck[ev.Status]++
+			continue
+		}
+		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), context.Canceled) {
+			t.Errorf("%s ended %v %v", h.ID(), ev.Status, ev.Err())
+		}
+	}
+	if len(stuck) > 0 {
+		t.Fatalf("of %d accepted requests whose context was cancelled, these never ended: %v", len(handles), stuck)
+	}
+	if st := ex.Stats(); st.InFlight != 0 || st.Queued != 0 {
+		t.Errorf("callers still held: %+v", st)
+	}
+	rec.Check(t)
+}
+
+// restartingParent spawns an executor and a sibling under an all-for-one
+// strategy: when the sibling fails, protoactor restarts every child,
+// the executor's supervisor too.
+type restartingParent struct {
+	cfg     runtime.Config
+	got     chan<- *runtime.Executor
+	sibling chan<- *actor.PID
+}
+
+func (p *restartingParent) Receive(ctx actor.Context) {
+	if _, started := ctx.Message().(*actor.Started); started {
+		ex, err := runtime.Spawn(ctx, p.cfg)
+		if err != nil {
+			panic(err)
+		}
+		p.got <- ex
+		p.sibling <- ctx.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+			if _, fail := ctx.Message().(string); fail {
+				panic("sibling fails")
+			}
+		}))
+	}
+}
+
+func TestExecutorRestartedByItsParentStopsAndEndsEveryRequest(t *testing.T) {
+	system := quietSystem()
+	defer system.Shutdown()
+	rec := runtimetest.NewRecorder()
+	cfg := runtime.DefaultConfig()
+	cfg.RequestsPerInterval = runtime.Unlimited
+	cfg.QueueCapacity = 1 << 20
+	cfg.Concurrency = 2
+	cfg.Observer = rec.Observe
+	got, sibling := make(chan *runtime.Executor, 1), make(chan *actor.PID, 1)
+	parent := system.Root.Spawn(actor.PropsFromProducer(
+		func() actor.Actor { return &restartingParent{cfg: cfg, got: got, sibling: sibling} },
+		actor.WithSupervisor(actor.NewAllForOneStrategy(10, time.Minute, actor.DefaultDecider)),
+	))
+	defer func() { _ = system.Root.StopFuture(parent).Wait() }()
+	ex, sib := <-got, <-sibling
+
+	var (
+		mu       sync.Mutex
+		handles  []*runtime.Handle
+		accepted atomic.Int64
+		wg       sync.WaitGroup
+	)
+	failed := make(chan struct{})
+	for range 2 {
+		wg.Go(func() {
+			for after := 0; after < 1000; {
+				select {
+				case <-failed:
+					after++
+				default:
+				}
+				h, err := ex.Submit(context.Background(), runtime.Request{Call: waitCtx})
+				if err != nil {
+					if !errors.Is(err, runtime.ErrStopped) {
+						t.Errorf("Submit: %v", err)
+					}
+					return
+				}
+				mu.Lock()
+				handles = append(handles, h)
+				mu.Unlock()
+				accepted.Add(1)
+			}
+		})
+	}
+	for accepted.Load() < 500 {
+		goruntime.Gosched()
+	}
+	system.Root.Send(sib, "fail")
+	close(failed)
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The executor stopped with the restart; stopping it again ends
+	// whatever a surviving executor would still run.
+	if err := ex.StopNow(ctx); err != nil {
+		t.Errorf("StopNow after the restart: %v", err)
+	}
+	if _, err := ex.Submit(ctx, runtime.Request{Call: waitCtx}); !errors.Is(err, runtime.ErrStopped) {
+		t.Errorf("Submit after the restart: %v", err)
+	}
+	pending := map[messages.RequestStatus]int{}
+	for _, h := range handles {
+		select {
+		case <-h.Done():
+		case <-ctx.Done():
+		}
+		if ev := h.Latest(); !ev.Status.Terminal() {
+			pending[ev.Status]++
+		} else if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrStopped) {
+			t.Errorf("%s ended %v %v", h.ID(), ev.Status, ev.Err())
+		}
+	}
+	if len(pending) > 0 {
+		t.Errorf("of %d accepted requests, these never ended after the restart: %v", len(handles), pending)
+	}
+	rec.Check(t)
 }

@@ -111,7 +111,8 @@ func (c *caller) worker(self *actor.PID, root *actor.RootContext, work <-chan jo
 			root.Send(self, &callFinished{ticket: m.ticket, panicked: true, panicVal: pv})
 			continue
 		}
-		root.Send(c.queue, &callDone{caller: self, ticket: m.ticket, result: res, err: err})
+		stopped := err != nil && errors.Is(context.Cause(j.ctx), messages.ErrStopped)
+		root.Send(c.queue, &callDone{caller: self, ticket: m.ticket, result: res, err: err, stopped: stopped})
 	}
 }
 

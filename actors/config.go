@@ -42,6 +42,10 @@ type Config struct {
 	// OnFatal is called (optional) from the supervisor when a restart storm
 	// ends the executor, before the pending requests are failed.
 	OnFatal func(error)
+	// OnStopped is called (optional) from the supervisor once it has stopped,
+	// with all its children, before Stopped is closed: no actor of the tree
+	// handles a message after it.
+	OnStopped func()
 	// Stopped is closed when the supervisor has stopped, with all its children.
 	Stopped chan struct{}
 }

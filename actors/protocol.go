@@ -125,6 +125,9 @@ type callDone struct {
 	ticket uint64
 	result messages.Result
 	err    error
+	// stopped says the call failed after its caller, stopping, cancelled
+	// it with ErrStopped: the tree is going away under the call.
+	stopped bool
 }
 
 // callerReady tells the queue a caller (new or restarted) is idle.

@@ -46,6 +46,7 @@ type entry struct {
 type queue struct {
 	cfg     *Config
 	limiter *actor.PID
+	mailbox *dropped
 
 	nextTicket uint64
 	fifo       []*entry // entries no longer inQueue are skipped when popped
@@ -63,10 +64,11 @@ type queue struct {
 	drains   []chan struct{}
 }
 
-func newQueue(cfg *Config, limiter *actor.PID) *queue {
+func newQueue(cfg *Config, limiter *actor.PID, mailbox *dropped) *queue {
 	return &queue{
 		cfg:      cfg,
 		limiter:  limiter,
+		mailbox:  mailbox,
 		byTicket: make(map[uint64]*entry),
 		byID:     make(map[uuid.UUID]*entry),
 		busy:     make(map[string]*entry),
@@ -98,7 +100,7 @@ func (q *queue) Receive(ctx actor.Context) {
 			q.idle = append(q.idle, m.caller)
 		}
 		if e != nil && e.ticket == m.ticket && e.state == calling {
-			q.outcome(ctx, e, m.result, m.err)
+			q.outcome(ctx, e, m.result, m.err, m.stopped)
 		}
 	case *callerCrashed:
 		e := q.busy[m.caller.Id]
@@ -108,7 +110,7 @@ func (q *queue) Receive(ctx actor.Context) {
 			if cp, ok := pv.(*callPanic); ok {
 				pv = cp.value
 			}
-			q.outcome(ctx, e, messages.Result{}, &messages.CallerCrashError{Panic: pv})
+			q.outcome(ctx, e, messages.Result{}, &messages.CallerCrashError{Panic: pv}, false)
 		}
 	case *retryDue:
 		if e := q.byTicket[m.ticket]; e != nil && e.state == waitingRetry {
@@ -135,8 +137,13 @@ func (q *queue) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping:
 		// Normally empty by now (Stop drains or aborts first); if the tree is
-		// stopped from outside, nothing accepted may be left hanging.
+		// stopped from outside, nothing accepted may be left hanging. The
+		// queue has no children: Stopped follows at once, and what is still
+		// in the mailbox is dropped. Enqueues dropped so are ended by the
+		// runtime once the tree is gone; message submits by the mailbox.
 		q.abort(ctx, messages.ErrStopped, false)
+	case *actor.Stopped:
+		q.mailbox.stopped(ctx.ActorSystem().Root)
 	}
 	q.dispatch(ctx)
 }
@@ -248,8 +255,9 @@ func (q *queue) granted(ctx actor.Context, ticket uint64) {
 	ctx.Send(e.caller, &startCall{ticket: e.ticket, call: e.req.Call, attempt: e.lc.Attempt(), timeout: timeout, base: e.base})
 }
 
-// outcome settles an attempt: success, a retry, or failure.
-func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err error) {
+// outcome settles an attempt: success, a retry, or failure; or, when its
+// caller stopped under it, CANCELLED.
+func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err error, stopped bool) {
 	q.cfg.Counters.inFlight.Add(-1)
 	e.caller, e.state = nil, settling
 	if res.Usage != nil && q.cfg.Buckets.TokensEnabled() {
@@ -263,6 +271,14 @@ func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err er
 	}
 	if err == nil {
 		q.end(ctx, e, messages.StatusCompleted, nil, res)
+		return
+	}
+	if stopped {
+		// The tree's children stop each on its own goroutine, so a caller
+		// can cancel its call as it stops, and the call's error reach the
+		// queue, before the queue's own Stop. The request did not fail: it
+		// was stopped, as the queue's stop would have said a moment later.
+		q.end(ctx, e, messages.StatusCancelled, messages.ErrStopped, messages.Result{})
 		return
 	}
 	var pause messages.PauseError

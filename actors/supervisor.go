@@ -25,20 +25,30 @@ type abortDone struct{}
 type supervisor struct {
 	cfg      *Config
 	ready    chan<- Tree
+	mailbox  *dropped
 	self     *actor.PID
 	tree     Tree
 	callers  map[string]bool
 	restarts []time.Time
 	stormed  bool
+	// restarted is set in an incarnation made by a restart, which stops the
+	// executor instead of serving: see Receive.
+	restarted bool
+	// stopping is set once the tree is going away (Stopping, Restarting):
+	// the queue may be gone, so submits are answered here.
+	stopping bool
 }
 
 // SupervisorProps returns the props of an executor's supervisor. Once it has
 // spawned its children it sends their PIDs on ready (buffered, capacity 1).
 func SupervisorProps(cfg *Config, ready chan<- Tree) *actor.Props {
+	mailbox, dropped := mailboxOf()
+	incarnations := 0 // the producer runs on the actor's goroutine, one call at a time
 	return actor.PropsFromProducer(func() actor.Actor {
+		incarnations++
 		// A fresh struct per incarnation: nothing survives a restart by accident.
-		return &supervisor{cfg: cfg, ready: ready}
-	}, cfg.propsOptions()...)
+		return &supervisor{cfg: cfg, ready: ready, mailbox: dropped, restarted: incarnations > 1}
+	}, append(cfg.propsOptions(), mailbox)...)
 }
 
 // propsOptions are the options of every actor of the tree.
@@ -51,11 +61,44 @@ func (c *Config) propsOptions() []actor.PropsOption {
 
 // Receive implements actor.Actor.
 func (s *supervisor) Receive(ctx actor.Context) {
+	if s.mailbox.isStopped() {
+		// The tree has ended, and yet a message arrives: protoactor's
+		// handleRestart revives even a stopped actor, so a parent's restart
+		// sent just before the stop (its sender resolved the PID before
+		// finalizeStop removed it) makes a new incarnation after it. That
+		// one only stops again; it must not end the tree a second time, and
+		// the mailbox already answers submits.
+		if _, started := ctx.Message().(*actor.Started); started {
+			ctx.Stop(ctx.Self())
+		}
+		return
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		if s.restarted {
+			// The parent restarted the executor (its own strategy, or an
+			// all-for-one restart of a sibling). Restarting stopped the
+			// children, the queue with the requests it held; a new queue
+			// would leave the handles of what the old one never received
+			// hanging. The executor stops instead, and its end covers them.
+			s.stopping = true
+			s.cfg.Logger.Error("lionactor: executor restarted by its parent; stopping")
+			ctx.Stop(ctx.Self())
+			return
+		}
 		s.start(ctx)
-	case *messages.Submit, *messages.Cancel:
+	case *messages.Submit:
+		if s.stopping {
+			// Forwarded now, it could reach a queue already gone and be
+			// answered with a dead letter instead of a rejection.
+			reject(ctx, ctx.Sender(), m, messages.ErrStopped)
+			return
+		}
 		ctx.Forward(s.tree.Queue)
+	case *messages.Cancel:
+		if !s.stopping {
+			ctx.Forward(s.tree.Queue)
+		}
 	case *PauseUntil, *SetLimits, *AdjustTokens:
 		ctx.Forward(s.tree.Limiter)
 	case *BrokerState:
@@ -68,7 +111,15 @@ func (s *supervisor) Receive(ctx actor.Context) {
 		ctx.Request(s.tree.Queue, &Abort{Err: messages.ErrRestartStorm, Fail: true, Done: make(chan struct{})})
 	case *abortDone:
 		ctx.Stop(ctx.Self())
+	case *actor.Stopping, *actor.Restarting:
+		s.stopping = true
 	case *actor.Stopped:
+		// The children are gone: nothing of the tree handles a message any
+		// more, and what is left in this mailbox is dropped (see dropped).
+		s.mailbox.stopped(ctx.ActorSystem().Root)
+		if s.cfg.OnStopped != nil {
+			s.cfg.OnStopped()
+		}
 		close(s.cfg.Stopped)
 	}
 }
@@ -93,9 +144,12 @@ func (s *supervisor) start(ctx actor.Context) {
 	if err != nil {
 		panic(fmt.Sprintf("actors: spawning limiter: %v", err))
 	}
+	// The queue's mailbox holds the message submits it has not read yet:
+	// give it the one that answers them if it stops first.
+	queueMailbox, queueDropped := mailboxOf()
 	queue, err := ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return newQueue(s.cfg, limiter)
-	}, opts...), "queue")
+		return newQueue(s.cfg, limiter, queueDropped)
+	}, append(opts, queueMailbox)...), "queue")
 	if err != nil || queue.Id != queuePID.Id {
 		panic(fmt.Sprintf("actors: spawning queue: %v", err))
 	}
@@ -126,7 +180,12 @@ func (s *supervisor) HandleFailure(system *actor.ActorSystem, sup actor.Supervis
 		sup.ResumeChildren(child)
 		return
 	}
-	if s.stormed {
+	if s.stormed || s.stopping {
+		// Never restart a caller once the tree stops: the stop may already
+		// have stopped it, and protoactor's handleRestart does not check
+		// for that. It would make a new incarnation of a stopped actor,
+		// gone from the registry and from this supervisor's children, whose
+		// worker goroutine nothing would ever end.
 		sup.StopChildren(child)
 		return
 	}

@@ -8,8 +8,12 @@ import (
 
 // Submit asks an executor to run a request. Send it with a sender (the
 // actor's ctx.Request, or RootContext.Request): the executor replies to the
-// sender with every [Event] of the request, the first being PENDING, or with
-// a single [Rejected] if it refuses the request.
+// sender with every [Event] of the request, the first being PENDING and the
+// last terminal, or with a single [Rejected] if it refuses the request; a
+// Submit that reaches the executor while it stops is rejected with
+// [ErrStopped], even one still unread in a mailbox when the executor's
+// actors stop. Once the executor has stopped its PID no longer exists, and
+// protoactor answers the sender with its dead-letter response instead.
 type Submit struct {
 	// ID names the request; the zero UUID asks the executor to choose one.
 	ID      uuid.UUID
@@ -26,7 +30,9 @@ type Rejected struct {
 
 // Cancel asks the executor to cancel a request. It has no reply: the request's
 // snapshots show the outcome (CANCELLED, or its terminal state if it ended
-// first).
+// first). A Cancel for an ID the executor does not know is ignored: send it
+// after the request's Submit, from the same sender (protoactor keeps one
+// sender's messages in order), or once its PENDING snapshot has arrived.
 type Cancel struct {
 	ID uuid.UUID
 	// Cause says why; nil means [ErrCancelled]. It becomes the error of the

@@ -215,3 +215,17 @@ func waitStatus(t *testing.T, h *Handle, s messages.RequestStatus) {
 	}
 	t.Fatalf("%s ended %v without reaching %v", h.ID(), h.Latest().Status, s)
 }
+
+func TestWaitReportsTheEndEvenWithADoneContext(t *testing.T) {
+	ex := startT(t, nil)
+	h := submitT(t, ex, Request{Call: noop})
+	final := waitT(t, h)
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	// Both are ready: the outcome, known, wins every time.
+	for range 100 {
+		if ev, err := h.Wait(done); err != nil || ev.Seq != final.Seq {
+			t.Fatalf("Wait on an ended request with a done context = %v, %v", ev.Status, err)
+		}
+	}
+}

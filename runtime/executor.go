@@ -33,7 +33,7 @@ type Executor struct {
 
 	// mu orders submissions against the start of a stop: a submit that
 	// passed the running check has its request in the queue's mailbox before
-	// the stop's Drain or Abort.
+	// the stop's Drain or Abort, and in live before the tree's end takes it.
 	mu       sync.RWMutex
 	stopping bool
 	stopCh   chan struct{} // closed when a stop begins: wakes submitters waiting for room
@@ -42,6 +42,14 @@ type Executor struct {
 	fatal    atomic.Pointer[error]
 	shutdown sync.Once
 
+	// live holds, for every handle Submit returned whose request has not
+	// ended, the request's Lifecycle. The queue owns the Lifecycle from its
+	// Enqueue on; but protoactor drops the messages left in a stopped
+	// actor's mailbox, so once the tree is gone the executor ends, with
+	// their Lifecycle, the requests the queue never received (treeStopped).
+	liveMu sync.Mutex
+	live   map[*Handle]*messages.Lifecycle
+
 	limitsMu sync.Mutex
 	limits   actors.Limits
 
@@ -49,7 +57,7 @@ type Executor struct {
 }
 
 // Start validates cfg and starts an executor in an actor system of its own,
-// which Stop shuts down.
+// which is shut down when the executor stops.
 func Start(cfg Config) (*Executor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -63,20 +71,20 @@ func Start(cfg Config) (*Executor, error) {
 		actor.WithDeadLetterThrottleInterval(time.Millisecond),
 		actor.WithDeadLetterRequestLogging(false),
 	)
-	ex, err := spawn(system.Root, system, cfg)
-	if err != nil {
-		system.Shutdown()
-		return nil, err
-	}
-	ex.ownSystem = true
-	return ex, nil
+	return spawn(system.Root, system, true, cfg)
 }
 
 // Spawn validates cfg and spawns an executor inside an existing actor
 // system, as a child of parent: the system's root context, or an actor's
-// context so that the executor lives under that actor's supervision (if the
-// parent stops, the executor stops and its requests end CANCELLED). Stop
+// context so that the executor lives under that actor's supervision. Stop
 // stops the executor's actors but never the system.
+//
+// If the parent stops, or restarts the executor (protoactor restarts a child
+// by stopping its children and making it anew), the executor stops: by the
+// time the parent's stop has completed, every request it accepted has ended
+// (CANCELLED with ErrStopped, unless it ended otherwise first), Submit
+// returns ErrStopped, and the executor's goroutines end once its running
+// calls have returned, without a call to Stop.
 //
 // protoactor logs to standard output unless the system was created with
 // actor.WithLoggerFactory, and keeps a goroutine alive for
@@ -90,7 +98,7 @@ func Spawn(parent actor.SpawnerContext, cfg Config) (*Executor, error) {
 	if parent == nil {
 		return nil, &messages.ConfigError{Field: "parent", Reason: "nil SpawnerContext"}
 	}
-	return spawn(parent, parent.ActorSystem(), cfg)
+	return spawn(parent, parent.ActorSystem(), false, cfg)
 }
 
 func loggerOf(cfg Config) *slog.Logger {
@@ -100,11 +108,14 @@ func loggerOf(cfg Config) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, cfg Config) (*Executor, error) {
+// spawn starts the executor's tree under parent; ownSystem says whether the
+// executor shuts system down when it stops (and if it fails to start).
+func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, ownSystem bool, cfg Config) (*Executor, error) {
 	limits := cfg.limits()
 	ex := &Executor{
 		cfg:       cfg,
 		system:    system,
+		ownSystem: ownSystem,
 		root:      system.Root,
 		budget:    actors.NewBuckets(limits),
 		admission: actors.NewAdmission(cfg.QueueCapacity),
@@ -112,6 +123,7 @@ func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, cfg Config) (
 		stopCh:    make(chan struct{}),
 		stopped:   make(chan struct{}),
 		cleaned:   make(chan struct{}),
+		live:      make(map[*Handle]*messages.Lifecycle),
 		limits:    limits,
 		// A worker per core, and a few more so that a queue, a limiter and
 		// busy callers rarely wait for one.
@@ -132,12 +144,16 @@ func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, cfg Config) (
 		Observer:      cfg.Observer,
 		Logger:        loggerOf(cfg),
 		OnFatal:       func(err error) { ex.fatal.Store(&err) },
+		OnStopped:     ex.treeStopped,
 		Stopped:       ex.stopped,
 	}
 	if cfg.SharedBudget != nil {
 		broker, release, err := cfg.SharedBudget.Attach(system, limits, loggerOf(cfg))
 		if err != nil {
 			ex.dispatch.Close()
+			if ownSystem {
+				system.Shutdown()
+			}
 			return nil, err
 		}
 		acfg.LeaseBroker, ex.release = broker, release
@@ -147,17 +163,18 @@ func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, cfg Config) (
 	select {
 	case ex.tree = <-ready:
 	case <-ex.stopped:
-		ex.dispatch.Close()
-		if ex.release != nil {
-			ex.release()
-		}
+		// The tree's end started the cleanup (treeStopped).
+		<-ex.cleaned
 		return nil, fmt.Errorf("lionactor: executor %s stopped while starting", pid.Id)
 	}
 	return ex, nil
 }
 
 // PID is the executor's supervisor. Actors drive the executor by sending it
-// messages.Submit, messages.Cancel and messages.StatsQuery.
+// messages.Submit, messages.Cancel and messages.StatsQuery. A Submit that
+// reaches it while it stops is rejected with ErrStopped; once the executor
+// has stopped the PID no longer exists, and protoactor answers a message
+// sent to it with a sender with *actor.DeadLetterResponse.
 func (ex *Executor) PID() *actor.PID { return ex.tree.Supervisor }
 
 // Config returns the configuration the executor was started with (rates
@@ -183,8 +200,15 @@ func (ex *Executor) Err() error {
 // Submit refuses, with a typed error and no snapshot, what it cannot accept:
 // an invalid request (ErrInvalidRequest), one costing more tokens than the
 // token bucket holds (ErrTokensExceedBurst), a full queue (ErrQueueFull,
-// unless Config.WaitForRoom), or a stopping executor (ErrStopped). Once it
-// returns a handle, the request reaches exactly one terminal snapshot.
+// unless Config.WaitForRoom), or a stopping executor (ErrStopped).
+//
+// Once it returns a handle, the request reaches exactly one terminal
+// snapshot, seen by the observer before the handle, whatever stops or
+// cancels around it: a cancel of ctx or of the handle at any moment, even
+// while Submit runs, is never lost; Stop finishes the request, StopNow
+// cancels it, and if the executor's actors stop another way (its parent
+// stops or restarts it, a restart storm) it ends with them: CANCELLED with
+// ErrStopped, or FAILED with ErrRestartStorm after a storm.
 func (ex *Executor) Submit(ctx context.Context, r Request) (*Handle, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -226,14 +250,62 @@ func (ex *Executor) Submit(ctx context.Context, r Request) (*Handle, error) {
 		ex.cfg.Observer(pending)
 	}
 	h.publish(pending)
-	if ctx.Done() != nil {
-		h.stopWait = context.AfterFunc(ctx, func() {
-			h.cancel(fmt.Errorf("%w: %w", ErrCancelled, context.Cause(ctx)))
-		})
-	}
+	ex.liveMu.Lock()
+	ex.live[h] = lc
+	ex.liveMu.Unlock()
 	ex.counters.Accepted()
-	ex.root.Send(queue, &actors.Enqueue{ID: id, Lifecycle: lc, Request: r, Sink: sink{h}, Context: base})
+	ex.root.Send(queue, &actors.Enqueue{ID: id, Lifecycle: lc, Request: r, Sink: sink{h, ex}, Context: base})
+	// Only now may a cancel be sent: whatever goroutine sends it, it does so
+	// after this one sent the Enqueue, and a mailbox is a FIFO (a mutex-
+	// guarded ring in protoactor), so the queue knows the request by the
+	// time the cancel arrives. A cancel sent before could overtake the
+	// Enqueue and find nothing to cancel.
+	if ctx.Done() != nil {
+		h.watch(ctx)
+	}
 	return h, nil
+}
+
+// ended takes h out of live: its request has reached its terminal snapshot.
+func (ex *Executor) ended(h *Handle) {
+	ex.liveMu.Lock()
+	delete(ex.live, h)
+	ex.liveMu.Unlock()
+}
+
+// treeStopped runs on the supervisor's goroutine once the tree has stopped,
+// whatever stopped it: Stop, StopNow, a restart storm, or its parent. The
+// queue ended every request it had received (as it stopped, at the latest);
+// the requests still live are those whose Enqueue it never read, which
+// protoactor dropped from its mailbox or sent to dead letters. The queue
+// being gone, their Lifecycles are the executor's again, and it ends them
+// CANCELLED with ErrStopped. Taking mu orders this against Submit: a submit
+// either registered its request before (and it is ended here, if the queue
+// did not) or finds the executor stopping and refuses.
+func (ex *Executor) treeStopped() {
+	ex.mu.Lock()
+	if !ex.stopping {
+		ex.stopping = true
+		close(ex.stopCh)
+	}
+	ex.liveMu.Lock()
+	left := ex.live
+	ex.live = nil
+	ex.liveMu.Unlock()
+	ex.mu.Unlock()
+
+	for h, lc := range left {
+		ex.admission.Release() // the slot the Enqueue held
+		ex.counters.Cancelled()
+		ev := lc.Cancel(time.Now(), ErrStopped)
+		if ex.cfg.Observer != nil {
+			ex.cfg.Observer(ev)
+		}
+		h.publish(ev)
+	}
+	// Nothing else will end: release what the executor started, even if
+	// nobody calls Stop (as when the parent stopped it).
+	ex.shutdown.Do(func() { go ex.cleanup() })
 }
 
 func (ex *Executor) checkRunning() error {
@@ -322,7 +394,8 @@ func (ex *Executor) applyLimits() {
 // shared budget, what its leases still hold is given back to the service
 // before the actors stop. If ctx ends first, what is left is cancelled as
 // by [Executor.StopNow] and ctx's error is returned. Calling Stop again, or
-// after StopNow, waits for the same end.
+// after StopNow, or once the executor has stopped by itself (its parent
+// stopped, a restart storm), waits for the same end.
 func (ex *Executor) Stop(ctx context.Context) error {
 	if !ex.beginStop() {
 		return ex.finish(ctx, nil)
@@ -367,8 +440,9 @@ const returnLeasesWait = 10 * time.Second
 
 // StopNow stops the executor at once: every accepted request that has not
 // ended is CANCELLED (cause ErrStopped) and running calls have their
-// contexts cancelled. It returns once the actors are gone and the call
-// goroutines have returned, or with ctx's error if ctx ends first.
+// contexts cancelled. It returns once the actors are gone, every accepted
+// request has ended and the call goroutines have returned, or with ctx's
+// error if ctx ends first.
 func (ex *Executor) StopNow(ctx context.Context) error {
 	if ex.beginStop() {
 		ex.abort()

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"sync"
 
@@ -47,14 +48,20 @@ func (h *Handle) Latest() Event {
 }
 
 // Wait blocks until the request ends and returns its terminal snapshot, or
-// returns ctx's error if ctx is done first (the request goes on). Check the
-// snapshot's Status, or Err, for the outcome.
+// returns ctx's error if ctx is done first and the request has not ended
+// (the request goes on). Check the snapshot's Status, or Err, for the
+// outcome.
 func (h *Handle) Wait(ctx context.Context) (Event, error) {
 	select {
 	case <-h.done:
 		return h.Latest(), nil
 	case <-ctx.Done():
-		return Event{}, ctx.Err()
+		select {
+		case <-h.done: // ended too: the outcome is known, report it
+			return h.Latest(), nil
+		default:
+			return Event{}, ctx.Err()
+		}
 	}
 }
 
@@ -95,10 +102,35 @@ func (h *Handle) next(i int) (Event, bool) {
 // reached first.
 func (h *Handle) Cancel() { h.cancel(nil) }
 
-// sink adapts a Handle to actors.Sink without exporting Publish on Handle.
-type sink struct{ h *Handle }
+// sink adapts a Handle to actors.Sink without exporting Publish on Handle,
+// and tells the executor when the request has ended.
+type sink struct {
+	h  *Handle
+	ex *Executor
+}
 
-func (s sink) Publish(ev messages.Event) { s.h.publish(ev) }
+func (s sink) Publish(ev messages.Event) {
+	if ev.Status.Terminal() {
+		s.ex.ended(s.h)
+	}
+	s.h.publish(ev)
+}
+
+// watch cancels the request when ctx is done, until the request ends.
+func (h *Handle) watch(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() {
+		h.cancel(fmt.Errorf("%w: %w", ErrCancelled, context.Cause(ctx)))
+	})
+	h.mu.Lock()
+	ended := h.events[len(h.events)-1].Status.Terminal()
+	if !ended {
+		h.stopWait = stop
+	}
+	h.mu.Unlock()
+	if ended { // it ended before the watch began: nothing to stop later
+		stop()
+	}
+}
 
 func (h *Handle) publish(ev Event) {
 	h.mu.Lock()
