@@ -52,7 +52,7 @@ func start(t *testing.T, edit func(*runtime.Config)) (*runtime.Executor, *runtim
 	return ex, rec
 }
 
-func submit(t *testing.T, ex *runtime.Executor, r runtime.Request) *runtime.Handle {
+func submit(t *testing.T, ex *runtime.Executor, r messages.Request) *runtime.Handle {
 	t.Helper()
 	h, err := ex.Submit(context.Background(), r)
 	if err != nil {
@@ -86,7 +86,7 @@ func waitStatus(t *testing.T, h *runtime.Handle, s messages.RequestStatus) messa
 
 func TestFlowPublishesEveryTransitionInOrder(t *testing.T) {
 	ex, rec := start(t, nil)
-	h := submit(t, ex, runtime.Request{
+	h := submit(t, ex, messages.Request{
 		Call:     ok(`{"answer":42}`),
 		Tokens:   7,
 		Endpoint: messages.Endpoint{Method: "POST", URL: "http://127.0.0.1/v1/x"},
@@ -137,17 +137,17 @@ func TestManyRequestsEachEndOnceWithGaplessSeq(t *testing.T) {
 	var attempts atomic.Int64
 	handles := make([]*runtime.Handle, n)
 	for i := range n {
-		call := runtime.CallFunc(func(_ context.Context, attempt int) (runtime.Result, error) {
+		call := messages.CallFunc(func(_ context.Context, attempt int) (messages.Result, error) {
 			attempts.Add(1)
 			switch {
 			case i%3 == 0 && attempt == 1: // fails once, then succeeds
-				return runtime.Result{}, errors.New("transient")
+				return messages.Result{}, errors.New("transient")
 			case i%7 == 0: // always fails
-				return runtime.Result{}, errors.New("permanent")
+				return messages.Result{}, errors.New("permanent")
 			}
-			return runtime.Result{StatusCode: 200}, nil
+			return messages.Result{StatusCode: 200}, nil
 		})
-		handles[i] = submit(t, ex, runtime.Request{Call: call})
+		handles[i] = submit(t, ex, messages.Request{Call: call})
 	}
 	want := map[messages.RequestStatus]int{}
 	for i, h := range handles {
@@ -191,7 +191,7 @@ func TestFIFOAdmission(t *testing.T) {
 	const n = 30
 	handles := make([]*runtime.Handle, n)
 	for i := range n {
-		handles[i] = submit(t, ex, runtime.Request{Call: ok("")})
+		handles[i] = submit(t, ex, messages.Request{Call: ok("")})
 	}
 	var prev time.Time
 	for i, h := range handles {
@@ -243,7 +243,7 @@ func TestRequestRateFollowsTheBucket(t *testing.T) {
 	})
 	handles := make([]*runtime.Handle, n)
 	for i := range n {
-		handles[i] = submit(t, ex, runtime.Request{Call: ok("")})
+		handles[i] = submit(t, ex, messages.Request{Call: ok("")})
 	}
 	starts := make([]time.Time, n)
 	costs := make([]float64, n)
@@ -277,7 +277,7 @@ func TestTokenRateFollowsTheBucket(t *testing.T) {
 	})
 	handles := make([]*runtime.Handle, n)
 	for i := range n {
-		handles[i] = submit(t, ex, runtime.Request{Call: ok(""), Tokens: cost})
+		handles[i] = submit(t, ex, messages.Request{Call: ok(""), Tokens: cost})
 	}
 	starts := make([]time.Time, n)
 	costs := make([]float64, n)
@@ -298,7 +298,7 @@ func TestConcurrencyNeverExceedsTheCap(t *testing.T) {
 	var inFlight, peak atomic.Int64
 	gate := make(chan struct{})
 	startedCh := make(chan struct{}, 64)
-	call := runtime.CallFunc(func(ctx context.Context, _ int) (runtime.Result, error) {
+	call := messages.CallFunc(func(ctx context.Context, _ int) (messages.Result, error) {
 		n := inFlight.Add(1)
 		defer inFlight.Add(-1)
 		for {
@@ -309,12 +309,12 @@ func TestConcurrencyNeverExceedsTheCap(t *testing.T) {
 		}
 		startedCh <- struct{}{}
 		<-gate
-		return runtime.Result{}, nil
+		return messages.Result{}, nil
 	})
 	const n = 40
 	handles := make([]*runtime.Handle, n)
 	for i := range n {
-		handles[i] = submit(t, ex, runtime.Request{Call: call})
+		handles[i] = submit(t, ex, messages.Request{Call: call})
 	}
 	// Let calls through one at a time once the cap is reached.
 	for range cap {
@@ -342,14 +342,14 @@ func TestQueueFullIsRefusedBeforeAcceptance(t *testing.T) {
 	// Seed regression 2: a refused request was dropped and stayed QUEUED.
 	ex, rec := start(t, func(c *runtime.Config) { c.Concurrency, c.QueueCapacity = 1, 3 })
 	b := runtimetest.NewBlocker()
-	first := submit(t, ex, runtime.Request{Call: b})
+	first := submit(t, ex, messages.Request{Call: b})
 	<-b.Started
 	queued := []*runtime.Handle{first}
 	for range 3 {
-		queued = append(queued, submit(t, ex, runtime.Request{Call: ok("")}))
+		queued = append(queued, submit(t, ex, messages.Request{Call: ok("")}))
 	}
-	h, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")})
-	if !errors.Is(err, runtime.ErrQueueFull) || h != nil {
+	h, err := ex.Submit(context.Background(), messages.Request{Call: ok("")})
+	if !errors.Is(err, messages.ErrQueueFull) || h != nil {
 		t.Fatalf("Submit on a full queue = %v, %v", h, err)
 	}
 	close(b.Release)
@@ -371,17 +371,17 @@ func TestCancelInEachState(t *testing.T) {
 	t.Run("queued", func(t *testing.T) {
 		ex, rec := start(t, func(c *runtime.Config) { c.Concurrency = 1 })
 		b := runtimetest.NewBlocker()
-		submit(t, ex, runtime.Request{Call: b})
+		submit(t, ex, messages.Request{Call: b})
 		<-b.Started
 		var ran atomic.Bool
-		h := submit(t, ex, runtime.Request{Call: runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
+		h := submit(t, ex, messages.Request{Call: messages.CallFunc(func(context.Context, int) (messages.Result, error) {
 			ran.Store(true)
-			return runtime.Result{}, nil
+			return messages.Result{}, nil
 		})})
 		waitStatus(t, h, messages.StatusQueued)
 		h.Cancel()
 		ev := wait(t, h)
-		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrCancelled) {
+		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrCancelled) {
 			t.Fatalf("%v %v", ev.Status, ev.Err())
 		}
 		close(b.Release)
@@ -406,8 +406,8 @@ func TestCancelInEachState(t *testing.T) {
 			c.Concurrency = 2
 			c.RequestsPerInterval, c.RequestInterval, c.RequestBurst = 1, time.Hour, 1
 		})
-		first := submit(t, ex, runtime.Request{Call: ok("")}) // takes the only permit
-		h := submit(t, ex, runtime.Request{Call: ok("")})
+		first := submit(t, ex, messages.Request{Call: ok("")}) // takes the only permit
+		h := submit(t, ex, messages.Request{Call: ok("")})
 		waitStatus(t, h, messages.StatusProcessing)
 		h.Cancel()
 		if ev := wait(t, h); ev.Status != messages.StatusCancelled || ev.Attempt != 0 {
@@ -422,14 +422,14 @@ func TestCancelInEachState(t *testing.T) {
 	t.Run("calling", func(t *testing.T) {
 		ex, rec := start(t, nil)
 		b := runtimetest.NewBlocker()
-		h := submit(t, ex, runtime.Request{Call: b})
+		h := submit(t, ex, messages.Request{Call: b})
 		<-b.Started
 		h.Cancel()
 		ev := wait(t, h)
-		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrCancelled) {
+		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrCancelled) {
 			t.Fatalf("%v %v", ev.Status, ev.Err())
 		}
-		if cause := <-b.Seen; !errors.Is(cause, runtime.ErrCancelled) {
+		if cause := <-b.Seen; !errors.Is(cause, messages.ErrCancelled) {
 			t.Errorf("call's context cause %v", cause)
 		}
 		rec.Check(t)
@@ -440,9 +440,9 @@ func TestCancelInEachState(t *testing.T) {
 			c.Retry = runtime.Backoff{Initial: time.Hour, Max: time.Hour, Retryable: func(error) bool { return true }}
 		})
 		var calls atomic.Int64
-		h := submit(t, ex, runtime.Request{Call: runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
+		h := submit(t, ex, messages.Request{Call: messages.CallFunc(func(context.Context, int) (messages.Result, error) {
 			calls.Add(1)
-			return runtime.Result{}, errors.New("try later")
+			return messages.Result{}, errors.New("try later")
 		})})
 		// The retry's QUEUED snapshot is the second QUEUED.
 		n := 0
@@ -467,25 +467,25 @@ func TestCancelInEachState(t *testing.T) {
 		ex, rec := start(t, nil)
 		b := runtimetest.NewBlocker()
 		ctx, cancel := context.WithCancel(context.Background())
-		h, err := ex.Submit(ctx, runtime.Request{Call: b})
+		h, err := ex.Submit(ctx, messages.Request{Call: b})
 		if err != nil {
 			t.Fatal(err)
 		}
 		<-b.Started
 		cancel()
 		ev := wait(t, h)
-		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), context.Canceled) || !errors.Is(ev.Err(), runtime.ErrCancelled) {
+		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), context.Canceled) || !errors.Is(ev.Err(), messages.ErrCancelled) {
 			t.Fatalf("%v %v", ev.Status, ev.Err())
 		}
 		rec.Check(t)
 	})
 	t.Run("after the end", func(t *testing.T) {
 		ex, rec := start(t, nil)
-		h := submit(t, ex, runtime.Request{Call: ok("")})
+		h := submit(t, ex, messages.Request{Call: ok("")})
 		final := wait(t, h)
 		h.Cancel()
 		// A later request's completion proves the cancel was processed.
-		wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
+		wait(t, submit(t, ex, messages.Request{Call: ok("")}))
 		if l := h.Latest(); l.Seq != final.Seq || l.Status != messages.StatusCompleted {
 			t.Errorf("cancel after the end changed the request: %v", l.Status)
 		}
@@ -496,16 +496,16 @@ func TestCancelInEachState(t *testing.T) {
 func TestCallTimeout(t *testing.T) {
 	ex, rec := start(t, func(c *runtime.Config) { c.CallTimeout = 30 * time.Millisecond })
 	b := runtimetest.NewBlocker()
-	h := submit(t, ex, runtime.Request{Call: b})
+	h := submit(t, ex, messages.Request{Call: b})
 	ev := wait(t, h)
-	if ev.Status != messages.StatusFailed || !errors.Is(ev.Err(), runtime.ErrTimeout) || !errors.Is(ev.Err(), context.DeadlineExceeded) {
+	if ev.Status != messages.StatusFailed || !errors.Is(ev.Err(), messages.ErrTimeout) || !errors.Is(ev.Err(), context.DeadlineExceeded) {
 		t.Fatalf("%v %v", ev.Status, ev.Err())
 	}
 	if info, _ := ev.Failure(); info.Kind != "timeout" {
 		t.Errorf("kind %q", info.Kind)
 	}
 	// The request's own timeout wins over the default.
-	h = submit(t, ex, runtime.Request{Call: b, Timeout: time.Hour})
+	h = submit(t, ex, messages.Request{Call: b, Timeout: time.Hour})
 	<-b.Started
 	<-b.Started
 	b.Release <- struct{}{}
@@ -517,8 +517,8 @@ func TestCallTimeout(t *testing.T) {
 
 func TestPanicRestartsTheCallerAndAccountsTheRequest(t *testing.T) {
 	ex, rec := start(t, func(c *runtime.Config) { c.Concurrency = 1 })
-	boom := runtime.CallFunc(func(context.Context, int) (runtime.Result, error) { panic("boom") })
-	h := submit(t, ex, runtime.Request{Call: boom})
+	boom := messages.CallFunc(func(context.Context, int) (messages.Result, error) { panic("boom") })
+	h := submit(t, ex, messages.Request{Call: boom})
 	ev := wait(t, h)
 	var crash *messages.CallerCrashError
 	if ev.Status != messages.StatusFailed || !errors.As(ev.Err(), &crash) || crash.Panic != "boom" {
@@ -526,19 +526,19 @@ func TestPanicRestartsTheCallerAndAccountsTheRequest(t *testing.T) {
 	}
 	// The only caller was restarted: the next requests run.
 	for range 3 {
-		if ev := wait(t, submit(t, ex, runtime.Request{Call: ok("")})); ev.Status != messages.StatusCompleted {
+		if ev := wait(t, submit(t, ex, messages.Request{Call: ok("")})); ev.Status != messages.StatusCompleted {
 			t.Fatalf("after restart: %v", ev.Status)
 		}
 	}
 	// With a retry policy the crashed attempt is retried.
-	h = submit(t, ex, runtime.Request{
+	h = submit(t, ex, messages.Request{
 		MaxAttempts: 2,
 		Retry:       runtime.Backoff{Initial: time.Millisecond},
-		Call: runtime.CallFunc(func(_ context.Context, attempt int) (runtime.Result, error) {
+		Call: messages.CallFunc(func(_ context.Context, attempt int) (messages.Result, error) {
 			if attempt == 1 {
 				panic("first attempt")
 			}
-			return runtime.Result{StatusCode: 200}, nil
+			return messages.Result{StatusCode: 200}, nil
 		}),
 	})
 	if ev := wait(t, h); ev.Status != messages.StatusCompleted || ev.Attempt != 2 {
@@ -554,18 +554,18 @@ func TestRestartStormFailsPendingRequestsAndStops(t *testing.T) {
 	ex, rec := start(t, func(c *runtime.Config) {
 		c.Concurrency, c.MaxRestarts, c.RestartWindow = 1, 2, time.Minute
 	})
-	boom := runtime.CallFunc(func(context.Context, int) (runtime.Result, error) { panic("boom") })
+	boom := messages.CallFunc(func(context.Context, int) (messages.Result, error) { panic("boom") })
 	handles := make([]*runtime.Handle, 10)
 	for i := range handles {
-		handles[i] = submit(t, ex, runtime.Request{Call: boom})
+		handles[i] = submit(t, ex, messages.Request{Call: boom})
 	}
 	crashed, storm := 0, 0
 	for _, h := range handles {
 		ev := wait(t, h)
 		switch {
-		case ev.Status == messages.StatusFailed && errors.Is(ev.Err(), runtime.ErrRestartStorm):
+		case ev.Status == messages.StatusFailed && errors.Is(ev.Err(), messages.ErrRestartStorm):
 			storm++
-		case ev.Status == messages.StatusFailed && errors.Is(ev.Err(), runtime.ErrCallerCrashed):
+		case ev.Status == messages.StatusFailed && errors.Is(ev.Err(), messages.ErrCallerCrashed):
 			crashed++
 		default:
 			t.Errorf("%v %v", ev.Status, ev.Err())
@@ -575,10 +575,10 @@ func TestRestartStormFailsPendingRequestsAndStops(t *testing.T) {
 	if crashed != 2 || storm != 8 {
 		t.Errorf("crashed %d, storm %d", crashed, storm)
 	}
-	if !errors.Is(ex.Err(), runtime.ErrRestartStorm) {
+	if !errors.Is(ex.Err(), messages.ErrRestartStorm) {
 		t.Errorf("Err = %v", ex.Err())
 	}
-	if _, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")}); !errors.Is(err, runtime.ErrStopped) || !errors.Is(err, runtime.ErrRestartStorm) {
+	if _, err := ex.Submit(context.Background(), messages.Request{Call: ok("")}); !errors.Is(err, messages.ErrStopped) || !errors.Is(err, messages.ErrRestartStorm) {
 		t.Errorf("Submit after a storm = %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -598,16 +598,16 @@ func TestGracefulStopFinishesEverything(t *testing.T) {
 	const n = 300
 	handles := make([]*runtime.Handle, n)
 	for i := range n {
-		handles[i] = submit(t, ex, runtime.Request{Call: runtime.CallFunc(func(ctx context.Context, attempt int) (runtime.Result, error) {
+		handles[i] = submit(t, ex, messages.Request{Call: messages.CallFunc(func(ctx context.Context, attempt int) (messages.Result, error) {
 			if i%10 == 0 && attempt == 1 {
-				return runtime.Result{}, errors.New("retry me")
+				return messages.Result{}, errors.New("retry me")
 			}
 			select { // a little work, as a real call would have
 			case <-time.After(time.Millisecond):
 			case <-ctx.Done():
-				return runtime.Result{}, ctx.Err()
+				return messages.Result{}, ctx.Err()
 			}
-			return runtime.Result{StatusCode: 200}, nil
+			return messages.Result{StatusCode: 200}, nil
 		})})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -628,7 +628,7 @@ func TestGracefulStopFinishesEverything(t *testing.T) {
 	if counts := rec.Check(t); counts[messages.StatusCompleted] != n {
 		t.Errorf("counts %v", counts)
 	}
-	if _, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")}); !errors.Is(err, runtime.ErrStopped) {
+	if _, err := ex.Submit(context.Background(), messages.Request{Call: ok("")}); !errors.Is(err, messages.ErrStopped) {
 		t.Errorf("Submit after Stop = %v", err)
 	}
 }
@@ -640,7 +640,7 @@ func TestImmediateStopCancelsEverything(t *testing.T) {
 	const n = 200
 	handles := make([]*runtime.Handle, n)
 	for i := range n {
-		handles[i] = submit(t, ex, runtime.Request{Call: b})
+		handles[i] = submit(t, ex, messages.Request{Call: b})
 	}
 	for range 8 {
 		<-b.Started // every caller is in a call
@@ -657,20 +657,20 @@ func TestImmediateStopCancelsEverything(t *testing.T) {
 			t.Fatalf("request %d not ended after StopNow: %v", i, h.Latest().Status)
 		}
 		ev := h.Latest()
-		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrStopped) {
+		if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrStopped) {
 			t.Errorf("request %d: %v %v", i, ev.Status, ev.Err())
 		}
 	}
 	// The running calls saw their contexts cancelled, and returned.
 	for range 8 {
-		if cause := <-b.Seen; !errors.Is(cause, runtime.ErrStopped) {
+		if cause := <-b.Seen; !errors.Is(cause, messages.ErrStopped) {
 			t.Errorf("call context cause %v", cause)
 		}
 	}
 	if counts := rec.Check(t); counts[messages.StatusCancelled] != n {
 		t.Errorf("counts %v", counts)
 	}
-	if _, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")}); !errors.Is(err, runtime.ErrStopped) {
+	if _, err := ex.Submit(context.Background(), messages.Request{Call: ok("")}); !errors.Is(err, messages.ErrStopped) {
 		t.Errorf("Submit after StopNow = %v", err)
 	}
 	// Stopping again is harmless.
@@ -685,13 +685,13 @@ func TestTokensBeyondTheBurstAreRefusedAtSubmit(t *testing.T) {
 	ex, _ := start(t, func(c *runtime.Config) {
 		c.TokensPerInterval, c.TokenInterval, c.TokenBurst = 1000, time.Hour, 1000
 	})
-	_, err := ex.Submit(context.Background(), runtime.Request{Call: ok(""), Tokens: 1001})
+	_, err := ex.Submit(context.Background(), messages.Request{Call: ok(""), Tokens: 1001})
 	var tle *messages.TokenLimitError
-	if !errors.As(err, &tle) || tle.Tokens != 1001 || tle.Burst != 1000 || !errors.Is(err, runtime.ErrTokensExceedBurst) {
+	if !errors.As(err, &tle) || tle.Tokens != 1001 || tle.Burst != 1000 || !errors.Is(err, messages.ErrTokensExceedBurst) {
 		t.Fatalf("Submit = %v", err)
 	}
 	// A request of exactly the burst runs, and is charged.
-	wait(t, submit(t, ex, runtime.Request{Call: ok(""), Tokens: 1000}))
+	wait(t, submit(t, ex, messages.Request{Call: ok(""), Tokens: 1000}))
 	if b := ex.Stats().TokensAvailable; b > 1 {
 		t.Errorf("token budget %.1f after spending the burst", b)
 	}
@@ -707,7 +707,7 @@ func TestSeedLimiterReservesPermits(t *testing.T) {
 	})
 	b := runtimetest.NewBlocker()
 	for range 10 {
-		submit(t, ex, runtime.Request{Call: b})
+		submit(t, ex, messages.Request{Call: b})
 	}
 	for range 4 {
 		<-b.Started
@@ -730,25 +730,25 @@ func (e pauseErr) RetryAfter() time.Duration { return time.Until(e.until) }
 func TestPauseErrorPausesTheSharedBudget(t *testing.T) {
 	ex, _ := start(t, func(c *runtime.Config) { c.Concurrency = 4 })
 	until := time.Now().Add(150 * time.Millisecond)
-	h := submit(t, ex, runtime.Request{Call: runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
-		return runtime.Result{StatusCode: 429}, pauseErr{until}
+	h := submit(t, ex, messages.Request{Call: messages.CallFunc(func(context.Context, int) (messages.Result, error) {
+		return messages.Result{StatusCode: 429}, pauseErr{until}
 	})})
 	if ev := wait(t, h); ev.Status != messages.StatusFailed {
 		t.Fatalf("%v", ev.Status)
 	}
 	// Another request, of another submitter, waits for the pause too.
-	ev := wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
+	ev := wait(t, submit(t, ex, messages.Request{Call: ok("")}))
 	if ev.Timings.CallStarted.Before(until) {
 		t.Errorf("call started %v before the pause ended", until.Sub(ev.Timings.CallStarted))
 	}
 	// And a retry honours the server's delay.
 	until = time.Now().Add(50 * time.Millisecond)
-	h = submit(t, ex, runtime.Request{MaxAttempts: 2, Retry: runtime.Backoff{Initial: time.Microsecond},
-		Call: runtime.CallFunc(func(_ context.Context, attempt int) (runtime.Result, error) {
+	h = submit(t, ex, messages.Request{MaxAttempts: 2, Retry: runtime.Backoff{Initial: time.Microsecond},
+		Call: messages.CallFunc(func(_ context.Context, attempt int) (messages.Result, error) {
 			if attempt == 1 {
-				return runtime.Result{}, pauseErr{until}
+				return messages.Result{}, pauseErr{until}
 			}
-			return runtime.Result{}, nil
+			return messages.Result{}, nil
 		})})
 	if ev := wait(t, h); ev.Status != messages.StatusCompleted || ev.Timings.CallStarted.Before(until) {
 		t.Errorf("%v, retried %v early", ev.Status, until.Sub(ev.Timings.CallStarted))
@@ -759,26 +759,26 @@ func TestTokenReconciliation(t *testing.T) {
 	ex, _ := start(t, func(c *runtime.Config) {
 		c.TokensPerInterval, c.TokenInterval, c.TokenBurst = 10000, time.Hour, 10000
 	})
-	usage := func(n int) runtime.Call {
-		return runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
-			return runtime.Result{Usage: &messages.Usage{InputTokens: n / 2, OutputTokens: n - n/2}}, nil
+	usage := func(n int) messages.Call {
+		return messages.CallFunc(func(context.Context, int) (messages.Result, error) {
+			return messages.Result{Usage: &messages.Usage{InputTokens: n / 2, OutputTokens: n - n/2}}, nil
 		})
 	}
 	// Estimated 3000, used 1000: 2000 come back.
-	ev := wait(t, submit(t, ex, runtime.Request{Call: usage(1000), Tokens: 3000}))
+	ev := wait(t, submit(t, ex, messages.Request{Call: usage(1000), Tokens: 3000}))
 	if !ev.Tokens.HasActual || ev.Tokens.Actual != 1000 || ev.Tokens.Estimated != 3000 {
 		t.Fatalf("tokens %+v", ev.Tokens)
 	}
 	// The refund reaches the limiter by message: a later request's permit
 	// is granted after it.
-	wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
+	wait(t, submit(t, ex, messages.Request{Call: ok("")}))
 	if b := ex.Stats().TokensAvailable; b < 8990 || b > 9010 {
 		t.Errorf("after an over-estimate the budget is %.0f, want about 9000", b)
 	}
 	// Estimated 1000, used 4000: 3000 more are charged, leaving what
 	// 10000 − 1000 − 4000 really used.
-	wait(t, submit(t, ex, runtime.Request{Call: usage(4000), Tokens: 1000}))
-	wait(t, submit(t, ex, runtime.Request{Call: ok("")}))
+	wait(t, submit(t, ex, messages.Request{Call: usage(4000), Tokens: 1000}))
+	wait(t, submit(t, ex, messages.Request{Call: ok("")}))
 	if b := ex.Stats().TokensAvailable; b < 4990 || b > 5010 {
 		t.Errorf("after an under-estimate the budget is %.0f, want about 5000", b)
 	}
@@ -789,9 +789,9 @@ func TestSnapshotsAreImmutable(t *testing.T) {
 	hdr := map[string][]string{"Authorization": {"Bearer sk-test-000"}, "Accept": {"application/json"}}
 	payload := []byte(`{"q":1}`)
 	meta := map[string]string{"k": "v"}
-	h := submit(t, ex, runtime.Request{
-		Call: runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
-			return runtime.Result{StatusCode: 200, Header: map[string][]string{"X-Id": {"a"}}, Body: []byte(`{"r":2}`)}, nil
+	h := submit(t, ex, messages.Request{
+		Call: messages.CallFunc(func(context.Context, int) (messages.Result, error) {
+			return messages.Result{StatusCode: 200, Header: map[string][]string{"X-Id": {"a"}}, Body: []byte(`{"r":2}`)}, nil
 		}),
 		Endpoint: messages.Endpoint{Method: "POST", URL: "http://127.0.0.1/x", Header: hdr, Payload: payload},
 		Metadata: meta,
@@ -860,9 +860,9 @@ func TestUserActorDrivesTheExecutorByMessages(t *testing.T) {
 	}
 	out := make(chan any, 100)
 	gate := make(chan struct{})
-	slow := runtime.CallFunc(func(ctx context.Context, _ int) (runtime.Result, error) {
+	slow := messages.CallFunc(func(ctx context.Context, _ int) (messages.Result, error) {
 		<-gate
-		return runtime.Result{StatusCode: 200, Body: []byte(`"done"`)}, nil
+		return messages.Result{StatusCode: 200, Body: []byte(`"done"`)}, nil
 	})
 	reqs := []messages.Request{
 		{Call: slow, Metadata: map[string]string{"n": "1"}},
@@ -889,7 +889,7 @@ func TestUserActorDrivesTheExecutorByMessages(t *testing.T) {
 			rejected = append(rejected, r.Err)
 		}
 	}
-	if !errors.Is(rejected[0], runtime.ErrQueueFull) || !errors.Is(rejected[1], runtime.ErrInvalidRequest) {
+	if !errors.Is(rejected[0], messages.ErrQueueFull) || !errors.Is(rejected[1], messages.ErrInvalidRequest) {
 		t.Errorf("rejections %v", rejected)
 	}
 	close(gate)
@@ -945,7 +945,7 @@ func TestExecutorUnderAUserActorStopsWithIt(t *testing.T) {
 	b := runtimetest.NewBlocker()
 	handles := make([]*runtime.Handle, 5)
 	for i := range handles {
-		handles[i] = submit(t, ex, runtime.Request{Call: b})
+		handles[i] = submit(t, ex, messages.Request{Call: b})
 	}
 	<-b.Started
 	<-b.Started
@@ -953,11 +953,11 @@ func TestExecutorUnderAUserActorStopsWithIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, h := range handles {
-		if ev := wait(t, h); ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrStopped) {
+		if ev := wait(t, h); ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrStopped) {
 			t.Errorf("%v %v", ev.Status, ev.Err())
 		}
 	}
-	if _, err := ex.Submit(context.Background(), runtime.Request{Call: ok("")}); !errors.Is(err, runtime.ErrStopped) {
+	if _, err := ex.Submit(context.Background(), messages.Request{Call: ok("")}); !errors.Is(err, messages.ErrStopped) {
 		t.Errorf("Submit after the parent stopped = %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -969,9 +969,9 @@ func TestExecutorUnderAUserActorStopsWithIt(t *testing.T) {
 
 // waitCtx is a call that runs until its context ends: only a cancel (or a
 // stop) ends the request.
-var waitCtx = runtime.CallFunc(func(ctx context.Context, _ int) (runtime.Result, error) {
+var waitCtx = messages.CallFunc(func(ctx context.Context, _ int) (messages.Result, error) {
 	<-ctx.Done()
-	return runtime.Result{}, context.Cause(ctx)
+	return messages.Result{}, context.Cause(ctx)
 })
 
 // spawnerActor spawns an executor under itself with cfg.
@@ -1086,9 +1086,9 @@ func TestParentStopEndsEveryAcceptedRequest(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for {
-				h, err := ex.Submit(context.Background(), runtime.Request{Call: waitCtx})
+				h, err := ex.Submit(context.Background(), messages.Request{Call: waitCtx})
 				if err != nil {
-					if !errors.Is(err, runtime.ErrStopped) {
+					if !errors.Is(err, messages.ErrStopped) {
 						t.Errorf("Submit: %v", err)
 					}
 					return
@@ -1109,7 +1109,7 @@ func TestParentStopEndsEveryAcceptedRequest(t *testing.T) {
 				after++
 			default:
 			}
-			system.Root.RequestWithCustomSender(ex.PID(), &messages.Submit{ID: uuid.New(), Request: runtime.Request{Call: waitCtx}}, collector)
+			system.Root.RequestWithCustomSender(ex.PID(), &messages.Submit{ID: uuid.New(), Request: messages.Request{Call: waitCtx}}, collector)
 			sent.Add(1)
 		}
 	})
@@ -1128,7 +1128,7 @@ func TestParentStopEndsEveryAcceptedRequest(t *testing.T) {
 	for _, h := range handles {
 		select {
 		case <-h.Done():
-			if ev := h.Latest(); ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrStopped) {
+			if ev := h.Latest(); ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrStopped) {
 				t.Errorf("%s ended %v %v", h.ID(), ev.Status, ev.Err())
 			}
 		default:
@@ -1167,7 +1167,7 @@ func TestSubmitContextCancelledDuringSubmitCancelsTheRequest(t *testing.T) {
 			for range each {
 				ctx, cancel := context.WithCancel(context.Background())
 				go cancel()
-				h, err := ex.Submit(ctx, runtime.Request{Call: waitCtx})
+				h, err := ex.Submit(ctx, messages.Request{Call: waitCtx})
 				if err != nil {
 					if !errors.Is(err, context.Canceled) {
 						t.Errorf("Submit: %v", err)
@@ -1263,9 +1263,9 @@ func TestExecutorRestartedByItsParentStopsAndEndsEveryRequest(t *testing.T) {
 					after++
 				default:
 				}
-				h, err := ex.Submit(context.Background(), runtime.Request{Call: waitCtx})
+				h, err := ex.Submit(context.Background(), messages.Request{Call: waitCtx})
 				if err != nil {
-					if !errors.Is(err, runtime.ErrStopped) {
+					if !errors.Is(err, messages.ErrStopped) {
 						t.Errorf("Submit: %v", err)
 					}
 					return
@@ -1290,7 +1290,7 @@ func TestExecutorRestartedByItsParentStopsAndEndsEveryRequest(t *testing.T) {
 	if err := ex.StopNow(ctx); err != nil {
 		t.Errorf("StopNow after the restart: %v", err)
 	}
-	if _, err := ex.Submit(ctx, runtime.Request{Call: waitCtx}); !errors.Is(err, runtime.ErrStopped) {
+	if _, err := ex.Submit(ctx, messages.Request{Call: waitCtx}); !errors.Is(err, messages.ErrStopped) {
 		t.Errorf("Submit after the restart: %v", err)
 	}
 	pending := map[messages.RequestStatus]int{}
@@ -1301,7 +1301,7 @@ func TestExecutorRestartedByItsParentStopsAndEndsEveryRequest(t *testing.T) {
 		}
 		if ev := h.Latest(); !ev.Status.Terminal() {
 			pending[ev.Status]++
-		} else if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), runtime.ErrStopped) {
+		} else if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrStopped) {
 			t.Errorf("%s ended %v %v", h.ID(), ev.Status, ev.Err())
 		}
 	}

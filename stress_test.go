@@ -291,8 +291,8 @@ func (s *stress) running() bool { return !s.stopped.Load() && s.ex.Err() == nil 
 
 // request draws a request. Every call ends by itself within a few
 // milliseconds, or when its context ends, which a timeout then guarantees.
-func (s *stress) request(rng *rand.Rand) runtime.Request {
-	r := runtime.Request{}
+func (s *stress) request(rng *rand.Rand) messages.Request {
+	r := messages.Request{}
 	if rng.IntN(4) == 0 {
 		r.Tokens = rng.IntN(300)
 	}
@@ -301,14 +301,14 @@ func (s *stress) request(rng *rand.Rand) runtime.Request {
 		r.Call = ok("")
 	case k < 45:
 		d := time.Duration(rng.IntN(2000)) * time.Microsecond
-		r.Call = runtime.CallFunc(func(ctx context.Context, _ int) (runtime.Result, error) {
+		r.Call = messages.CallFunc(func(ctx context.Context, _ int) (messages.Result, error) {
 			t := time.NewTimer(d)
 			defer t.Stop()
 			select {
 			case <-t.C:
-				return runtime.Result{StatusCode: 200}, nil
+				return messages.Result{StatusCode: 200}, nil
 			case <-ctx.Done():
-				return runtime.Result{}, context.Cause(ctx)
+				return messages.Result{}, context.Cause(ctx)
 			}
 		})
 	case k < 60:
@@ -316,35 +316,35 @@ func (s *stress) request(rng *rand.Rand) runtime.Request {
 		r.Timeout = time.Duration(1+rng.IntN(20)) * time.Millisecond
 	case k < 72:
 		fails := 1 + rng.IntN(3)
-		r.Call = runtime.CallFunc(func(_ context.Context, attempt int) (runtime.Result, error) {
+		r.Call = messages.CallFunc(func(_ context.Context, attempt int) (messages.Result, error) {
 			if attempt <= fails {
-				return runtime.Result{StatusCode: 503}, errors.New("transient")
+				return messages.Result{StatusCode: 503}, errors.New("transient")
 			}
-			return runtime.Result{StatusCode: 200}, nil
+			return messages.Result{StatusCode: 200}, nil
 		})
 	case k < 80:
 		always := rng.IntN(2) == 0
-		r.Call = runtime.CallFunc(func(_ context.Context, attempt int) (runtime.Result, error) {
+		r.Call = messages.CallFunc(func(_ context.Context, attempt int) (messages.Result, error) {
 			if always || attempt == 1 {
 				panic("call panics")
 			}
-			return runtime.Result{StatusCode: 200}, nil
+			return messages.Result{StatusCode: 200}, nil
 		})
 	case k < 86:
 		pause := time.Duration(1+rng.IntN(3)) * time.Millisecond
-		r.Call = runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
-			return runtime.Result{StatusCode: 429}, pauseErr{time.Now().Add(pause)}
+		r.Call = messages.CallFunc(func(context.Context, int) (messages.Result, error) {
+			return messages.Result{StatusCode: 429}, pauseErr{time.Now().Add(pause)}
 		})
 	case k < 93:
 		used := rng.IntN(400)
-		r.Call = runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
-			return runtime.Result{StatusCode: 200, Usage: &messages.Usage{TotalTokens: used}}, nil
+		r.Call = messages.CallFunc(func(context.Context, int) (messages.Result, error) {
+			return messages.Result{StatusCode: 200, Usage: &messages.Usage{TotalTokens: used}}, nil
 		})
 	default: // ignores its context for a moment
 		d := time.Duration(rng.IntN(1000)) * time.Microsecond
-		r.Call = runtime.CallFunc(func(context.Context, int) (runtime.Result, error) {
+		r.Call = messages.CallFunc(func(context.Context, int) (messages.Result, error) {
 			time.Sleep(d)
-			return runtime.Result{StatusCode: 200}, nil
+			return messages.Result{StatusCode: 200}, nil
 		})
 	}
 	return r
@@ -464,7 +464,7 @@ func (s *stress) submit(rng *rand.Rand) {
 func (s *stress) accepted(h *runtime.Handle, err error) {
 	if err != nil {
 		var tle *messages.TokenLimitError
-		if !errors.Is(err, runtime.ErrStopped) && !errors.Is(err, runtime.ErrQueueFull) && !errors.As(err, &tle) &&
+		if !errors.Is(err, messages.ErrStopped) && !errors.Is(err, messages.ErrQueueFull) && !errors.As(err, &tle) &&
 			!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 			s.t.Errorf("Submit: %v", err)
 		}
@@ -547,12 +547,12 @@ func (s *stress) quiesce() {
 	b := runtimetest.NewBlocker()
 	var probes []*runtime.Handle
 	for len(probes) < s.cfg.Concurrency && s.running() && time.Now().Before(deadline) {
-		h, err := s.ex.Submit(context.Background(), runtime.Request{Call: b})
+		h, err := s.ex.Submit(context.Background(), messages.Request{Call: b})
 		switch {
-		case errors.Is(err, runtime.ErrQueueFull):
+		case errors.Is(err, messages.ErrQueueFull):
 			goruntime.Gosched() // the queue's single slot is still being freed
 		case err != nil:
-			if !errors.Is(err, runtime.ErrStopped) {
+			if !errors.Is(err, messages.ErrStopped) {
 				t.Errorf("probe Submit: %v", err)
 			}
 		default:
@@ -598,7 +598,7 @@ func (s *stress) check() {
 	if st.Queued != 0 || st.InFlight != 0 || st.Completed+st.Failed+st.Cancelled != st.Accepted {
 		t.Errorf("stats after the stop: %+v", st)
 	}
-	if err := s.ex.Err(); err != nil && !errors.Is(err, runtime.ErrRestartStorm) {
+	if err := s.ex.Err(); err != nil && !errors.Is(err, messages.ErrRestartStorm) {
 		t.Errorf("Err = %v", err)
 	}
 }

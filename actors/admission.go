@@ -4,22 +4,22 @@ import (
 	"context"
 )
 
-// Admission bounds the number of requests waiting in the queue. A submitter
+// admission bounds the number of requests waiting in the queue. A submitter
 // takes a slot before handing a request to the queue actor, and the queue
 // actor gives it back when the request leaves the queue for a caller (or ends
 // while queued). Holding the count outside the actor lets a submit be refused
 // at once, without a round trip to the actor.
-type Admission struct {
+type admission struct {
 	slots chan struct{}
 }
 
-// NewAdmission returns an Admission of the given capacity.
-func NewAdmission(capacity int) *Admission {
-	return &Admission{slots: make(chan struct{}, capacity)}
+// newAdmission returns an Admission of the given capacity.
+func newAdmission(capacity int) *admission {
+	return &admission{slots: make(chan struct{}, capacity)}
 }
 
 // TryAcquire takes a slot if one is free.
-func (a *Admission) TryAcquire() bool {
+func (a *admission) TryAcquire() bool {
 	select {
 	case a.slots <- struct{}{}:
 		return true
@@ -30,7 +30,7 @@ func (a *Admission) TryAcquire() bool {
 
 // Acquire waits for a free slot until ctx is done or stop is closed, and
 // returns ctx's error or errStop accordingly.
-func (a *Admission) Acquire(ctx context.Context, stop <-chan struct{}, errStop error) error {
+func (a *admission) Acquire(ctx context.Context, stop <-chan struct{}, errStop error) error {
 	select {
 	case a.slots <- struct{}{}:
 		return nil
@@ -47,10 +47,10 @@ func (a *Admission) Acquire(ctx context.Context, stop <-chan struct{}, errStop e
 }
 
 // Release gives a slot back.
-func (a *Admission) Release() { <-a.slots }
+func (a *admission) Release() { <-a.slots }
 
 // Len is the number of slots taken.
-func (a *Admission) Len() int { return len(a.slots) }
+func (a *admission) Len() int { return len(a.slots) }
 
 // Cap is the capacity.
-func (a *Admission) Cap() int { return cap(a.slots) }
+func (a *admission) Cap() int { return cap(a.slots) }

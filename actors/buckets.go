@@ -34,12 +34,12 @@ func (l Limits) tokenRate() rate.Limit {
 	return l.TokensPerSecond
 }
 
-// Buckets are an executor's own rate limits: a request bucket and an
+// buckets are an executor's own rate limits: a request bucket and an
 // API-token bucket, the token bucket taking refunds when a call used fewer
 // tokens than estimated. The limiter actor is their only writer; their read
 // methods are safe from any goroutine, for statistics and for the checks
 // Submit makes before a request is accepted.
-type Buckets struct {
+type buckets struct {
 	requests *bucket.Bucket
 	tokens   *bucket.Bucket
 	// pausedUntil is written by the limiter and read by Stats: unix
@@ -50,9 +50,9 @@ type Buckets struct {
 	shared sharedFigures
 }
 
-// NewBuckets returns full buckets for limits.
-func NewBuckets(l Limits) *Buckets {
-	return &Buckets{
+// newBuckets returns full buckets for limits.
+func newBuckets(l Limits) *buckets {
+	return &buckets{
 		requests: bucket.New(l.RequestsPerSecond, l.RequestBurst),
 		tokens:   bucket.New(l.tokenRate(), l.TokenBurst),
 	}
@@ -62,16 +62,16 @@ func NewBuckets(l Limits) *Buckets {
 // so that a submit right after sees the new burst; the limiter applies them
 // again (harmlessly) when told by message, and re-plans its head permit.
 // A bucket that was off starts empty when turned on.
-func (b *Buckets) Apply(now time.Time, l Limits) {
+func (b *buckets) Apply(now time.Time, l Limits) {
 	b.requests.Set(now, l.RequestsPerSecond, l.RequestBurst)
 	b.tokens.Set(now, l.tokenRate(), l.TokenBurst)
 }
 
 // TokensEnabled reports whether the token bucket is on.
-func (b *Buckets) TokensEnabled() bool { return !b.tokens.Off() }
+func (b *buckets) TokensEnabled() bool { return !b.tokens.Off() }
 
 // TokenBurst is the token bucket's capacity (0 when the token limit is off).
-func (b *Buckets) TokenBurst() int {
+func (b *buckets) TokenBurst() int {
 	if !b.TokensEnabled() {
 		return 0
 	}
@@ -80,11 +80,11 @@ func (b *Buckets) TokenBurst() int {
 
 // RequestsAvailable is how many requests the bucket would admit at t; +Inf
 // without a request limit.
-func (b *Buckets) RequestsAvailable(t time.Time) float64 { return b.requests.Available(t) }
+func (b *buckets) RequestsAvailable(t time.Time) float64 { return b.requests.Available(t) }
 
 // TokensAvailable is how many API tokens the bucket (plus refunds) would
 // admit at t; -1 without a token limit.
-func (b *Buckets) TokensAvailable(t time.Time) float64 {
+func (b *buckets) TokensAvailable(t time.Time) float64 {
 	if !b.TokensEnabled() {
 		return -1
 	}
@@ -92,7 +92,7 @@ func (b *Buckets) TokensAvailable(t time.Time) float64 {
 }
 
 // PausedUntil is the end of the current pause, or the zero time.
-func (b *Buckets) PausedUntil() time.Time {
+func (b *buckets) PausedUntil() time.Time {
 	n := b.pausedUntil.Load()
 	if n == 0 {
 		return time.Time{}

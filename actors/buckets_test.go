@@ -13,7 +13,7 @@ import (
 )
 
 func TestAdmissionTryAcquireUpToCapacity(t *testing.T) {
-	a := NewAdmission(3)
+	a := newAdmission(3)
 	if a.Cap() != 3 || a.Len() != 0 {
 		t.Fatalf("new admission: len %d cap %d, want 0 3", a.Len(), a.Cap())
 	}
@@ -41,7 +41,7 @@ func TestAdmissionAcquire(t *testing.T) {
 	errStop := errors.New("stopping")
 
 	t.Run("free slot at once", func(t *testing.T) {
-		a := NewAdmission(1)
+		a := newAdmission(1)
 		if err := a.Acquire(context.Background(), nil, errStop); err != nil {
 			t.Fatalf("Acquire with a free slot: %v", err)
 		}
@@ -51,7 +51,7 @@ func TestAdmissionAcquire(t *testing.T) {
 	})
 
 	t.Run("waits for Release", func(t *testing.T) {
-		a := NewAdmission(1)
+		a := newAdmission(1)
 		a.TryAcquire()
 		got := make(chan error, 1)
 		go func() { got <- a.Acquire(context.Background(), make(chan struct{}), errStop) }()
@@ -70,7 +70,7 @@ func TestAdmissionAcquire(t *testing.T) {
 	})
 
 	t.Run("context cause", func(t *testing.T) {
-		a := NewAdmission(1)
+		a := newAdmission(1)
 		a.TryAcquire()
 		cause := errors.New("submitter gave up")
 		ctx, cancel := context.WithCancelCause(context.Background())
@@ -86,7 +86,7 @@ func TestAdmissionAcquire(t *testing.T) {
 	})
 
 	t.Run("stop", func(t *testing.T) {
-		a := NewAdmission(1)
+		a := newAdmission(1)
 		a.TryAcquire()
 		stop := make(chan struct{})
 		got := make(chan error, 1)
@@ -100,7 +100,7 @@ func TestAdmissionAcquire(t *testing.T) {
 
 func TestNewBucketsStartFull(t *testing.T) {
 	now := time.Now()
-	b := NewBuckets(Limits{RequestsPerSecond: 2, RequestBurst: 5, TokensPerSecond: 100, TokenBurst: 1000})
+	b := newBuckets(Limits{RequestsPerSecond: 2, RequestBurst: 5, TokensPerSecond: 100, TokenBurst: 1000})
 	if got := b.RequestsAvailable(now); math.Abs(got-5) > 1e-9 {
 		t.Errorf("RequestsAvailable = %v, want 5", got)
 	}
@@ -119,7 +119,7 @@ func TestNewBucketsStartFull(t *testing.T) {
 }
 
 func TestBucketsWithoutLimits(t *testing.T) {
-	b := NewBuckets(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokenBurst: 500})
+	b := newBuckets(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokenBurst: 500})
 	now := time.Now()
 	if got := b.RequestsAvailable(now); !math.IsInf(got, 1) {
 		t.Errorf("RequestsAvailable = %v, want +Inf", got)
@@ -134,7 +134,7 @@ func TestBucketsWithoutLimits(t *testing.T) {
 
 func TestBucketsApply(t *testing.T) {
 	now := time.Now()
-	b := NewBuckets(Limits{RequestsPerSecond: 1, RequestBurst: 2, TokensPerSecond: 10, TokenBurst: 100})
+	b := newBuckets(Limits{RequestsPerSecond: 1, RequestBurst: 2, TokensPerSecond: 10, TokenBurst: 100})
 
 	// Lower the bursts: what is available is capped by the new capacity.
 	b.Apply(now, Limits{RequestsPerSecond: 1, RequestBurst: 1, TokensPerSecond: 10, TokenBurst: 40})
@@ -158,7 +158,7 @@ func TestBucketsApply(t *testing.T) {
 	}
 
 	// A bucket turned on later starts empty and fills at its rate.
-	off := NewBuckets(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1})
+	off := newBuckets(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1})
 	off.Apply(now, Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokensPerSecond: 10, TokenBurst: 100})
 	if !off.TokensEnabled() || off.TokenBurst() != 100 {
 		t.Fatalf("token limit on: enabled %v burst %d", off.TokensEnabled(), off.TokenBurst())
@@ -171,7 +171,7 @@ func TestBucketsApply(t *testing.T) {
 	}
 
 	// A new rate changes the refill.
-	r := NewBuckets(Limits{RequestsPerSecond: 1, RequestBurst: 10})
+	r := newBuckets(Limits{RequestsPerSecond: 1, RequestBurst: 10})
 	r.requests.Take(now, 10) // empty it
 	r.Apply(now, Limits{RequestsPerSecond: 4, RequestBurst: 10})
 	if got := r.RequestsAvailable(now.Add(time.Second)); math.Abs(got-4) > 1e-6 {
@@ -181,7 +181,7 @@ func TestBucketsApply(t *testing.T) {
 
 func TestBucketsCreditAndPause(t *testing.T) {
 	now := time.Now()
-	b := NewBuckets(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokensPerSecond: 10, TokenBurst: 100})
+	b := newBuckets(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokensPerSecond: 10, TokenBurst: 100})
 	b.tokens.Take(now, 100) // empty the bucket
 	b.tokens.Refund(now, 25)
 	if c := b.tokens.Credit(now); c != 25 {
@@ -202,7 +202,7 @@ func TestBucketsCreditAndPause(t *testing.T) {
 }
 
 func TestCountersStats(t *testing.T) {
-	var c Counters
+	var c counters
 	c.queued.Store(1)
 	c.inFlight.Store(2)
 	c.completed.Store(3)
@@ -220,7 +220,7 @@ func TestCountersStats(t *testing.T) {
 		t.Errorf("Stats without a budget = %+v, want %+v", got, want)
 	}
 
-	b := NewBuckets(Limits{RequestsPerSecond: 1, RequestBurst: 3, TokensPerSecond: 10, TokenBurst: 50})
+	b := newBuckets(Limits{RequestsPerSecond: 1, RequestBurst: 3, TokensPerSecond: 10, TokenBurst: 50})
 	until := now.Add(time.Hour)
 	b.pausedUntil.Store(until.UnixNano())
 	got := c.Stats(b, now)
@@ -237,8 +237,8 @@ func TestCountersStats(t *testing.T) {
 
 func TestValidateRequest(t *testing.T) {
 	call := okCall("x")
-	tokensOn := NewBuckets(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokensPerSecond: 10, TokenBurst: 100})
-	tokensOff := NewBuckets(noLimits)
+	tokensOn := newBuckets(Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokensPerSecond: 10, TokenBurst: 100})
+	tokensOff := newBuckets(noLimits)
 	invalid := []struct {
 		name string
 		req  messages.Request
@@ -249,24 +249,24 @@ func TestValidateRequest(t *testing.T) {
 		{"negative attempts", messages.Request{Call: call, MaxAttempts: -1}},
 	}
 	for _, tc := range invalid {
-		for _, b := range []*Buckets{tokensOn, tokensOff} {
-			if err := ValidateRequest(&tc.req, b); !errors.Is(err, messages.ErrInvalidRequest) {
+		for _, b := range []*buckets{tokensOn, tokensOff} {
+			if err := validateRequest(&tc.req, b); !errors.Is(err, messages.ErrInvalidRequest) {
 				t.Errorf("%s: ValidateRequest = %v, want ErrInvalidRequest", tc.name, err)
 			}
 		}
 	}
 
 	over := messages.Request{Call: call, Tokens: 101}
-	err := ValidateRequest(&over, tokensOn)
+	err := validateRequest(&over, tokensOn)
 	var tle *messages.TokenLimitError
 	if !errors.As(err, &tle) || tle.Tokens != 101 || tle.Burst != 100 || !errors.Is(err, messages.ErrTokensExceedBurst) {
 		t.Errorf("tokens over the burst: ValidateRequest = %v, want TokenLimitError{101, 100}", err)
 	}
-	if err := ValidateRequest(&over, tokensOff); err != nil {
+	if err := validateRequest(&over, tokensOff); err != nil {
 		t.Errorf("tokens without a token limit: ValidateRequest = %v, want nil", err)
 	}
 	atBurst := messages.Request{Call: call, Tokens: 100, Timeout: time.Second, MaxAttempts: 3}
-	if err := ValidateRequest(&atBurst, tokensOn); err != nil {
+	if err := validateRequest(&atBurst, tokensOn); err != nil {
 		t.Errorf("tokens equal to the burst: ValidateRequest = %v, want nil", err)
 	}
 }

@@ -3,7 +3,9 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	goruntime "runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -11,24 +13,17 @@ import (
 	"github.com/lionactor/lionactor/messages"
 )
 
-// Config assembles an actor tree. The runtime package fills it from its own,
-// validated configuration; every field must be set unless marked optional.
+// Config configures an executor's actor tree. Package runtime fills it from
+// its own Config, which it has validated; so must anyone who spawns a tree
+// directly.
 type Config struct {
-	Concurrency int      // number of callers
-	Buckets     *Buckets // the limiter's buckets
-	Admission   *Admission
-	Counters    *Counters
-	Calls       *sync.WaitGroup // tracks call goroutines
-	// Dispatcher, if set, runs every actor of the tree (optional).
-	Dispatcher *Dispatcher
-	// LeaseBroker, if set, is spawned as the supervisor's child "budget",
-	// and the limiter takes its permits from the leases it obtains instead
-	// of from Budget's buckets (optional; see LeaseWanted).
-	LeaseBroker *actor.Props
+	Concurrency   int    // callers: at most this many calls run at once
+	QueueCapacity int    // requests waiting in the queue, at most
+	Limits        Limits // the limiter's buckets
 
 	CallTimeout time.Duration        // default per-attempt timeout; 0 for none
 	MaxAttempts int                  // default total attempts, at least 1
-	Retry       messages.RetryPolicy // default retry policy; optional
+	Retry       messages.RetryPolicy // default retry policy; nil: no retries
 
 	// MaxRestarts caller restarts are allowed within RestartWindow; one more
 	// is a restart storm: every pending request fails with ErrRestartStorm
@@ -36,23 +31,43 @@ type Config struct {
 	MaxRestarts   int
 	RestartWindow time.Duration
 
-	Observer func(messages.Event) // optional; called for every snapshot, must not block
+	// Observer, if set, is called with every snapshot, on the tree's actor
+	// goroutines; it must not block.
+	Observer func(messages.Event)
 	Logger   *slog.Logger
 
-	// OnFatal is called (optional) from the supervisor when a restart storm
-	// ends the executor, before the pending requests are failed.
-	OnFatal func(error)
-	// OnStopped is called (optional) from the supervisor once it has stopped,
-	// with all its children, before Stopped is closed: no actor of the tree
-	// handles a message after it.
-	OnStopped func()
-	// Stopped is closed when the supervisor has stopped, with all its children.
-	Stopped chan struct{}
+	// LeaseBroker, if set, is spawned as the supervisor's child "budget",
+	// and the limiter takes its permits from the leases it obtains instead
+	// of from its own buckets (see LeaseWanted).
+	LeaseBroker *actor.Props
+
+	// OnStopped, if set, is called on the supervisor's goroutine once the
+	// tree has stopped, with all its children: no actor of the tree
+	// handles a message after it. Requests handed to the tree whose hand-off
+	// the queue never read (protoactor drops what is left in a stopped
+	// mailbox) are the caller's to end there. It is given the tree, which
+	// may not have been returned by Spawn yet (a tree that stops while
+	// starting).
+	OnStopped func(*Tree)
 }
 
-// ValidateRequest checks a request before it is accepted: what can never run
-// is refused at submit, never left to wait.
-func ValidateRequest(r *messages.Request, b *Buckets) error {
+// config is what the tree's actors share: the Config, and the state that
+// the Tree's methods read and change from other goroutines.
+type config struct {
+	Config
+	buckets   *buckets
+	admission *admission
+	counters  *counters
+	calls     sync.WaitGroup // every caller's worker goroutine
+	dispatch  *dispatcher
+	fatal     atomic.Pointer[error] // set by a restart storm
+	stopped   chan struct{}         // closed once the tree has stopped
+	tree      *Tree                 // for OnStopped
+}
+
+// validateRequest checks a request before it is accepted: what can never
+// run is refused at submit, never left to wait.
+func validateRequest(r *messages.Request, b *buckets) error {
 	switch {
 	case r.Call == nil:
 		return fmt.Errorf("%w: no Call", messages.ErrInvalidRequest)
@@ -67,4 +82,21 @@ func ValidateRequest(r *messages.Request, b *Buckets) error {
 		return &messages.TokenLimitError{Tokens: r.Tokens, Burst: burst}
 	}
 	return nil
+}
+
+// newConfig prepares the shared state of a tree for cfg.
+func newConfig(cfg Config) *config {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &config{
+		Config:    cfg,
+		buckets:   newBuckets(cfg.Limits),
+		admission: newAdmission(cfg.QueueCapacity),
+		counters:  &counters{},
+		// A worker per core, and a few more so that a queue, a limiter and
+		// busy callers rarely wait for one.
+		dispatch: newDispatcher(goruntime.GOMAXPROCS(0)+2, 300),
+		stopped:  make(chan struct{}),
+	}
 }

@@ -7,9 +7,9 @@ import (
 	"github.com/lionactor/lionactor/messages"
 )
 
-// Counters are the executor's running totals. The actors write them; Stats
+// counters are the executor's running totals. The actors write them; Stats
 // reads them from any goroutine without asking the actors.
-type Counters struct {
+type counters struct {
 	queued, inFlight             atomic.Int64
 	completed, failed, cancelled atomic.Int64
 	retries, restarts            atomic.Int64
@@ -17,13 +17,13 @@ type Counters struct {
 }
 
 // Accepted counts a request accepted for the queue.
-func (c *Counters) Accepted() { c.accepted.Add(1) }
+func (c *counters) Accepted() { c.accepted.Add(1) }
 
 // Rejected counts a submit refused because the queue was full.
-func (c *Counters) Rejected() { c.rejected.Add(1) }
+func (c *counters) Rejected() { c.rejected.Add(1) }
 
 // Stats returns the counts, with the budget's availability at now.
-func (c *Counters) Stats(b *Buckets, now time.Time) messages.Stats {
+func (c *counters) Stats(b *buckets, now time.Time) messages.Stats {
 	s := messages.Stats{
 		Queued:    c.queued.Load(),
 		InFlight:  c.inFlight.Load(),

@@ -4,13 +4,13 @@ import (
 	"sync"
 )
 
-// Dispatcher runs the tree's mailboxes on a few long-lived goroutines
+// dispatcher runs the tree's mailboxes on a few long-lived goroutines
 // instead of protoactor's default of a new goroutine each time a mailbox
 // wakes. A new goroutine starts with a small stack that the actor code then
 // grows, and at tens of thousands of wake-ups a second that copying showed
 // as a fifth of the CPU profile. When every worker is busy, a mailbox gets a
 // goroutine of its own as before, so no mailbox ever waits for another.
-type Dispatcher struct {
+type dispatcher struct {
 	throughput int
 	work       chan func()
 	wg         sync.WaitGroup
@@ -19,10 +19,10 @@ type Dispatcher struct {
 	closed bool
 }
 
-// NewDispatcher starts workers goroutines; throughput is how many messages a
+// newDispatcher starts workers goroutines; throughput is how many messages a
 // mailbox handles before it yields (see actor.Dispatcher).
-func NewDispatcher(workers, throughput int) *Dispatcher {
-	d := &Dispatcher{throughput: throughput, work: make(chan func())}
+func newDispatcher(workers, throughput int) *dispatcher {
+	d := &dispatcher{throughput: throughput, work: make(chan func())}
 	d.wg.Add(workers)
 	for range workers {
 		go func() {
@@ -37,7 +37,7 @@ func NewDispatcher(workers, throughput int) *Dispatcher {
 
 // Schedule implements actor.Dispatcher: fn runs on an idle worker, or on a
 // new goroutine if none is idle or the dispatcher is closed.
-func (d *Dispatcher) Schedule(fn func()) {
+func (d *dispatcher) Schedule(fn func()) {
 	d.mu.RLock()
 	if !d.closed {
 		select {
@@ -52,11 +52,11 @@ func (d *Dispatcher) Schedule(fn func()) {
 }
 
 // Throughput implements actor.Dispatcher.
-func (d *Dispatcher) Throughput() int { return d.throughput }
+func (d *dispatcher) Throughput() int { return d.throughput }
 
 // Close stops the workers once they finish what they run. Mailboxes
 // scheduled later get goroutines of their own.
-func (d *Dispatcher) Close() {
+func (d *dispatcher) Close() {
 	d.mu.Lock()
 	if !d.closed {
 		d.closed = true

@@ -10,6 +10,15 @@
 // by sleeping. A caller runs one call at a time in a goroutine with a context
 // and reports back by message.
 //
-// Most users want package runtime, which starts this tree and gives it a Go
-// API; this package is for those who assemble the tree themselves.
+// Most users want package runtime, which starts this tree ([Spawn]) and
+// gives it a Go API with a handle per request. What this package exports
+// besides is the tree's protocol with the actors around it:
+//
+//   - a lease broker, which makes the limiter take its permits from a budget
+//     shared with other processes (package budget provides two), receives
+//     [LeaseWanted] and answers [LeaseGranted]; it is told [LeaseUnused],
+//     [ReturnLeases], and the [PauseUntil], [AdjustTokens] and [SetLimits]
+//     the limiter sees, and reports its standing as [BrokerState];
+//   - any actor may send the executor's PID [PauseUntil], [AdjustTokens]
+//     and [SetLimits], besides the messages of package messages.
 package actors

@@ -363,14 +363,13 @@ func (l *logCapture) messages() []string {
 
 // harness is a whole tree spawned from SupervisorProps, as the runtime does.
 type harness struct {
-	sys   *actor.ActorSystem
-	cfg   *Config
-	tree  Tree
-	obs   *recorder // the Observer: every request's every snapshot
-	sink  *recorder // the Sink of requests handed over with Enqueue
-	calls *sync.WaitGroup
-	logs  *logCapture
-	fatal chan error
+	sys  *actor.ActorSystem
+	tr   *Tree
+	cfg  *config   // tr's shared state
+	tree pids      // tr's actors
+	obs  *recorder // the Observer: every request's every snapshot
+	sink *recorder // the Sink of requests handed over with Enqueue
+	logs *logCapture
 }
 
 // noLimits turns every limit off.
@@ -379,51 +378,38 @@ var noLimits = Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1}
 func startTree(t *testing.T, lim Limits, edit func(*Config)) *harness {
 	t.Helper()
 	sys := newSystem(t)
-	h := &harness{
-		sys:   sys,
-		obs:   newRecorder(),
-		sink:  newRecorder(),
-		calls: &sync.WaitGroup{},
-		logs:  &logCapture{},
-		fatal: make(chan error, 4),
-	}
-	h.cfg = &Config{
+	h := &harness{sys: sys, obs: newRecorder(), sink: newRecorder(), logs: &logCapture{}}
+	cfg := Config{
 		Concurrency:   2,
-		Buckets:       NewBuckets(lim),
-		Admission:     NewAdmission(16),
-		Counters:      &Counters{},
-		Calls:         h.calls,
-		CallTimeout:   0,
+		QueueCapacity: 16,
+		Limits:        lim,
 		MaxAttempts:   1,
 		MaxRestarts:   3,
 		RestartWindow: time.Minute,
 		Observer:      h.obs.Publish,
 		Logger:        slog.New(h.logs),
-		OnFatal:       func(err error) { h.fatal <- err },
-		Stopped:       make(chan struct{}),
 	}
 	if edit != nil {
-		edit(h.cfg)
+		edit(&cfg)
 	}
-	ready := make(chan Tree, 1)
-	pid := sys.Root.SpawnPrefix(SupervisorProps(h.cfg, ready), "exec")
-	select {
-	case h.tree = <-ready:
-	case <-time.After(waitLimit):
-		t.Fatal("tree not ready")
+	tr, err := Spawn(sys.Root, cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if h.tree.Supervisor.Id != pid.Id || h.tree.Queue == nil || h.tree.Limiter == nil || len(h.tree.Callers) != h.cfg.Concurrency {
-		t.Fatalf("tree %+v from supervisor %s", h.tree, pid.Id)
+	h.tr, h.cfg, h.tree = tr, tr.cfg, tr.pids
+	if h.tree.Queue == nil || h.tree.Limiter == nil || len(h.tree.Callers) != cfg.Concurrency {
+		t.Fatalf("tree %+v", h.tree)
 	}
 	t.Cleanup(func() {
-		if !isClosed(h.cfg.Stopped) {
-			sys.Root.Stop(h.tree.Supervisor)
+		if !isClosed(h.cfg.stopped) {
+			tr.Stop()
 		}
-		waitClosed(t, h.cfg.Stopped, "supervisor to stop")
-		waitGroup(t, h.calls)
+		waitClosed(t, h.cfg.stopped, "supervisor to stop")
+		waitGroup(t, &h.cfg.calls)
+		tr.Close()
 		h.obs.check(t)
 		h.sink.check(t)
-		if n := h.cfg.Admission.Len(); n != 0 {
+		if n := h.cfg.admission.Len(); n != 0 {
 			t.Errorf("%d admission slots still taken after stop", n)
 		}
 	})
@@ -439,8 +425,8 @@ func (h *harness) enqueue(t *testing.T, r messages.Request) uuid.UUID {
 
 func (h *harness) enqueueCtx(t *testing.T, ctx context.Context, r messages.Request) uuid.UUID {
 	t.Helper()
-	if !h.cfg.Admission.TryAcquire() {
-		t.Fatal("no admission slot free")
+	if err := h.tr.Admit(ctx, false, nil); err != nil {
+		t.Fatalf("no admission slot free: %v", err)
 	}
 	id := uuid.New()
 	now := time.Now()
@@ -448,8 +434,7 @@ func (h *harness) enqueueCtx(t *testing.T, ctx context.Context, r messages.Reque
 	pending := lc.Pending(now)
 	h.obs.Publish(pending)
 	h.sink.Publish(pending)
-	h.cfg.Counters.Accepted()
-	h.sys.Root.Send(h.tree.Queue, &Enqueue{ID: id, Lifecycle: lc, Request: r, Sink: h.sink, Context: ctx})
+	h.tr.Enqueue(id, lc, r, h.sink, ctx)
 	return id
 }
 

@@ -140,7 +140,7 @@ func startLeased(t *testing.T, lim Limits) *leaseFixture {
 	t.Helper()
 	sys := newSystem(t)
 	f := &leaseFixture{
-		limiterFixture: &limiterFixture{sys: sys, budget: NewBuckets(lim), probe: spawnProbe(t, sys)},
+		limiterFixture: &limiterFixture{sys: sys, budget: newBuckets(lim), probe: spawnProbe(t, sys)},
 		broker:         spawnProbe(t, sys),
 	}
 	f.pid = sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
@@ -462,12 +462,12 @@ func TestLeasedLimiterReturnsLeasesWhenAsked(t *testing.T) {
 	if s.HeldRequests != 0 || s.HeldTokens != 0 || s.Leases != 2 || s.Returned != 2 || s.ReturnedRequests != 2 || s.ReturnedTokens != 50 {
 		t.Errorf("figures after the return: %+v", s)
 	}
-	st := (&Counters{}).Stats(f.budget, time.Now())
+	st := (&counters{}).Stats(f.budget, time.Now())
 	if st.Shared != s || st.RequestsAvailable != 0 || st.TokensAvailable != 0 {
 		t.Errorf("Stats = %+v, want the shared figures and the leases' budget", st)
 	}
 	f.budget.shared.state.Store(&BrokerState{Since: poolT0, Reason: "no answer", Fallbacks: 1})
-	if st := (&Counters{}).Stats(f.budget, time.Now()).Shared; st.Mode != messages.SharedFallback || st.Reason != "no answer" || st.Fallbacks != 1 {
+	if st := (&counters{}).Stats(f.budget, time.Now()).Shared; st.Mode != messages.SharedFallback || st.Reason != "no answer" || st.Fallbacks != 1 {
 		t.Errorf("after the broker fell back: %+v", st)
 	}
 }
@@ -477,7 +477,7 @@ func TestLimiterWithoutBrokerClosesReturnLeases(t *testing.T) {
 	done := make(chan struct{})
 	f.send(&ReturnLeases{Done: done})
 	waitClosed(t, done, "ReturnLeases without a broker")
-	st := (&Counters{}).Stats(NewBuckets(Limits{RequestsPerSecond: rate.Inf, TokensPerSecond: 0}), time.Now())
+	st := (&counters{}).Stats(newBuckets(Limits{RequestsPerSecond: rate.Inf, TokensPerSecond: 0}), time.Now())
 	if st.Shared.Mode != "" || st.TokensAvailable != -1 {
 		t.Errorf("Stats without a shared budget: %+v", st)
 	}
@@ -488,7 +488,7 @@ func TestLimiterWithoutBrokerClosesReturnLeases(t *testing.T) {
 func TestSupervisorRecordsTheBrokersState(t *testing.T) {
 	got := make(chan any, 16)
 	h := startTree(t, noLimits, func(c *Config) { c.LeaseBroker = autoBroker(got) })
-	if st := h.cfg.Counters.Stats(h.cfg.Buckets, time.Now()).Shared; st.Mode != messages.SharedJoined {
+	if st := h.cfg.counters.Stats(h.cfg.buckets, time.Now()).Shared; st.Mode != messages.SharedJoined {
 		t.Fatalf("a new tree with a broker: %+v, want joined", st)
 	}
 	// The supervisor answers a StatsQuery sent after the state once it has

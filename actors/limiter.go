@@ -28,7 +28,7 @@ var tick = &limiterTick{}
 
 // newLimiter returns a limiter granting permits to queue from b's buckets,
 // or, if broker is not nil, from leases the broker obtains.
-func newLimiter(b *Buckets, queue, broker *actor.PID) *limiter {
+func newLimiter(b *buckets, queue, broker *actor.PID) *limiter {
 	return &limiter{queue: queue, broker: broker, p: permits{buckets: b, leased: broker != nil}}
 }
 

@@ -14,7 +14,7 @@ import (
 // limiterFixture is a limiter whose permits go to a probe.
 type limiterFixture struct {
 	sys    *actor.ActorSystem
-	budget *Buckets
+	budget *buckets
 	probe  *probe
 	pid    *actor.PID
 }
@@ -22,7 +22,7 @@ type limiterFixture struct {
 func startLimiter(t *testing.T, lim Limits) *limiterFixture {
 	t.Helper()
 	sys := newSystem(t)
-	f := &limiterFixture{sys: sys, budget: NewBuckets(lim), probe: spawnProbe(t, sys)}
+	f := &limiterFixture{sys: sys, budget: newBuckets(lim), probe: spawnProbe(t, sys)}
 	f.pid = sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return newLimiter(f.budget, f.probe.pid, nil) }))
 	stopActor(t, sys, f.pid)
 	return f

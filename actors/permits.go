@@ -17,7 +17,7 @@ import (
 // of the buckets, and the decision includes what to give back and what to
 // ask the broker for.
 type permits struct {
-	buckets *Buckets
+	buckets *buckets
 	pending []pendingAsk // FIFO; pending[0] is the head
 	paused  time.Time
 

@@ -35,7 +35,7 @@ type permitsRun struct {
 }
 
 func newPermits(t *testing.T, lim Limits) *permitsRun {
-	return &permitsRun{t: t, p: &permits{buckets: NewBuckets(lim)}, now: t0}
+	return &permitsRun{t: t, p: &permits{buckets: newBuckets(lim)}, now: t0}
 }
 
 func (r *permitsRun) ask(ticket uint64, tokens int) {

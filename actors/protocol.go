@@ -6,6 +6,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
+
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -18,7 +19,7 @@ type Sink interface {
 // Enqueue hands an accepted request to the queue actor. The sender has
 // already published the PENDING snapshot from Lifecycle and holds a slot of
 // the queue's [Admission], which the queue releases.
-type Enqueue struct {
+type enqueueRequest struct {
 	ID        uuid.UUID
 	Lifecycle *messages.Lifecycle
 	Request   messages.Request
@@ -30,14 +31,14 @@ type Enqueue struct {
 
 // Drain puts the queue in draining mode: Done is closed once every accepted
 // request has ended. Requests keep flowing meanwhile.
-type Drain struct {
+type drainQueue struct {
 	Done chan struct{}
 }
 
 // Abort ends every accepted request at once: CANCELLED with Err, or FAILED
 // with Err when Fail is set. Running calls have their contexts cancelled.
 // Done is closed when all of them have their terminal snapshot.
-type Abort struct {
+type abortQueue struct {
 	Err  error
 	Fail bool
 	Done chan struct{}
@@ -63,7 +64,7 @@ type AdjustTokens struct {
 }
 
 // Tree names the actors of one executor.
-type Tree struct {
+type pids struct {
 	Supervisor, Queue, Limiter *actor.PID
 	Broker                     *actor.PID // nil without Config.LeaseBroker
 	Callers                    []*actor.PID

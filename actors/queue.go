@@ -44,7 +44,7 @@ type entry struct {
 
 // queue is the dispatcher of the tree; see the package documentation.
 type queue struct {
-	cfg     *Config
+	cfg     *config
 	limiter *actor.PID
 	mailbox *dropped
 
@@ -64,7 +64,7 @@ type queue struct {
 	drains   []chan struct{}
 }
 
-func newQueue(cfg *Config, limiter *actor.PID, mailbox *dropped) *queue {
+func newQueue(cfg *config, limiter *actor.PID, mailbox *dropped) *queue {
 	return &queue{
 		cfg:      cfg,
 		limiter:  limiter,
@@ -78,7 +78,7 @@ func newQueue(cfg *Config, limiter *actor.PID, mailbox *dropped) *queue {
 // Receive implements actor.Actor.
 func (q *queue) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case *Enqueue:
+	case *enqueueRequest:
 		q.enqueue(ctx, &entry{id: m.ID, lc: m.Lifecycle, req: m.Request, sink: m.Sink, base: m.Context, holdsSlot: true})
 	case *messages.Submit:
 		q.submit(ctx, m)
@@ -125,11 +125,11 @@ func (q *queue) Receive(ctx actor.Context) {
 			}
 			q.end(ctx, e, messages.StatusCancelled, cause, messages.Result{})
 		}
-	case *Drain:
+	case *drainQueue:
 		q.draining = true
 		q.drains = append(q.drains, m.Done)
 		q.checkDrained()
-	case *Abort:
+	case *abortQueue:
 		q.abort(ctx, m.Err, m.Fail)
 		close(m.Done)
 		if ctx.Sender() != nil {
@@ -163,16 +163,16 @@ func (q *queue) submit(ctx actor.Context, m *messages.Submit) {
 		reject(messages.ErrStopped)
 		return
 	}
-	if err := ValidateRequest(&m.Request, q.cfg.Buckets); err != nil {
+	if err := validateRequest(&m.Request, q.cfg.buckets); err != nil {
 		reject(err)
 		return
 	}
-	if !q.cfg.Admission.TryAcquire() {
-		q.cfg.Counters.Rejected()
+	if !q.cfg.admission.TryAcquire() {
+		q.cfg.counters.Rejected()
 		reject(messages.ErrQueueFull)
 		return
 	}
-	q.cfg.Counters.Accepted()
+	q.cfg.counters.Accepted()
 	e := &entry{
 		id:        id,
 		lc:        messages.NewLifecycle(id, &m.Request, time.Now()),
@@ -204,7 +204,7 @@ func (q *queue) register(e *entry) {
 func (q *queue) queueEntry(ctx actor.Context, e *entry) {
 	e.state = inQueue
 	q.fifo = append(q.fifo, e)
-	q.cfg.Counters.queued.Add(1)
+	q.cfg.counters.queued.Add(1)
 	q.publish(ctx, e, e.lc.Queue(time.Now(), 1, ""))
 }
 
@@ -221,8 +221,8 @@ func (q *queue) dispatch(ctx actor.Context) {
 		e.caller, e.state = c, awaitingPermit
 		q.busy[c.Id] = e
 		q.releaseSlot(e)
-		q.cfg.Counters.queued.Add(-1)
-		q.cfg.Counters.inFlight.Add(1)
+		q.cfg.counters.queued.Add(-1)
+		q.cfg.counters.inFlight.Add(1)
 		q.publish(ctx, e, e.lc.Process(time.Now()))
 		ctx.Send(q.limiter, &permitAsk{ticket: e.ticket, tokens: e.req.Tokens})
 	}
@@ -258,9 +258,9 @@ func (q *queue) granted(ctx actor.Context, ticket uint64) {
 // outcome settles an attempt: success, a retry, or failure; or, when its
 // caller stopped under it, CANCELLED.
 func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err error, stopped bool) {
-	q.cfg.Counters.inFlight.Add(-1)
+	q.cfg.counters.inFlight.Add(-1)
 	e.caller, e.state = nil, settling
-	if res.Usage != nil && q.cfg.Buckets.TokensEnabled() {
+	if res.Usage != nil && q.cfg.buckets.TokensEnabled() {
 		actual := res.Usage.TotalTokens
 		if actual == 0 {
 			actual = res.Usage.InputTokens + res.Usage.OutputTokens
@@ -286,8 +286,8 @@ func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err er
 		ctx.Send(q.limiter, &PauseUntil{Until: pause.PauseUntil()})
 	}
 	if delay, ok := q.retryDelay(e, err); ok {
-		q.cfg.Counters.retries.Add(1)
-		q.cfg.Counters.queued.Add(1)
+		q.cfg.counters.retries.Add(1)
+		q.cfg.counters.queued.Add(1)
 		q.publish(ctx, e, e.lc.Retry(time.Now(), delay, err, res))
 		if delay <= 0 {
 			e.state = inQueue
@@ -323,16 +323,16 @@ func (q *queue) retryDelay(e *entry, err error) (time.Duration, bool) {
 func (q *queue) end(ctx actor.Context, e *entry, status messages.RequestStatus, err error, res messages.Result) {
 	switch e.state {
 	case inQueue, waitingRetry:
-		q.cfg.Counters.queued.Add(-1)
+		q.cfg.counters.queued.Add(-1)
 		if e.timer != nil {
 			e.timer.Stop()
 		}
 	case awaitingPermit:
-		q.cfg.Counters.inFlight.Add(-1)
+		q.cfg.counters.inFlight.Add(-1)
 		ctx.Send(q.limiter, &permitCancel{ticket: e.ticket})
 		q.freeCaller(e)
 	case calling:
-		q.cfg.Counters.inFlight.Add(-1)
+		q.cfg.counters.inFlight.Add(-1)
 		// The caller stays busy until its goroutine returns: the
 		// concurrency cap counts running calls, not live requests.
 		ctx.Send(e.caller, &cancelCall{ticket: e.ticket, cause: err})
@@ -343,13 +343,13 @@ func (q *queue) end(ctx actor.Context, e *entry, status messages.RequestStatus, 
 	var ev messages.Event
 	switch status {
 	case messages.StatusCompleted:
-		q.cfg.Counters.completed.Add(1)
+		q.cfg.counters.completed.Add(1)
 		ev = e.lc.Complete(now, res)
 	case messages.StatusFailed:
-		q.cfg.Counters.failed.Add(1)
+		q.cfg.counters.failed.Add(1)
 		ev = e.lc.Fail(now, err, res)
 	default:
-		q.cfg.Counters.cancelled.Add(1)
+		q.cfg.counters.cancelled.Add(1)
 		ev = e.lc.Cancel(now, err)
 	}
 	e.state, e.caller, e.timer = ended, nil, nil
@@ -372,7 +372,7 @@ func (q *queue) freeCaller(e *entry) {
 func (q *queue) releaseSlot(e *entry) {
 	if e.holdsSlot {
 		e.holdsSlot = false
-		q.cfg.Admission.Release()
+		q.cfg.admission.Release()
 	}
 }
 

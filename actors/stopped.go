@@ -87,4 +87,4 @@ func reject(s actor.SenderContext, sender *actor.PID, m *messages.Submit, err er
 
 // Cancelled counts a request that ended CANCELLED without reaching the
 // queue: the runtime ends such requests itself once the tree has stopped.
-func (c *Counters) Cancelled() { c.cancelled.Add(1) }
+func (c *counters) Cancelled() { c.cancelled.Add(1) }

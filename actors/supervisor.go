@@ -23,11 +23,11 @@ type abortDone struct{}
 // past that the executor fails every pending request with ErrRestartStorm and
 // stops, rather than restart forever or hang.
 type supervisor struct {
-	cfg      *Config
-	ready    chan<- Tree
+	cfg      *config
+	ready    chan<- pids
 	mailbox  *dropped
 	self     *actor.PID
-	tree     Tree
+	tree     pids
 	callers  map[string]bool
 	restarts []time.Time
 	stormed  bool
@@ -41,7 +41,7 @@ type supervisor struct {
 
 // SupervisorProps returns the props of an executor's supervisor. Once it has
 // spawned its children it sends their PIDs on ready (buffered, capacity 1).
-func SupervisorProps(cfg *Config, ready chan<- Tree) *actor.Props {
+func supervisorProps(cfg *config, ready chan<- pids) *actor.Props {
 	mailbox, dropped := mailboxOf()
 	incarnations := 0 // the producer runs on the actor's goroutine, one call at a time
 	return actor.PropsFromProducer(func() actor.Actor {
@@ -52,11 +52,11 @@ func SupervisorProps(cfg *Config, ready chan<- Tree) *actor.Props {
 }
 
 // propsOptions are the options of every actor of the tree.
-func (c *Config) propsOptions() []actor.PropsOption {
-	if c.Dispatcher == nil {
+func (c *config) propsOptions() []actor.PropsOption {
+	if c.dispatch == nil {
 		return nil
 	}
-	return []actor.PropsOption{actor.WithDispatcher(c.Dispatcher)}
+	return []actor.PropsOption{actor.WithDispatcher(c.dispatch)}
 }
 
 // Receive implements actor.Actor.
@@ -102,13 +102,13 @@ func (s *supervisor) Receive(ctx actor.Context) {
 	case *PauseUntil, *SetLimits, *AdjustTokens:
 		ctx.Forward(s.tree.Limiter)
 	case *BrokerState:
-		s.cfg.Buckets.shared.state.Store(m)
+		s.cfg.buckets.shared.state.Store(m)
 	case *messages.StatsQuery:
 		if ctx.Sender() != nil {
-			ctx.Respond(s.cfg.Counters.Stats(s.cfg.Buckets, time.Now()))
+			ctx.Respond(s.cfg.counters.Stats(s.cfg.buckets, time.Now()))
 		}
 	case *stormDetected:
-		ctx.Request(s.tree.Queue, &Abort{Err: messages.ErrRestartStorm, Fail: true, Done: make(chan struct{})})
+		ctx.Request(s.tree.Queue, &abortQueue{Err: messages.ErrRestartStorm, Fail: true, Done: make(chan struct{})})
 	case *abortDone:
 		ctx.Stop(ctx.Self())
 	case *actor.Stopping, *actor.Restarting:
@@ -118,9 +118,9 @@ func (s *supervisor) Receive(ctx actor.Context) {
 		// more, and what is left in this mailbox is dropped (see dropped).
 		s.mailbox.stopped(ctx.ActorSystem().Root)
 		if s.cfg.OnStopped != nil {
-			s.cfg.OnStopped()
+			s.cfg.OnStopped(s.cfg.tree)
 		}
-		close(s.cfg.Stopped)
+		close(s.cfg.stopped)
 	}
 }
 
@@ -132,14 +132,14 @@ func (s *supervisor) start(ctx actor.Context) {
 	opts := s.cfg.propsOptions()
 	var broker *actor.PID
 	if s.cfg.LeaseBroker != nil {
-		s.cfg.Buckets.shared.start(time.Now())
+		s.cfg.buckets.shared.start(time.Now())
 		var err error
 		if broker, err = ctx.SpawnNamed(s.cfg.LeaseBroker, "budget"); err != nil {
 			panic(fmt.Sprintf("actors: spawning lease broker: %v", err))
 		}
 	}
 	limiter, err := ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return newLimiter(s.cfg.Buckets, queuePID, broker)
+		return newLimiter(s.cfg.buckets, queuePID, broker)
 	}, opts...), "limiter")
 	if err != nil {
 		panic(fmt.Sprintf("actors: spawning limiter: %v", err))
@@ -153,9 +153,9 @@ func (s *supervisor) start(ctx actor.Context) {
 	if err != nil || queue.Id != queuePID.Id {
 		panic(fmt.Sprintf("actors: spawning queue: %v", err))
 	}
-	s.tree = Tree{Supervisor: ctx.Self(), Queue: queue, Limiter: limiter, Broker: broker}
+	s.tree = pids{Supervisor: ctx.Self(), Queue: queue, Limiter: limiter, Broker: broker}
 	s.callers = make(map[string]bool, s.cfg.Concurrency)
-	props := actor.PropsFromProducer(func() actor.Actor { return newCaller(queue, s.cfg.Calls) }, opts...)
+	props := actor.PropsFromProducer(func() actor.Actor { return newCaller(queue, &s.cfg.calls) }, opts...)
 	for i := range s.cfg.Concurrency {
 		c, err := ctx.SpawnNamed(props, fmt.Sprintf("caller-%d", i))
 		if err != nil {
@@ -190,7 +190,7 @@ func (s *supervisor) HandleFailure(system *actor.ActorSystem, sup actor.Supervis
 		return
 	}
 	now := time.Now()
-	s.cfg.Counters.restarts.Add(1)
+	s.cfg.counters.restarts.Add(1)
 	s.restarts = append(s.restarts, now)
 	for len(s.restarts) > 0 && now.Sub(s.restarts[0]) > s.cfg.RestartWindow {
 		s.restarts = s.restarts[1:]
@@ -199,9 +199,8 @@ func (s *supervisor) HandleFailure(system *actor.ActorSystem, sup actor.Supervis
 		s.stormed = true
 		s.cfg.Logger.Error("lionactor: caller restart limit exceeded; failing pending requests and stopping",
 			slog.Int("restarts", len(s.restarts)), slog.Duration("window", s.cfg.RestartWindow))
-		if s.cfg.OnFatal != nil {
-			s.cfg.OnFatal(messages.ErrRestartStorm)
-		}
+		err := messages.ErrRestartStorm
+		s.cfg.fatal.Store(&err)
 		sup.StopChildren(child)
 		system.Root.Send(s.self, &stormDetected{})
 		return

@@ -73,7 +73,7 @@ func TestTreeRunsARequestThroughEveryState(t *testing.T) {
 	if !math.IsInf(s.RequestsAvailable, 1) || s.TokensAvailable != -1 {
 		t.Errorf("stats budgets %v %v, want +Inf and -1 without limits", s.RequestsAvailable, s.TokensAvailable)
 	}
-	if n := h.cfg.Admission.Len(); n != 0 {
+	if n := h.cfg.admission.Len(); n != 0 {
 		t.Errorf("admission holds %d slots, want 0", n)
 	}
 }
@@ -149,7 +149,7 @@ func TestTreeSubmitByMessage(t *testing.T) {
 
 func TestTreeSubmitRejections(t *testing.T) {
 	lim := Limits{RequestsPerSecond: rate.Inf, RequestBurst: 1, TokensPerSecond: 100, TokenBurst: 50}
-	h := startTree(t, lim, func(c *Config) { c.Admission = NewAdmission(1) })
+	h := startTree(t, lim, func(c *Config) { c.QueueCapacity = 1 })
 	p := spawnProbe(t, h.sys)
 	reject := func(what string, r messages.Request, want error) {
 		t.Helper()
@@ -164,11 +164,11 @@ func TestTreeSubmitRejections(t *testing.T) {
 	reject("negative tokens", messages.Request{Call: okCall("x"), Tokens: -1}, messages.ErrInvalidRequest)
 	reject("tokens over the burst", messages.Request{Call: okCall("x"), Tokens: 51}, messages.ErrTokensExceedBurst)
 
-	if !h.cfg.Admission.TryAcquire() { // the queue's only slot
+	if !h.cfg.admission.TryAcquire() { // the queue's only slot
 		t.Fatal("slot taken")
 	}
 	reject("full queue", messages.Request{Call: okCall("x")}, messages.ErrQueueFull)
-	h.cfg.Admission.Release()
+	h.cfg.admission.Release()
 	if s := h.stats(t); s.Rejected != 1 || s.Accepted != 0 {
 		t.Errorf("stats rejected %d accepted %d, want 1 0 (only a full queue counts)", s.Rejected, s.Accepted)
 	}
@@ -221,7 +221,7 @@ func TestTreeCancel(t *testing.T) {
 	if s.Cancelled != 2 || s.Completed != 1 || s.Queued != 0 || s.InFlight != 0 {
 		t.Errorf("stats %+v, want 2 cancelled 1 completed", s)
 	}
-	if n := h.cfg.Admission.Len(); n != 0 {
+	if n := h.cfg.admission.Len(); n != 0 {
 		t.Errorf("admission holds %d slots after cancels", n)
 	}
 }
@@ -258,7 +258,7 @@ func TestTreeDrain(t *testing.T) {
 	t.Run("idle", func(t *testing.T) {
 		h := startTree(t, noLimits, nil)
 		done := make(chan struct{})
-		h.sys.Root.Send(h.tree.Queue, &Drain{Done: done})
+		h.sys.Root.Send(h.tree.Queue, &drainQueue{Done: done})
 		waitClosed(t, done, "drain of an idle queue")
 	})
 
@@ -272,8 +272,8 @@ func TestTreeDrain(t *testing.T) {
 		h.sink.waitStatus(t, queued, messages.StatusQueued)
 
 		done1, done2 := make(chan struct{}), make(chan struct{})
-		h.sys.Root.Send(h.tree.Queue, &Drain{Done: done1})
-		h.sys.Root.Send(h.tree.Queue, &Drain{Done: done2})
+		h.sys.Root.Send(h.tree.Queue, &drainQueue{Done: done1})
+		h.sys.Root.Send(h.tree.Queue, &drainQueue{Done: done2})
 		// Once draining, the queue refuses new submits; the reply also tells
 		// that the drains were handled.
 		p.request(h.sys, h.tree.Queue, &messages.Submit{Request: messages.Request{Call: okCall("late")}})
@@ -319,7 +319,7 @@ func TestTreeAbort(t *testing.T) {
 
 			cause := errors.New("shutting down now")
 			done := make(chan struct{})
-			reply, err := h.sys.Root.RequestFuture(h.tree.Queue, &Abort{Err: cause, Fail: fail, Done: done}, waitLimit).Result()
+			reply, err := h.sys.Root.RequestFuture(h.tree.Queue, &abortQueue{Err: cause, Fail: fail, Done: done}, waitLimit).Result()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -362,7 +362,7 @@ func TestTreeAbort(t *testing.T) {
 func TestTreeAbortWithoutSender(t *testing.T) {
 	h := startTree(t, noLimits, nil)
 	done := make(chan struct{})
-	h.sys.Root.Send(h.tree.Queue, &Abort{Err: messages.ErrStopped, Done: done})
+	h.sys.Root.Send(h.tree.Queue, &abortQueue{Err: messages.ErrStopped, Done: done})
 	waitClosed(t, done, "abort of an idle queue")
 	late := h.enqueue(t, messages.Request{Call: okCall("late")})
 	if ev := h.sink.terminal(t, late); ev.Status != messages.StatusCancelled {
@@ -379,7 +379,7 @@ func TestTreeStopFromOutside(t *testing.T) {
 	h.sink.waitStatus(t, queued, messages.StatusQueued)
 
 	h.sys.Root.Stop(h.tree.Supervisor)
-	waitClosed(t, h.cfg.Stopped, "Stopped")
+	waitClosed(t, h.cfg.stopped, "Stopped")
 	for _, id := range []uuid.UUID{running, queued} {
 		evs := h.sink.of(id)
 		if ev := evs[len(evs)-1]; ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrStopped) {
@@ -389,7 +389,7 @@ func TestTreeStopFromOutside(t *testing.T) {
 	if got := recvValue(t, g.causes, "running call cancelled"); got != messages.ErrStopped {
 		t.Errorf("running call's context cause %v, want ErrStopped", got)
 	}
-	if s := h.cfg.Counters.Stats(nil, time.Now()); s.Cancelled != 2 || s.Queued != 0 || s.InFlight != 0 {
+	if s := h.cfg.counters.Stats(nil, time.Now()); s.Cancelled != 2 || s.Queued != 0 || s.InFlight != 0 {
 		t.Errorf("stats after stop %+v", s)
 	}
 }
@@ -413,7 +413,7 @@ func TestTreeCallCutShortByItsCallersStopEndsCancelled(t *testing.T) {
 	if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrStopped) || ev.Attempt != 1 {
 		t.Errorf("request ended %v with %v after %d attempts, want CANCELLED ErrStopped after 1", ev.Status, ev.Err(), ev.Attempt)
 	}
-	if s := h.cfg.Counters.Stats(nil, time.Now()); s.Cancelled != 1 || s.InFlight != 0 || s.Retries != 0 {
+	if s := h.cfg.counters.Stats(nil, time.Now()); s.Cancelled != 1 || s.InFlight != 0 || s.Retries != 0 {
 		t.Errorf("stats %+v", s)
 	}
 }
@@ -635,7 +635,7 @@ func TestTreeReconcilesTokens(t *testing.T) {
 		t.Helper()
 		h.sink.terminal(t, h.enqueue(t, messages.Request{Call: okCall("barrier")}))
 	}
-	available := func() float64 { return h.cfg.Buckets.TokensAvailable(time.Now()) }
+	available := func() float64 { return h.cfg.buckets.TokensAvailable(time.Now()) }
 
 	under := h.enqueue(t, messages.Request{Call: usageCall(messages.Usage{TotalTokens: 300}), Tokens: 100})
 	ev := h.sink.terminal(t, under)
@@ -655,7 +655,7 @@ func TestTreeReconcilesTokens(t *testing.T) {
 	if got := available(); !near(got, 670, 3) {
 		t.Errorf("after estimating 100 and using 30: TokensAvailable %v, want about 670", got)
 	}
-	if got := h.cfg.Buckets.tokens.Credit(time.Now()); !near(got, 70, 1) {
+	if got := h.cfg.buckets.tokens.Credit(time.Now()); !near(got, 70, 1) {
 		t.Errorf("credit %v, want the 70 refunded", got)
 	}
 
@@ -755,10 +755,8 @@ func TestTreeCallerCrash(t *testing.T) {
 	if !slices.ContainsFunc(h.logs.messages(), func(m string) bool { return strings.Contains(m, "caller crashed; restarting") }) {
 		t.Errorf("no restart logged: %q", h.logs.messages())
 	}
-	select {
-	case err := <-h.fatal:
-		t.Errorf("OnFatal(%v) below the restart limit", err)
-	default:
+	if err := h.tr.Err(); err != nil {
+		t.Errorf("Err() = %v below the restart limit", err)
 	}
 }
 
@@ -806,10 +804,10 @@ func TestTreeRestartStorm(t *testing.T) {
 	}
 	close(release) // the second crash within the window is one too many
 
-	if err := recvValue(t, h.fatal, "OnFatal"); !errors.Is(err, messages.ErrRestartStorm) {
-		t.Errorf("OnFatal(%v), want ErrRestartStorm", err)
+	waitClosed(t, h.cfg.stopped, "Stopped after a restart storm")
+	if err := h.tr.Err(); !errors.Is(err, messages.ErrRestartStorm) {
+		t.Errorf("Err() = %v, want ErrRestartStorm", err)
 	}
-	waitClosed(t, h.cfg.Stopped, "Stopped after a restart storm")
 	for _, id := range append([]uuid.UUID{second}, queued...) {
 		evs := h.sink.of(id)
 		if ev := evs[len(evs)-1]; ev.Status != messages.StatusFailed || !errors.Is(ev.Err(), messages.ErrRestartStorm) {
@@ -819,7 +817,7 @@ func TestTreeRestartStorm(t *testing.T) {
 	if !slices.ContainsFunc(h.logs.messages(), func(m string) bool { return strings.Contains(m, "restart limit exceeded") }) {
 		t.Errorf("storm not logged: %q", h.logs.messages())
 	}
-	if s := h.cfg.Counters.Stats(nil, time.Now()); s.Restarts != 2 || s.Failed != 4 || s.InFlight != 0 || s.Queued != 0 {
+	if s := h.cfg.counters.Stats(nil, time.Now()); s.Restarts != 2 || s.Failed != 4 || s.InFlight != 0 || s.Queued != 0 {
 		t.Errorf("stats after the storm %+v", s)
 	}
 }
@@ -841,7 +839,7 @@ func TestTreeRestartWindowForgetsOldCrashes(t *testing.T) {
 	if ev := h.sink.terminal(t, after); ev.Status != messages.StatusCompleted {
 		t.Errorf("request after spaced crashes ended %v", ev.Status)
 	}
-	if isClosed(h.cfg.Stopped) {
+	if isClosed(h.cfg.stopped) {
 		t.Error("the tree stopped for crashes spread over more than the window")
 	}
 }
@@ -861,14 +859,14 @@ func (p *panickySink) Publish(ev messages.Event) {
 func TestTreeQueueIsResumedAfterAPanic(t *testing.T) {
 	h := startTree(t, noLimits, nil)
 	r := messages.Request{Call: okCall("x")}
-	if !h.cfg.Admission.TryAcquire() {
+	if !h.cfg.admission.TryAcquire() {
 		t.Fatal("no slot")
 	}
 	id := uuid.New()
 	now := time.Now()
 	lc := messages.NewLifecycle(id, &r, now)
 	h.obs.Publish(lc.Pending(now))
-	h.sys.Root.Send(h.tree.Queue, &Enqueue{ID: id, Lifecycle: lc, Request: r, Sink: &panickySink{s: messages.StatusQueued}})
+	h.sys.Root.Send(h.tree.Queue, &enqueueRequest{ID: id, Lifecycle: lc, Request: r, Sink: &panickySink{s: messages.StatusQueued}})
 	// Handled after the queue was resumed; any message makes it dispatch.
 	h.sys.Root.Send(h.tree.Queue, &messages.Cancel{ID: uuid.New()})
 	if ev := h.obs.terminal(t, id); ev.Status != messages.StatusCompleted {
@@ -880,7 +878,7 @@ func TestTreeQueueIsResumedAfterAPanic(t *testing.T) {
 	}) {
 		t.Errorf("queue failure not logged: %q", h.logs.messages())
 	}
-	if isClosed(h.cfg.Stopped) {
+	if isClosed(h.cfg.stopped) {
 		t.Error("the tree stopped after a panic in the queue")
 	}
 }
@@ -934,7 +932,7 @@ func TestTreeNeverRevivesACallerThatFailsAsTheTreeStops(t *testing.T) {
 			}
 			close(release)
 			h.sys.Root.Stop(h.tree.Supervisor)
-			waitClosed(t, h.cfg.Stopped, "Stopped")
+			waitClosed(t, h.cfg.stopped, "Stopped")
 		})
 	}
 }
@@ -946,13 +944,13 @@ func TestTreeRevivedByALateRestartStaysStopped(t *testing.T) {
 	// incarnation must not end the tree a second time, nor answer a submit
 	// its mailbox already answers.
 	var ends atomic.Int32
-	h := startTree(t, noLimits, func(c *Config) { c.OnStopped = func() { ends.Add(1) } })
+	h := startTree(t, noLimits, func(c *Config) { c.OnStopped = func(*Tree) { ends.Add(1) } })
 	proc, ok := h.sys.ProcessRegistry.Get(h.tree.Supervisor)
 	if !ok {
 		t.Fatal("supervisor not registered")
 	}
 	h.sys.Root.Stop(h.tree.Supervisor)
-	waitClosed(t, h.cfg.Stopped, "Stopped")
+	waitClosed(t, h.cfg.stopped, "Stopped")
 
 	// What a late sender does: straight to the process it resolved.
 	proc.SendSystemMessage(h.tree.Supervisor, &actor.Restart{})

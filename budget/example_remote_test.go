@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/budget"
+	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 )
 
@@ -35,9 +36,9 @@ func Example() {
 	}
 	defer ex.Stop(context.Background())
 
-	h, err := ex.Submit(context.Background(), runtime.Request{Call: runtime.CallFunc(
-		func(ctx context.Context, attempt int) (runtime.Result, error) {
-			return runtime.Result{Value: "done"}, nil
+	h, err := ex.Submit(context.Background(), messages.Request{Call: messages.CallFunc(
+		func(ctx context.Context, attempt int) (messages.Result, error) {
+			return messages.Result{Value: "done"}, nil
 		})})
 	if err != nil {
 		log.Fatal(err)
@@ -69,8 +70,8 @@ func ExampleSecret() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		h, err := ex.Submit(context.Background(), runtime.Request{Call: runtime.CallFunc(
-			func(context.Context, int) (runtime.Result, error) { return runtime.Result{}, nil })})
+		h, err := ex.Submit(context.Background(), messages.Request{Call: messages.CallFunc(
+			func(context.Context, int) (messages.Result, error) { return messages.Result{}, nil })})
 		if err != nil {
 			log.Fatal(err)
 		}

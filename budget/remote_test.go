@@ -23,6 +23,7 @@ import (
 	"github.com/lionactor/lionactor/budget"
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/internal/runtimetest"
+	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 	"github.com/lionactor/lionactor/simulator"
 )
@@ -139,11 +140,11 @@ func (m *member) submit(t *testing.T, n int) []*runtime.Handle {
 }
 
 // wait waits for every handle and counts the final statuses.
-func wait(t *testing.T, hs []*runtime.Handle) map[runtime.RequestStatus]int {
+func wait(t *testing.T, hs []*runtime.Handle) map[messages.RequestStatus]int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	counts := map[runtime.RequestStatus]int{}
+	counts := map[messages.RequestStatus]int{}
 	for _, h := range hs {
 		ev, err := h.Wait(ctx)
 		if ctx.Err() != nil {
@@ -179,7 +180,7 @@ func TestThreeMembersShareOneLimit(t *testing.T) {
 	}
 	for i := range hs {
 		counts := wait(t, hs[i])
-		if counts[runtime.StatusCompleted] != perMember {
+		if counts[messages.StatusCompleted] != perMember {
 			t.Errorf("member %d: %v, want %d COMPLETED", i, counts, perMember)
 		}
 	}
@@ -228,7 +229,7 @@ func TestServiceGoneMembersFallBackAndRejoin(t *testing.T) {
 	r.closeServer()
 	for i := range hs {
 		counts := wait(t, hs[i])
-		if counts[runtime.StatusCompleted] != perMember {
+		if counts[messages.StatusCompleted] != perMember {
 			t.Errorf("member %d: %v, want %d COMPLETED", i, counts, perMember)
 		}
 	}
@@ -259,7 +260,7 @@ func TestServiceGoneMembersFallBackAndRejoin(t *testing.T) {
 	}
 	for i, m := range r.members {
 		counts := wait(t, m.submit(t, 20))
-		if counts[runtime.StatusCompleted] != 20 {
+		if counts[messages.StatusCompleted] != 20 {
 			t.Errorf("member %d after rejoining: %v", i, counts)
 		}
 	}
@@ -301,7 +302,7 @@ func TestMemberKilledOthersGoOnAndLeasesExpire(t *testing.T) {
 	}
 	for i := 1; i < 3; i++ {
 		counts := wait(t, hs[i])
-		if counts[runtime.StatusCompleted] != perMember {
+		if counts[messages.StatusCompleted] != perMember {
 			t.Errorf("member %d: %v, want %d COMPLETED", i, counts, perMember)
 		}
 	}
@@ -334,11 +335,11 @@ func BenchmarkSharedBudgetNoOpCall(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer ex.StopNow(context.Background())
-			call := runtime.CallFunc(func(context.Context, int) (runtime.Result, error) { return runtime.Result{}, nil })
+			call := messages.CallFunc(func(context.Context, int) (messages.Result, error) { return messages.Result{}, nil })
 			b.ResetTimer()
 			hs := make([]*runtime.Handle, b.N)
 			for i := range hs {
-				if hs[i], err = ex.Submit(context.Background(), runtime.Request{Call: call}); err != nil {
+				if hs[i], err = ex.Submit(context.Background(), messages.Request{Call: call}); err != nil {
 					b.Fatal(err)
 				}
 			}

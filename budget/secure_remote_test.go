@@ -58,10 +58,10 @@ func startRemoteMember(t *testing.T, addr string, edit func(*MemberConfig)) *rem
 // run submits n no-op requests and waits for them all to complete.
 func (m *remoteMember) run(t *testing.T, n int) {
 	t.Helper()
-	call := runtime.CallFunc(func(context.Context, int) (runtime.Result, error) { return runtime.Result{}, nil })
+	call := messages.CallFunc(func(context.Context, int) (messages.Result, error) { return messages.Result{}, nil })
 	hs := make([]*runtime.Handle, n)
 	for i := range hs {
-		h, err := m.ex.Submit(context.Background(), runtime.Request{Call: call})
+		h, err := m.ex.Submit(context.Background(), messages.Request{Call: call})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +70,7 @@ func (m *remoteMember) run(t *testing.T, n int) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, h := range hs {
-		if ev, err := h.Wait(ctx); err != nil || ev.Status != runtime.StatusCompleted {
+		if ev, err := h.Wait(ctx); err != nil || ev.Status != messages.StatusCompleted {
 			t.Fatalf("request ended %v, %v", ev.Status, err)
 		}
 	}
@@ -193,10 +193,10 @@ func TestRemoteGracefulStopReturnsLeasesOverTheNetwork(t *testing.T) {
 		t.Fatal("the probe got no lease")
 	}
 	tell(&budgetpb.Pause{Key: key, DurationNanos: int64(time.Second)})
-	call := runtime.CallFunc(func(context.Context, int) (runtime.Result, error) { return runtime.Result{}, nil })
+	call := messages.CallFunc(func(context.Context, int) (messages.Result, error) { return messages.Result{}, nil })
 	var hs []*runtime.Handle
 	for range 4 {
-		h, err := m.ex.Submit(context.Background(), runtime.Request{Call: call})
+		h, err := m.ex.Submit(context.Background(), messages.Request{Call: call})
 		if err != nil {
 			t.Fatal(err)
 		}

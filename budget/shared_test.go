@@ -133,7 +133,7 @@ func (m *localExec) submit(t *testing.T, n int) []*runtime.Handle {
 	return hs
 }
 
-func completed(t *testing.T, hs []*runtime.Handle) (n int, events []runtime.Event) {
+func completed(t *testing.T, hs []*runtime.Handle) (n int, events []messages.Event) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -142,7 +142,7 @@ func completed(t *testing.T, hs []*runtime.Handle) (n int, events []runtime.Even
 		if err != nil {
 			t.Fatalf("request %s did not end: %v", h.ID(), err)
 		}
-		if ev.Status == runtime.StatusCompleted {
+		if ev.Status == messages.StatusCompleted {
 			n++
 		}
 		events = append(events, ev)
@@ -243,7 +243,7 @@ func TestLocalPauseReachesOtherMembers(t *testing.T) {
 	}
 	_, evs := completed(t, b.submit(t, 5))
 	for _, ev := range evs {
-		if ev.Status != runtime.StatusCompleted {
+		if ev.Status != messages.StatusCompleted {
 			t.Fatalf("request ended %v", ev.Status)
 		}
 		// Allow for clock reads on either side of the relay.

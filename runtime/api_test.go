@@ -25,7 +25,7 @@ func startRec(t *testing.T, edit func(*Config)) (*Executor, *runtimetest.Recorde
 	return ex, rec
 }
 
-func submitT(t *testing.T, ex *Executor, r Request) *Handle {
+func submitT(t *testing.T, ex *Executor, r messages.Request) *Handle {
 	t.Helper()
 	h, err := ex.Submit(context.Background(), r)
 	if err != nil {
@@ -68,30 +68,30 @@ func TestConfigValidation(t *testing.T) {
 		tc.edit(&cfg)
 		_, err := Start(cfg)
 		var ce *messages.ConfigError
-		if !errors.Is(err, ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != tc.field {
+		if !errors.Is(err, messages.ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != tc.field {
 			t.Errorf("%s: Start = %v", tc.field, err)
 		}
 	}
-	if _, err := Start(Config{}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := Start(Config{}); !errors.Is(err, messages.ErrInvalidConfig) {
 		t.Errorf("zero Config: %v", err)
 	}
 }
 
 func TestInvalidRequestsAreRefusedAtSubmit(t *testing.T) {
 	ex, rec := startRec(t, nil)
-	for _, r := range []Request{
+	for _, r := range []messages.Request{
 		{},
 		{Call: ok(""), Tokens: -1},
 		{Call: ok(""), Timeout: -time.Second},
 		{Call: ok(""), MaxAttempts: -1},
 	} {
-		if h, err := ex.Submit(context.Background(), r); !errors.Is(err, ErrInvalidRequest) || h != nil {
+		if h, err := ex.Submit(context.Background(), r); !errors.Is(err, messages.ErrInvalidRequest) || h != nil {
 			t.Errorf("Submit(%+v) = %v", r, err)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := ex.Submit(ctx, Request{Call: ok("")}); !errors.Is(err, context.Canceled) {
+	if _, err := ex.Submit(ctx, messages.Request{Call: ok("")}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Submit with a done context = %v", err)
 	}
 	if counts := rec.Check(t); len(counts) != 0 {
@@ -103,8 +103,8 @@ func TestRatesChangeAtRunTime(t *testing.T) {
 	ex, _ := startRec(t, func(c *Config) {
 		c.RequestsPerInterval, c.RequestInterval, c.RequestBurst = 1, time.Hour, 1
 	})
-	waitT(t, submitT(t, ex, Request{Call: ok("")}))
-	h := submitT(t, ex, Request{Call: ok("")})
+	waitT(t, submitT(t, ex, messages.Request{Call: ok("")}))
+	h := submitT(t, ex, messages.Request{Call: ok("")})
 	waitStatus(t, h, messages.StatusProcessing) // waiting up to an hour
 	if err := ex.SetRequestRate(Unlimited, time.Second, 0); err != nil {
 		t.Fatal(err)
@@ -112,13 +112,13 @@ func TestRatesChangeAtRunTime(t *testing.T) {
 	if ev := waitT(t, h); ev.Status != messages.StatusCompleted {
 		t.Fatalf("%v", ev.Status)
 	}
-	if err := ex.SetRequestRate(0, time.Second, 0); !errors.Is(err, ErrInvalidConfig) {
+	if err := ex.SetRequestRate(0, time.Second, 0); !errors.Is(err, messages.ErrInvalidConfig) {
 		t.Errorf("SetRequestRate(0) = %v", err)
 	}
 	if err := ex.SetTokenRate(100, time.Second, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ex.Submit(context.Background(), Request{Call: ok(""), Tokens: 101}); !errors.Is(err, ErrTokensExceedBurst) {
+	if _, err := ex.Submit(context.Background(), messages.Request{Call: ok(""), Tokens: 101}); !errors.Is(err, messages.ErrTokensExceedBurst) {
 		t.Errorf("after SetTokenRate(100): %v", err)
 	}
 }
@@ -127,7 +127,7 @@ func TestPauseHoldsEveryPermit(t *testing.T) {
 	ex, _ := startRec(t, nil)
 	until := time.Now().Add(100 * time.Millisecond)
 	ex.PauseUntil(until)
-	ev := waitT(t, submitT(t, ex, Request{Call: ok("")}))
+	ev := waitT(t, submitT(t, ex, messages.Request{Call: ok("")}))
 	if ev.Timings.CallStarted.Before(until) {
 		t.Errorf("call started %v before the pause ended", until.Sub(ev.Timings.CallStarted))
 	}
@@ -136,21 +136,21 @@ func TestPauseHoldsEveryPermit(t *testing.T) {
 func TestWaitForRoom(t *testing.T) {
 	ex, _ := startRec(t, func(c *Config) { c.Concurrency, c.QueueCapacity, c.WaitForRoom = 1, 1, true })
 	b := runtimetest.NewBlocker()
-	submitT(t, ex, Request{Call: b})
+	submitT(t, ex, messages.Request{Call: b})
 	<-b.Started
-	submitT(t, ex, Request{Call: ok("")}) // fills the queue
+	submitT(t, ex, messages.Request{Call: ok("")}) // fills the queue
 
 	// A submit that runs out of time while waiting is refused with its
 	// context's error.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := ex.Submit(ctx, Request{Call: ok("")}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := ex.Submit(ctx, messages.Request{Call: ok("")}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Submit = %v, want deadline exceeded", err)
 	}
 	// One that waits while room is made gets in.
 	res := make(chan error, 1)
 	go func() {
-		h, err := ex.Submit(context.Background(), Request{Call: ok("")})
+		h, err := ex.Submit(context.Background(), messages.Request{Call: ok("")})
 		if err == nil {
 			_, err = h.Wait(context.Background())
 		}
@@ -165,12 +165,12 @@ func TestWaitForRoom(t *testing.T) {
 func TestWaitForRoomEndsWhenTheExecutorStops(t *testing.T) {
 	ex, _ := startRec(t, func(c *Config) { c.Concurrency, c.QueueCapacity, c.WaitForRoom = 1, 1, true })
 	b := runtimetest.NewBlocker()
-	submitT(t, ex, Request{Call: b})
+	submitT(t, ex, messages.Request{Call: b})
 	<-b.Started
-	submitT(t, ex, Request{Call: ok("")})
+	submitT(t, ex, messages.Request{Call: ok("")})
 	res := make(chan error, 1)
 	go func() {
-		_, err := ex.Submit(context.Background(), Request{Call: ok("")})
+		_, err := ex.Submit(context.Background(), messages.Request{Call: ok("")})
 		res <- err
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -178,7 +178,7 @@ func TestWaitForRoomEndsWhenTheExecutorStops(t *testing.T) {
 	if err := ex.StopNow(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-res; !errors.Is(err, ErrStopped) {
+	if err := <-res; !errors.Is(err, messages.ErrStopped) {
 		t.Fatalf("waiting Submit = %v, want ErrStopped", err)
 	}
 }
@@ -188,7 +188,7 @@ func TestGracefulStopThatRunsOutOfTimeCancelsTheRest(t *testing.T) {
 	b := runtimetest.NewBlocker()
 	handles := make([]*Handle, 5)
 	for i := range handles {
-		handles[i] = submitT(t, ex, Request{Call: b})
+		handles[i] = submitT(t, ex, messages.Request{Call: b})
 	}
 	<-b.Started
 	<-b.Started
@@ -218,7 +218,7 @@ func waitStatus(t *testing.T, h *Handle, s messages.RequestStatus) {
 
 func TestWaitReportsTheEndEvenWithADoneContext(t *testing.T) {
 	ex := startT(t, nil)
-	h := submitT(t, ex, Request{Call: noop})
+	h := submitT(t, ex, messages.Request{Call: noop})
 	final := waitT(t, h)
 	done, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"golang.org/x/time/rate"
+
+	"github.com/lionactor/lionactor/messages"
 )
 
 // BenchmarkPipeline sends no-op calls through the whole executor (queue,
@@ -24,7 +26,7 @@ func BenchmarkPipeline(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		var pending []*Handle
 		for pb.Next() {
-			h, err := ex.Submit(ctx, Request{Call: noop})
+			h, err := ex.Submit(ctx, messages.Request{Call: noop})
 			if err != nil {
 				b.Error(err)
 				return

@@ -60,7 +60,7 @@ type Config struct {
 	MaxAttempts int
 	// Retry is the default retry policy; nil means failed attempts are not
 	// retried.
-	Retry RetryPolicy
+	Retry messages.RetryPolicy
 
 	// MaxRestarts caller restarts are tolerated within RestartWindow; one
 	// more fails every pending request with ErrRestartStorm and stops the
@@ -72,7 +72,7 @@ type Config struct {
 	// order per request. It runs on the executor's actor goroutines (and,
 	// for PENDING, on the submitting goroutine), so it must be fast, safe for
 	// concurrent use, and never block.
-	Observer func(Event)
+	Observer func(messages.Event)
 	// RequestContext, if set, is called by Submit with the submitter's
 	// context and the request's PENDING snapshot, before Observer sees that
 	// snapshot. The values of the context it returns reach every call's
@@ -83,7 +83,7 @@ type Config struct {
 	// that is. It runs on the submitting goroutine, so it must be fast and
 	// never block. Requests submitted by message (messages.Submit) have no
 	// context and are not passed to it.
-	RequestContext func(ctx context.Context, pending Event) context.Context
+	RequestContext func(ctx context.Context, pending messages.Event) context.Context
 	// Logger receives the executor's and, for an executor with its own actor
 	// system, protoactor's logs. Nil means quiet.
 	Logger *slog.Logger

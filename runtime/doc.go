@@ -7,7 +7,7 @@
 //
 //	ex, err := runtime.Start(runtime.DefaultConfig())
 //	...
-//	h, err := ex.Submit(ctx, runtime.Request{Call: runtime.CallFunc(fn)})
+//	h, err := ex.Submit(ctx, messages.Request{Call: messages.CallFunc(fn)})
 //	final, err := h.Wait(ctx)
 //	...
 //	err = ex.Stop(ctx)

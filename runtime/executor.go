@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	goruntime "runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -23,13 +21,7 @@ type Executor struct {
 	cfg       Config
 	system    *actor.ActorSystem
 	ownSystem bool
-	root      *actor.RootContext
-	tree      actors.Tree
-	budget    *actors.Buckets
-	admission *actors.Admission
-	counters  *actors.Counters
-	calls     sync.WaitGroup
-	dispatch  *actors.Dispatcher
+	tree      *actors.Tree
 
 	// mu orders submissions against the start of a stop: a submit that
 	// passed the running check has its request in the queue's mailbox before
@@ -37,9 +29,7 @@ type Executor struct {
 	mu       sync.RWMutex
 	stopping bool
 	stopCh   chan struct{} // closed when a stop begins: wakes submitters waiting for room
-	stopped  chan struct{} // closed when the supervisor and its children are gone
 	cleaned  chan struct{} // closed when everything the executor started has ended
-	fatal    atomic.Pointer[error]
 	shutdown sync.Once
 
 	// live holds, for every handle Submit returned whose request has not
@@ -116,26 +106,15 @@ func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, ownSystem boo
 		cfg:       cfg,
 		system:    system,
 		ownSystem: ownSystem,
-		root:      system.Root,
-		budget:    actors.NewBuckets(limits),
-		admission: actors.NewAdmission(cfg.QueueCapacity),
-		counters:  &actors.Counters{},
 		stopCh:    make(chan struct{}),
-		stopped:   make(chan struct{}),
 		cleaned:   make(chan struct{}),
 		live:      make(map[*Handle]*messages.Lifecycle),
 		limits:    limits,
-		// A worker per core, and a few more so that a queue, a limiter and
-		// busy callers rarely wait for one.
-		dispatch: actors.NewDispatcher(goruntime.GOMAXPROCS(0)+2, 300),
 	}
-	acfg := &actors.Config{
+	tcfg := actors.Config{
 		Concurrency:   cfg.Concurrency,
-		Buckets:       ex.budget,
-		Admission:     ex.admission,
-		Counters:      ex.counters,
-		Calls:         &ex.calls,
-		Dispatcher:    ex.dispatch,
+		QueueCapacity: cfg.QueueCapacity,
+		Limits:        limits,
 		CallTimeout:   cfg.CallTimeout,
 		MaxAttempts:   cfg.MaxAttempts,
 		Retry:         cfg.Retry,
@@ -143,30 +122,25 @@ func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, ownSystem boo
 		RestartWindow: cfg.RestartWindow,
 		Observer:      cfg.Observer,
 		Logger:        loggerOf(cfg),
-		OnFatal:       func(err error) { ex.fatal.Store(&err) },
 		OnStopped:     ex.treeStopped,
-		Stopped:       ex.stopped,
 	}
 	if cfg.SharedBudget != nil {
 		broker, release, err := cfg.SharedBudget.Attach(system, limits, loggerOf(cfg))
 		if err != nil {
-			ex.dispatch.Close()
 			if ownSystem {
 				system.Shutdown()
 			}
 			return nil, err
 		}
-		acfg.LeaseBroker, ex.release = broker, release
+		tcfg.LeaseBroker, ex.release = broker, release
 	}
-	ready := make(chan actors.Tree, 1)
-	pid := parent.SpawnPrefix(actors.SupervisorProps(acfg, ready), "lionactor")
-	select {
-	case ex.tree = <-ready:
-	case <-ex.stopped:
+	tree, err := actors.Spawn(parent, tcfg)
+	if err != nil {
 		// The tree's end started the cleanup (treeStopped).
 		<-ex.cleaned
-		return nil, fmt.Errorf("lionactor: executor %s stopped while starting", pid.Id)
+		return nil, err
 	}
+	ex.tree = tree
 	return ex, nil
 }
 
@@ -175,7 +149,7 @@ func spawn(parent actor.SpawnerContext, system *actor.ActorSystem, ownSystem boo
 // reaches it while it stops is rejected with ErrStopped; once the executor
 // has stopped the PID no longer exists, and protoactor answers a message
 // sent to it with a sender with *actor.DeadLetterResponse.
-func (ex *Executor) PID() *actor.PID { return ex.tree.Supervisor }
+func (ex *Executor) PID() *actor.PID { return ex.tree.PID() }
 
 // Config returns the configuration the executor was started with (rates
 // changed at run time are not reflected).
@@ -185,12 +159,7 @@ func (ex *Executor) Config() Config { return ex.cfg }
 func (ex *Executor) System() *actor.ActorSystem { return ex.system }
 
 // Err returns why the executor stopped by itself (ErrRestartStorm), or nil.
-func (ex *Executor) Err() error {
-	if p := ex.fatal.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
+func (ex *Executor) Err() error { return ex.tree.Err() }
 
 // Submit hands a request to the executor and returns its handle. ctx bounds
 // the request's whole life: if it is done before the request ends, the
@@ -209,36 +178,29 @@ func (ex *Executor) Err() error {
 // cancels it, and if the executor's actors stop another way (its parent
 // stops or restarts it, a restart storm) it ends with them: CANCELLED with
 // ErrStopped, or FAILED with ErrRestartStorm after a storm.
-func (ex *Executor) Submit(ctx context.Context, r Request) (*Handle, error) {
+func (ex *Executor) Submit(ctx context.Context, r messages.Request) (*Handle, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := actors.ValidateRequest(&r, ex.budget); err != nil {
+	if err := ex.tree.Validate(&r); err != nil {
 		return nil, err
 	}
 	if err := ex.checkRunning(); err != nil {
 		return nil, err
 	}
-	if ex.cfg.WaitForRoom {
-		if err := ex.admission.Acquire(ctx, ex.stopCh, ErrStopped); err != nil {
-			return nil, err
-		}
-	} else if !ex.admission.TryAcquire() {
-		ex.counters.Rejected()
-		return nil, ErrQueueFull
+	if err := ex.tree.Admit(ctx, ex.cfg.WaitForRoom, ex.stopCh); err != nil {
+		return nil, err
 	}
 
 	ex.mu.RLock()
 	defer ex.mu.RUnlock()
 	if err := ex.checkRunningLocked(); err != nil {
-		ex.admission.Release()
+		ex.tree.Release()
 		return nil, err
 	}
 	id := uuid.New()
-	queue := ex.tree.Queue
-	h := newHandle(id, func(cause error) {
-		ex.root.Send(queue, &messages.Cancel{ID: id, Cause: cause})
-	})
+	tree := ex.tree
+	h := newHandle(id, func(cause error) { tree.Cancel(id, cause) })
 	now := time.Now()
 	lc := messages.NewLifecycle(id, &r, now)
 	pending := lc.Pending(now)
@@ -253,8 +215,7 @@ func (ex *Executor) Submit(ctx context.Context, r Request) (*Handle, error) {
 	ex.liveMu.Lock()
 	ex.live[h] = lc
 	ex.liveMu.Unlock()
-	ex.counters.Accepted()
-	ex.root.Send(queue, &actors.Enqueue{ID: id, Lifecycle: lc, Request: r, Sink: sink{h, ex}, Context: base})
+	ex.tree.Enqueue(id, lc, r, sink{h, ex}, base)
 	// Only now may a cancel be sent: whatever goroutine sends it, it does so
 	// after this one sent the Enqueue, and a mailbox is a FIFO (a mutex-
 	// guarded ring in protoactor), so the queue knows the request by the
@@ -282,7 +243,7 @@ func (ex *Executor) ended(h *Handle) {
 // CANCELLED with ErrStopped. Taking mu orders this against Submit: a submit
 // either registered its request before (and it is ended here, if the queue
 // did not) or finds the executor stopping and refuses.
-func (ex *Executor) treeStopped() {
+func (ex *Executor) treeStopped(tree *actors.Tree) {
 	ex.mu.Lock()
 	if !ex.stopping {
 		ex.stopping = true
@@ -295,9 +256,8 @@ func (ex *Executor) treeStopped() {
 	ex.mu.Unlock()
 
 	for h, lc := range left {
-		ex.admission.Release() // the slot the Enqueue held
-		ex.counters.Cancelled()
-		ev := lc.Cancel(time.Now(), ErrStopped)
+		tree.Dropped()
+		ev := lc.Cancel(time.Now(), messages.ErrStopped)
 		if ex.cfg.Observer != nil {
 			ex.cfg.Observer(ev)
 		}
@@ -305,7 +265,7 @@ func (ex *Executor) treeStopped() {
 	}
 	// Nothing else will end: release what the executor started, even if
 	// nobody calls Stop (as when the parent stopped it).
-	ex.shutdown.Do(func() { go ex.cleanup() })
+	ex.shutdown.Do(func() { go ex.cleanup(tree) })
 }
 
 func (ex *Executor) checkRunning() error {
@@ -316,14 +276,14 @@ func (ex *Executor) checkRunning() error {
 
 func (ex *Executor) checkRunningLocked() error {
 	if err := ex.Err(); err != nil {
-		return fmt.Errorf("%w: %w", ErrStopped, err)
+		return fmt.Errorf("%w: %w", messages.ErrStopped, err)
 	}
 	if ex.stopping {
-		return ErrStopped
+		return messages.ErrStopped
 	}
 	select {
-	case <-ex.stopped:
-		return ErrStopped
+	case <-ex.tree.Stopped():
+		return messages.ErrStopped
 	default:
 		return nil
 	}
@@ -333,20 +293,16 @@ func (ex *Executor) checkRunningLocked() error {
 // trip through the actors. With a shared budget, the budget is what its
 // leases hold, and Stats.Shared says whether it is joined to the service or
 // has fallen back to its local share.
-func (ex *Executor) Stats() Stats { return ex.counters.Stats(ex.budget, time.Now()) }
+func (ex *Executor) Stats() messages.Stats { return ex.tree.Stats() }
 
 // PauseUntil grants no permit to any request before t, as after a 429 that
 // concerns the whole API key.
-func (ex *Executor) PauseUntil(t time.Time) {
-	ex.root.Send(ex.tree.Limiter, &actors.PauseUntil{Until: t})
-}
+func (ex *Executor) PauseUntil(t time.Time) { ex.tree.Pause(t) }
 
 // AdjustTokens corrects the token bucket by delta tokens: positive charges
 // tokens used beyond an estimate, negative refunds an over-estimate. The
 // executor already does this for calls that report messages.Usage.
-func (ex *Executor) AdjustTokens(delta int) {
-	ex.root.Send(ex.tree.Limiter, &actors.AdjustTokens{Delta: delta})
-}
+func (ex *Executor) AdjustTokens(delta int) { ex.tree.AdjustTokens(delta) }
 
 // SetRequestRate changes the request limit at run time to n requests per
 // interval with the given burst (0 means 1: an even pace, see
@@ -383,10 +339,7 @@ func (ex *Executor) SetTokenRate(n int, interval time.Duration, burst int) error
 
 // applyLimits makes new limits visible to Submit at once and tells the
 // limiter. The caller holds limitsMu.
-func (ex *Executor) applyLimits() {
-	ex.budget.Apply(time.Now(), ex.limits)
-	ex.root.Send(ex.tree.Limiter, &actors.SetLimits{Limits: ex.limits})
-}
+func (ex *Executor) applyLimits() { ex.tree.SetLimits(ex.limits) }
 
 // Stop stops the executor gracefully: it refuses new requests, finishes
 // every accepted one (queued, backing off, or in flight), then stops its
@@ -400,12 +353,10 @@ func (ex *Executor) Stop(ctx context.Context) error {
 	if !ex.beginStop() {
 		return ex.finish(ctx, nil)
 	}
-	done := make(chan struct{})
-	ex.root.Send(ex.tree.Queue, &actors.Drain{Done: done})
 	select {
-	case <-done:
+	case <-ex.tree.Drain():
 		ex.returnLeases(ctx)
-	case <-ex.stopped:
+	case <-ex.tree.Stopped():
 	case <-ctx.Done():
 		ex.abort()
 		return ex.finish(ctx, ctx.Err())
@@ -419,16 +370,15 @@ func (ex *Executor) Stop(ctx context.Context) error {
 // up on it (budget's broker waits its ReplyTimeout), or ctx ends, or
 // returnLeasesWait has passed, in case a broker does not answer at all.
 func (ex *Executor) returnLeases(ctx context.Context) {
-	if ex.tree.Broker == nil {
+	done := ex.tree.ReturnLeases()
+	if done == nil {
 		return
 	}
-	done := make(chan struct{})
-	ex.root.Send(ex.tree.Limiter, &actors.ReturnLeases{Done: done})
 	t := time.NewTimer(returnLeasesWait)
 	defer t.Stop()
 	select {
 	case <-done:
-	case <-ex.stopped:
+	case <-ex.tree.Stopped():
 	case <-ctx.Done():
 	case <-t.C:
 	}
@@ -464,11 +414,9 @@ func (ex *Executor) beginStop() bool {
 // abort cancels everything left. The queue answers at once, so this wait is
 // short; it is bounded anyway in case the tree is already gone.
 func (ex *Executor) abort() {
-	done := make(chan struct{})
-	ex.root.Send(ex.tree.Queue, &actors.Abort{Err: ErrStopped, Done: done})
 	select {
-	case <-done:
-	case <-ex.stopped:
+	case <-ex.tree.Abort(messages.ErrStopped):
+	case <-ex.tree.Stopped():
 	}
 }
 
@@ -477,8 +425,8 @@ func (ex *Executor) abort() {
 // and an owned actor system shut down. If ctx ends first the cleanup goes on
 // by itself, so Stop returns within its context whatever a call does.
 func (ex *Executor) finish(ctx context.Context, err error) error {
-	ex.root.Stop(ex.tree.Supervisor)
-	ex.shutdown.Do(func() { go ex.cleanup() })
+	ex.tree.Stop()
+	ex.shutdown.Do(func() { go ex.cleanup(ex.tree) })
 	select {
 	case <-ex.cleaned:
 		return err
@@ -487,10 +435,8 @@ func (ex *Executor) finish(ctx context.Context, err error) error {
 	}
 }
 
-func (ex *Executor) cleanup() {
-	<-ex.stopped
-	ex.calls.Wait()
-	ex.dispatch.Close()
+func (ex *Executor) cleanup(tree *actors.Tree) {
+	tree.Close()
 	if ex.release != nil {
 		ex.release()
 	}

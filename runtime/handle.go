@@ -19,7 +19,7 @@ type Handle struct {
 	cancel func(cause error)
 
 	mu       sync.Mutex
-	events   []Event
+	events   []messages.Event
 	changed  chan struct{} // made on demand by a waiting reader, closed on publish
 	done     chan struct{} // closed once the terminal snapshot is in
 	stopWait func() bool   // stops the submit context's watcher
@@ -31,7 +31,7 @@ type Handle struct {
 const typicalEvents = 5
 
 func newHandle(id uuid.UUID, cancel func(error)) *Handle {
-	return &Handle{id: id, cancel: cancel, done: make(chan struct{}), events: make([]Event, 0, typicalEvents)}
+	return &Handle{id: id, cancel: cancel, done: make(chan struct{}), events: make([]messages.Event, 0, typicalEvents)}
 }
 
 // ID returns the request's ID, the one its snapshots carry.
@@ -41,7 +41,7 @@ func (h *Handle) ID() uuid.UUID { return h.id }
 func (h *Handle) Done() <-chan struct{} { return h.done }
 
 // Latest returns the most recent snapshot.
-func (h *Handle) Latest() Event {
+func (h *Handle) Latest() messages.Event {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.events[len(h.events)-1]
@@ -51,7 +51,7 @@ func (h *Handle) Latest() Event {
 // returns ctx's error if ctx is done first and the request has not ended
 // (the request goes on). Check the snapshot's Status, or Err, for the
 // outcome.
-func (h *Handle) Wait(ctx context.Context) (Event, error) {
+func (h *Handle) Wait(ctx context.Context) (messages.Event, error) {
 	select {
 	case <-h.done:
 		return h.Latest(), nil
@@ -60,7 +60,7 @@ func (h *Handle) Wait(ctx context.Context) (Event, error) {
 		case <-h.done: // ended too: the outcome is known, report it
 			return h.Latest(), nil
 		default:
-			return Event{}, ctx.Err()
+			return messages.Event{}, ctx.Err()
 		}
 	}
 }
@@ -68,8 +68,8 @@ func (h *Handle) Wait(ctx context.Context) (Event, error) {
 // Events yields every snapshot of the request in order, from the first, and
 // ends after the terminal one. Each call starts a new walk from the first
 // snapshot; several may run at once.
-func (h *Handle) Events() iter.Seq[Event] {
-	return func(yield func(Event) bool) {
+func (h *Handle) Events() iter.Seq[messages.Event] {
+	return func(yield func(messages.Event) bool) {
 		for i := 0; ; i++ {
 			ev, ok := h.next(i)
 			if !ok || !yield(ev) || ev.Status.Terminal() {
@@ -80,7 +80,7 @@ func (h *Handle) Events() iter.Seq[Event] {
 }
 
 // next returns snapshot i, waiting for it to be published.
-func (h *Handle) next(i int) (Event, bool) {
+func (h *Handle) next(i int) (messages.Event, bool) {
 	for {
 		h.mu.Lock()
 		if i < len(h.events) {
@@ -119,7 +119,7 @@ func (s sink) Publish(ev messages.Event) {
 // watch cancels the request when ctx is done, until the request ends.
 func (h *Handle) watch(ctx context.Context) {
 	stop := context.AfterFunc(ctx, func() {
-		h.cancel(fmt.Errorf("%w: %w", ErrCancelled, context.Cause(ctx)))
+		h.cancel(fmt.Errorf("%w: %w", messages.ErrCancelled, context.Cause(ctx)))
 	})
 	h.mu.Lock()
 	ended := h.events[len(h.events)-1].Status.Terminal()
@@ -132,7 +132,7 @@ func (h *Handle) watch(ctx context.Context) {
 	}
 }
 
-func (h *Handle) publish(ev Event) {
+func (h *Handle) publish(ev messages.Event) {
 	h.mu.Lock()
 	h.events = append(h.events, ev)
 	ch := h.changed

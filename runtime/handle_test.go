@@ -16,7 +16,7 @@ import (
 // its context's watch sends.
 func watched(cancels *atomic.Int32) (*Handle, *messages.Lifecycle) {
 	h := newHandle(uuid.New(), func(error) { cancels.Add(1) })
-	lc := messages.NewLifecycle(h.ID(), &Request{Call: noop}, time.Now())
+	lc := messages.NewLifecycle(h.ID(), &messages.Request{Call: noop}, time.Now())
 	h.publish(lc.Pending(time.Now()))
 	return h, lc
 }
@@ -42,7 +42,7 @@ func TestWatchCancelsOnlyWhileTheRequestLives(t *testing.T) {
 			h, lc := watched(&cancels)
 			ctx, cancel := context.WithCancel(context.Background())
 			h.watch(ctx)
-			h.publish(lc.Complete(time.Now(), Result{}))
+			h.publish(lc.Complete(time.Now(), messages.Result{}))
 			cancel()
 			synctest.Wait()
 			if n := cancels.Load(); n != 0 {
@@ -56,7 +56,7 @@ func TestWatchCancelsOnlyWhileTheRequestLives(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var cancels atomic.Int32
 			h, lc := watched(&cancels)
-			h.publish(lc.Complete(time.Now(), Result{}))
+			h.publish(lc.Complete(time.Now(), messages.Result{}))
 			ctx, cancel := context.WithCancel(context.Background())
 			h.watch(ctx)
 			cancel()

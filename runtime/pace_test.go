@@ -22,7 +22,7 @@ func callStarts(t *testing.T, cfg Config, n int) []time.Time {
 		starts []time.Time
 	)
 	synctest.Test(t, func(t *testing.T) {
-		cfg.Observer = func(ev Event) {
+		cfg.Observer = func(ev messages.Event) {
 			if ev.Status == messages.StatusCalling {
 				mu.Lock()
 				starts = append(starts, ev.Timings.CallStarted)
@@ -35,7 +35,7 @@ func callStarts(t *testing.T, cfg Config, n int) []time.Time {
 		}
 		hs := make([]*Handle, n)
 		for i := range hs {
-			if hs[i], err = ex.Submit(context.Background(), Request{Call: noop}); err != nil {
+			if hs[i], err = ex.Submit(context.Background(), messages.Request{Call: noop}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -30,7 +30,7 @@ func TestRequestContextReachesEveryAttempt(t *testing.T) {
 		order = append(order, s)
 	}
 	ex := startT(t, func(c *Config) {
-		c.RequestContext = func(ctx context.Context, pending Event) context.Context {
+		c.RequestContext = func(ctx context.Context, pending messages.Event) context.Context {
 			if pending.Status != messages.StatusPending || pending.Seq != 1 {
 				t.Errorf("hook got %v seq %d, want the PENDING snapshot", pending.Status, pending.Seq)
 			}
@@ -40,7 +40,7 @@ func TestRequestContextReachesEveryAttempt(t *testing.T) {
 			note("hook")
 			return context.WithValue(ctx, requestKey{}, pending.ID)
 		}
-		c.Observer = func(ev Event) {
+		c.Observer = func(ev messages.Event) {
 			if ev.Status == messages.StatusPending {
 				note("observer")
 			}
@@ -49,7 +49,7 @@ func TestRequestContextReachesEveryAttempt(t *testing.T) {
 		c.Retry = Backoff{Retryable: func(error) bool { return true }}
 	})
 	ctx := context.WithValue(context.Background(), submitterKey{}, "alice")
-	h, err := ex.Submit(ctx, Request{Call: CallFunc(func(ctx context.Context, attempt int) (Result, error) {
+	h, err := ex.Submit(ctx, messages.Request{Call: messages.CallFunc(func(ctx context.Context, attempt int) (messages.Result, error) {
 		mu.Lock()
 		seen = append(seen, ctx.Value(requestKey{}))
 		mu.Unlock()
@@ -57,9 +57,9 @@ func TestRequestContextReachesEveryAttempt(t *testing.T) {
 			t.Errorf("attempt %d lost the submitter's values", attempt)
 		}
 		if attempt < 3 {
-			return Result{}, errors.New("again")
+			return messages.Result{}, errors.New("again")
 		}
-		return Result{}, nil
+		return messages.Result{}, nil
 	})})
 	if err != nil {
 		t.Fatal(err)
@@ -87,14 +87,14 @@ func TestRequestContextReachesEveryAttempt(t *testing.T) {
 // submitter's context still does.
 func TestRequestContextCancellationIsIgnored(t *testing.T) {
 	ex := startT(t, func(c *Config) {
-		c.RequestContext = func(ctx context.Context, _ Event) context.Context {
+		c.RequestContext = func(ctx context.Context, _ messages.Event) context.Context {
 			ctx, cancel := context.WithCancel(ctx)
 			cancel()
 			return ctx
 		}
 	})
-	h := submitT(t, ex, Request{Call: CallFunc(func(ctx context.Context, _ int) (Result, error) {
-		return Result{}, ctx.Err()
+	h := submitT(t, ex, messages.Request{Call: messages.CallFunc(func(ctx context.Context, _ int) (messages.Result, error) {
+		return messages.Result{}, ctx.Err()
 	})})
 	if ev := waitT(t, h); ev.Status != messages.StatusCompleted {
 		t.Fatalf("status %v (%v), want COMPLETED", ev.Status, ev.Err())
@@ -102,7 +102,7 @@ func TestRequestContextCancellationIsIgnored(t *testing.T) {
 
 	block := runtimetest.NewBlocker()
 	ctx, cancel := context.WithCancel(context.Background())
-	h, err := ex.Submit(ctx, Request{Call: block})
+	h, err := ex.Submit(ctx, messages.Request{Call: block})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ func startT(t *testing.T, edit func(*Config)) *Executor {
 	return ex
 }
 
-var noop = CallFunc(func(context.Context, int) (Result, error) { return Result{}, nil })
+var noop = messages.CallFunc(func(context.Context, int) (messages.Result, error) { return messages.Result{}, nil })
 
 func TestDefaultConfigMatchesTheSeedDesign(t *testing.T) {
 	c := DefaultConfig()
@@ -93,7 +93,7 @@ func TestBackoffGrowsWithFullJitterAndHonoursTheServer(t *testing.T) {
 	if d, ok := b.Backoff(1, pause{d: time.Second}); !ok || d != time.Second {
 		t.Errorf("server's retry-after: %v %v", d, ok)
 	}
-	for _, err := range []error{ErrCancelled, ErrInvalidRequest, ErrStopped} {
+	for _, err := range []error{messages.ErrCancelled, messages.ErrInvalidRequest, messages.ErrStopped} {
 		if _, ok := (Backoff{}).Backoff(1, err); ok {
 			t.Errorf("%v retried", err)
 		}
@@ -115,9 +115,9 @@ func (p pause) RetryAfter() time.Duration { return p.d }
 func TestHandleServesSeveralReaders(t *testing.T) {
 	ex := startT(t, nil)
 	gate := make(chan struct{})
-	h, err := ex.Submit(context.Background(), Request{Call: CallFunc(func(context.Context, int) (Result, error) {
+	h, err := ex.Submit(context.Background(), messages.Request{Call: messages.CallFunc(func(context.Context, int) (messages.Result, error) {
 		<-gate
-		return Result{}, nil
+		return messages.Result{}, nil
 	})})
 	if err != nil {
 		t.Fatal(err)
@@ -152,9 +152,9 @@ func TestHandleServesSeveralReaders(t *testing.T) {
 func TestWaitReturnsWhenItsContextEnds(t *testing.T) {
 	ex := startT(t, nil)
 	gate := make(chan struct{})
-	h, err := ex.Submit(context.Background(), Request{Call: CallFunc(func(context.Context, int) (Result, error) {
+	h, err := ex.Submit(context.Background(), messages.Request{Call: messages.CallFunc(func(context.Context, int) (messages.Result, error) {
 		<-gate
-		return Result{}, nil
+		return messages.Result{}, nil
 	})})
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func TestSpawnNeedsAParent(t *testing.T) {
 	if _, err := Spawn(nil, DefaultConfig()); !errors.As(err, &ce) || ce.Field != "parent" {
 		t.Errorf("Spawn(nil) = %v", err)
 	}
-	if _, err := Spawn(nil, Config{}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := Spawn(nil, Config{}); !errors.Is(err, messages.ErrInvalidConfig) {
 		t.Errorf("Spawn with a zero Config = %v", err)
 	}
 }
@@ -194,7 +194,7 @@ func TestStatsShowTheBudget(t *testing.T) {
 	if math.Abs(st.RequestsAvailable-5) > 0.01 || math.Abs(st.TokensAvailable-1000) > 0.01 || !st.PausedUntil.IsZero() {
 		t.Errorf("fresh budget %+v", st)
 	}
-	h, err := ex.Submit(context.Background(), Request{Call: noop, Tokens: 400})
+	h, err := ex.Submit(context.Background(), messages.Request{Call: noop, Tokens: 400})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestStatsShowTheBudget(t *testing.T) {
 	}
 	// A charge through the public method reaches the bucket.
 	ex.AdjustTokens(100)
-	h, _ = ex.Submit(context.Background(), Request{Call: noop})
+	h, _ = ex.Submit(context.Background(), messages.Request{Call: noop})
 	h.Wait(context.Background())
 	if b := ex.Stats().TokensAvailable; math.Abs(b-500) > 0.01 {
 		t.Errorf("after charging 100: %.1f", b)
@@ -243,11 +243,11 @@ func (c *captured) WithGroup(string) slog.Handler      { return c }
 func TestCrashesAreLogged(t *testing.T) {
 	logs := &captured{}
 	ex := startT(t, func(c *Config) { c.Logger = slog.New(logs) })
-	h, err := ex.Submit(context.Background(), Request{Call: CallFunc(func(context.Context, int) (Result, error) { panic("boom") })})
+	h, err := ex.Submit(context.Background(), messages.Request{Call: messages.CallFunc(func(context.Context, int) (messages.Result, error) { panic("boom") })})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev, _ := h.Wait(context.Background()); !errors.Is(ev.Err(), ErrCallerCrashed) {
+	if ev, _ := h.Wait(context.Background()); !errors.Is(ev.Err(), messages.ErrCallerCrashed) {
 		t.Fatalf("%v", ev.Err())
 	}
 	logs.mu.Lock()
@@ -275,10 +275,10 @@ func TestSubmitsRacingAStopAreEachAccountedFor(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 500 {
-				h, err := ex.Submit(context.Background(), Request{Call: noop})
+				h, err := ex.Submit(context.Background(), messages.Request{Call: noop})
 				mu.Lock()
 				if err != nil {
-					if !errors.Is(err, ErrStopped) {
+					if !errors.Is(err, messages.ErrStopped) {
 						t.Errorf("Submit = %v", err)
 					}
 					refused++
@@ -326,7 +326,7 @@ func TestSpawnIntoAUserSystem(t *testing.T) {
 	if ex.System() != system {
 		t.Error("executor runs in another system")
 	}
-	h, err := ex.Submit(context.Background(), Request{Call: noop})
+	h, err := ex.Submit(context.Background(), messages.Request{Call: noop})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func TestSharedBudgetConfigErrors(t *testing.T) {
 	cfg := DefaultConfig()
 	bad := &messages.ConfigError{Field: "SharedBudget.Key", Reason: "empty"}
 	cfg.SharedBudget = &fakeShared{invalid: bad}
-	if _, err := Start(cfg); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := Start(cfg); !errors.Is(err, messages.ErrInvalidConfig) {
 		t.Errorf("Start with an invalid shared budget: %v, want ErrInvalidConfig", err)
 	}
 	boom := errors.New("cannot listen")
@@ -84,11 +84,11 @@ func TestSharedBudgetPermitsComeFromLeases(t *testing.T) {
 	const n = 20
 	var hs []*Handle
 	for range n {
-		hs = append(hs, submitT(t, ex, Request{Call: ok("x"), Tokens: 10}))
+		hs = append(hs, submitT(t, ex, messages.Request{Call: ok("x"), Tokens: 10}))
 	}
 	for _, h := range hs {
 		ev, err := h.Wait(context.Background())
-		if err != nil || ev.Status != StatusCompleted {
+		if err != nil || ev.Status != messages.StatusCompleted {
 			t.Fatalf("request ended %v, %v", ev.Status, err)
 		}
 	}
@@ -102,7 +102,7 @@ func TestSharedBudgetPermitsComeFromLeases(t *testing.T) {
 	}
 	// A request after them flows through the limiter, so it has handled
 	// (and forwarded) all three.
-	if ev, _ := submitT(t, ex, Request{Call: ok("y")}).Wait(context.Background()); ev.Status != StatusCompleted {
+	if ev, _ := submitT(t, ex, messages.Request{Call: ok("y")}).Wait(context.Background()); ev.Status != messages.StatusCompleted {
 		t.Fatalf("request after the changes ended %v", ev.Status)
 	}
 	if err := ex.Stop(context.Background()); err != nil {

@@ -1,0 +1,165 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/google/uuid"
+
+	"github.com/lionactor/lionactor/messages"
+)
+
+// Tree is one executor's running actor tree: the supervisor with its queue,
+// limiter, callers and, with a shared budget, lease broker. Its methods
+// are the operations package runtime builds its executor from; they are safe
+// for concurrent use, and those that only read (Validate, Stats) or take a
+// queue slot (Admit) answer without a round trip through the actors.
+type Tree struct {
+	cfg  *config
+	pids pids
+	root *actor.RootContext
+}
+
+// Spawn starts a tree as a child of parent (an actor's context, or the
+// system's root) and returns it once its actors are up. cfg must be valid,
+// as runtime.Config.Validate makes it.
+func Spawn(parent actor.SpawnerContext, cfg Config) (*Tree, error) {
+	c := newConfig(cfg)
+	t := &Tree{cfg: c, root: parent.ActorSystem().Root}
+	c.tree = t
+	ready := make(chan pids, 1)
+	pid := parent.SpawnPrefix(supervisorProps(c, ready), "lionactor")
+	select {
+	case t.pids = <-ready:
+		return t, nil
+	case <-c.stopped:
+		t.Close()
+		return nil, fmt.Errorf("lionactor: executor %s stopped while starting", pid.Id)
+	}
+}
+
+// PID is the tree's supervisor, to which actors send messages.Submit,
+// messages.Cancel and messages.StatsQuery.
+func (t *Tree) PID() *actor.PID { return t.pids.Supervisor }
+
+// Validate refuses a request that can never run: an invalid one
+// (ErrInvalidRequest) or one costing more tokens than the token bucket
+// holds (a *messages.TokenLimitError).
+func (t *Tree) Validate(r *messages.Request) error { return validateRequest(r, t.cfg.buckets) }
+
+// Admit takes a slot of the queue for one request. If the queue is full it
+// fails at once with ErrQueueFull, or, with wait, waits for room until ctx
+// ends (its cause) or stop is closed (ErrStopped).
+func (t *Tree) Admit(ctx context.Context, wait bool, stop <-chan struct{}) error {
+	if wait {
+		return t.cfg.admission.Acquire(ctx, stop, messages.ErrStopped)
+	}
+	if !t.cfg.admission.TryAcquire() {
+		t.cfg.counters.Rejected()
+		return messages.ErrQueueFull
+	}
+	return nil
+}
+
+// Release gives back a slot that Admit took, for a request that will not be
+// handed to the tree after all.
+func (t *Tree) Release() { t.cfg.admission.Release() }
+
+// Enqueue hands an admitted request to the queue actor, which owns lc from
+// now on and publishes every snapshot to sink after the observer; the
+// request counts as accepted. The caller has published PENDING from lc
+// already. ctx supplies the values (not the cancellation) of each call's
+// context.
+func (t *Tree) Enqueue(id uuid.UUID, lc *messages.Lifecycle, r messages.Request, sink Sink, ctx context.Context) {
+	t.cfg.counters.Accepted()
+	t.root.Send(t.pids.Queue, &enqueueRequest{ID: id, Lifecycle: lc, Request: r, Sink: sink, Context: ctx})
+}
+
+// Dropped accounts for a request handed over by Enqueue whose hand-off the
+// queue never read, because the tree stopped first, and which the caller
+// has ended CANCELLED itself: its queue slot comes back and Stats counts it
+// cancelled.
+func (t *Tree) Dropped() {
+	t.cfg.admission.Release()
+	t.cfg.counters.Cancelled()
+}
+
+// Cancel asks the queue to cancel request id with cause (nil means
+// ErrCancelled). A request the queue does not know (ended, or not handed
+// over yet) is left alone.
+func (t *Tree) Cancel(id uuid.UUID, cause error) {
+	t.root.Send(t.pids.Queue, &messages.Cancel{ID: id, Cause: cause})
+}
+
+// Drain asks the queue to finish what it holds: the channel is closed once
+// every request handed over has ended. Requests keep flowing meanwhile.
+func (t *Tree) Drain() <-chan struct{} {
+	done := make(chan struct{})
+	t.root.Send(t.pids.Queue, &drainQueue{Done: done})
+	return done
+}
+
+// Abort ends every request the queue holds at once, CANCELLED with err,
+// cancelling running calls; the channel is closed once all have ended.
+func (t *Tree) Abort(err error) <-chan struct{} {
+	done := make(chan struct{})
+	t.root.Send(t.pids.Queue, &abortQueue{Err: err, Done: done})
+	return done
+}
+
+// ReturnLeases asks the limiter to give what the leases of a shared budget
+// still hold back at once (see ReturnLeases); the channel is closed once
+// the broker has seen them to the service, or gave up on it. Without a
+// shared budget it returns nil.
+func (t *Tree) ReturnLeases() <-chan struct{} {
+	if t.pids.Broker == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	t.root.Send(t.pids.Limiter, &ReturnLeases{Done: done})
+	return done
+}
+
+// Pause grants no permit to any request before until.
+func (t *Tree) Pause(until time.Time) { t.root.Send(t.pids.Limiter, &PauseUntil{Until: until}) }
+
+// AdjustTokens corrects the token bucket by delta tokens (see AdjustTokens).
+func (t *Tree) AdjustTokens(delta int) {
+	t.root.Send(t.pids.Limiter, &AdjustTokens{Delta: delta})
+}
+
+// SetLimits changes the limits: at once for Validate and Stats, and for the
+// limiter by message, which plans its next permit at the new rates.
+func (t *Tree) SetLimits(l Limits) {
+	t.cfg.buckets.Apply(time.Now(), l)
+	t.root.Send(t.pids.Limiter, &SetLimits{Limits: l})
+}
+
+// Stats returns the tree's counts and what its limits allow now.
+func (t *Tree) Stats() messages.Stats { return t.cfg.counters.Stats(t.cfg.buckets, time.Now()) }
+
+// Stop stops the supervisor and with it the tree; the queue ends what it
+// still holds CANCELLED with ErrStopped.
+func (t *Tree) Stop() { t.root.Stop(t.pids.Supervisor) }
+
+// Stopped is closed once the tree has stopped, whatever stopped it.
+func (t *Tree) Stopped() <-chan struct{} { return t.cfg.stopped }
+
+// Err returns ErrRestartStorm once callers crashed more often than the
+// restart budget allows, which stops the tree; otherwise nil.
+func (t *Tree) Err() error {
+	if p := t.cfg.fatal.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Close waits for the tree to stop, then for its calls' goroutines to
+// return, and releases its dispatcher's goroutines.
+func (t *Tree) Close() {
+	<-t.cfg.stopped
+	t.cfg.calls.Wait()
+	t.cfg.dispatch.Close()
+}
