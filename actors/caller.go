@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/sourcegraph/conc/panics"
 
 	"github.com/lionactor/lionactor/messages"
 )
@@ -57,9 +58,9 @@ func (c *caller) Receive(ctx actor.Context) {
 			c.running.cancel(m.cause)
 		}
 	case *callFinished:
-		if m.panicked && c.running != nil && c.running.ticket == m.ticket {
+		if m.panic != nil && c.running != nil && c.running.ticket == m.ticket {
 			c.running = nil
-			panic(&callPanic{value: m.panicVal})
+			panic(&callPanic{*m.panic})
 		}
 	case *actor.Restarting, *actor.Stopping:
 		if c.running != nil {
@@ -102,13 +103,13 @@ func (c *caller) worker(self *actor.PID, root *actor.RootContext, work <-chan jo
 	defer c.calls.Done()
 	for j := range work {
 		m := j.start
-		res, err, pv, panicked := runCall(j.ctx, m.call, m.attempt)
+		res, err, rec := runCall(j.ctx, m.call, m.attempt)
 		if err != nil && errors.Is(context.Cause(j.ctx), messages.ErrTimeout) && !errors.Is(err, messages.ErrTimeout) {
 			err = fmt.Errorf("%w after %v: %w", messages.ErrTimeout, m.timeout, err)
 		}
 		j.cancel(nil) // release the context's resources
-		if panicked {
-			root.Send(self, &callFinished{ticket: m.ticket, panicked: true, panicVal: pv})
+		if rec != nil {
+			root.Send(self, &callFinished{ticket: m.ticket, panic: rec})
 			continue
 		}
 		stopped := err != nil && errors.Is(context.Cause(j.ctx), messages.ErrStopped)
@@ -116,13 +117,14 @@ func (c *caller) worker(self *actor.PID, root *actor.RootContext, work <-chan jo
 	}
 }
 
-// runCall runs one attempt, turning a panic into a value.
-func runCall(ctx context.Context, call messages.Call, attempt int) (res messages.Result, err error, pv any, panicked bool) {
+// runCall runs one attempt, turning a panic into its value and stack.
+func runCall(ctx context.Context, call messages.Call, attempt int) (res messages.Result, err error, rec *panics.Recovered) {
 	defer func() {
 		if r := recover(); r != nil {
-			pv, panicked = r, true
+			p := panics.NewRecovered(1, r)
+			rec = &p
 		}
 	}()
 	res, err = call.Do(ctx, attempt)
-	return res, err, nil, false
+	return res, err, nil
 }

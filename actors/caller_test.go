@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sourcegraph/conc/panics"
+
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/lionactor/lionactor/messages"
@@ -177,7 +179,7 @@ func TestCallerTimeout(t *testing.T) {
 
 func TestCallerIgnoresUnknownFinish(t *testing.T) {
 	f := startCaller(t)
-	f.sys.Root.Send(f.pid, &callFinished{ticket: 99, panicked: true, panicVal: "stale"}) // not its call: no crash
+	f.sys.Root.Send(f.pid, &callFinished{ticket: 99, panic: &panics.Recovered{Value: "stale"}}) // not its call: no crash
 	f.start(1, okCall("x"), 0, nil)
 	f.done(t, 1) // the stale finish produced nothing before it
 	f.probe.expectNone(t, 20*time.Millisecond)
@@ -190,7 +192,7 @@ func TestCallerPanicRestartsIt(t *testing.T) {
 	}), 0, nil)
 	reason := recvValue(t, f.failures, "caller failure")
 	cp, ok := reason.(*callPanic)
-	if !ok || cp.value != "kaboom" {
+	if !ok || cp.Value != "kaboom" {
 		t.Fatalf("failure reason %T %v, want *callPanic{kaboom}", reason, reason)
 	}
 	f.ready(t) // restarted: idle again

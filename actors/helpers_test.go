@@ -348,7 +348,7 @@ func (l *logCapture) Handle(_ context.Context, r slog.Record) error {
 	defer l.mu.Unlock()
 	msg := r.Message
 	r.Attrs(func(a slog.Attr) bool {
-		msg += " " + a.String()
+		msg += " " + a.Key + "=" + a.Value.Resolve().String()
 		return true
 	})
 	l.msgs = append(l.msgs, msg)
@@ -361,7 +361,7 @@ func (l *logCapture) messages() []string {
 	return slices.Clone(l.msgs)
 }
 
-// harness is a whole tree spawned from SupervisorProps, as the runtime does.
+// harness is a whole tree spawned with Spawn, as the runtime does.
 type harness struct {
 	sys  *actor.ActorSystem
 	tr   *Tree

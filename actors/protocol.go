@@ -2,10 +2,12 @@ package actors
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
+	"github.com/sourcegraph/conc/panics"
 
 	"github.com/lionactor/lionactor/messages"
 )
@@ -114,9 +116,8 @@ type cancelCall struct {
 // callFinished is sent by a caller's worker to the caller when a call
 // panicked (an outcome goes to the queue as callDone).
 type callFinished struct {
-	ticket   uint64
-	panicked bool
-	panicVal any
+	ticket uint64
+	panic  *panics.Recovered
 }
 
 // callDone reports an attempt's outcome to the queue; the caller is idle
@@ -150,6 +151,14 @@ type retryDue struct {
 
 // callPanic is what a caller panics with when its call panicked, so the
 // supervisor can tell the request's crash from a bug in the caller itself.
+// It keeps the panic's value and the stack where it was recovered: a
+// caller that panics again in its Receive would otherwise lose the stack.
 type callPanic struct {
-	value any
+	panics.Recovered
+}
+
+// LogValue implements slog.LogValuer: the panic's value and its stack, not
+// the raw program counters.
+func (p *callPanic) LogValue() slog.Value {
+	return slog.GroupValue(slog.Any("panic", p.Value), slog.String("stack", string(p.Stack)))
 }

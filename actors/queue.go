@@ -9,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
 
+	"github.com/lionactor/lionactor/internal/selftimer"
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -39,7 +40,7 @@ type entry struct {
 	state     entryState
 	caller    *actor.PID
 	holdsSlot bool
-	timer     *time.Timer
+	timer     selftimer.Timer // while waitingRetry
 }
 
 // queue is the dispatcher of the tree; see the package documentation.
@@ -83,52 +84,21 @@ func (q *queue) Receive(ctx actor.Context) {
 	case *messages.Submit:
 		q.submit(ctx, m)
 	case *callerReady:
-		if _, ok := q.busy[m.caller.Id]; !ok && !slices.ContainsFunc(q.idle, func(p *actor.PID) bool { return p.Id == m.caller.Id }) {
-			q.idle = append(q.idle, m.caller)
-		}
+		q.callerReady(m.caller)
 	case *permitGranted:
 		q.granted(ctx, m.ticket)
 	case *permitDenied:
-		if e := q.byTicket[m.ticket]; e != nil && e.state == awaitingPermit {
-			// end frees the caller and counts the request out of flight.
-			q.end(ctx, e, messages.StatusFailed, m.err, messages.Result{})
-		}
+		q.denied(ctx, m)
 	case *callDone:
-		e, ok := q.busy[m.caller.Id]
-		if ok {
-			delete(q.busy, m.caller.Id)
-			q.idle = append(q.idle, m.caller)
-		}
-		if e != nil && e.ticket == m.ticket && e.state == calling {
-			q.outcome(ctx, e, m.result, m.err, m.stopped)
-		}
+		q.callDone(ctx, m)
 	case *callerCrashed:
-		e := q.busy[m.caller.Id]
-		delete(q.busy, m.caller.Id) // it comes back idle with callerReady
-		if e != nil && e.state == calling {
-			pv := m.reason
-			if cp, ok := pv.(*callPanic); ok {
-				pv = cp.value
-			}
-			q.outcome(ctx, e, messages.Result{}, &messages.CallerCrashError{Panic: pv}, false)
-		}
+		q.callerCrashed(ctx, m)
 	case *retryDue:
-		if e := q.byTicket[m.ticket]; e != nil && e.state == waitingRetry {
-			e.state, e.timer = inQueue, nil
-			q.fifo = append(q.fifo, e)
-		}
+		q.retryDue(m.ticket)
 	case *messages.Cancel:
-		if e := q.byID[m.ID]; e != nil {
-			cause := m.Cause
-			if cause == nil {
-				cause = messages.ErrCancelled
-			}
-			q.end(ctx, e, messages.StatusCancelled, cause, messages.Result{})
-		}
+		q.cancel(ctx, m)
 	case *drainQueue:
-		q.draining = true
-		q.drains = append(q.drains, m.Done)
-		q.checkDrained()
+		q.drain(m.Done)
 	case *abortQueue:
 		q.abort(ctx, m.Err, m.Fail)
 		close(m.Done)
@@ -146,6 +116,76 @@ func (q *queue) Receive(ctx actor.Context) {
 		q.mailbox.stopped(ctx.ActorSystem().Root)
 	}
 	q.dispatch(ctx)
+}
+
+// callerReady takes a caller, new or restarted, as idle.
+func (q *queue) callerReady(c *actor.PID) {
+	if _, ok := q.busy[c.Id]; !ok && !slices.ContainsFunc(q.idle, func(p *actor.PID) bool { return p.Id == c.Id }) {
+		q.idle = append(q.idle, c)
+	}
+}
+
+// denied fails a request whose permit can never be granted.
+func (q *queue) denied(ctx actor.Context, m *permitDenied) {
+	if e := q.byTicket[m.ticket]; e != nil && e.state == awaitingPermit {
+		// end frees the caller and counts the request out of flight.
+		q.end(ctx, e, messages.StatusFailed, m.err, messages.Result{})
+	}
+}
+
+// callDone takes an attempt's outcome; its caller is idle again.
+func (q *queue) callDone(ctx actor.Context, m *callDone) {
+	e, ok := q.busy[m.caller.Id]
+	if ok {
+		delete(q.busy, m.caller.Id)
+		q.idle = append(q.idle, m.caller)
+	}
+	if e != nil && e.ticket == m.ticket && e.state == calling {
+		q.outcome(ctx, e, m.result, m.err, m.stopped)
+	}
+}
+
+// callerCrashed settles the attempt a caller held when it panicked; the
+// caller comes back idle with callerReady once restarted.
+func (q *queue) callerCrashed(ctx actor.Context, m *callerCrashed) {
+	e := q.busy[m.caller.Id]
+	delete(q.busy, m.caller.Id)
+	if e == nil || e.state != calling {
+		return
+	}
+	crash := &messages.CallerCrashError{Panic: m.reason}
+	if cp, ok := m.reason.(*callPanic); ok {
+		crash.Panic, crash.Stack = cp.Value, cp.Stack
+	}
+	q.outcome(ctx, e, messages.Result{}, crash, false)
+}
+
+// retryDue puts a request back in the queue once its backoff is over.
+func (q *queue) retryDue(ticket uint64) {
+	if e := q.byTicket[ticket]; e != nil && e.state == waitingRetry {
+		e.state = inQueue
+		e.timer.Stop()
+		q.fifo = append(q.fifo, e)
+	}
+}
+
+// cancel ends a request its submitter cancelled, wherever it is.
+func (q *queue) cancel(ctx actor.Context, m *messages.Cancel) {
+	if e := q.byID[m.ID]; e != nil {
+		cause := m.Cause
+		if cause == nil {
+			cause = messages.ErrCancelled
+		}
+		q.end(ctx, e, messages.StatusCancelled, cause, messages.Result{})
+	}
+}
+
+// drain closes done once every accepted request has ended; requests keep
+// flowing meanwhile.
+func (q *queue) drain(done chan struct{}) {
+	q.draining = true
+	q.drains = append(q.drains, done)
+	q.checkDrained()
 }
 
 // submit accepts a request sent by message from another actor.
@@ -295,8 +335,7 @@ func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err er
 			return
 		}
 		e.state = waitingRetry
-		ticket, self, root := e.ticket, ctx.Self(), ctx.ActorSystem().Root
-		e.timer = time.AfterFunc(delay, func() { root.Send(self, &retryDue{ticket: ticket}) })
+		e.timer.Arm(ctx, time.Now(), delay, &retryDue{ticket: e.ticket})
 		return
 	}
 	q.end(ctx, e, messages.StatusFailed, err, res)
@@ -324,9 +363,7 @@ func (q *queue) end(ctx actor.Context, e *entry, status messages.RequestStatus, 
 	switch e.state {
 	case inQueue, waitingRetry:
 		q.cfg.counters.queued.Add(-1)
-		if e.timer != nil {
-			e.timer.Stop()
-		}
+		e.timer.Stop()
 	case awaitingPermit:
 		q.cfg.counters.inFlight.Add(-1)
 		ctx.Send(q.limiter, &permitCancel{ticket: e.ticket})
@@ -352,7 +389,7 @@ func (q *queue) end(ctx actor.Context, e *entry, status messages.RequestStatus, 
 		q.cfg.counters.cancelled.Add(1)
 		ev = e.lc.Cancel(now, err)
 	}
-	e.state, e.caller, e.timer = ended, nil, nil
+	e.state, e.caller = ended, nil
 	delete(q.byTicket, e.ticket)
 	delete(q.byID, e.id)
 	q.publish(ctx, e, ev)

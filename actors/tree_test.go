@@ -731,6 +731,15 @@ func TestTreeCallerCrash(t *testing.T) {
 	if ev.Status != messages.StatusFailed || !errors.As(ev.Err(), &cce) || cce.Panic != "boom" || !errors.Is(ev.Err(), messages.ErrCallerCrashed) {
 		t.Fatalf("ended %v with %v, want FAILED with CallerCrashError{boom}", ev.Status, ev.Err())
 	}
+	// What a crash says is kept: the stack where the call panicked, in the
+	// error and in the log.
+	const where = "panicking" // the function that panicked (inlined into the test: its name is in the frame)
+	if !strings.Contains(string(cce.Stack), where) {
+		t.Errorf("CallerCrashError.Stack does not show where the call panicked (%s):\n%s", where, cce.Stack)
+	}
+	if !slices.ContainsFunc(h.logs.messages(), func(m string) bool { return strings.Contains(m, "caller crashed") && strings.Contains(m, where) }) {
+		t.Errorf("the restart's log line has no stack: %q", h.logs.messages())
+	}
 	// The restarted caller serves the next request.
 	next := h.enqueue(t, messages.Request{Call: okCall("after")})
 	if ev := h.sink.terminal(t, next); ev.Status != messages.StatusCompleted {
