@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"math"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/time/rate"
 
+	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -160,121 +160,14 @@ func recvValue[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
-// recorder is a Sink (and an Observer) that keeps every snapshot per request
-// and checks as they arrive that Seq grows by one and nothing follows a
-// terminal snapshot.
-type recorder struct {
-	mu      sync.Mutex
-	events  map[uuid.UUID][]messages.Event
-	errs    []string
-	changed chan struct{} // closed and replaced on every snapshot
-}
+// recorder is runtimetest's Recorder as a Sink too, for the requests a
+// test hands to the tree itself.
+type recorder struct{ *runtimetest.Recorder }
 
-func newRecorder() *recorder {
-	return &recorder{events: make(map[uuid.UUID][]messages.Event), changed: make(chan struct{})}
-}
+func newRecorder() recorder { return recorder{runtimetest.NewRecorder()} }
 
 // Publish implements Sink.
-func (r *recorder) Publish(ev messages.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	prev := r.events[ev.ID]
-	if n := len(prev); n > 0 && prev[n-1].Status.Terminal() {
-		r.errs = append(r.errs, fmt.Sprintf("%s: %v after terminal %v", ev.ID, ev.Status, prev[n-1].Status))
-	}
-	if want := uint64(len(prev) + 1); ev.Seq != want {
-		r.errs = append(r.errs, fmt.Sprintf("%s: %v has seq %d, want %d", ev.ID, ev.Status, ev.Seq, want))
-	}
-	r.events[ev.ID] = append(prev, ev)
-	close(r.changed)
-	r.changed = make(chan struct{})
-}
-
-func (r *recorder) of(id uuid.UUID) []messages.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.events[id])
-}
-
-// waitFor waits until find, called under the lock, reports success.
-func (r *recorder) waitFor(t *testing.T, what string, find func() bool) {
-	t.Helper()
-	deadline := time.After(waitLimit)
-	for {
-		r.mu.Lock()
-		ok, changed := find(), r.changed
-		r.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline:
-			t.Fatalf("%s: not within %v", what, waitLimit)
-		}
-	}
-}
-
-// waitStatusN waits for the n-th snapshot (from 1) of id with status s.
-func (r *recorder) waitStatusN(t *testing.T, id uuid.UUID, s messages.RequestStatus, n int) messages.Event {
-	t.Helper()
-	var found messages.Event
-	r.waitFor(t, fmt.Sprintf("%s reaching %v (#%d)", id, s, n), func() bool {
-		seen := 0
-		for _, ev := range r.events[id] {
-			if ev.Status == s {
-				if seen++; seen == n {
-					found = ev
-					return true
-				}
-			}
-		}
-		return false
-	})
-	return found
-}
-
-func (r *recorder) waitStatus(t *testing.T, id uuid.UUID, s messages.RequestStatus) messages.Event {
-	t.Helper()
-	return r.waitStatusN(t, id, s, 1)
-}
-
-// terminal waits for the terminal snapshot of id.
-func (r *recorder) terminal(t *testing.T, id uuid.UUID) messages.Event {
-	t.Helper()
-	var found messages.Event
-	r.waitFor(t, fmt.Sprintf("%s ending", id), func() bool {
-		evs := r.events[id]
-		if n := len(evs); n > 0 && evs[n-1].Status.Terminal() {
-			found = evs[n-1]
-			return true
-		}
-		return false
-	})
-	return found
-}
-
-// check fails t unless every recorded request ended exactly once, with its
-// terminal snapshot last, and the invariants held throughout.
-func (r *recorder) check(t *testing.T) {
-	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, e := range r.errs {
-		t.Error(e)
-	}
-	for id, evs := range r.events {
-		terminals := 0
-		for _, ev := range evs {
-			if ev.Status.Terminal() {
-				terminals++
-			}
-		}
-		if last := evs[len(evs)-1]; terminals != 1 || !last.Status.Terminal() {
-			t.Errorf("%s: %d terminal snapshots, last %v", id, terminals, last.Status)
-		}
-	}
-}
+func (r recorder) Publish(ev messages.Event) { r.Observe(ev) }
 
 func statuses(evs []messages.Event) []messages.RequestStatus {
 	out := make([]messages.RequestStatus, len(evs))
@@ -365,10 +258,10 @@ func (l *logCapture) messages() []string {
 type harness struct {
 	sys  *actor.ActorSystem
 	tr   *Tree
-	cfg  *config   // tr's shared state
-	tree pids      // tr's actors
-	obs  *recorder // the Observer: every request's every snapshot
-	sink *recorder // the Sink of requests handed over with Enqueue
+	cfg  *config  // tr's shared state
+	tree pids     // tr's actors
+	obs  recorder // the Observer: every request's every snapshot
+	sink recorder // the Sink of requests handed over with Enqueue
 	logs *logCapture
 }
 
@@ -407,8 +300,8 @@ func startTree(t *testing.T, lim Limits, edit func(*Config)) *harness {
 		waitClosed(t, h.cfg.stopped, "supervisor to stop")
 		waitGroup(t, &h.cfg.calls)
 		tr.Close()
-		h.obs.check(t)
-		h.sink.check(t)
+		h.obs.Check(t)
+		h.sink.Check(t)
 		if n := h.cfg.admission.Len(); n != 0 {
 			t.Errorf("%d admission slots still taken after stop", n)
 		}

@@ -413,7 +413,7 @@ func TestTreeWithLeaseBroker(t *testing.T) {
 	}
 	for i := range 5 {
 		id := h.enqueue(t, messages.Request{Call: okCall("ok"), Tokens: 10 * (i + 1)})
-		if ev := h.sink.terminal(t, id); ev.Status != messages.StatusCompleted {
+		if ev := h.sink.WaitEnd(t, id); ev.Status != messages.StatusCompleted {
 			t.Fatalf("request %d ended %v (%v)", i, ev.Status, ev.Err())
 		}
 	}

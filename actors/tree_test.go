@@ -42,7 +42,7 @@ func TestTreeRunsARequestThroughEveryState(t *testing.T) {
 	g := newGate()
 	ctx := context.WithValue(context.Background(), ctxKey{}, "from the submitter")
 	id := h.enqueueCtx(t, ctx, messages.Request{Call: g, Metadata: map[string]string{"k": "v"}})
-	calling := h.sink.waitStatus(t, id, messages.StatusCalling)
+	calling := h.sink.WaitStatus(t, id, messages.StatusCalling, 1)
 	if calling.Attempt != 1 || calling.Timings.CallStarted.IsZero() {
 		t.Errorf("CALLING snapshot: attempt %d, call started %v", calling.Attempt, calling.Timings.CallStarted)
 	}
@@ -53,7 +53,7 @@ func TestTreeRunsARequestThroughEveryState(t *testing.T) {
 		t.Errorf("while calling: in flight %d queued %d, want 1 0", s.InFlight, s.Queued)
 	}
 	g.release <- outcome{res: messages.Result{StatusCode: 200, Body: []byte("hello")}}
-	ev := h.sink.terminal(t, id)
+	ev := h.sink.WaitEnd(t, id)
 	if ev.Status != messages.StatusCompleted {
 		t.Fatalf("ended %v (%v), want COMPLETED", ev.Status, ev.Err())
 	}
@@ -63,8 +63,8 @@ func TestTreeRunsARequestThroughEveryState(t *testing.T) {
 	if ev.Metadata()["k"] != "v" {
 		t.Errorf("metadata %v lost", ev.Metadata())
 	}
-	wantStatuses(t, "sink", h.sink.of(id), withFlow(messages.StatusCompleted)...)
-	wantStatuses(t, "observer", h.obs.of(id), withFlow(messages.StatusCompleted)...)
+	wantStatuses(t, "sink", h.sink.Of(id), withFlow(messages.StatusCompleted)...)
+	wantStatuses(t, "observer", h.obs.Of(id), withFlow(messages.StatusCompleted)...)
 
 	s := h.stats(t)
 	if s.Completed != 1 || s.Accepted != 1 || s.Queued != 0 || s.InFlight != 0 || s.Failed != 0 {
@@ -86,27 +86,27 @@ func TestTreeConcurrencyCapAndFIFO(t *testing.T) {
 		gates[i] = newGate()
 		ids[i] = h.enqueue(t, messages.Request{Call: gates[i]})
 	}
-	h.sink.waitStatus(t, ids[0], messages.StatusCalling)
-	h.sink.waitStatus(t, ids[1], messages.StatusCalling)
+	h.sink.WaitStatus(t, ids[0], messages.StatusCalling, 1)
+	h.sink.WaitStatus(t, ids[1], messages.StatusCalling, 1)
 	for _, id := range ids[2:] {
-		h.sink.waitStatus(t, id, messages.StatusQueued)
+		h.sink.WaitStatus(t, id, messages.StatusQueued, 1)
 	}
 	if s := h.stats(t); s.InFlight != 2 || s.Queued != 3 {
 		t.Fatalf("stats in flight %d queued %d, want 2 3", s.InFlight, s.Queued)
 	}
 	for _, id := range ids[2:] {
-		if evs := h.sink.of(id); evs[len(evs)-1].Status != messages.StatusQueued {
+		if evs := h.sink.Of(id); evs[len(evs)-1].Status != messages.StatusQueued {
 			t.Fatalf("request %s is %v while both callers are busy", id, evs[len(evs)-1].Status)
 		}
 	}
 	// Each release lets the oldest queued request in.
 	for i := range gates {
 		gates[i].release <- outcome{}
-		h.sink.terminal(t, ids[i])
+		h.sink.WaitEnd(t, ids[i])
 		if next := i + 2; next < len(ids) {
-			h.sink.waitStatus(t, ids[next], messages.StatusCalling)
+			h.sink.WaitStatus(t, ids[next], messages.StatusCalling, 1)
 			for _, later := range ids[next+1:] {
-				if evs := h.sink.of(later); evs[len(evs)-1].Status != messages.StatusQueued {
+				if evs := h.sink.Of(later); evs[len(evs)-1].Status != messages.StatusQueued {
 					t.Errorf("request %d started before request %d", slices.Index(ids, later), next)
 				}
 			}
@@ -139,7 +139,7 @@ func TestTreeSubmitByMessage(t *testing.T) {
 	if first.ID == uuid.Nil || first.Status != messages.StatusPending || first.Seq != 1 {
 		t.Fatalf("first reply: id %s %v seq %d, want a fresh ID, PENDING, 1", first.ID, first.Status, first.Seq)
 	}
-	if ev := h.obs.terminal(t, first.ID); ev.Status != messages.StatusCompleted {
+	if ev := h.obs.WaitEnd(t, first.ID); ev.Status != messages.StatusCompleted {
 		t.Fatalf("ended %v", ev.Status)
 	}
 	if s := h.stats(t); s.Accepted != 2 || s.Completed != 2 {
@@ -172,9 +172,7 @@ func TestTreeSubmitRejections(t *testing.T) {
 	if s := h.stats(t); s.Rejected != 1 || s.Accepted != 0 {
 		t.Errorf("stats rejected %d accepted %d, want 1 0 (only a full queue counts)", s.Rejected, s.Accepted)
 	}
-	h.obs.mu.Lock()
-	published := len(h.obs.events)
-	h.obs.mu.Unlock()
+	published := h.obs.Len()
 	if published != 0 {
 		t.Errorf("rejected submits published snapshots of %d requests", published)
 	}
@@ -184,19 +182,19 @@ func TestTreeCancel(t *testing.T) {
 	h := startTree(t, noLimits, func(c *Config) { c.Concurrency = 1 })
 	g := newGate()
 	running := h.enqueue(t, messages.Request{Call: g})
-	h.sink.waitStatus(t, running, messages.StatusCalling)
+	h.sink.WaitStatus(t, running, messages.StatusCalling, 1)
 	queued := h.enqueue(t, messages.Request{Call: okCall("q")})
-	h.sink.waitStatus(t, queued, messages.StatusQueued)
+	h.sink.WaitStatus(t, queued, messages.StatusQueued, 1)
 	last := h.enqueue(t, messages.Request{Call: okCall("last")})
-	h.sink.waitStatus(t, last, messages.StatusQueued)
+	h.sink.WaitStatus(t, last, messages.StatusQueued, 1)
 
 	// Queued, without a cause: ErrCancelled.
 	h.sys.Root.Send(h.tree.Supervisor, &messages.Cancel{ID: queued})
-	ev := h.sink.terminal(t, queued)
+	ev := h.sink.WaitEnd(t, queued)
 	if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrCancelled) {
 		t.Errorf("queued request ended %v with %v, want CANCELLED ErrCancelled", ev.Status, ev.Err())
 	}
-	wantStatuses(t, "cancelled while queued", h.sink.of(queued),
+	wantStatuses(t, "cancelled while queued", h.sink.Of(queued),
 		messages.StatusPending, messages.StatusQueued, messages.StatusCancelled)
 
 	// Calling, with a cause: the call's context gets it.
@@ -205,13 +203,13 @@ func TestTreeCancel(t *testing.T) {
 	if got := recvValue(t, g.causes, "call cancelled"); got != cause {
 		t.Errorf("call context cause %v, want %v", got, cause)
 	}
-	ev = h.sink.terminal(t, running)
+	ev = h.sink.WaitEnd(t, running)
 	if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), cause) {
 		t.Errorf("running request ended %v with %v, want CANCELLED with the cause", ev.Status, ev.Err())
 	}
 
 	// The caller comes back once its call returned: the next one runs.
-	if ev := h.sink.terminal(t, last); ev.Status != messages.StatusCompleted {
+	if ev := h.sink.WaitEnd(t, last); ev.Status != messages.StatusCompleted {
 		t.Errorf("request after the cancelled ones ended %v", ev.Status)
 	}
 	// Cancels of ended or unknown requests change nothing.
@@ -229,14 +227,14 @@ func TestTreeCancel(t *testing.T) {
 func TestTreeCancelWhileAwaitingPermit(t *testing.T) {
 	h := startTree(t, Limits{RequestsPerSecond: 0.01, RequestBurst: 1}, func(c *Config) { c.Concurrency = 1 })
 	first := h.enqueue(t, messages.Request{Call: okCall("first")}) // takes the burst
-	h.sink.terminal(t, first)
+	h.sink.WaitEnd(t, first)
 	waiting := h.enqueue(t, messages.Request{Call: okCall("waiting")}) // due in 100 s
-	h.sink.waitStatus(t, waiting, messages.StatusProcessing)
+	h.sink.WaitStatus(t, waiting, messages.StatusProcessing, 1)
 	h.sys.Root.Send(h.tree.Queue, &messages.Cancel{ID: waiting})
-	if ev := h.sink.terminal(t, waiting); ev.Status != messages.StatusCancelled {
+	if ev := h.sink.WaitEnd(t, waiting); ev.Status != messages.StatusCancelled {
 		t.Fatalf("ended %v, want CANCELLED", ev.Status)
 	}
-	wantStatuses(t, "cancelled awaiting its permit", h.sink.of(waiting),
+	wantStatuses(t, "cancelled awaiting its permit", h.sink.Of(waiting),
 		messages.StatusPending, messages.StatusQueued, messages.StatusProcessing, messages.StatusCancelled)
 	// A permit that crossed the cancel on its way is ignored (tickets count
 	// from 1 in the order of arrival).
@@ -247,10 +245,10 @@ func TestTreeCancelWhileAwaitingPermit(t *testing.T) {
 	// Its caller is free again: lift the limit and the next one runs.
 	h.sys.Root.Send(h.tree.Supervisor, &SetLimits{Limits: noLimits})
 	next := h.enqueue(t, messages.Request{Call: okCall("next")})
-	if ev := h.sink.terminal(t, next); ev.Status != messages.StatusCompleted {
+	if ev := h.sink.WaitEnd(t, next); ev.Status != messages.StatusCompleted {
 		t.Errorf("next request ended %v", ev.Status)
 	}
-	wantStatuses(t, "cancelled, then granted", h.sink.of(waiting),
+	wantStatuses(t, "cancelled, then granted", h.sink.Of(waiting),
 		messages.StatusPending, messages.StatusQueued, messages.StatusProcessing, messages.StatusCancelled)
 }
 
@@ -267,9 +265,9 @@ func TestTreeDrain(t *testing.T) {
 		p := spawnProbe(t, h.sys)
 		g := newGate()
 		running := h.enqueue(t, messages.Request{Call: g})
-		h.sink.waitStatus(t, running, messages.StatusCalling)
+		h.sink.WaitStatus(t, running, messages.StatusCalling, 1)
 		queued := h.enqueue(t, messages.Request{Call: okCall("queued")})
-		h.sink.waitStatus(t, queued, messages.StatusQueued)
+		h.sink.WaitStatus(t, queued, messages.StatusQueued, 1)
 
 		done1, done2 := make(chan struct{}), make(chan struct{})
 		h.sys.Root.Send(h.tree.Queue, &drainQueue{Done: done1})
@@ -287,7 +285,7 @@ func TestTreeDrain(t *testing.T) {
 		waitClosed(t, done1, "first drain")
 		waitClosed(t, done2, "second drain")
 		for _, id := range []uuid.UUID{running, queued} {
-			if evs := h.sink.of(id); evs[len(evs)-1].Status != messages.StatusCompleted {
+			if evs := h.sink.Of(id); evs[len(evs)-1].Status != messages.StatusCompleted {
 				t.Errorf("request %s is %v when the drain ended, want COMPLETED", id, evs[len(evs)-1].Status)
 			}
 		}
@@ -311,11 +309,11 @@ func TestTreeAbort(t *testing.T) {
 			retrying := h.enqueue(t, messages.Request{Call: messages.CallFunc(func(context.Context, int) (messages.Result, error) {
 				return messages.Result{}, errTransient
 			})})
-			h.sink.waitStatusN(t, retrying, messages.StatusQueued, 2) // waiting out its backoff
+			h.sink.WaitStatus(t, retrying, messages.StatusQueued, 2) // waiting out its backoff
 			running := h.enqueue(t, messages.Request{Call: g})
-			h.sink.waitStatus(t, running, messages.StatusCalling)
+			h.sink.WaitStatus(t, running, messages.StatusCalling, 1)
 			queued := h.enqueue(t, messages.Request{Call: okCall("q")})
-			h.sink.waitStatus(t, queued, messages.StatusQueued)
+			h.sink.WaitStatus(t, queued, messages.StatusQueued, 1)
 
 			cause := errors.New("shutting down now")
 			done := make(chan struct{})
@@ -330,7 +328,7 @@ func TestTreeAbort(t *testing.T) {
 				t.Error("Abort answered before closing Done")
 			}
 			for _, id := range []uuid.UUID{retrying, running, queued} {
-				evs := h.sink.of(id)
+				evs := h.sink.Of(id)
 				ev := evs[len(evs)-1]
 				if ev.Status != want || !errors.Is(ev.Err(), cause) {
 					t.Errorf("request %s ended %v with %v, want %v with the cause", id, ev.Status, ev.Err(), want)
@@ -346,11 +344,11 @@ func TestTreeAbort(t *testing.T) {
 
 			// Nothing is accepted after an abort.
 			late := h.enqueue(t, messages.Request{Call: okCall("late")})
-			ev := h.sink.terminal(t, late)
+			ev := h.sink.WaitEnd(t, late)
 			if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrStopped) {
 				t.Errorf("Enqueue after abort ended %v with %v, want CANCELLED ErrStopped", ev.Status, ev.Err())
 			}
-			wantStatuses(t, "enqueued after abort", h.sink.of(late), messages.StatusPending, messages.StatusCancelled)
+			wantStatuses(t, "enqueued after abort", h.sink.Of(late), messages.StatusPending, messages.StatusCancelled)
 			p.request(h.sys, h.tree.Supervisor, &messages.Submit{Request: messages.Request{Call: okCall("late")}})
 			if m, _ := expect[*messages.Rejected](t, p); !errors.Is(m.Err, messages.ErrStopped) {
 				t.Errorf("Submit after abort: %v, want ErrStopped", m.Err)
@@ -365,7 +363,7 @@ func TestTreeAbortWithoutSender(t *testing.T) {
 	h.sys.Root.Send(h.tree.Queue, &abortQueue{Err: messages.ErrStopped, Done: done})
 	waitClosed(t, done, "abort of an idle queue")
 	late := h.enqueue(t, messages.Request{Call: okCall("late")})
-	if ev := h.sink.terminal(t, late); ev.Status != messages.StatusCancelled {
+	if ev := h.sink.WaitEnd(t, late); ev.Status != messages.StatusCancelled {
 		t.Errorf("Enqueue after abort ended %v", ev.Status)
 	}
 }
@@ -376,12 +374,12 @@ func TestTreeStopFromOutside(t *testing.T) {
 	running := h.enqueue(t, messages.Request{Call: g})
 	recvValue(t, g.started, "call start") // the caller holds it, not just its mailbox
 	queued := h.enqueue(t, messages.Request{Call: okCall("q")})
-	h.sink.waitStatus(t, queued, messages.StatusQueued)
+	h.sink.WaitStatus(t, queued, messages.StatusQueued, 1)
 
 	h.sys.Root.Stop(h.tree.Supervisor)
 	waitClosed(t, h.cfg.stopped, "Stopped")
 	for _, id := range []uuid.UUID{running, queued} {
-		evs := h.sink.of(id)
+		evs := h.sink.Of(id)
 		if ev := evs[len(evs)-1]; ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrStopped) {
 			t.Errorf("request %s ended %v with %v, want CANCELLED ErrStopped", id, ev.Status, ev.Err())
 		}
@@ -409,7 +407,7 @@ func TestTreeCallCutShortByItsCallersStopEndsCancelled(t *testing.T) {
 	if cause := recvValue(t, g.causes, "call cancelled"); cause != messages.ErrStopped {
 		t.Fatalf("call's context cause %v, want ErrStopped", cause)
 	}
-	ev := h.sink.terminal(t, id)
+	ev := h.sink.WaitEnd(t, id)
 	if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrStopped) || ev.Attempt != 1 {
 		t.Errorf("request ended %v with %v after %d attempts, want CANCELLED ErrStopped after 1", ev.Status, ev.Err(), ev.Attempt)
 	}
@@ -424,10 +422,10 @@ func TestTreeForwardsPauseUntil(t *testing.T) {
 	h.sys.Root.Send(h.tree.Supervisor, &PauseUntil{Until: until})
 	h.stats(t) // the supervisor has forwarded the pause before it answers
 	id := h.enqueue(t, messages.Request{Call: okCall("x")})
-	if ev := h.sink.waitStatus(t, id, messages.StatusCalling); ev.Timings.CallStarted.Before(until) {
+	if ev := h.sink.WaitStatus(t, id, messages.StatusCalling, 1); ev.Timings.CallStarted.Before(until) {
 		t.Errorf("call started %v before the pause ended", until.Sub(ev.Timings.CallStarted))
 	}
-	h.sink.terminal(t, id)
+	h.sink.WaitEnd(t, id)
 }
 
 func TestTreeForwardsAdjustTokens(t *testing.T) {
@@ -437,24 +435,24 @@ func TestTreeForwardsAdjustTokens(t *testing.T) {
 	h.stats(t)
 	id := h.enqueue(t, messages.Request{Call: okCall("x"), Tokens: 50})
 	// 50 tokens at 200/s: 250 ms after the bucket was emptied.
-	if ev := h.sink.waitStatus(t, id, messages.StatusCalling); ev.Timings.CallStarted.Sub(start) < 250*time.Millisecond {
+	if ev := h.sink.WaitStatus(t, id, messages.StatusCalling, 1); ev.Timings.CallStarted.Sub(start) < 250*time.Millisecond {
 		t.Errorf("call started %v after the charge, before the bucket refilled (250ms)", ev.Timings.CallStarted.Sub(start))
 	}
-	h.sink.terminal(t, id)
+	h.sink.WaitEnd(t, id)
 }
 
 func TestTreeForwardsSetLimits(t *testing.T) {
 	h := startTree(t, Limits{RequestsPerSecond: 0.01, RequestBurst: 1}, nil)
 	first := h.enqueue(t, messages.Request{Call: okCall("first")}) // takes the burst
-	h.sink.terminal(t, first)
+	h.sink.WaitEnd(t, first)
 	start := time.Now()
 	h.sys.Root.Send(h.tree.Supervisor, &SetLimits{Limits: Limits{RequestsPerSecond: 1000, RequestBurst: 1}})
 	h.stats(t)
 	id := h.enqueue(t, messages.Request{Call: okCall("second")})
-	if ev := h.sink.waitStatus(t, id, messages.StatusCalling); ev.Timings.CallStarted.Sub(start) > 2*time.Second {
+	if ev := h.sink.WaitStatus(t, id, messages.StatusCalling, 1); ev.Timings.CallStarted.Sub(start) > 2*time.Second {
 		t.Errorf("call started %v after raising the rate, want at once", ev.Timings.CallStarted.Sub(start))
 	}
-	h.sink.terminal(t, id)
+	h.sink.WaitEnd(t, id)
 }
 
 // failing returns a call that fails the first n attempts with err, then
@@ -497,11 +495,11 @@ func TestTreeRetryAtOnce(t *testing.T) {
 	h := startTree(t, noLimits, func(c *Config) { c.MaxAttempts = 3; c.Retry = policy })
 	attempts := make(chan int, 8)
 	id := h.enqueue(t, messages.Request{Call: failing(1, errTransient, attempts)})
-	ev := h.sink.terminal(t, id)
+	ev := h.sink.WaitEnd(t, id)
 	if ev.Status != messages.StatusCompleted || ev.Attempt != 2 {
 		t.Fatalf("ended %v at attempt %d, want COMPLETED at 2", ev.Status, ev.Attempt)
 	}
-	wantStatuses(t, "retried", h.sink.of(id), append(withFlow(messages.StatusQueued, messages.StatusProcessing, messages.StatusCalling), messages.StatusCompleted)...)
+	wantStatuses(t, "retried", h.sink.Of(id), append(withFlow(messages.StatusQueued, messages.StatusProcessing, messages.StatusCalling), messages.StatusCompleted)...)
 	if got := policy.get(); !slices.Equal(got, []int{1}) {
 		t.Errorf("policy asked after attempts %v, want [1]", got)
 	}
@@ -518,11 +516,11 @@ func TestTreeRetryAfterDelay(t *testing.T) {
 	h := startTree(t, noLimits, func(c *Config) { c.MaxAttempts = 2; c.Retry = &policyCalls{retry: true, delay: delay} })
 	attempts := make(chan int, 8)
 	id := h.enqueue(t, messages.Request{Call: failing(1, errTransient, attempts)})
-	if ev := h.sink.terminal(t, id); ev.Status != messages.StatusCompleted {
+	if ev := h.sink.WaitEnd(t, id); ev.Status != messages.StatusCompleted {
 		t.Fatalf("ended %v", ev.Status)
 	}
-	retried := h.sink.waitStatusN(t, id, messages.StatusQueued, 2)
-	second := h.sink.waitStatusN(t, id, messages.StatusCalling, 2)
+	retried := h.sink.WaitStatus(t, id, messages.StatusQueued, 2)
+	second := h.sink.WaitStatus(t, id, messages.StatusCalling, 2)
 	if d := second.Timings.CallStarted.Sub(retried.Timings.Queued); d < delay {
 		t.Errorf("second attempt started %v after the retry was scheduled, want at least %v", d, delay)
 	}
@@ -537,7 +535,7 @@ func TestTreeRetryGivesUp(t *testing.T) {
 		h := startTree(t, noLimits, func(c *Config) { c.MaxAttempts = 2; c.Retry = policy })
 		attempts := make(chan int, 8)
 		id := h.enqueue(t, messages.Request{Call: failing(10, errTransient, attempts)})
-		ev := h.sink.terminal(t, id)
+		ev := h.sink.WaitEnd(t, id)
 		if ev.Status != messages.StatusFailed || ev.Attempt != 2 || !errors.Is(ev.Err(), errTransient) {
 			t.Fatalf("ended %v at attempt %d with %v, want FAILED at 2 with the call's error", ev.Status, ev.Attempt, ev.Err())
 		}
@@ -557,7 +555,7 @@ func TestTreeRetryGivesUp(t *testing.T) {
 		h := startTree(t, noLimits, func(c *Config) { c.MaxAttempts = 1 })
 		attempts := make(chan int, 8)
 		id := h.enqueue(t, messages.Request{Call: failing(10, errTransient, attempts), MaxAttempts: 3, Retry: policy})
-		if ev := h.sink.terminal(t, id); ev.Status != messages.StatusFailed || ev.Attempt != 3 {
+		if ev := h.sink.WaitEnd(t, id); ev.Status != messages.StatusFailed || ev.Attempt != 3 {
 			t.Fatalf("ended %v at attempt %d, want FAILED at 3", ev.Status, ev.Attempt)
 		}
 		if got := policy.get(); !slices.Equal(got, []int{1, 2}) {
@@ -570,7 +568,7 @@ func TestTreeRetryGivesUp(t *testing.T) {
 		h := startTree(t, noLimits, func(c *Config) { c.MaxAttempts = 5; c.Retry = policy })
 		attempts := make(chan int, 8)
 		id := h.enqueue(t, messages.Request{Call: failing(10, errTransient, attempts)})
-		if ev := h.sink.terminal(t, id); ev.Status != messages.StatusFailed || ev.Attempt != 1 {
+		if ev := h.sink.WaitEnd(t, id); ev.Status != messages.StatusFailed || ev.Attempt != 1 {
 			t.Fatalf("ended %v at attempt %d, want FAILED at 1", ev.Status, ev.Attempt)
 		}
 		if s := h.stats(t); s.Retries != 0 {
@@ -583,12 +581,12 @@ func TestTreeCancelWhileWaitingToRetry(t *testing.T) {
 	h := startTree(t, noLimits, func(c *Config) { c.MaxAttempts = 3; c.Retry = &policyCalls{retry: true, delay: time.Hour} })
 	attempts := make(chan int, 8)
 	id := h.enqueue(t, messages.Request{Call: failing(10, errTransient, attempts)})
-	h.sink.waitStatusN(t, id, messages.StatusQueued, 2)
+	h.sink.WaitStatus(t, id, messages.StatusQueued, 2)
 	if s := h.stats(t); s.Queued != 1 || s.InFlight != 0 {
 		t.Errorf("waiting to retry: queued %d in flight %d, want 1 0", s.Queued, s.InFlight)
 	}
 	h.sys.Root.Send(h.tree.Queue, &messages.Cancel{ID: id})
-	if ev := h.sink.terminal(t, id); ev.Status != messages.StatusCancelled {
+	if ev := h.sink.WaitEnd(t, id); ev.Status != messages.StatusCancelled {
 		t.Fatalf("ended %v, want CANCELLED", ev.Status)
 	}
 	if s := h.stats(t); s.Queued != 0 || s.Cancelled != 1 {
@@ -607,17 +605,17 @@ func TestTreePauseErrorPausesTheLimiter(t *testing.T) {
 	limited := h.enqueue(t, messages.Request{Call: messages.CallFunc(func(context.Context, int) (messages.Result, error) {
 		return messages.Result{StatusCode: 429}, pauseErr{until: until}
 	})})
-	ev := h.sink.terminal(t, limited)
+	ev := h.sink.WaitEnd(t, limited)
 	var pe pauseErr
 	if ev.Status != messages.StatusFailed || !errors.As(ev.Err(), &pe) {
 		t.Fatalf("ended %v with %v, want FAILED with the pause error", ev.Status, ev.Err())
 	}
 	// The queue sent the pause to the limiter before this request's ask.
 	next := h.enqueue(t, messages.Request{Call: okCall("next")})
-	if ev := h.sink.waitStatus(t, next, messages.StatusCalling); ev.Timings.CallStarted.Before(until) {
+	if ev := h.sink.WaitStatus(t, next, messages.StatusCalling, 1); ev.Timings.CallStarted.Before(until) {
 		t.Errorf("next call started %v before the pause ended", until.Sub(ev.Timings.CallStarted))
 	}
-	h.sink.terminal(t, next)
+	h.sink.WaitEnd(t, next)
 }
 
 func usageCall(u messages.Usage) messages.Call {
@@ -633,12 +631,12 @@ func TestTreeReconcilesTokens(t *testing.T) {
 	// limiter after the adjustment the queue sent for the one before.
 	settle := func() {
 		t.Helper()
-		h.sink.terminal(t, h.enqueue(t, messages.Request{Call: okCall("barrier")}))
+		h.sink.WaitEnd(t, h.enqueue(t, messages.Request{Call: okCall("barrier")}))
 	}
 	available := func() float64 { return h.cfg.buckets.TokensAvailable(time.Now()) }
 
 	under := h.enqueue(t, messages.Request{Call: usageCall(messages.Usage{TotalTokens: 300}), Tokens: 100})
-	ev := h.sink.terminal(t, under)
+	ev := h.sink.WaitEnd(t, under)
 	if ev.Tokens.Estimated != 100 || ev.Tokens.Actual != 300 || !ev.Tokens.HasActual {
 		t.Errorf("tokens %+v, want estimated 100 actual 300", ev.Tokens)
 	}
@@ -648,7 +646,7 @@ func TestTreeReconcilesTokens(t *testing.T) {
 	}
 
 	over := h.enqueue(t, messages.Request{Call: usageCall(messages.Usage{InputTokens: 10, OutputTokens: 20}), Tokens: 100})
-	if ev := h.sink.terminal(t, over); ev.Tokens.Actual != 30 {
+	if ev := h.sink.WaitEnd(t, over); ev.Tokens.Actual != 30 {
 		t.Errorf("actual tokens %d, want input+output 30", ev.Tokens.Actual)
 	}
 	settle()
@@ -660,7 +658,7 @@ func TestTreeReconcilesTokens(t *testing.T) {
 	}
 
 	exact := h.enqueue(t, messages.Request{Call: usageCall(messages.Usage{TotalTokens: 50}), Tokens: 50})
-	h.sink.terminal(t, exact)
+	h.sink.WaitEnd(t, exact)
 	settle()
 	if got := available(); !near(got, 620, 3) {
 		t.Errorf("after an exact estimate of 50: TokensAvailable %v, want about 620", got)
@@ -674,7 +672,7 @@ func TestTreeCallTimeouts(t *testing.T) {
 		return messages.Result{}, ctx.Err()
 	})
 	id := h.enqueue(t, messages.Request{Call: waits})
-	ev := h.sink.terminal(t, id)
+	ev := h.sink.WaitEnd(t, id)
 	if ev.Status != messages.StatusFailed || !errors.Is(ev.Err(), messages.ErrTimeout) {
 		t.Errorf("ended %v with %v, want FAILED ErrTimeout", ev.Status, ev.Err())
 	}
@@ -687,7 +685,7 @@ func TestTreeCallTimeouts(t *testing.T) {
 		return messages.Result{}, nil
 	})
 	id = h.enqueue(t, messages.Request{Call: long, Timeout: time.Hour})
-	if ev := h.sink.terminal(t, id); ev.Status != messages.StatusCompleted {
+	if ev := h.sink.WaitEnd(t, id); ev.Status != messages.StatusCompleted {
 		t.Errorf("ended %v", ev.Status)
 	}
 	if d := recvValue(t, deadlines, "deadline"); d < 30*time.Minute {
@@ -700,18 +698,18 @@ func TestTreePermitDenied(t *testing.T) {
 	// Enqueue trusts its sender; a cost over the burst is refused by the
 	// limiter, as when the burst was lowered after submit.
 	id := h.enqueue(t, messages.Request{Call: okCall("big"), Tokens: 200})
-	ev := h.sink.terminal(t, id)
+	ev := h.sink.WaitEnd(t, id)
 	var tle *messages.TokenLimitError
 	if ev.Status != messages.StatusFailed || !errors.As(ev.Err(), &tle) || tle.Tokens != 200 || tle.Burst != 100 {
 		t.Fatalf("ended %v with %v, want FAILED with TokenLimitError{200, 100}", ev.Status, ev.Err())
 	}
-	wantStatuses(t, "denied", h.sink.of(id),
+	wantStatuses(t, "denied", h.sink.Of(id),
 		messages.StatusPending, messages.StatusQueued, messages.StatusProcessing, messages.StatusFailed)
 	if s := h.stats(t); s.InFlight != 0 || s.Failed != 1 || s.Queued != 0 {
 		t.Errorf("stats after a denied permit: %+v, want nothing in flight and one failed", s)
 	}
 	next := h.enqueue(t, messages.Request{Call: okCall("next"), Tokens: 10})
-	if ev := h.sink.terminal(t, next); ev.Status != messages.StatusCompleted {
+	if ev := h.sink.WaitEnd(t, next); ev.Status != messages.StatusCompleted {
 		t.Errorf("request after the denied one ended %v", ev.Status)
 	}
 	if s := h.stats(t); s.InFlight != 0 {
@@ -726,7 +724,7 @@ func panicking(v any) messages.Call {
 func TestTreeCallerCrash(t *testing.T) {
 	h := startTree(t, noLimits, func(c *Config) { c.Concurrency = 1; c.MaxRestarts = 5 })
 	id := h.enqueue(t, messages.Request{Call: panicking("boom")})
-	ev := h.sink.terminal(t, id)
+	ev := h.sink.WaitEnd(t, id)
 	var cce *messages.CallerCrashError
 	if ev.Status != messages.StatusFailed || !errors.As(ev.Err(), &cce) || cce.Panic != "boom" || !errors.Is(ev.Err(), messages.ErrCallerCrashed) {
 		t.Fatalf("ended %v with %v, want FAILED with CallerCrashError{boom}", ev.Status, ev.Err())
@@ -742,7 +740,7 @@ func TestTreeCallerCrash(t *testing.T) {
 	}
 	// The restarted caller serves the next request.
 	next := h.enqueue(t, messages.Request{Call: okCall("after")})
-	if ev := h.sink.terminal(t, next); ev.Status != messages.StatusCompleted {
+	if ev := h.sink.WaitEnd(t, next); ev.Status != messages.StatusCompleted {
 		t.Fatalf("request after the crash ended %v", ev.Status)
 	}
 	// A crash is retried like any failure.
@@ -755,7 +753,7 @@ func TestTreeCallerCrash(t *testing.T) {
 			return messages.Result{StatusCode: 200}, nil
 		}),
 	})
-	if ev := h.sink.terminal(t, retried); ev.Status != messages.StatusCompleted || ev.Attempt != 2 {
+	if ev := h.sink.WaitEnd(t, retried); ev.Status != messages.StatusCompleted || ev.Attempt != 2 {
 		t.Fatalf("crashed then retried: ended %v at attempt %d, want COMPLETED at 2", ev.Status, ev.Attempt)
 	}
 	if s := h.stats(t); s.Restarts != 2 || s.InFlight != 0 {
@@ -780,22 +778,22 @@ func TestTreeCrashOfACancelledRequest(t *testing.T) {
 	})})
 	recvValue(t, started, "call start")
 	h.sys.Root.Send(h.tree.Queue, &messages.Cancel{ID: id})
-	if ev := h.sink.terminal(t, id); ev.Status != messages.StatusCancelled {
+	if ev := h.sink.WaitEnd(t, id); ev.Status != messages.StatusCancelled {
 		t.Fatalf("ended %v, want CANCELLED", ev.Status)
 	}
 	next := h.enqueue(t, messages.Request{Call: okCall("next")})
-	h.sink.waitStatus(t, next, messages.StatusQueued)
+	h.sink.WaitStatus(t, next, messages.StatusQueued, 1)
 	close(release) // the cancelled call now panics: nothing left to fail
-	if ev := h.sink.terminal(t, next); ev.Status != messages.StatusCompleted {
+	if ev := h.sink.WaitEnd(t, next); ev.Status != messages.StatusCompleted {
 		t.Fatalf("next request ended %v", ev.Status)
 	}
-	wantStatuses(t, "cancelled, then its call panicked", h.sink.of(id), withFlow(messages.StatusCancelled)...)
+	wantStatuses(t, "cancelled, then its call panicked", h.sink.Of(id), withFlow(messages.StatusCancelled)...)
 }
 
 func TestTreeRestartStorm(t *testing.T) {
 	h := startTree(t, noLimits, func(c *Config) { c.Concurrency = 1; c.MaxRestarts = 1 })
 	first := h.enqueue(t, messages.Request{Call: panicking("one")})
-	if ev := h.sink.terminal(t, first); !errors.Is(ev.Err(), messages.ErrCallerCrashed) {
+	if ev := h.sink.WaitEnd(t, first); !errors.Is(ev.Err(), messages.ErrCallerCrashed) {
 		t.Fatalf("first crash ended %v with %v", ev.Status, ev.Err())
 	}
 	release := make(chan struct{})
@@ -803,13 +801,13 @@ func TestTreeRestartStorm(t *testing.T) {
 		<-release
 		panic("two")
 	})})
-	h.sink.waitStatus(t, second, messages.StatusCalling)
+	h.sink.WaitStatus(t, second, messages.StatusCalling, 1)
 	queued := []uuid.UUID{
 		h.enqueue(t, messages.Request{Call: okCall("a")}),
 		h.enqueue(t, messages.Request{Call: okCall("b")}),
 	}
 	for _, id := range queued {
-		h.sink.waitStatus(t, id, messages.StatusQueued)
+		h.sink.WaitStatus(t, id, messages.StatusQueued, 1)
 	}
 	close(release) // the second crash within the window is one too many
 
@@ -818,7 +816,7 @@ func TestTreeRestartStorm(t *testing.T) {
 		t.Errorf("Err() = %v, want ErrRestartStorm", err)
 	}
 	for _, id := range append([]uuid.UUID{second}, queued...) {
-		evs := h.sink.of(id)
+		evs := h.sink.Of(id)
 		if ev := evs[len(evs)-1]; ev.Status != messages.StatusFailed || !errors.Is(ev.Err(), messages.ErrRestartStorm) {
 			t.Errorf("request %s ended %v with %v, want FAILED ErrRestartStorm", id, ev.Status, ev.Err())
 		}
@@ -835,17 +833,17 @@ func TestTreeRestartWindowForgetsOldCrashes(t *testing.T) {
 	const window = 50 * time.Millisecond
 	h := startTree(t, noLimits, func(c *Config) { c.Concurrency = 1; c.MaxRestarts = 1; c.RestartWindow = window })
 	first := h.enqueue(t, messages.Request{Call: panicking("one")})
-	crashed := h.sink.terminal(t, first).Timings.Finished
+	crashed := h.sink.WaitEnd(t, first).Timings.Finished
 	// The second crash comes after the window: it is the only one in it.
 	second := h.enqueue(t, messages.Request{Call: messages.CallFunc(func(context.Context, int) (messages.Result, error) {
 		<-time.After(time.Until(crashed.Add(2 * window)))
 		panic("two")
 	})})
-	if ev := h.sink.terminal(t, second); !errors.Is(ev.Err(), messages.ErrCallerCrashed) {
+	if ev := h.sink.WaitEnd(t, second); !errors.Is(ev.Err(), messages.ErrCallerCrashed) {
 		t.Fatalf("second crash ended %v with %v, want a caller crash, not a storm", ev.Status, ev.Err())
 	}
 	after := h.enqueue(t, messages.Request{Call: okCall("still serving")})
-	if ev := h.sink.terminal(t, after); ev.Status != messages.StatusCompleted {
+	if ev := h.sink.WaitEnd(t, after); ev.Status != messages.StatusCompleted {
 		t.Errorf("request after spaced crashes ended %v", ev.Status)
 	}
 	if isClosed(h.cfg.stopped) {
@@ -878,10 +876,10 @@ func TestTreeQueueIsResumedAfterAPanic(t *testing.T) {
 	h.sys.Root.Send(h.tree.Queue, &enqueueRequest{ID: id, Lifecycle: lc, Request: r, Sink: &panickySink{s: messages.StatusQueued}})
 	// Handled after the queue was resumed; any message makes it dispatch.
 	h.sys.Root.Send(h.tree.Queue, &messages.Cancel{ID: uuid.New()})
-	if ev := h.obs.terminal(t, id); ev.Status != messages.StatusCompleted {
+	if ev := h.obs.WaitEnd(t, id); ev.Status != messages.StatusCompleted {
 		t.Fatalf("request whose sink panicked ended %v", ev.Status)
 	}
-	wantStatuses(t, "observer", h.obs.of(id), withFlow(messages.StatusCompleted)...)
+	wantStatuses(t, "observer", h.obs.Of(id), withFlow(messages.StatusCompleted)...)
 	if !slices.ContainsFunc(h.logs.messages(), func(m string) bool {
 		return strings.Contains(m, "actor failed; resuming") && strings.Contains(m, h.tree.Queue.Id)
 	}) {

@@ -20,13 +20,16 @@ import (
 // the invariants as they arrive: Seq grows by one from 1, and nothing follows
 // a terminal snapshot.
 type Recorder struct {
-	mu     sync.Mutex
-	events map[uuid.UUID][]messages.Event
-	errs   []string
+	mu      sync.Mutex
+	events  map[uuid.UUID][]messages.Event
+	errs    []string
+	changed chan struct{} // closed and replaced on every snapshot
 }
 
 // NewRecorder returns an empty Recorder.
-func NewRecorder() *Recorder { return &Recorder{events: make(map[uuid.UUID][]messages.Event)} }
+func NewRecorder() *Recorder {
+	return &Recorder{events: make(map[uuid.UUID][]messages.Event), changed: make(chan struct{})}
+}
 
 // Observe records ev; use it as the executor's Observer.
 func (r *Recorder) Observe(ev messages.Event) {
@@ -40,6 +43,74 @@ func (r *Recorder) Observe(ev messages.Event) {
 		r.errs = append(r.errs, fmt.Sprintf("%s: seq %d, want %d", ev.ID, ev.Seq, want))
 	}
 	r.events[ev.ID] = append(prev, ev)
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// Len is the number of requests recorded.
+func (r *Recorder) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.events)
+}
+
+// waitLimit bounds every wait of a Recorder: far beyond what any snapshot
+// takes to come, so that a test fails rather than hangs.
+const waitLimit = 10 * time.Second
+
+// waitFor waits until find, called under the lock on every new snapshot,
+// reports success.
+func (r *Recorder) waitFor(t testing.TB, what string, find func() bool) {
+	t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		r.mu.Lock()
+		ok, changed := find(), r.changed
+		r.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("%s: not within %v", what, waitLimit)
+		}
+	}
+}
+
+// WaitStatus waits for the n-th snapshot (from 1) of id with status s and
+// returns it.
+func (r *Recorder) WaitStatus(t testing.TB, id uuid.UUID, s messages.RequestStatus, n int) messages.Event {
+	t.Helper()
+	var found messages.Event
+	r.waitFor(t, fmt.Sprintf("%s reaching %v (#%d)", id, s, n), func() bool {
+		seen := 0
+		for _, ev := range r.events[id] {
+			if ev.Status == s {
+				if seen++; seen == n {
+					found = ev
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// WaitEnd waits for the terminal snapshot of id and returns it.
+func (r *Recorder) WaitEnd(t testing.TB, id uuid.UUID) messages.Event {
+	t.Helper()
+	var found messages.Event
+	r.waitFor(t, fmt.Sprintf("%s ending", id), func() bool {
+		evs := r.events[id]
+		if n := len(evs); n > 0 && evs[n-1].Status.Terminal() {
+			found = evs[n-1]
+			return true
+		}
+		return false
+	})
+	return found
 }
 
 // Check fails t unless every recorded request has exactly one terminal
@@ -49,9 +120,7 @@ func (r *Recorder) Check(t testing.TB) map[messages.RequestStatus]int {
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, e := range r.errs {
-		t.Error(e)
-	}
+	problems := slices.Clone(r.errs)
 	counts := map[messages.RequestStatus]int{}
 	for id, evs := range r.events {
 		terminals := 0
@@ -62,9 +131,19 @@ func (r *Recorder) Check(t testing.TB) map[messages.RequestStatus]int {
 		}
 		last := evs[len(evs)-1]
 		if terminals != 1 || !last.Status.Terminal() {
-			t.Errorf("%s: %d terminal snapshots, last %v", id, terminals, last.Status)
+			problems = append(problems, fmt.Sprintf("%s: %d terminal snapshots, last %v", id, terminals, last.Status))
 		}
 		counts[last.Status]++
+	}
+	// A broken invariant usually breaks for many requests at once: a few
+	// lines say what, the count says how many.
+	const shown = 10
+	for i, p := range problems {
+		if i == shown {
+			t.Errorf("... and %d more", len(problems)-shown)
+			break
+		}
+		t.Error(p)
 	}
 	return counts
 }
