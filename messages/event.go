@@ -25,7 +25,11 @@ type Event struct {
 	Status  RequestStatus // the state this snapshot records
 	Attempt int           // the attempt in progress or last made, from 1; 0 before the first
 	Tokens  Tokens        // estimated and, once known, actual API tokens
+	Cost    Cost          // estimated and, once known, actual cost in US dollars
 	Timings Timings       // when each stage was reached
+	// Cached says the request was answered from a cache (Request.Cached),
+	// without a call: its snapshots are PENDING then COMPLETED.
+	Cached bool
 
 	req   *requestData // shared by all snapshots of the request
 	resp  *Response    // set on COMPLETED (and on failures that had a response)
@@ -39,6 +43,24 @@ type Tokens struct {
 	Estimated int  `json:"estimated"`
 	Actual    int  `json:"actual"`
 	HasActual bool `json:"has_actual"` // whether Actual was reported by the call
+}
+
+// Cost is what a request costs, in US dollars: estimated before its call
+// and, once its calls report usage, what that usage costs.
+type Cost struct {
+	// Estimated is the request's EstimatedCost: the most it was expected
+	// to cost before its call.
+	Estimated float64 `json:"estimated"`
+	// Actual is what the usage its attempts reported costs, summed over
+	// the attempts.
+	Actual float64 `json:"actual"`
+	// Priced says the request had a price (Request.Pricing). Without one
+	// both amounts are 0 and mean "price unknown", never "free".
+	Priced bool `json:"priced"`
+	// HasActual says Actual is known: an attempt reported usage and the
+	// request is priced, or it was answered from a cache, which costs
+	// nothing.
+	HasActual bool `json:"has_actual"`
 }
 
 // Timings records when a request reached each stage. For a retried request,
@@ -104,6 +126,7 @@ type requestData struct {
 	endpoint Endpoint // redacted and private to the package
 	metadata map[string]string
 	secrets  []string
+	pricing  Pricing
 }
 
 type failure struct {
@@ -190,6 +213,8 @@ type eventJSON struct {
 	Status   RequestStatus     `json:"status"`
 	Attempt  int               `json:"attempt"`
 	Tokens   Tokens            `json:"tokens"`
+	Cost     Cost              `json:"cost,omitzero"`
+	Cached   bool              `json:"cached,omitempty"`
 	Timings  Timings           `json:"timings"`
 	Durms    durationsJSON     `json:"durations_ms"`
 	Method   string            `json:"method,omitempty"`
@@ -222,7 +247,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func (e Event) MarshalJSON() ([]byte, error) {
 	out := eventJSON{
 		ID: e.ID, Seq: e.Seq, Status: e.Status, Attempt: e.Attempt,
-		Tokens: e.Tokens, Timings: e.Timings,
+		Tokens: e.Tokens, Cost: e.Cost, Cached: e.Cached, Timings: e.Timings,
 		Durms: durationsJSON{
 			Queue:  ms(e.Timings.QueueWait()),
 			Permit: ms(e.Timings.PermitWait()),

@@ -33,8 +33,9 @@ func NewLifecycle(id uuid.UUID, r *Request, now time.Time) *Lifecycle {
 	l := &Lifecycle{cur: Event{
 		ID:      id,
 		Tokens:  Tokens{Estimated: r.Tokens},
+		Cost:    Cost{Estimated: r.EstimatedCost, Priced: r.Pricing != nil},
 		Timings: Timings{Created: now},
-		req:     &requestData{endpoint: ep, metadata: maps.Clone(r.Metadata), secrets: secrets},
+		req:     &requestData{endpoint: ep, metadata: maps.Clone(r.Metadata), secrets: secrets, pricing: r.Pricing},
 		// Room for a request that succeeds at once: one allocation, not four.
 		log: make([]Transition, 0, 5),
 	}}
@@ -117,6 +118,19 @@ func (l *Lifecycle) Complete(now time.Time, res Result) Event {
 	return l.advance(StatusCompleted, now, "completed")
 }
 
+// CompleteFromCache publishes COMPLETED with a reply that was known before
+// any call (Request.Cached): the snapshot has Cached set and costs nothing,
+// and res's usage, which an earlier call consumed, is not counted again.
+func (l *Lifecycle) CompleteFromCache(now time.Time, res Result) Event {
+	l.live(StatusCompleted)
+	res.Usage = nil
+	l.setResult(res)
+	l.cur.Cached = true
+	l.cur.Cost = Cost{Priced: true, HasActual: true}
+	l.cur.Timings.Finished = now
+	return l.advance(StatusCompleted, now, "answered from the cache")
+}
+
 // Fail publishes FAILED with err and, when the failed call returned one, its
 // result.
 func (l *Lifecycle) Fail(now time.Time, err error, res Result) Event {
@@ -183,6 +197,10 @@ func (l *Lifecycle) setUsage(u *Usage) {
 	}
 	l.cur.Tokens.Actual += total
 	l.cur.Tokens.HasActual = true
+	if p := l.cur.req.pricing; p != nil {
+		l.cur.Cost.Actual += p.Cost(*u)
+		l.cur.Cost.HasActual = true
+	}
 }
 
 // attemptNotes are the CALLING notes of the first attempts, made once.

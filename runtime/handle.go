@@ -23,6 +23,11 @@ type Handle struct {
 	changed  chan struct{} // made on demand by a waiting reader, closed on publish
 	done     chan struct{} // closed once the terminal snapshot is in
 	stopWait func() bool   // stops the submit context's watcher
+
+	// reserved is the estimate a spend cap reserved for the request, to
+	// be settled when it ends; capped says there is one.
+	reserved float64
+	capped   bool
 }
 
 // typicalEvents is the snapshot count of a request that succeeds at once
@@ -111,7 +116,7 @@ type sink struct {
 
 func (s sink) Publish(ev messages.Event) {
 	if ev.Status.Terminal() {
-		s.ex.ended(s.h)
+		s.ex.ended(s.h, ev)
 	}
 	s.h.publish(ev)
 }
