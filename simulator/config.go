@@ -15,6 +15,11 @@ const (
 	// several chunks, short enough to keep tests fast.
 	DefaultCompletionTokens = 16
 
+	// DefaultReasoningTokens is how many tokens a reasoning model (OpenAI's
+	// o-series and gpt-5) spends reasoning before each reply when
+	// Config.ReasoningTokens is zero.
+	DefaultReasoningTokens = 32
+
 	// DefaultEmbeddingDims is the length of an embedding vector when
 	// Config.EmbeddingDims is zero and the request asks for none. Real
 	// models return 256 to 3072 values; 8 keeps test output readable.
@@ -108,6 +113,14 @@ type Config struct {
 	// DefaultCompletionTokens.
 	CompletionTokens int
 
+	// ReasoningTokens is how many tokens a reasoning model (OpenAI's
+	// o-series and gpt-5) spends reasoning before each reply, within the
+	// request's max_completion_tokens, leaving a token for the reply:
+	// counted in completion_tokens and reported as
+	// completion_tokens_details.reasoning_tokens, as OpenAI bills them. 0
+	// means DefaultReasoningTokens.
+	ReasoningTokens int
+
 	// Keys, when non-empty, lists the API keys accepted; other keys get
 	// 401. When empty, any non-empty key is accepted.
 	Keys []string
@@ -162,6 +175,7 @@ func (c Config) validate() (Config, error) {
 		{"RequestBurst", int64(c.RequestBurst)},
 		{"TokenBurst", int64(c.TokenBurst)},
 		{"CompletionTokens", int64(c.CompletionTokens)},
+		{"ReasoningTokens", int64(c.ReasoningTokens)},
 		{"EmbeddingDims", int64(c.EmbeddingDims)},
 		{"MaxBodyBytes", c.MaxBodyBytes},
 	}
@@ -224,6 +238,9 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.CompletionTokens == 0 {
 		c.CompletionTokens = DefaultCompletionTokens
+	}
+	if c.ReasoningTokens == 0 {
+		c.ReasoningTokens = DefaultReasoningTokens
 	}
 	if c.EmbeddingDims == 0 {
 		c.EmbeddingDims = DefaultEmbeddingDims

@@ -43,6 +43,7 @@ type Server struct {
 	pauseHook func()
 
 	batches *batchStore // the files and batches of the batch APIs
+	prompts promptCache // the prompt prefixes the providers' caches hold
 
 	closing   chan struct{} // closed by Close: ends every wait
 	closeOnce sync.Once
