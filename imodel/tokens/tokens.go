@@ -177,13 +177,20 @@ func (c *Counter) ChatPrompt(msgs []Message) int {
 // of maxTokens each. n ≤ 0 means 1, the API's default; maxTokens ≤ 0 means
 // the request set no limit and DefaultMaxTokens is reserved.
 func (c *Counter) ChatRequest(msgs []Message, n, maxTokens int) int {
+	return c.ChatPrompt(msgs) + ReplyTokens(n, maxTokens)
+}
+
+// ReplyTokens is the reply part of [Counter.ChatRequest]: n replies of
+// maxTokens each, n ≤ 0 meaning 1 and maxTokens ≤ 0 meaning
+// DefaultMaxTokens.
+func ReplyTokens(n, maxTokens int) int {
 	if n <= 0 {
 		n = 1
 	}
 	if maxTokens <= 0 {
 		maxTokens = DefaultMaxTokens
 	}
-	return c.ChatPrompt(msgs) + n*maxTokens
+	return n * maxTokens
 }
 
 // Embedding returns the number of tokens of an embeddings request with the
