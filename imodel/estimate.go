@@ -130,7 +130,7 @@ func (r *resolved) estimate(path string, body []byte, prices *Prices) RequestEst
 func countBody(p Provider, path string, body []byte, defaultModel string) RequestEstimate {
 	switch {
 	case p == Anthropic && strings.HasSuffix(path, "/messages"):
-		var r wire.MessagesRequest
+		var r messagesCount
 		if json.Unmarshal(body, &r) != nil {
 			return RequestEstimate{Model: defaultModel}
 		}
@@ -144,12 +144,12 @@ func countBody(p Provider, path string, body []byte, defaultModel string) Reques
 			msgs = append(msgs, tokens.Message{Role: msg.Role, Text: msg.Content.String(), Images: msg.Content.ImageCount()})
 		}
 		est := chatEstimate(model, c, msgs, 1, r.MaxTokens)
-		est.CacheWrites = marksCache(r.System) || slices.ContainsFunc(r.Messages, func(m wire.AnthropicMessage) bool { return marksCache(m.Content) })
+		est.CacheWrites = marksCache(r.System) || slices.ContainsFunc(r.Messages, func(m messageCount) bool { return marksCache(m.Content) })
 		return est
 	case p == Generic:
 		return RequestEstimate{Model: modelOf(body, defaultModel)}
 	case strings.HasSuffix(path, "/chat/completions"):
-		var r wire.ChatRequest
+		var r chatCount
 		if json.Unmarshal(body, &r) != nil {
 			return RequestEstimate{Model: defaultModel}
 		}
@@ -178,6 +178,34 @@ func countBody(p Provider, path string, body []byte, defaultModel string) Reques
 		return RequestEstimate{Model: model, InputTokens: tokens.ForModel(model).Embedding(r.Input.Texts), MaxTokensSet: true}
 	}
 	return RequestEstimate{Model: modelOf(body, defaultModel)}
+}
+
+// chatCount is what an estimate reads of a chat completion request
+// (wire.ChatRequest), decoded without the members it leaves out.
+type chatCount struct {
+	Model    string `json:"model"`
+	Messages []struct {
+		Role    string       `json:"role"`
+		Name    string       `json:"name"`
+		Content wire.Content `json:"content"`
+	} `json:"messages"`
+	N                   *int `json:"n"`
+	MaxTokens           *int `json:"max_tokens"`
+	MaxCompletionTokens *int `json:"max_completion_tokens"`
+}
+
+// messagesCount is what an estimate reads of an Anthropic messages request
+// (wire.MessagesRequest).
+type messagesCount struct {
+	Model     string                `json:"model"`
+	System    wire.AnthropicContent `json:"system"`
+	Messages  []messageCount        `json:"messages"`
+	MaxTokens int                   `json:"max_tokens"`
+}
+
+type messageCount struct {
+	Role    string                `json:"role"`
+	Content wire.AnthropicContent `json:"content"`
 }
 
 // chatEstimate is tokens.Counter.ChatRequest's count, the prompt and the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"time"
@@ -85,6 +86,22 @@ type Config struct {
 	// Tracer, if set, traces every request of the run, each a child of the
 	// span in the context given to Run.
 	Tracer *lionotel.Tracer
+
+	// Prices prices the requests; nil means imodel.DefaultPrices.
+	Prices *imodel.Prices
+	// MaxCost, if above 0, is the spend cap in US dollars of the results
+	// file: what its earlier lines cost (Input.Prior) counts against it.
+	// The run admits a request only while what was spent, with the
+	// estimated cost of the requests in flight and of this one, stays
+	// within it; once one does not fit and nothing in flight could make
+	// room, it stops admitting, lets what it admitted finish, and returns
+	// ErrSpendCap. Requests of unknown price fail (kind "price_unknown").
+	MaxCost float64
+	// Cache, if set, answers the requests whose reply it holds (by
+	// CacheMode) without a call, and stores the reply of every request
+	// sent (imodel.WithCache).
+	Cache     imodel.Cache
+	CacheMode imodel.CacheMode
 }
 
 // burst is the request bucket's capacity: Burst, or 1.
@@ -120,6 +137,8 @@ func (c Config) Validate() error {
 		return bad("Grace", "must not be negative")
 	case c.BudgetMembers < 0:
 		return bad("BudgetMembers", "must be at least 1")
+	case !(c.MaxCost >= 0) || math.IsInf(c.MaxCost, 1):
+		return bad("MaxCost", "must be an amount of US dollars (0: no cap)")
 	case len(c.RetryKinds) > 0 && !c.RetryFailed:
 		return bad("RetryKinds", "error kinds given without RetryFailed")
 	case slices.Contains(c.RetryKinds, ""):

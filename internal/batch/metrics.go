@@ -58,6 +58,7 @@ func (r *runner) serveMetrics() (stop func(), err error) {
 		counter("budget_fallbacks_total", "Times the run fell back to its local share.", shared(func(s messages.SharedStats) int64 { return s.Fallbacks }))
 		counter("budget_rejoins_total", "Times the run rejoined the service.", shared(func(s messages.SharedStats) int64 { return s.Rejoins }))
 	}
+	reg.MustRegister(newCostMetrics(r))
 	r.sum.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "lionactor", Name: "call_duration_seconds", Help: "Duration of completed calls.",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),

@@ -94,6 +94,9 @@ type reportTotals struct {
 	firstStart, lastStart        time.Duration  // firstStart -1 before any
 	peak                         int            // most calls in flight at once
 	maxInWindow                  int            // most calls started in any one-second window
+	// what the ended requests cost (see costed)
+	costActual, costEstimated float64
+	priced, unpriced, cached  int
 }
 
 // maxKinds bounds the failure kinds counted apart; the rest count as "other".
@@ -218,11 +221,14 @@ func (r *Recorder) ended(ev messages.Event) {
 	r.attemptEnded(ev, d)
 	s := r.sec(d)
 	t := &r.t
+	t.costed(ev)
 	switch ev.Status {
 	case messages.StatusCompleted:
 		s.completed++
 		t.completed++
-		r.latency.add(ev.Timings.CallDuration())
+		if !ev.Cached { // answered without a call
+			r.latency.add(ev.Timings.CallDuration())
+		}
 	case messages.StatusFailed:
 		s.failed++
 		t.failed++

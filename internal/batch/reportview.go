@@ -180,6 +180,9 @@ func (tl timeline) view() reportView {
 			duration(tl.lat.quantile(0.99)), duration(tl.lat.max)), Note: fmt.Sprintf("of %s completed calls; mean %s", count(tl.lat.n), duration(tl.lat.mean()))},
 		{Name: "wall time", Value: duration(tl.wall)},
 	}
+	costTiles, costTable := t.costReport(tl.wall)
+	v.Tiles = append(v.Tiles, costTiles...)
+	v.Table = append(v.Table[:len(v.Table)-1], append(costTable, v.Table[len(v.Table)-1])...)
 
 	v.Charts = []chartView{tl.requestsChart(), tl.tokensChart(), tl.inFlightChart(), tl.latencyChart()}
 	return v

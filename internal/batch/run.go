@@ -57,6 +57,7 @@ type item struct {
 type row struct {
 	key, hash    string
 	id, metadata json.RawMessage
+	model        string // as the price table knows it
 	handle       *runtime.Handle
 }
 
@@ -66,8 +67,9 @@ type runner struct {
 	out      io.Writer
 	progress Reporter
 
-	ex    *runtime.Executor
-	model *imodel.Model
+	ex       *runtime.Executor
+	model    *imodel.Model
+	spendCap *runtime.SpendCap // nil without Config.MaxCost
 
 	window  chan struct{} // one slot per request between submit and write
 	results chan item     // terminal snapshots, from the observer: never blocks (see window)
@@ -119,14 +121,25 @@ func (r *runner) observe(ev messages.Event) {
 const indexKey = "batch.index"
 
 func (r *runner) run(ctx context.Context) (*Summary, error) {
-	ex, err := runtime.Start(r.cfg.executorConfig(r.observe))
+	rc := r.cfg.executorConfig(r.observe)
+	if r.cfg.MaxCost > 0 {
+		spendCap, err := runtime.NewSpendCap(r.cfg.MaxCost)
+		if err != nil {
+			return nil, err
+		}
+		// The cap is the results file's: what its lines cost before counts.
+		spendCap.Charge(r.in.Prior.Spent())
+		r.sum.update(func(s *Snapshot) { s.SpentBefore = r.in.Prior.Spent() })
+		r.spendCap, rc.SpendCap = spendCap, spendCap
+	}
+	ex, err := runtime.Start(rc)
 	if err != nil {
 		return nil, err
 	}
 	r.ex = ex
 	ep := r.cfg.Endpoint
 	ep.MaxAttempts = r.cfg.MaxAttempts
-	opts := []imodel.Option{}
+	opts := r.cfg.modelOptions()
 	if r.cfg.Logger != nil {
 		opts = append(opts, imodel.WithLogger(r.cfg.Logger))
 	}
@@ -164,7 +177,7 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 
 	readerDone := make(chan readerEnd, 1)
 	go func() { readerDone <- r.read(ctx) }()
-	writeErr := r.write(ctx, readerDone)
+	capped, writeErr := r.write(ctx, readerDone)
 
 	interrupted := ctx.Err() != nil
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Grace+5*time.Second)
@@ -189,6 +202,8 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	case interrupted && r.sum.Snapshot().Remaining() > 0:
 		// An interrupt that came after the last result left nothing to do.
 		return r.sum, ErrInterrupted
+	case capped:
+		return r.sum, ErrSpendCap
 	}
 	return r.sum, nil
 }

@@ -25,6 +25,8 @@ type Summary struct {
 	latencies []float64
 	// latency, when metrics are served, observes each completed call.
 	latency prometheus.Histogram
+	// costByModel is what the ended requests cost, by model.
+	costByModel map[string]float64
 }
 
 // Snapshot is a moment's copy of a Summary.
@@ -77,13 +79,33 @@ type Snapshot struct {
 	// Shared is the run's part in a shared budget (Config.Budget), as the
 	// run ended; its Mode is "" without one.
 	Shared messages.SharedStats
+
+	// CostActual is what the ended requests with a price (Priced of them)
+	// cost by the usage they reported, and CostEstimated what they were
+	// estimated at, at most, before their calls; in US dollars.
+	// PriceUnknown counts the ended requests without a price, of the
+	// models UnpricedModels names (the first few): their cost is unknown,
+	// not counted as $0. PricesDate is the price table's date.
+	CostActual, CostEstimated float64
+	Priced, PriceUnknown      int
+	UnpricedModels            []string
+	PricesDate                string
+	// Cached counts the requests answered from the cache, at no cost;
+	// they are counted in Completed too.
+	Cached int
+	// SpendLimit is the spend cap (Config.MaxCost; 0: none), SpentBefore
+	// what the results file's earlier lines cost, counted against it, and
+	// SpendCapped says the cap stopped the run.
+	SpendLimit, SpentBefore float64
+	SpendCapped             bool
 }
 
 // maxChangedIDs is how many changed requests the summary names.
 const maxChangedIDs = 10
 
 func newSummary(cfg Config) *Summary {
-	return &Summary{s: Snapshot{RPMLimit: cfg.RPM, TPMLimit: cfg.TPM, Burst: cfg.burst(), ChangedRerun: cfg.RerunChanged}}
+	return &Summary{s: Snapshot{RPMLimit: cfg.RPM, TPMLimit: cfg.TPM, Burst: cfg.burst(), ChangedRerun: cfg.RerunChanged,
+		SpendLimit: cfg.MaxCost, PricesDate: cfg.prices().Date()}}
 }
 
 func (m *Summary) update(f func(*Snapshot)) {
@@ -140,6 +162,9 @@ func (m *Summary) ended(ev *messages.Event) {
 	switch ev.Status {
 	case messages.StatusCompleted:
 		m.s.Completed++
+		if ev.Cached {
+			return // no call: no latency, no API tokens
+		}
 		m.latencies = append(m.latencies, float64(ev.Timings.CallDuration())/float64(time.Millisecond))
 		if m.latency != nil {
 			m.latency.Observe(ev.Timings.CallDuration().Seconds())
@@ -269,6 +294,9 @@ func (s Snapshot) Write(w io.Writer) {
 	}
 	fmt.Fprintf(w, "retries: %d; 429 responses: %d\n", s.Retries, s.RateLimited)
 	fmt.Fprintln(w, tokensLine(s))
+	for _, line := range costLines(s) {
+		fmt.Fprintln(w, line)
+	}
 	fmt.Fprintf(w, "rate: %s", rateOf(s.RPM(), s.RPMLimit, "requests/min"))
 	if s.TPMLimit > 0 {
 		fmt.Fprintf(w, ", %s", rateOf(s.TPM(), s.TPMLimit, "tokens/min"))
@@ -310,7 +338,7 @@ func tokensLine(s Snapshot) string {
 	}
 	line := fmt.Sprintf("tokens: %d estimated, %d actual (%+.1f%%) over the %s that reported usage",
 		s.ReportedEstimated, s.TokensActual, errPct, requests(s.Reported))
-	ended := s.Completed + s.Failed
+	ended := s.Completed - s.Cached + s.Failed
 	if rest := ended - s.Reported; rest > 0 {
 		line += fmt.Sprintf("; %d more reported none (%d estimated)", rest, s.TokensEstimated-s.ReportedEstimated)
 	}
