@@ -352,3 +352,19 @@ func BenchmarkCacheHit(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCacheMiss is the same request sent: to the simulator on
+// loopback, which answers at once, through a permit and a caller.
+func BenchmarkCacheMiss(b *testing.B) {
+	e := startSim(b, simulator.Config{})
+	ex := startExecutor(b, nil)
+	m := newModel(b, ex, openAIConfig(e))
+	zero := 0.0
+	req := ChatRequest{System: "You answer in one short paragraph.", Messages: []Message{{Role: "user", Content: "Explain token buckets to a new engineer."}}, MaxTokens: 64, Temperature: &zero}
+	b.ReportAllocs()
+	for b.Loop() {
+		if r, err := m.Chat(ctx, req); err != nil || r.Event.Cached {
+			b.Fatalf("%v", err)
+		}
+	}
+}

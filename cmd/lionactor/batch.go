@@ -46,6 +46,7 @@ type batchFlags struct {
 	rerunChanged             bool
 	budgetTLS                budget.TLSFiles
 	budgetSecretEnv          string
+	cost                     costFlags // prices, spend cap, cache, dry run (cost.go)
 }
 
 func newBatchCmd(e env) *cobra.Command {
@@ -72,7 +73,14 @@ finished by running it again, and lines added to the input run on their own.
 Two lines with the same id are refused. --retry-failed reruns failed requests;
 --rerun-changed reruns those whose id has a result for other content. Ctrl-C
 lets calls in flight finish (within --grace), writes them, and exits with
-status 130.`,
+status 130.
+
+Each result line says what its request cost ("cost_usd"), at the prices of
+the embedded table or --prices. --max-cost stops admitting before the results
+file's spend would pass it, lets what was admitted finish, and exits with
+status 3; a rerun with a higher cap continues. --cache-dir answers requests
+whose reply is stored without a call. --dry-run sends nothing and says what
+the input would cost and how long it would take.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runBatch(cmd, e, f, args) },
 	}
@@ -112,6 +120,7 @@ status 130.`,
 	fl.StringVar(&f.budgetTLS.Key, "budget-tls-key", "", "PEM private key of --budget-tls-cert")
 	fl.StringVar(&f.budgetTLS.CA, "budget-tls-ca", "", "PEM certificate of the CA that signed the budget service's certificate")
 	fl.StringVar(&f.budgetSecretEnv, "budget-secret-env", "", "environment variable holding the secret shared with the --budget service (its --secret-env)")
+	f.cost.register(fl)
 	return cmd
 }
 
@@ -245,6 +254,9 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 		}
 		f.in = args[0]
 	}
+	if f.cost.dryRun {
+		return runDryRun(cmd, e, f)
+	}
 	ep, err := f.endpointConfig(fl, e.getenv)
 	if err != nil {
 		return err
@@ -264,6 +276,9 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 		Budget: f.budget, BudgetMembers: f.budgetMembers, BudgetListen: f.budgetListen,
 		RetryFailed: retry, RetryKinds: kinds, RerunChanged: f.rerunChanged,
 		BudgetTLS: f.budgetTLS, BudgetSecret: secret,
+	}
+	if err := f.cost.apply(&cfg); err != nil {
+		return err
 	}
 	switch {
 	case f.verbose:
@@ -333,6 +348,8 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 	switch {
 	case errors.Is(err, batch.ErrInterrupted):
 		return exitError{exitInterrupted, fmt.Errorf("interrupted: %d requests remain; rerun the same command to finish them", sum.Snapshot().Remaining())}
+	case errors.Is(err, batch.ErrSpendCap):
+		return spendCapExit(err, sum)
 	case err != nil:
 		return namingFlags(fl, batchFlagOf, err)
 	}

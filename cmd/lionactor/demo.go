@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -22,6 +23,7 @@ const (
 	demoTPM      = 150_000
 	demoRequests = 300
 	demoKey      = "sk-demo-not-a-real-key"
+	demoLatency  = 60 * time.Millisecond
 )
 
 func newDemoCmd(e env) *cobra.Command {
@@ -41,7 +43,7 @@ takes about 15 seconds.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sim, err := simulator.New(simulator.Config{
 				RequestsPerMinute: demoRPM, TokensPerMinute: demoTPM,
-				Latency: 60 * time.Millisecond, LatencyJitter: 40 * time.Millisecond,
+				Latency: demoLatency, LatencyJitter: 40 * time.Millisecond,
 				CompletionTokens: 60, Seed: 7,
 			})
 			if err != nil {
@@ -87,6 +89,9 @@ takes about 15 seconds.`,
 			if err != nil {
 				return err
 			}
+			if err := forecastDemo(e.stderr, cfg, in); err != nil {
+				return err
+			}
 			sum, err := batch.Run(cmd.Context(), cfg, batch.Input{R: in, Total: requests}, out, progress)
 			if sum != nil {
 				sum.Snapshot().Write(e.stderr)
@@ -108,6 +113,20 @@ takes about 15 seconds.`,
 	cmd.Flags().IntVar(&requests, "requests", demoRequests, "number of sample requests")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the request and result files (default: a new temporary one)")
 	return cmd
+}
+
+// forecastDemo prints what a dry run says the demo's requests will cost and
+// take, for the summary's figures to be compared with, and rewinds in.
+func forecastDemo(w io.Writer, cfg batch.Config, in *os.File) error {
+	f, err := batch.DryRun(cfg, batch.Input{R: in}, batch.DryRunOptions{CallLatency: demoLatency})
+	if err != nil {
+		return err
+	}
+	d, bound := f.WallTime()
+	fmt.Fprintf(w, "forecast (--dry-run): %d requests, %d + %d tokens, $%.6f to $%.6f, likely $%.6f; about %v at the %s limit\n",
+		f.Sent, f.InputTokens, f.OutputTokens, f.CostInput, f.CostMax, f.CostLikely, d.Round(100*time.Millisecond), bound)
+	_, err = in.Seek(0, io.SeekStart)
+	return err
 }
 
 // writeSampleRequests writes n varied chat requests, each with metadata.

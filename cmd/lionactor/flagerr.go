@@ -28,6 +28,9 @@ var batchFlagOf = map[string]string{
 	"BudgetTLS.Cert": "budget-tls-cert",
 	"BudgetTLS.Key":  "budget-tls-key",
 	"BudgetTLS.CA":   "budget-tls-ca",
+	"MaxCost":        "max-cost",
+	"OutputShare":    "output-share",
+	"CallLatency":    "call-latency",
 	// imodel.EndpointConfig
 	"Provider":    "provider",
 	"BaseURL":     "url",

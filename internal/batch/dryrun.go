@@ -55,6 +55,11 @@ type Forecast struct {
 	// fail without sending, with why; Sent those it would send.
 	Requests, DoneBefore, Sent int
 	Invalid                    []InvalidLine
+	// DuplicateID is the first *DuplicateIDError of the input: the
+	// command refuses such an input before sending anything (Scan), so
+	// the dry run of the command says it would. Run itself fails the
+	// later line, and it is among Invalid.
+	DuplicateID error
 	// InputTokens and OutputTokens are the sent requests' estimated input
 	// and most output tokens, as the run counts them (imodel.Estimator);
 	// NoMaxTokens counts those that set no max_tokens, whose replies are
@@ -172,6 +177,9 @@ func (f *Forecast) read(cfg Config, in Input, est *imodel.Estimator) error {
 					invalid = append(invalid, InvalidLine{Line: index + 1, Kind: "invalid_input", Reason: bad.Error()})
 				case dup != nil:
 					invalid = append(invalid, InvalidLine{Line: index + 1, Kind: "invalid_input", Reason: dup.Error()})
+					if f.DuplicateID == nil {
+						f.DuplicateID = dup
+					}
 				default:
 					pending = append(pending, dryJob{index: index, body: parsed.body})
 					if len(pending) == batchSize {

@@ -260,3 +260,18 @@ func BenchmarkDryRun100k(b *testing.B) {
 		}
 	}
 }
+
+// Two lines of one id: the later is invalid, as Run fails it, and the
+// forecast keeps the error the command refuses such an input with.
+func TestDryRunFindsDuplicateIDs(t *testing.T) {
+	cfg := testConfig("http://127.0.0.1:1/v1")
+	input := requestLine(t, 0) + "\n" + requestLine(t, 1) + "\n" + requestLine(t, 0) + "\n"
+	f, err := DryRun(cfg, Input{R: strings.NewReader(input)}, DryRunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dup *DuplicateIDError
+	if !errors.As(f.DuplicateID, &dup) || dup.First != 1 || dup.Second != 3 || len(f.Invalid) != 1 || f.Invalid[0].Line != 3 || f.Sent != 2 {
+		t.Errorf("forecast: duplicate %v, invalid %+v, %d sent", f.DuplicateID, f.Invalid, f.Sent)
+	}
+}
