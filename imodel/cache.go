@@ -60,7 +60,9 @@ const (
 // A request's key is the SHA-256 of its canonical content: the provider,
 // the method, the URL (base URL, path and query, secrets scrubbed) and the
 // body, which has its object keys sorted; never the API key or a header.
-// Streamed chats are neither stored nor answered from the cache.
+// Streamed chats are neither stored nor answered from the cache, and the
+// requests NewRequest and NewChatRequest build for an actor store their
+// replies but are always sent.
 func WithCache(c Cache, mode CacheMode) Option {
 	return func(m *Model) { m.cache, m.cacheMode = c, mode }
 }

@@ -349,7 +349,7 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 	case errors.Is(err, batch.ErrInterrupted):
 		return exitError{exitInterrupted, fmt.Errorf("interrupted: %d requests remain; rerun the same command to finish them", sum.Snapshot().Remaining())}
 	case errors.Is(err, batch.ErrSpendCap):
-		return spendCapExit(err, sum)
+		return spendCapExit(sum)
 	case err != nil:
 		return namingFlags(fl, batchFlagOf, err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -75,10 +74,7 @@ func (c *costFlags) apply(cfg *batch.Config) error {
 }
 
 // spendCapExit is the exit of a run the spend cap stopped.
-func spendCapExit(err error, sum *batch.Summary) error {
-	if !errors.Is(err, batch.ErrSpendCap) {
-		return nil
-	}
+func spendCapExit(sum *batch.Summary) error {
 	s := sum.Snapshot()
 	return exitError{exitSpendCap, fmt.Errorf("stopped at --max-cost $%g ($%.6f spent): %d requests remain; rerun with a higher --max-cost to continue", s.SpendLimit, s.Spent(), s.Remaining())}
 }

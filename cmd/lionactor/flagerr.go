@@ -64,6 +64,7 @@ var simFlagOf = map[string]string{
 	"Latency":                 "latency",
 	"LatencyJitter":           "jitter",
 	"CompletionTokens":        "completion-tokens",
+	"ReasoningTokens":         "reasoning-tokens",
 	"Faults.ServerError":      "fail-500",
 	"Faults.Unavailable":      "fail-503",
 	"Faults.Overloaded":       "fail-529",

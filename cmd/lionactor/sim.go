@@ -68,6 +68,7 @@ It runs until interrupted.`,
 	fl.DurationVar(&cfg.LatencyJitter, "jitter", 0, "uniform jitter around --latency")
 	fl.Int64Var(&cfg.Seed, "seed", 1, "seed of latency and fault draws")
 	fl.IntVar(&cfg.CompletionTokens, "completion-tokens", 0, "tokens in each generated reply (0: default)")
+	fl.IntVar(&cfg.ReasoningTokens, "reasoning-tokens", 0, "tokens a reasoning model (o-series, gpt-5) spends reasoning before each reply, billed as output (0: default)")
 	fl.StringVar(&keys, "keys", "", "comma-separated API keys accepted (default: any)")
 	fl.Float64Var(&cfg.Faults.ServerError, "fail-500", 0, "rate of 500 answers")
 	fl.Float64Var(&cfg.Faults.Unavailable, "fail-503", 0, "rate of 503 answers")

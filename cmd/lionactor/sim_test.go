@@ -138,6 +138,7 @@ func TestSimUsageErrors(t *testing.T) {
 		{[]string{"sim", "--addr", "127.0.0.1:0", "--fail-500", "1.5"}, "--fail-500: must be in [0, 1], got 1.5"},
 		{[]string{"sim", "--addr", "127.0.0.1:0", "--latency", "1ms", "--jitter", "1s"}, "--jitter: must not exceed Latency"},
 		{[]string{"sim", "--addr", "127.0.0.1:0", "--rpm", "-1"}, "--rpm: must not be negative, got -1"},
+		{[]string{"sim", "--addr", "127.0.0.1:0", "--reasoning-tokens", "-3"}, "--reasoning-tokens: must not be negative, got -3"},
 		{[]string{"sim", "--addr", "127.0.0.1:0", "--rpm", "10", "--request-burst", "20"}, "--request-burst: must not exceed RequestsPerMinute (10)"}, // a burst above its limit
 		{[]string{"sim", "--addr", "127.0.0.1:0", "--token-burst", "5"}, "--token-burst: "},                                                           // a burst without a limit
 		{[]string{"sim", "--fail-500", "often"}, "invalid argument"},
