@@ -19,4 +19,15 @@
 //
 // Other actors drive an executor by plain messages (package messages) sent
 // to [Executor.PID].
+//
+// Two additions serve what requests cost. A [SpendCap] in Config.SpendCap
+// bounds the money the requests spend: Submit reserves each request's
+// estimated cost (messages.Request.EstimatedCost) and refuses the one that
+// would pass the cap; the reservation becomes the request's actual cost
+// when it ends. A router over several executors can share one SpendCap
+// among them, or consult it at its own admission. And a request whose
+// reply is already known, such as one a cache holds (messages.Request.Cached),
+// is answered by Submit at once: it gets a handle with PENDING and then
+// COMPLETED, takes no queue slot, no permit and nothing of the cap, and is
+// counted in Stats.Cached.
 package runtime

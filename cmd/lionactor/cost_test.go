@@ -230,8 +230,11 @@ func TestBatchCostFlagErrors(t *testing.T) {
 	}
 	// A price file names the model the cap needs.
 	c := newCLI()
-	if code := c.run(t, context.Background(), append(base, "--dry-run", "--max-cost", "1", "--model", "in-house", "--prices", goodPrices)...); code != exitOK {
+	if code := c.run(t, context.Background(), append(base, "--dry-run", "--max-cost", "1", "--model", "in-house", "--prices", goodPrices, "--cache-dir", filepath.Join(dir, "cache"))...); code != exitOK {
 		t.Errorf("--prices giving the model's price: exit %d", code)
+	}
+	if out := c.stdout.String(); !strings.Contains(out, "3 would be sent") || !strings.Contains(out, "(--cache-dir: the requests the cache would answer are counted as sent)") {
+		t.Errorf("forecast:\n%s", out)
 	}
 }
 

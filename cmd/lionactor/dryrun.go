@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -58,6 +59,9 @@ func runDryRun(cmd *cobra.Command, e env, f *batchFlags) error {
 		return namingFlags(fl, batchFlagOf, err)
 	}
 	forecast.Write(e.stdout)
+	if f.cost.cacheDir != "" {
+		fmt.Fprintln(e.stdout, "(--cache-dir: the requests the cache would answer are counted as sent)")
+	}
 	if forecast.DuplicateID != nil {
 		// The run refuses such an input before sending anything: so
 		// does its dry run, after saying what it found.
