@@ -194,8 +194,8 @@ func TestCacheAnswersWithoutPermitOrHTTPRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.Event.Cached || !first.Event.Cost.Priced || first.Event.Cost.Actual <= 0 {
-		t.Fatalf("first: cached %v cost %+v", first.Event.Cached, first.Event.Cost)
+	if first.Event.Cached() || !first.Event.Cost().Priced || first.Event.Cost().Actual <= 0 {
+		t.Fatalf("first: cached %v cost %+v", first.Event.Cached(), first.Event.Cost())
 	}
 	// The only permit is spent: a request that needs one would wait an hour.
 	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -207,8 +207,8 @@ func TestCacheAnswersWithoutPermitOrHTTPRequest(t *testing.T) {
 	if n := len(e.Requests()); n != 1 {
 		t.Errorf("the simulator received %d requests, want 1", n)
 	}
-	if !second.Event.Cached || second.Event.Cost != (messages.Cost{Priced: true, HasActual: true}) {
-		t.Errorf("second: cached %v cost %+v, want cached at $0", second.Event.Cached, second.Event.Cost)
+	if !second.Event.Cached() || second.Event.Cost() != (messages.Cost{Priced: true, HasActual: true}) {
+		t.Errorf("second: cached %v cost %+v, want cached at $0", second.Event.Cached(), second.Event.Cost())
 	}
 	if second.Text != first.Text || second.ID != first.ID || second.Usage != first.Usage {
 		t.Errorf("second reply %+v, want the first's %+v", second, first)
@@ -250,11 +250,11 @@ func TestCacheModes(t *testing.T) {
 	if _, err := det.Chat(ctx, creative); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := det.Chat(ctx, creative); err != nil || r.Event.Cached || sent() != 2 {
-		t.Errorf("a request that is not deterministic: cached %v, %d sent; want it sent again", r.Event.Cached, sent())
+	if r, err := det.Chat(ctx, creative); err != nil || r.Event.Cached() || sent() != 2 {
+		t.Errorf("a request that is not deterministic: cached %v, %d sent; want it sent again", r.Event.Cached(), sent())
 	}
-	if r, err := all.Chat(ctx, creative); err != nil || !r.Event.Cached || sent() != 2 {
-		t.Errorf("CacheAll: cached %v, %d sent; want the stored reply", r.Event.Cached, sent())
+	if r, err := all.Chat(ctx, creative); err != nil || !r.Event.Cached() || sent() != 2 {
+		t.Errorf("CacheAll: cached %v, %d sent; want the stored reply", r.Event.Cached(), sent())
 	}
 
 	// Embeddings are deterministic.
@@ -264,24 +264,24 @@ func TestCacheModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	again, err := emb.Embed(ctx, []string{"alpha", "beta"})
-	if err != nil || !again.Event.Cached || len(again.Vectors) != 2 || again.Vectors[1][0] != first.Vectors[1][0] {
-		t.Errorf("embeddings again: cached %v, %d vectors (%v)", again.Event.Cached, len(again.Vectors), err)
+	if err != nil || !again.Event.Cached() || len(again.Vectors) != 2 || again.Vectors[1][0] != first.Vectors[1][0] {
+		t.Errorf("embeddings again: cached %v, %d vectors (%v)", again.Event.Cached(), len(again.Vectors), err)
 	}
 
 	// Another API key asks the same: the key is not part of the request's
 	// identity.
 	other := openAIConfig(e)
 	other.APIKey = "sk-test-imodel-other-key"
-	if r, err := newModel(t, ex, other, WithCache(store, CacheAll)).Chat(ctx, creative); err != nil || !r.Event.Cached {
-		t.Errorf("another key: cached %v %v", r.Event.Cached, err)
+	if r, err := newModel(t, ex, other, WithCache(store, CacheAll)).Chat(ctx, creative); err != nil || !r.Event.Cached() {
+		t.Errorf("another key: cached %v %v", r.Event.Cached(), err)
 	}
 	// Another body, or another endpoint, is another request.
-	if r, _ := all.Chat(ctx, hello("Write a sonnet.", 8)); r.Event.Cached {
+	if r, _ := all.Chat(ctx, hello("Write a sonnet.", 8)); r.Event.Cached() {
 		t.Error("another body was answered from the cache")
 	}
 	az := EndpointConfig{Provider: Azure, BaseURL: e.URL, APIKey: testKey, Deployment: openAIModel, APIVersion: "2024-10-21"}
-	if r, err := newModel(t, ex, az, WithCache(store, CacheAll)).Chat(ctx, creative); err != nil || r.Event.Cached {
-		t.Errorf("another endpoint: cached %v %v", r.Event.Cached, err)
+	if r, err := newModel(t, ex, az, WithCache(store, CacheAll)).Chat(ctx, creative); err != nil || r.Event.Cached() {
+		t.Errorf("another endpoint: cached %v %v", r.Event.Cached(), err)
 	}
 
 	before := sent()
@@ -290,8 +290,8 @@ func TestCacheModes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r, err := s.Wait(ctx); err != nil || r.Event.Cached {
-			t.Errorf("stream: cached %v %v", r.Event.Cached, err)
+		if r, err := s.Wait(ctx); err != nil || r.Event.Cached() {
+			t.Errorf("stream: cached %v %v", r.Event.Cached(), err)
 		}
 	}
 	if sent() != before+2 {
@@ -324,10 +324,10 @@ func TestCacheEntryThatDoesNotDecodeIsAMiss(t *testing.T) {
 	data, _ := os.ReadFile(entryPath)
 	writeFile(t, entryPath, string(bytes.Replace(data, []byte(`"choices":[`), []byte(`"nochoices":[`), 1)))
 	r, err := m.Chat(ctx, hello("Hi", 8))
-	if err != nil || r.Event.Cached || len(e.Requests()) != 2 {
-		t.Fatalf("cached %v, %d sent (%v): want the request sent", r.Event.Cached, len(e.Requests()), err)
+	if err != nil || r.Event.Cached() || len(e.Requests()) != 2 {
+		t.Fatalf("cached %v, %d sent (%v): want the request sent", r.Event.Cached(), len(e.Requests()), err)
 	}
-	if r, _ := m.Chat(ctx, hello("Hi", 8)); !r.Event.Cached {
+	if r, _ := m.Chat(ctx, hello("Hi", 8)); !r.Event.Cached() {
 		t.Error("the reply was not stored again")
 	}
 }
@@ -347,7 +347,7 @@ func BenchmarkCacheHit(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r, err := m.Chat(ctx, req)
-		if err != nil || !r.Event.Cached {
+		if err != nil || !r.Event.Cached() {
 			b.Fatalf("not a hit: %v", err)
 		}
 	}
@@ -363,7 +363,7 @@ func BenchmarkCacheMiss(b *testing.B) {
 	req := ChatRequest{System: "You answer in one short paragraph.", Messages: []Message{{Role: "user", Content: "Explain token buckets to a new engineer."}}, MaxTokens: 64, Temperature: &zero}
 	b.ReportAllocs()
 	for b.Loop() {
-		if r, err := m.Chat(ctx, req); err != nil || r.Event.Cached {
+		if r, err := m.Chat(ctx, req); err != nil || r.Event.Cached() {
 			b.Fatalf("%v", err)
 		}
 	}

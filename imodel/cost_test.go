@@ -37,14 +37,14 @@ func checkCost(t *testing.T, what string, ev messages.Event, price Price, u mess
 		inputPrice = price.CacheWrite // the most an input token may cost
 	}
 	wantEstimate := (float64(input)*inputPrice + float64(ev.Tokens.Estimated-input)*price.Output) / 1e6
-	if !ev.Cost.Priced || !sameUSD(ev.Cost.Estimated, wantEstimate) {
-		t.Errorf("%s: estimated %+v, want %.8f", what, ev.Cost, wantEstimate)
+	if !ev.Cost().Priced || !sameUSD(ev.Cost().Estimated, wantEstimate) {
+		t.Errorf("%s: estimated %+v, want %.8f", what, ev.Cost(), wantEstimate)
 	}
-	if want := costOf(price, u); !ev.Cost.HasActual || !sameUSD(ev.Cost.Actual, want) {
-		t.Errorf("%s: actual %.8f, want %.8f for %+v", what, ev.Cost.Actual, want, u)
+	if want := costOf(price, u); !ev.Cost().HasActual || !sameUSD(ev.Cost().Actual, want) {
+		t.Errorf("%s: actual %.8f, want %.8f for %+v", what, ev.Cost().Actual, want, u)
 	}
-	if ev.Cost.Actual > ev.Cost.Estimated {
-		t.Errorf("%s: actual %.8f above the estimate %.8f", what, ev.Cost.Actual, ev.Cost.Estimated)
+	if ev.Cost().Actual > ev.Cost().Estimated {
+		t.Errorf("%s: actual %.8f above the estimate %.8f", what, ev.Cost().Actual, ev.Cost().Estimated)
 	}
 }
 
@@ -135,8 +135,8 @@ func TestAnthropicCostCountsCacheWritesAndReads(t *testing.T) {
 		}
 		checkCost(t, "Chat", r.Event, price, r.Usage, r.Usage.InputTokens, true)
 	}
-	if second.Event.Cost.Actual >= first.Event.Cost.Actual {
-		t.Errorf("reading the cache (%.6f) costs less than writing it (%.6f)", second.Event.Cost.Actual, first.Event.Cost.Actual)
+	if second.Event.Cost().Actual >= first.Event.Cost().Actual {
+		t.Errorf("reading the cache (%.6f) costs less than writing it (%.6f)", second.Event.Cost().Actual, first.Event.Cost().Actual)
 	}
 
 	resp, err := m.Invoke(ctx, mustPayload(t, m, req("Third.")))
@@ -173,8 +173,8 @@ func TestEmbeddingsCostTheirInput(t *testing.T) {
 	}
 	price, _ := DefaultPrices().Lookup(OpenAI, embedModel)
 	checkCost(t, "Embed", reply.Event, price, reply.Usage, reply.Usage.InputTokens, false)
-	if want := float64(reply.Usage.InputTokens) * 0.02 / 1e6; !sameUSD(reply.Event.Cost.Actual, want) {
-		t.Errorf("cost %v, want %v", reply.Event.Cost.Actual, want)
+	if want := float64(reply.Usage.InputTokens) * 0.02 / 1e6; !sameUSD(reply.Event.Cost().Actual, want) {
+		t.Errorf("cost %v, want %v", reply.Event.Cost().Actual, want)
 	}
 }
 
@@ -188,7 +188,7 @@ func TestUnknownModelHasNoPriceUntilOneIsGiven(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := reply.Event.Cost; c.Priced || c.HasActual || c.Estimated != 0 || c.Actual != 0 {
+	if c := reply.Event.Cost(); c.Priced || c.HasActual || c.Estimated != 0 || c.Actual != 0 {
 		t.Errorf("unknown model: cost %+v, want price unknown", c)
 	}
 	if !reply.Event.Tokens.HasActual {
@@ -206,7 +206,7 @@ func TestUnknownModelHasNoPriceUntilOneIsGiven(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := reply.Usage
-	if c := reply.Event.Cost; !c.Priced || !sameUSD(c.Actual, float64(u.InputTokens+2*u.OutputTokens)/1e6) {
+	if c := reply.Event.Cost(); !c.Priced || !sameUSD(c.Actual, float64(u.InputTokens+2*u.OutputTokens)/1e6) {
 		t.Errorf("priced by the file: cost %+v for usage %+v", c, u)
 	}
 }
@@ -221,8 +221,8 @@ func TestAzureIsPricedByTheDeployment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reply.Event.Cost.Priced {
-		t.Errorf("Azure without a price file: %+v", reply.Event.Cost)
+	if reply.Event.Cost().Priced {
+		t.Errorf("Azure without a price file: %+v", reply.Event.Cost())
 	}
 	file := filepath.Join(t.TempDir(), "prices.yaml")
 	writeFile(t, file, "providers:\n  azure:\n    models:\n      prod-mini: {input: 0.165, cached_input: 0.083, output: 0.66}\n")

@@ -44,8 +44,8 @@ func TestEstimatorCountsAsTheModelCharges(t *testing.T) {
 			t.Fatal(err)
 		}
 		ev := resp.Event
-		if got.Tokens() != ev.Tokens.Estimated || !sameUSD(got.Cost(), ev.Cost.Estimated) || got.Priced != ev.Cost.Priced {
-			t.Errorf("%s: estimator %+v (%d tokens, $%.8f); the model charged %d tokens, $%.8f", p, got, got.Tokens(), got.Cost(), ev.Tokens.Estimated, ev.Cost.Estimated)
+		if got.Tokens() != ev.Tokens.Estimated || !sameUSD(got.Cost(), ev.Cost().Estimated) || got.Priced != ev.Cost().Priced {
+			t.Errorf("%s: estimator %+v (%d tokens, $%.8f); the model charged %d tokens, $%.8f", p, got, got.Tokens(), got.Cost(), ev.Tokens.Estimated, ev.Cost().Estimated)
 		}
 		if m.Estimate(payload) != ev.Tokens.Estimated {
 			t.Errorf("%s: Model.Estimate %d, charged %d", p, m.Estimate(payload), ev.Tokens.Estimated)

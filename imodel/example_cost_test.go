@@ -26,7 +26,7 @@ func ExampleModel_Chat_cost() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	c := resp.Event.Cost
+	c := resp.Event.Cost()
 	fmt.Printf("%d + %d tokens: $%.7f, estimated at most $%.7f\n", resp.Usage.InputTokens, resp.Usage.OutputTokens, c.Actual, c.Estimated)
 	// Output: 10 + 8 tokens: $0.0000063, estimated at most $0.0000063
 }
@@ -75,7 +75,7 @@ func ExampleWithCache() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Printf("cached %v, $%.7f\n", resp.Event.Cached, resp.Event.Cost.Actual)
+		fmt.Printf("cached %v, $%.7f\n", resp.Event.Cached(), resp.Event.Cost().Actual)
 	}
 	// Output:
 	// cached false, $0.0000066

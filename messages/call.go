@@ -119,11 +119,11 @@ type Request struct {
 	Secrets []string
 
 	// Pricing prices the usage each attempt reports into the snapshots'
-	// Cost.Actual; EstimatedCost is the most the request is expected to
-	// cost, in US dollars, before its call (Cost.Estimated), which is what
-	// a spend cap reserves for it. A request without Pricing has no known
-	// price: its snapshots say so (Cost.Priced is false), never that it
-	// was free, and an executor with a spend cap refuses it.
+	// cost (Event.Cost, its Actual); EstimatedCost is the most the request
+	// is expected to cost, in US dollars, before its call (its Estimated),
+	// which is what a spend cap reserves for it. A request without Pricing
+	// has no known price: its snapshots say so (Priced is false), never
+	// that it was free, and an executor with a spend cap refuses it.
 	Pricing       Pricing
 	EstimatedCost float64
 

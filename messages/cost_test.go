@@ -26,27 +26,27 @@ func TestLifecycleCostsEveryAttemptThatReportsUsage(t *testing.T) {
 	calls := 0
 	l := messages.NewLifecycle(testID, &messages.Request{Tokens: 30, EstimatedCost: 0.05, Pricing: perToken{0.001, 0.002, &calls}}, t0)
 	ev := l.Pending(at(0))
-	if want := (messages.Cost{Estimated: 0.05, Priced: true}); ev.Cost != want {
-		t.Fatalf("PENDING cost %+v, want %+v", ev.Cost, want)
+	if want := (messages.Cost{Estimated: 0.05, Priced: true}); ev.Cost() != want {
+		t.Fatalf("PENDING cost %+v, want %+v", ev.Cost(), want)
 	}
 	l.Queue(at(time.Millisecond), 1, "")
 	l.Process(at(2 * time.Millisecond))
 	l.Call(at(3 * time.Millisecond))
 	// The first attempt was billed (a reply that did not decode) and is retried.
 	ev = l.Retry(at(4*time.Millisecond), 0, errors.New("malformed reply"), messages.Result{Usage: &messages.Usage{InputTokens: 10, OutputTokens: 5}})
-	if ev.Cost.Actual != 0.02 || !ev.Cost.HasActual {
-		t.Errorf("after a billed attempt: %+v, want actual 0.02", ev.Cost)
+	if ev.Cost().Actual != 0.02 || !ev.Cost().HasActual {
+		t.Errorf("after a billed attempt: %+v, want actual 0.02", ev.Cost())
 	}
 	l.Process(at(5 * time.Millisecond))
 	l.Call(at(6 * time.Millisecond))
 	ev = l.Complete(at(7*time.Millisecond), messages.Result{Usage: &messages.Usage{InputTokens: 10, OutputTokens: 20, CachedInputTokens: 4}})
-	if want := 0.02 + 0.05; !near(ev.Cost.Actual, want) || ev.Cost.Estimated != 0.05 || !ev.Cost.Priced {
-		t.Errorf("terminal cost %+v, want actual %v (both attempts)", ev.Cost, want)
+	if want := 0.02 + 0.05; !near(ev.Cost().Actual, want) || ev.Cost().Estimated != 0.05 || !ev.Cost().Priced {
+		t.Errorf("terminal cost %+v, want actual %v (both attempts)", ev.Cost(), want)
 	}
 	if calls != 2 {
 		t.Errorf("Pricing asked %d times, want once per reported usage (2)", calls)
 	}
-	if ev.Cached {
+	if ev.Cached() {
 		t.Error("a called request is marked cached")
 	}
 }
@@ -55,8 +55,8 @@ func TestLifecycleWithoutPricingSaysPriceUnknown(t *testing.T) {
 	l := messages.NewLifecycle(testID, &messages.Request{EstimatedCost: 3}, t0)
 	l.Pending(at(0))
 	ev := l.Complete(at(time.Millisecond), messages.Result{Usage: &messages.Usage{InputTokens: 100, OutputTokens: 100}})
-	if ev.Cost.Priced || ev.Cost.HasActual || ev.Cost.Actual != 0 {
-		t.Errorf("cost %+v: a request without a price must not say what it cost", ev.Cost)
+	if ev.Cost().Priced || ev.Cost().HasActual || ev.Cost().Actual != 0 {
+		t.Errorf("cost %+v: a request without a price must not say what it cost", ev.Cost())
 	}
 	if !ev.Tokens.HasActual || ev.Tokens.Actual != 200 {
 		t.Errorf("tokens %+v: usage is still counted", ev.Tokens)
@@ -69,11 +69,11 @@ func TestCompleteFromCacheCostsNothing(t *testing.T) {
 	l.Pending(at(0))
 	ev := l.CompleteFromCache(at(time.Millisecond), messages.Result{StatusCode: 200, Body: []byte(`{"ok":true}`),
 		Usage: &messages.Usage{InputTokens: 30, OutputTokens: 10}})
-	if ev.Status != messages.StatusCompleted || ev.Seq != 2 || !ev.Cached {
-		t.Fatalf("snapshot %v seq %d cached %v, want COMPLETED seq 2 cached", ev.Status, ev.Seq, ev.Cached)
+	if ev.Status != messages.StatusCompleted || ev.Seq != 2 || !ev.Cached() {
+		t.Fatalf("snapshot %v seq %d cached %v, want COMPLETED seq 2 cached", ev.Status, ev.Seq, ev.Cached())
 	}
-	if want := (messages.Cost{Priced: true, HasActual: true}); ev.Cost != want {
-		t.Errorf("cost %+v, want %+v: a cached reply costs nothing", ev.Cost, want)
+	if want := (messages.Cost{Priced: true, HasActual: true}); ev.Cost() != want {
+		t.Errorf("cost %+v, want %+v: a cached reply costs nothing", ev.Cost(), want)
 	}
 	if ev.Tokens.HasActual || calls != 0 {
 		t.Errorf("the stored reply's usage was counted again: tokens %+v, pricing asked %d times", ev.Tokens, calls)

@@ -25,13 +25,10 @@ type Event struct {
 	Status  RequestStatus // the state this snapshot records
 	Attempt int           // the attempt in progress or last made, from 1; 0 before the first
 	Tokens  Tokens        // estimated and, once known, actual API tokens
-	Cost    Cost          // estimated and, once known, actual cost in US dollars
 	Timings Timings       // when each stage was reached
-	// Cached says the request was answered from a cache (Request.Cached),
-	// without a call: its snapshots are PENDING then COMPLETED.
-	Cached bool
 
 	req   *requestData // shared by all snapshots of the request
+	cost  *costState   // shared until the cost changes; nil without a price or an estimate
 	resp  *Response    // set on COMPLETED (and on failures that had a response)
 	fail  *failure     // set on FAILED and CANCELLED
 	retry *ErrorInfo   // the failed attempt's, on the QUEUED snapshot of its retry only
@@ -46,7 +43,8 @@ type Tokens struct {
 }
 
 // Cost is what a request costs, in US dollars: estimated before its call
-// and, once its calls report usage, what that usage costs.
+// and, once its calls report usage, what that usage costs. [Event.Cost]
+// returns it.
 type Cost struct {
 	// Estimated is the request's EstimatedCost: the most it was expected
 	// to cost before its call.
@@ -128,6 +126,30 @@ type requestData struct {
 	secrets  []string
 	pricing  Pricing
 }
+
+// costState is what a request cost as of a snapshot. A new one is made
+// when it changes, so that earlier snapshots keep theirs: most snapshots
+// share one, which keeps an Event small.
+type costState struct {
+	Cost
+	cached bool // answered from a cache
+}
+
+// Cost returns what the request costs as of this snapshot: its estimate
+// and, once an attempt reported usage, the actual cost of that usage. A
+// request without a price (Request.Pricing) has the zero Cost: Priced
+// false, "price unknown", never "free".
+func (e Event) Cost() Cost {
+	if e.cost == nil {
+		return Cost{}
+	}
+	return e.cost.Cost
+}
+
+// Cached reports whether the request was answered from a cache
+// (Request.Cached), without a call: its snapshots are PENDING then
+// COMPLETED, at no cost.
+func (e Event) Cached() bool { return e.cost != nil && e.cost.cached }
 
 type failure struct {
 	info ErrorInfo
@@ -247,7 +269,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func (e Event) MarshalJSON() ([]byte, error) {
 	out := eventJSON{
 		ID: e.ID, Seq: e.Seq, Status: e.Status, Attempt: e.Attempt,
-		Tokens: e.Tokens, Cost: e.Cost, Cached: e.Cached, Timings: e.Timings,
+		Tokens: e.Tokens, Cost: e.Cost(), Cached: e.Cached(), Timings: e.Timings,
 		Durms: durationsJSON{
 			Queue:  ms(e.Timings.QueueWait()),
 			Permit: ms(e.Timings.PermitWait()),

@@ -33,12 +33,14 @@ func NewLifecycle(id uuid.UUID, r *Request, now time.Time) *Lifecycle {
 	l := &Lifecycle{cur: Event{
 		ID:      id,
 		Tokens:  Tokens{Estimated: r.Tokens},
-		Cost:    Cost{Estimated: r.EstimatedCost, Priced: r.Pricing != nil},
 		Timings: Timings{Created: now},
 		req:     &requestData{endpoint: ep, metadata: maps.Clone(r.Metadata), secrets: secrets, pricing: r.Pricing},
 		// Room for a request that succeeds at once: one allocation, not four.
 		log: make([]Transition, 0, 5),
 	}}
+	if r.Pricing != nil || r.EstimatedCost != 0 {
+		l.cur.cost = &costState{Cost: Cost{Estimated: r.EstimatedCost, Priced: r.Pricing != nil}}
+	}
 	return l
 }
 
@@ -125,8 +127,7 @@ func (l *Lifecycle) CompleteFromCache(now time.Time, res Result) Event {
 	l.live(StatusCompleted)
 	res.Usage = nil
 	l.setResult(res)
-	l.cur.Cached = true
-	l.cur.Cost = Cost{Priced: true, HasActual: true}
+	l.cur.cost = &costState{Cost: Cost{Priced: true, HasActual: true}, cached: true}
 	l.cur.Timings.Finished = now
 	return l.advance(StatusCompleted, now, "answered from the cache")
 }
@@ -198,8 +199,11 @@ func (l *Lifecycle) setUsage(u *Usage) {
 	l.cur.Tokens.Actual += total
 	l.cur.Tokens.HasActual = true
 	if p := l.cur.req.pricing; p != nil {
-		l.cur.Cost.Actual += p.Cost(*u)
-		l.cur.Cost.HasActual = true
+		// A new state: the snapshots published so far keep theirs.
+		c := *l.cur.cost
+		c.Actual += p.Cost(*u)
+		c.HasActual = true
+		l.cur.cost = &c
 	}
 }
 

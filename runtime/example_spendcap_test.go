@@ -43,7 +43,7 @@ func ExampleSpendCap() {
 			return
 		}
 		ev, _ := h.Wait(context.Background())
-		fmt.Printf("request %d: $%.2f\n", i, ev.Cost.Actual)
+		fmt.Printf("request %d: $%.2f\n", i, ev.Cost().Actual)
 	}
 	// Output:
 	// request 1: $0.03

@@ -218,7 +218,7 @@ func (ex *Executor) Submit(ctx context.Context, r messages.Request) (*Handle, er
 	id := uuid.New()
 	tree := ex.tree
 	h := newHandle(id, func(cause error) { tree.Cancel(id, cause) })
-	h.reserved, h.capped = r.EstimatedCost, ex.cfg.SpendCap != nil
+	h.reserved = r.EstimatedCost
 	now := time.Now()
 	lc := messages.NewLifecycle(id, &r, now)
 	pending := lc.Pending(now)
@@ -278,8 +278,8 @@ func (ex *Executor) unreserve(r *messages.Request) {
 // what it actually cost. It runs once per request: from ended, or from
 // treeStopped for a request the queue never received.
 func (ex *Executor) settle(h *Handle, ev messages.Event) {
-	if h.capped {
-		ex.cfg.SpendCap.Settle(h.reserved, ev.Cost.Actual)
+	if ex.cfg.SpendCap != nil {
+		ex.cfg.SpendCap.Settle(h.reserved, ev.Cost().Actual)
 	}
 }
 

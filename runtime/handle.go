@@ -24,10 +24,9 @@ type Handle struct {
 	done     chan struct{} // closed once the terminal snapshot is in
 	stopWait func() bool   // stops the submit context's watcher
 
-	// reserved is the estimate a spend cap reserved for the request, to
-	// be settled when it ends; capped says there is one.
+	// reserved is the estimate the executor's spend cap, if it has one,
+	// reserved for the request, to be settled when it ends.
 	reserved float64
-	capped   bool
 }
 
 // typicalEvents is the snapshot count of a request that succeeds at once

@@ -164,8 +164,8 @@ func TestExecutorAdmitsWithinTheSpendCap(t *testing.T) {
 	close(b.Release)
 	for _, h := range hs {
 		ev := waitT(t, h)
-		if ev.Status != messages.StatusCompleted || !sameUSD(ev.Cost.Actual, 0.1) {
-			t.Errorf("%v cost %+v, want COMPLETED at $0.10", ev.Status, ev.Cost)
+		if ev.Status != messages.StatusCompleted || !sameUSD(ev.Cost().Actual, 0.1) {
+			t.Errorf("%v cost %+v, want COMPLETED at $0.10", ev.Status, ev.Cost())
 		}
 	}
 	if st := c.Stats(); !sameUSD(st.Spent, 0.3) || st.Committed != 0 || st.InFlight != 0 {
@@ -262,8 +262,8 @@ func TestCachedRequestIsAnsweredWithoutAPermit(t *testing.T) {
 		t.Fatalf("handle has %d snapshots", len(fromHandle))
 	}
 	end := fromHandle[1]
-	if !end.Cached || end.Cost != (messages.Cost{Priced: true, HasActual: true}) || end.Metadata()["k"] != "v" || end.Tokens.Estimated != 7 {
-		t.Errorf("terminal snapshot: cached %v cost %+v metadata %v tokens %+v", end.Cached, end.Cost, end.Metadata(), end.Tokens)
+	if !end.Cached() || end.Cost() != (messages.Cost{Priced: true, HasActual: true}) || end.Metadata()["k"] != "v" || end.Tokens.Estimated != 7 {
+		t.Errorf("terminal snapshot: cached %v cost %+v metadata %v tokens %+v", end.Cached(), end.Cost(), end.Metadata(), end.Tokens)
 	}
 	if resp, _ := end.Response(); string(resp.Body) != `"stored"` {
 		t.Errorf("response %q", resp.Body)

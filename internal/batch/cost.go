@@ -39,7 +39,7 @@ type ResultCost struct {
 // resultCost is the cost of a result line of the request that ended with
 // ev.
 func resultCost(ev *messages.Event) *ResultCost {
-	c := ev.Cost
+	c := ev.Cost()
 	if !c.Priced {
 		return &ResultCost{PriceUnknown: true}
 	}
@@ -75,21 +75,21 @@ func (m *Summary) costed(ev *messages.Event, model string) {
 	defer m.mu.Unlock()
 	s := &m.s
 	switch {
-	case ev.Cached:
+	case ev.Cached():
 		s.Cached++
-	case !ev.Cost.Priced:
+	case !ev.Cost().Priced:
 		s.PriceUnknown++
 		if !slices.Contains(s.UnpricedModels, model) && len(s.UnpricedModels) < maxUnpriced {
 			s.UnpricedModels = append(s.UnpricedModels, model)
 		}
 	default:
 		s.Priced++
-		s.CostEstimated += ev.Cost.Estimated
-		s.CostActual += ev.Cost.Actual
+		s.CostEstimated += ev.Cost().Estimated
+		s.CostActual += ev.Cost().Actual
 		if m.costByModel == nil {
 			m.costByModel = map[string]float64{}
 		}
-		m.costByModel[model] += ev.Cost.Actual
+		m.costByModel[model] += ev.Cost().Actual
 	}
 }
 
@@ -258,12 +258,12 @@ func (t reportTotals) costReport(wall time.Duration) (tiles []tile, table []fact
 func (t *reportTotals) costed(ev messages.Event) {
 	switch {
 	case ev.Status == messages.StatusCancelled:
-	case ev.Cached:
+	case ev.Cached():
 		t.cached++
-	case ev.Cost.Priced:
+	case ev.Cost().Priced:
 		t.priced++
-		t.costActual += ev.Cost.Actual
-		t.costEstimated += ev.Cost.Estimated
+		t.costActual += ev.Cost().Actual
+		t.costEstimated += ev.Cost().Estimated
 	default:
 		t.unpriced++
 	}

@@ -226,7 +226,7 @@ func (r *Recorder) ended(ev messages.Event) {
 	case messages.StatusCompleted:
 		s.completed++
 		t.completed++
-		if !ev.Cached { // answered without a call
+		if !ev.Cached() { // answered without a call
 			r.latency.add(ev.Timings.CallDuration())
 		}
 	case messages.StatusFailed:

@@ -162,7 +162,7 @@ func (m *Summary) ended(ev *messages.Event) {
 	switch ev.Status {
 	case messages.StatusCompleted:
 		m.s.Completed++
-		if ev.Cached {
+		if ev.Cached() {
 			return // no call: no latency, no API tokens
 		}
 		m.latencies = append(m.latencies, float64(ev.Timings.CallDuration())/float64(time.Millisecond))

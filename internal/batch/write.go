@@ -127,7 +127,7 @@ func (r *runner) result(it item) (*Result, bool) {
 	}
 	res := &Result{
 		Index: it.index, Key: rw.key, ContentHash: rw.hash, ID: rw.id, RequestID: ev.ID.String(), Status: ev.Status.String(),
-		Attempts: ev.Attempt, Metadata: rw.metadata, Cached: ev.Cached, CostUSD: resultCost(ev),
+		Attempts: ev.Attempt, Metadata: rw.metadata, Cached: ev.Cached(), CostUSD: resultCost(ev),
 		Tokens: ResultTokens{Estimated: ev.Tokens.Estimated},
 		Timings: ResultTimings{
 			Created: ev.Timings.Created, QueueMS: millis(ev.Timings.QueueWait()), WaitMS: millis(ev.Timings.PermitWait()),
