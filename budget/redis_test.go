@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -384,7 +383,7 @@ func TestRedisWrongPasswordIsARefusal(t *testing.T) {
 // A server that accepts and never answers: the member falls back after its
 // reply timeout, and says so.
 func TestRedisSilentServerIsDown(t *testing.T) {
-	silent := silentServer(t)
+	silent := redistest.Silent(t)
 	r := newRedisRun(t, 12_000, 40)
 	m := r.join(t, 2, func(mc *MemberConfig) {
 		mc.Address = "redis://" + silent + "?max_retries=-1"
@@ -396,37 +395,6 @@ func TestRedisSilentServerIsDown(t *testing.T) {
 	if st := m.ex.Stats().Shared; st.Mode != messages.SharedFallback || st.Reason != "no answer within 100ms" {
 		t.Errorf("member: %+v", st)
 	}
-}
-
-// silentServer accepts connections and never answers; it returns its
-// address.
-func silentServer(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns sync.WaitGroup
-	conns.Go(func() {
-		var open []net.Conn
-		defer func() {
-			for _, c := range open {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			open = append(open, c)
-		}
-	})
-	t.Cleanup(func() {
-		l.Close()
-		conns.Wait()
-	})
-	return l.Addr().String()
 }
 
 // The pauses a member publishes come back to it through its own

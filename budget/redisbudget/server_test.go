@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -413,29 +412,8 @@ func TestLeasesGoOnAfterASentinelFailover(t *testing.T) {
 // A server that accepts connections and never answers: a call ends at its
 // context's deadline, not at the client's read timeout (an hour here).
 func TestACallEndsAtItsDeadline(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns sync.WaitGroup
-	conns.Go(func() {
-		var open []net.Conn
-		defer func() {
-			for _, c := range open {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			open = append(open, c) // read nothing, answer nothing
-		}
-	})
-	defer conns.Wait()
-	defer l.Close()
-	s := open(t, "redis://"+l.Addr().String()+"?read_timeout=1h&write_timeout=1h&dial_timeout=1h&max_retries=-1", Config{})
+	addr := redistest.Silent(t)
+	s := open(t, "redis://"+addr+"?read_timeout=1h&write_timeout=1h&dial_timeout=1h&max_retries=-1", Config{})
 	ended := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
