@@ -156,7 +156,7 @@ func TestEndToEndRedisBudget(t *testing.T) {
 		}
 		runtimetest.WaitFor(t, time.Minute, "a quarter of the results", func() bool { return total() >= 3*size.lines/4 })
 		r.srv.Kill()
-		killedAt := total()
+		killedAt, killed := total(), time.Now()
 		runtimetest.WaitFor(t, 30*time.Second, "every member to fall back", func() bool {
 			for _, m := range r.members {
 				if fallbackNotice(m.stderr.String()) == "" {
@@ -166,6 +166,7 @@ func TestEndToEndRedisBudget(t *testing.T) {
 			return true
 		})
 		r.srv.Restart(t)
+		restarted := time.Now()
 		r.finish(t, nil)
 		for _, m := range r.members {
 			stderr := m.stderr.String()
@@ -175,6 +176,9 @@ func TestEndToEndRedisBudget(t *testing.T) {
 			if !strings.Contains(stderr, "budget on Redis reachable again; rejoined") || !strings.Contains(stderr, "1 fallbacks, 1 rejoins") {
 				t.Errorf("%s does not say it rejoined:\n%s", m.name, stderr)
 			}
+			t.Logf("%s fell back %v after the kill, and rejoined %v after the restart", m.name,
+				noticeAt(t, stderr, "unreachable").Sub(killed).Round(time.Millisecond),
+				noticeAt(t, stderr, "rejoined").Sub(restarted).Round(time.Millisecond))
 		}
 		served, limited := r.simCounts(t)
 		t.Logf("Redis killed after %d results; the simulator served %d requests, %d answered 429", killedAt, served, limited)
@@ -183,4 +187,20 @@ func TestEndToEndRedisBudget(t *testing.T) {
 		}
 		r.noSecrets(t)
 	})
+}
+
+// noticeAt is the time of the first budget notice in log that says what.
+func noticeAt(t *testing.T, log, what string) time.Time {
+	t.Helper()
+	for l := range strings.Lines(log) {
+		if strings.Contains(l, `msg="`+budgetNoticePrefix) && strings.Contains(l, what) {
+			if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], "time=") {
+				if at, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time=")); err == nil {
+					return at
+				}
+			}
+		}
+	}
+	t.Errorf("no notice saying %q in:\n%s", what, log)
+	return time.Time{}
 }
