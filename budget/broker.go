@@ -102,11 +102,12 @@ const localLease = uint64(1) << 63
 // not used by then goes back to the local bucket.
 const localLeaseTTL = DefaultLeaseTTL
 
-// The broker's log lines when it falls back, for the budget service; a
-// budget on Redis says "budget on Redis" instead of "budget service".
+// The broker's log lines when a budget service is away or refuses it; a
+// budget on Redis says "budget on Redis" instead of "budget service" (see
+// downMsg).
 const (
-	unreachableMsg = "lionactor: budget service unreachable; using the local share"
-	refusedMsg     = "lionactor: budget service refused this member; using the local share"
+	unreachableMsg = "lionactor: " + serviceName + " unreachable; using the local share"
+	refusedMsg     = "lionactor: " + serviceName + " refused this member; using the local share"
 )
 
 // brokerProps returns the props of a broker that reaches its budget
@@ -248,12 +249,14 @@ func (b *broker) either(ctx actor.Context) {
 		b.backend.start(ctx)
 	case *flushed, *flushTimeout:
 		b.endFlush()
-	case *actor.Stopping:
+	case *actor.Stopping, *actor.Restarting:
+		// A restarted broker is a new one, with a new backend: nothing of
+		// this one's may reach it.
 		b.retry.Stop()
 		b.probe.Stop()
 		b.backend.stop()
 		b.endFlush()
-	case *actor.Stopped, *actor.Restarting, *actor.DeadLetterResponse:
+	case *actor.Stopped, *actor.DeadLetterResponse:
 		// A DeadLetterResponse: the service's address answers but has no
 		// service; as good as silent, which the backend sees for itself.
 	default:
@@ -363,14 +366,9 @@ func (b *broker) fallBack(ctx actor.Context, down *budgetDown) {
 	b.serveLocal(ctx)
 }
 
-// downMsg is the log line of a fallback.
+// downMsg is the log line of a fallback. The CLI shows the lines that
+// start with "lionactor: budget".
 func (b *broker) downMsg(down *budgetDown) string {
-	if b.backend.name() == serviceName {
-		if down.refused {
-			return refusedMsg
-		}
-		return unreachableMsg
-	}
 	if down.refused {
 		return "lionactor: " + b.backend.name() + " refused this member; using the local share"
 	}

@@ -56,10 +56,19 @@ func (f *fakeBackend) pause(_ actor.Context, until time.Time) {
 }
 func (f *fakeBackend) probe(actor.Context)              { f.record(call{op: "probe"}) }
 func (f *fakeBackend) leave(_ actor.Context, wait bool) { f.record(call{op: "leave", wait: wait}) }
-func (f *fakeBackend) receive(_ actor.Context, m any)   { f.record(call{op: "receive", msg: m}) }
-func (f *fakeBackend) stop()                            { f.record(call{op: "stop"}) }
-func (f *fakeBackend) name() string                     { return f.label }
-func (f *fakeBackend) where() slog.Attr                 { return slog.String("fake", "here") }
+func (f *fakeBackend) receive(_ actor.Context, m any) {
+	if _, ok := m.(boom); ok {
+		panic("boom")
+	}
+	f.record(call{op: "receive", msg: m})
+}
+
+// boom makes the fake backend panic.
+type boom struct{}
+
+func (f *fakeBackend) stop()            { f.record(call{op: "stop"}) }
+func (f *fakeBackend) name() string     { return f.label }
+func (f *fakeBackend) where() slog.Attr { return slog.String("fake", "here") }
 
 // rig is a broker with a fake backend, under a parent that plays the
 // limiter and the supervisor: it receives the grants and the pauses
@@ -614,6 +623,29 @@ func TestBrokerHandsItsBackendWhatItDoesNotKnow(t *testing.T) {
 		}
 		// A dead letter of the remote layer is nobody's business.
 		r.send(&actor.DeadLetterResponse{})
+		r.noCall()
+	})
+}
+
+// A broker that panics is restarted by its supervisor as a new one: the
+// old one's backend is stopped first, so that nothing of it reaches the
+// new one, which starts joined.
+func TestBrokerRestartedStopsItsBackendFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, redisName)
+		defer r.close()
+		r.send(&budgetDown{reason: "gone"})
+		if st := r.state(); st.Joined {
+			t.Fatalf("standing %+v", st)
+		}
+		r.send(boom{})
+		r.nextCall("stop")
+		r.nextCall("start")
+		if st := r.state(); !st.Joined || st.Fallbacks != 0 {
+			t.Fatalf("standing after the restart %+v", st)
+		}
+		// The old one's probe timer was stopped with it.
+		time.Sleep(3 * DefaultRejoinInterval)
 		r.noCall()
 	})
 }
