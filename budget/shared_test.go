@@ -34,7 +34,8 @@ type localMember struct {
 }
 
 func (m localMember) Attach(_ *actor.ActorSystem, limits actors.Limits, logger *slog.Logger) (*actor.Props, func(), error) {
-	return brokerProps(m.withDefaults(), limits, logger, m.service, nil), func() {}, nil
+	c := m.withDefaults()
+	return brokerProps(c, limits, logger, func() backend { return newServiceBackend(c, m.service, nil) }), func() {}, nil
 }
 
 type localRun struct {

@@ -101,8 +101,8 @@ status 130.`,
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9090)")
 	fl.StringVar(&f.report, "report", "", "write an HTML report of the run to this file when it ends: rates, tokens and calls in flight against the limits over time, 429s, latency, summary")
 	fl.BoolVar(&f.verbose, "verbose", false, "log each attempt to stderr (API keys are never logged)")
-	fl.StringVar(&f.budget, "budget", "", "share the rate limits with other processes through the budget service at this host:port (lionactor budget serve)")
-	fl.IntVar(&f.budgetMembers, "budget-members", 2, "processes sharing the --budget; while the service is unreachable each keeps to --rpm and --tpm divided by this, so set it to the number of processes")
+	fl.StringVar(&f.budget, "budget", "", "share the rate limits with other processes through the budget service at this host:port (lionactor budget serve), or through the Redis server at this URL (redis://user:password@host:6379/0, rediss:// for TLS, unix://, ?master_name= for Sentinel)")
+	fl.IntVar(&f.budgetMembers, "budget-members", 2, "processes sharing the --budget; while it is unreachable each keeps to --rpm and --tpm divided by this, so set it to the number of processes")
 	fl.StringVar(&f.retryFailed, "retry-failed", "", "rerun the requests whose last result is FAILED; --retry-failed=KIND,... only those failed with these error kinds, as result lines name them (auth, rate_limited, server, timeout, ...)")
 	fl.Lookup("retry-failed").NoOptDefVal = retryAll
 	fl.BoolVar(&f.rerunChanged, "rerun-changed", false, "rerun the requests whose id has a result for other content than the line holds now (by default they are skipped and named in the summary)")
@@ -273,6 +273,7 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 		// falls back to its share of the limits, and when it rejoins.
 		cfg.Logger = slog.New(componentFilter{Handler: slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}), component: budgetComponent})
 	}
+	logRedisTo(cfg.Logger)
 	if err := cfg.Validate(); err != nil {
 		return namingFlags(fl, batchFlagOf, err)
 	}

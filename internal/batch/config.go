@@ -63,10 +63,12 @@ type Config struct {
 	// in-memory transport under fake time).
 	client *http.Client
 
-	// Budget, if set, is the host:port of a budget service (lionactor
-	// budget serve): the run then takes its rate permits from the budget
-	// it shares with every process using the same API key at the same
-	// endpoint, instead of keeping to RPM and TPM on its own.
+	// Budget, if set, is where a shared budget is: the host:port of a
+	// budget service (lionactor budget serve), or the URL of a Redis server
+	// (see budget.MemberConfig.Address). The run then takes its rate
+	// permits from the budget it shares with every process using the same
+	// API key at the same endpoint, instead of keeping to RPM and TPM on
+	// its own.
 	Budget string
 	// BudgetMembers is how many processes share the budget. While the
 	// service cannot be reached, the run keeps to RPM and TPM divided by
@@ -151,7 +153,7 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return c.checkMember()
 }
 
 // budgetKey names the run's shared budget: the endpoint's limit scope (a
@@ -185,10 +187,7 @@ func (c Config) executorConfig(observer func(messages.Event)) runtime.Config {
 		c.Tracer.Instrument(&rc)
 	}
 	if c.Budget != "" {
-		rc.SharedBudget = budget.MemberConfig{
-			Address: c.Budget, Key: c.budgetKey(), ExpectedMembers: c.BudgetMembers, ListenAddr: c.BudgetListen,
-			TLS: c.BudgetTLS, Secret: c.BudgetSecret,
-		}
+		rc.SharedBudget = c.memberConfig()
 	}
 	return rc
 }
