@@ -150,7 +150,7 @@ func (t *Tracer) begin(parent context.Context, pending messages.Event) *request 
 		attrs = append(attrs, tokensEstimatedKey.Int(pending.Tokens.Estimated))
 	}
 	_, span := t.tracer.Start(parent, d.spanName(), trace.WithSpanKind(kind),
-		trace.WithTimestamp(pending.Timings.Created), trace.WithAttributes(attrs...))
+		trace.WithTimestamp(pending.Timings().Created), trace.WithAttributes(attrs...))
 	r := &request{tracer: t.tracer, desc: d, span: span, ctx: trace.ContextWithSpan(context.Background(), span)}
 	t.mu.Lock()
 	t.open[pending.ID] = r
@@ -186,24 +186,24 @@ type exchange struct {
 func (r *request) advance(ev messages.Event) {
 	switch ev.Status {
 	case messages.StatusQueued:
-		at := ev.Timings.Queued
+		at := ev.Timings().Queued
 		if ev.Attempt > 0 {
 			r.endAttempt(ev, at, retryReason(ev))
 		}
 		r.startPhase(queuedSpan, ev.Attempt+1, at)
 	case messages.StatusProcessing:
-		r.startPhase(permitSpan, ev.Attempt+1, ev.Timings.Processing)
+		r.startPhase(permitSpan, ev.Attempt+1, ev.Timings().Processing)
 	case messages.StatusCalling:
-		r.endPhase(ev.Timings.CallStarted, nil)
-		r.startAttempt(ev.Attempt, ev.Timings.CallStarted)
+		r.endPhase(ev.Timings().CallStarted, nil)
+		r.startAttempt(ev.Attempt, ev.Timings().CallStarted)
 	case messages.StatusCompleted, messages.StatusFailed, messages.StatusCancelled:
 		info, failed := ev.Failure()
 		if failed {
-			r.endPhase(ev.Timings.Finished, &info)
-			r.endAttempt(ev, ev.Timings.Finished, info.Message)
+			r.endPhase(ev.Timings().Finished, &info)
+			r.endAttempt(ev, ev.Timings().Finished, info.Message)
 		} else {
-			r.endPhase(ev.Timings.Finished, nil)
-			r.endAttempt(ev, ev.Timings.Finished, "")
+			r.endPhase(ev.Timings().Finished, nil)
+			r.endAttempt(ev, ev.Timings().Finished, "")
 		}
 		r.end(ev, info, failed)
 	}
@@ -287,7 +287,7 @@ func (r *request) end(ev messages.Event, info messages.ErrorInfo, failed bool) {
 		r.span.SetStatus(codes.Error, info.Message)
 	}
 	r.span.SetAttributes(attrs...)
-	r.span.End(trace.WithTimestamp(ev.Timings.Finished))
+	r.span.End(trace.WithTimestamp(ev.Timings().Finished))
 }
 
 // finalReply is what the last attempt's response said of the model and

@@ -31,15 +31,16 @@ func NewLifecycle(id uuid.UUID, r *Request, now time.Time) *Lifecycle {
 	ep.Header = RedactHeader(ep.Header, secrets)
 	ep.Payload = scrubBytes(slices.Clone(ep.Payload), secrets)
 	l := &Lifecycle{cur: Event{
-		ID:      id,
-		Tokens:  Tokens{Estimated: r.Tokens},
-		Timings: Timings{Created: now},
-		req:     &requestData{endpoint: ep, metadata: maps.Clone(r.Metadata), secrets: secrets},
+		ID:     id,
+		Tokens: Tokens{Estimated: r.Tokens},
+		req:    &requestData{created: now, endpoint: ep, metadata: maps.Clone(r.Metadata), secrets: secrets},
 		// Room for a request that succeeds at once: one allocation, not four.
-		log: make([]Transition, 0, 5),
+		log: make([]logEntry, 0, 5),
 	}}
 	return l
 }
+
+func (l *Lifecycle) mark(stage int, now time.Time) { l.cur.at.mark(stage, l.cur.req.created, now) }
 
 // Current returns the latest snapshot (the zero Event before Pending).
 func (l *Lifecycle) Current() Event { return l.cur }
@@ -68,7 +69,7 @@ func (l *Lifecycle) advance(s RequestStatus, now time.Time, note string) Event {
 	l.cur.Status = s
 	// Appending may write into spare capacity shared with earlier snapshots,
 	// but only past their length, which they never read.
-	l.cur.log = append(l.cur.log, Transition{At: now, Status: s, Message: note})
+	l.cur.log = append(l.cur.log, logEntry{off: int64(now.Sub(l.cur.req.created)), status: s, note: note})
 	return l.cur
 }
 
@@ -81,11 +82,12 @@ func (l *Lifecycle) Pending(now time.Time) Event {
 // for a retry, whose note says why and when).
 func (l *Lifecycle) Queue(now time.Time, attempt int, note string) Event {
 	l.live(StatusQueued)
-	if l.cur.Timings.Queued.IsZero() || attempt > 1 {
-		l.cur.Timings.Queued = now
+	if !l.cur.at.reached(stageQueued) || attempt > 1 {
+		l.mark(stageQueued, now)
 	}
 	if attempt > 1 {
-		l.cur.Timings.Processing, l.cur.Timings.CallStarted = time.Time{}, time.Time{}
+		l.cur.at.clear(stageProcessing)
+		l.cur.at.clear(stageCallStarted)
 	}
 	if note == "" {
 		note = "queued"
@@ -97,7 +99,7 @@ func (l *Lifecycle) Queue(now time.Time, attempt int, note string) Event {
 // is awaited for the next attempt.
 func (l *Lifecycle) Process(now time.Time) Event {
 	l.live(StatusProcessing)
-	l.cur.Timings.Processing = now
+	l.mark(stageProcessing, now)
 	return l.advance(StatusProcessing, now, "awaiting permit")
 }
 
@@ -105,7 +107,7 @@ func (l *Lifecycle) Process(now time.Time) Event {
 func (l *Lifecycle) Call(now time.Time) Event {
 	l.live(StatusCalling)
 	l.cur.Attempt++
-	l.cur.Timings.CallStarted = now
+	l.mark(stageCallStarted, now)
 	return l.advance(StatusCalling, now, attemptNote(l.cur.Attempt))
 }
 
@@ -113,7 +115,7 @@ func (l *Lifecycle) Call(now time.Time) Event {
 func (l *Lifecycle) Complete(now time.Time, res Result) Event {
 	l.live(StatusCompleted)
 	l.setResult(res)
-	l.cur.Timings.Finished = now
+	l.mark(stageFinished, now)
 	return l.advance(StatusCompleted, now, "completed")
 }
 
@@ -147,7 +149,7 @@ func (l *Lifecycle) Retry(now time.Time, delay time.Duration, err error, res Res
 func (l *Lifecycle) end(s RequestStatus, now time.Time, err error) Event {
 	l.live(s)
 	l.cur.fail = describe(err, l.cur.req.secrets)
-	l.cur.Timings.Finished = now
+	l.mark(stageFinished, now)
 	return l.advance(s, now, l.cur.fail.info.Message)
 }
 

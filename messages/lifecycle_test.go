@@ -57,8 +57,8 @@ func TestLifecycleHappyPath(t *testing.T) {
 		if ev.Attempt != st.attempt || l.Attempt() != st.attempt {
 			t.Errorf("%s: Attempt = %d (lifecycle %d), want %d", st.name, ev.Attempt, l.Attempt(), st.attempt)
 		}
-		if ev.Timings != st.timings {
-			t.Errorf("%s: Timings = %+v, want %+v", st.name, ev.Timings, st.timings)
+		if ev.Timings() != st.timings {
+			t.Errorf("%s: Timings = %+v, want %+v", st.name, ev.Timings(), st.timings)
 		}
 		if ev.Tokens.Estimated != 12 {
 			t.Errorf("%s: Tokens.Estimated = %d, want 12", st.name, ev.Tokens.Estimated)
@@ -79,16 +79,16 @@ func TestLifecycleHappyPath(t *testing.T) {
 	}
 
 	final := events[len(events)-1]
-	if got := final.Timings.QueueWait(); got != 20*ms {
+	if got := final.Timings().QueueWait(); got != 20*ms {
 		t.Errorf("QueueWait = %v, want 20ms", got)
 	}
-	if got := final.Timings.PermitWait(); got != 5*ms {
+	if got := final.Timings().PermitWait(); got != 5*ms {
 		t.Errorf("PermitWait = %v, want 5ms", got)
 	}
-	if got := final.Timings.CallDuration(); got != 100*ms {
+	if got := final.Timings().CallDuration(); got != 100*ms {
 		t.Errorf("CallDuration = %v, want 100ms", got)
 	}
-	if got := final.Timings.Total(); got != 135*ms {
+	if got := final.Timings().Total(); got != 135*ms {
 		t.Errorf("Total = %v, want 135ms", got)
 	}
 	if _, ok := final.Failure(); ok || final.Err() != nil {
@@ -116,12 +116,12 @@ func TestTimingsUnreachedStagesAreZero(t *testing.T) {
 	l.Pending(at(0))
 	l.Queue(at(time.Second), 1, "")
 	ev := l.Cancel(at(3*time.Second), messages.ErrCancelled)
-	if ev.Timings.QueueWait() != 0 || ev.Timings.PermitWait() != 0 || ev.Timings.CallDuration() != 0 {
+	if ev.Timings().QueueWait() != 0 || ev.Timings().PermitWait() != 0 || ev.Timings().CallDuration() != 0 {
 		t.Errorf("stage durations of a request cancelled in the queue = %v %v %v",
-			ev.Timings.QueueWait(), ev.Timings.PermitWait(), ev.Timings.CallDuration())
+			ev.Timings().QueueWait(), ev.Timings().PermitWait(), ev.Timings().CallDuration())
 	}
-	if ev.Timings.Total() != 3*time.Second {
-		t.Errorf("Total = %v, want 3s", ev.Timings.Total())
+	if ev.Timings().Total() != 3*time.Second {
+		t.Errorf("Total = %v, want 3s", ev.Timings().Total())
 	}
 }
 
@@ -148,8 +148,8 @@ func TestLifecycleRetryPath(t *testing.T) {
 			t.Errorf("retry note %q does not contain %q", note, want)
 		}
 	}
-	if want := (messages.Timings{Created: t0, Queued: at(60 * ms)}); retry.Timings != want {
-		t.Errorf("retry Timings = %+v, want %+v (the retry re-enters the queue)", retry.Timings, want)
+	if want := (messages.Timings{Created: t0, Queued: at(60 * ms)}); retry.Timings() != want {
+		t.Errorf("retry Timings = %+v, want %+v (the retry re-enters the queue)", retry.Timings(), want)
 	}
 	if _, ok := retry.Failure(); ok || retry.Err() != nil {
 		t.Error("a retry snapshot carries a terminal error")
@@ -186,7 +186,7 @@ func TestLifecycleRetryPath(t *testing.T) {
 		}
 	}
 	// Stage timings are the latest attempt's; Total runs from creation.
-	tm := fail.Timings
+	tm := fail.Timings()
 	if tm.QueueWait() != 2000*ms || tm.PermitWait() != 10*ms || tm.CallDuration() != 100*ms || tm.Total() != 2170*ms {
 		t.Errorf("durations = queue %v permit %v call %v total %v; want 2s 10ms 100ms 2.17s",
 			tm.QueueWait(), tm.PermitWait(), tm.CallDuration(), tm.Total())
@@ -273,7 +273,7 @@ func TestLifecyclePanicsAfterTerminal(t *testing.T) {
 				// A refused transition changes nothing.
 				cur := l.Current()
 				if cur.Seq != final.Seq || cur.Status != final.Status || cur.Attempt != final.Attempt ||
-					cur.Timings != final.Timings || cur.Tokens != final.Tokens {
+					cur.Timings() != final.Timings() || cur.Tokens != final.Tokens {
 					t.Errorf("state changed by the refused transition: %+v, was %+v", cur, final)
 				}
 				gotR, gotOK := cur.Response()
@@ -344,8 +344,8 @@ func TestLifecycleErrorKinds(t *testing.T) {
 			if !errors.Is(ev.Err(), tt.err) {
 				t.Errorf("Err() = %v does not match the cause", ev.Err())
 			}
-			if ev.Timings.Finished != at(time.Second) {
-				t.Errorf("Finished = %v", ev.Timings.Finished)
+			if ev.Timings().Finished != at(time.Second) {
+				t.Errorf("Finished = %v", ev.Timings().Finished)
 			}
 		})
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/google/uuid"
 
 	"github.com/lionactor/lionactor/actors"
 	"github.com/lionactor/lionactor/messages"
@@ -198,7 +197,7 @@ func (ex *Executor) Submit(ctx context.Context, r messages.Request) (*Handle, er
 		ex.tree.Release()
 		return nil, err
 	}
-	id := uuid.New()
+	id := newID()
 	tree := ex.tree
 	h := newHandle(id, func(cause error) { tree.Cancel(id, cause) })
 	now := time.Now()

@@ -159,7 +159,7 @@ func (r *Recorder) advance(d time.Duration) {
 }
 
 func (r *Recorder) callStarted(ev messages.Event) {
-	d := r.offset(ev.Timings.CallStarted)
+	d := r.offset(ev.Timings().CallStarted)
 	r.advance(d)
 	r.inFlight[ev.ID] = attempt{start: d, estimated: ev.Tokens.Estimated, actual: ev.Tokens.Actual, hasActual: ev.Tokens.HasActual}
 	s := r.sec(d)
@@ -202,7 +202,7 @@ func (r *Recorder) attemptEnded(ev messages.Event, d time.Duration) {
 }
 
 func (r *Recorder) retried(ev messages.Event) {
-	d := r.offset(ev.Timings.Queued)
+	d := r.offset(ev.Timings().Queued)
 	r.attemptEnded(ev, d)
 	s := r.sec(d)
 	s.retries++
@@ -214,7 +214,7 @@ func (r *Recorder) retried(ev messages.Event) {
 }
 
 func (r *Recorder) ended(ev messages.Event) {
-	d := r.offset(ev.Timings.Finished)
+	d := r.offset(ev.Timings().Finished)
 	r.attemptEnded(ev, d)
 	s := r.sec(d)
 	t := &r.t
@@ -222,7 +222,7 @@ func (r *Recorder) ended(ev messages.Event) {
 	case messages.StatusCompleted:
 		s.completed++
 		t.completed++
-		r.latency.add(ev.Timings.CallDuration())
+		r.latency.add(ev.Timings().CallDuration())
 	case messages.StatusFailed:
 		s.failed++
 		t.failed++

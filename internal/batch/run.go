@@ -103,7 +103,7 @@ func (r *runner) observe(ev messages.Event) {
 	case ev.Status == messages.StatusQueued && ev.Attempt > 0:
 		r.sum.retried()
 	case ev.Status == messages.StatusCalling:
-		r.sum.called(ev.Timings.CallStarted)
+		r.sum.called(ev.Timings().CallStarted)
 	}
 	if !ev.Status.Terminal() {
 		return

@@ -140,9 +140,9 @@ func (m *Summary) ended(ev *messages.Event) {
 	switch ev.Status {
 	case messages.StatusCompleted:
 		m.s.Completed++
-		m.latencies = append(m.latencies, float64(ev.Timings.CallDuration())/float64(time.Millisecond))
+		m.latencies = append(m.latencies, float64(ev.Timings().CallDuration())/float64(time.Millisecond))
 		if m.latency != nil {
-			m.latency.Observe(ev.Timings.CallDuration().Seconds())
+			m.latency.Observe(ev.Timings().CallDuration().Seconds())
 		}
 	case messages.StatusFailed:
 		m.s.Failed++

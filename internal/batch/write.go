@@ -128,8 +128,8 @@ func (r *runner) result(it item) (*Result, bool) {
 		Attempts: ev.Attempt, Metadata: rw.metadata,
 		Tokens: ResultTokens{Estimated: ev.Tokens.Estimated},
 		Timings: ResultTimings{
-			Created: ev.Timings.Created, QueueMS: millis(ev.Timings.QueueWait()), WaitMS: millis(ev.Timings.PermitWait()),
-			CallMS: millis(ev.Timings.CallDuration()), TotalMS: millis(ev.Timings.Total()),
+			Created: ev.Timings().Created, QueueMS: millis(ev.Timings().QueueWait()), WaitMS: millis(ev.Timings().PermitWait()),
+			CallMS: millis(ev.Timings().CallDuration()), TotalMS: millis(ev.Timings().Total()),
 		},
 	}
 	if ev.Tokens.HasActual {
