@@ -34,8 +34,8 @@ func NewLifecycle(id uuid.UUID, r *Request, now time.Time) *Lifecycle {
 		ID:     id,
 		Tokens: Tokens{Estimated: r.Tokens},
 		req:    &requestData{created: now, endpoint: ep, metadata: maps.Clone(r.Metadata), secrets: secrets},
-		// Room for a request that succeeds at once: one allocation, not four.
-		log: make([]logEntry, 0, 5),
+		// Room for a request waiting in the queue (see advance).
+		log: make([]logEntry, 0, queuedSnapshots),
 	}}
 	return l
 }
@@ -69,6 +69,13 @@ func (l *Lifecycle) advance(s RequestStatus, now time.Time, note string) Event {
 	l.cur.Status = s
 	// Appending may write into spare capacity shared with earlier snapshots,
 	// but only past their length, which they never read.
+	if len(l.cur.log) == cap(l.cur.log) {
+		// Room for a request that succeeds at once, then doubling: a
+		// queued request holds little, a finished one grew once.
+		grown := make([]logEntry, len(l.cur.log), max(typicalSnapshots, 2*cap(l.cur.log)))
+		copy(grown, l.cur.log)
+		l.cur.log = grown
+	}
 	l.cur.log = append(l.cur.log, logEntry{off: int64(now.Sub(l.cur.req.created)), status: s, note: note})
 	return l.cur
 }

@@ -1,0 +1,75 @@
+package messages
+
+import "github.com/google/uuid"
+
+// History is the snapshots of one request, in order, kept the way a
+// request's handle keeps them: what does not change from one snapshot to
+// the next (the ID, the request's description, the estimate, the log) is
+// kept once, and each snapshot only by what it changes, so that a request
+// waiting in a long queue costs little memory. The zero History is empty
+// and ready to use. It is not safe for concurrent use.
+type History struct {
+	id        uuid.UUID
+	estimated int
+	req       *requestData
+	log       []logEntry // the latest snapshot's: snapshot i's is its first i+1
+	snaps     []snapshot
+}
+
+// snapshot is what one Event holds of its own.
+type snapshot struct {
+	at        stages
+	actual    int
+	resp      *Response
+	fail      *failure
+	retry     *ErrorInfo
+	seq       uint32
+	attempt   int32
+	status    RequestStatus
+	hasActual bool
+}
+
+// queuedSnapshots is room for the snapshots of a request that has not left
+// the queue yet (PENDING, QUEUED); typicalSnapshots for one that succeeds at
+// once (and PROCESSING, CALLING, COMPLETED): a handle grows from the one
+// to the other at most once for most requests.
+const (
+	queuedSnapshots  = 2
+	typicalSnapshots = 5
+)
+
+// Append adds ev, the next snapshot of the request: all the snapshots of a
+// History must be of one request, in the order of their Seq.
+func (h *History) Append(ev Event) {
+	if len(h.snaps) == 0 {
+		h.id, h.estimated, h.req = ev.ID, ev.Tokens.Estimated, ev.req
+		h.snaps = make([]snapshot, 0, queuedSnapshots)
+	} else if len(h.snaps) == cap(h.snaps) {
+		grown := make([]snapshot, len(h.snaps), max(typicalSnapshots, 2*cap(h.snaps)))
+		copy(grown, h.snaps)
+		h.snaps = grown
+	}
+	h.log = ev.log
+	h.snaps = append(h.snaps, snapshot{
+		at: ev.at, actual: ev.Tokens.Actual, resp: ev.resp, fail: ev.fail, retry: ev.retry,
+		seq: uint32(ev.Seq), attempt: int32(ev.Attempt), status: ev.Status, hasActual: ev.Tokens.HasActual,
+	})
+}
+
+// Len is the number of snapshots.
+func (h *History) Len() int { return len(h.snaps) }
+
+// At returns snapshot i, from 0.
+func (h *History) At(i int) Event {
+	s := h.snaps[i]
+	n := min(len(h.log), int(s.seq))
+	return Event{
+		ID: h.id, Seq: uint64(s.seq), Status: s.status, Attempt: int(s.attempt),
+		Tokens: Tokens{Estimated: h.estimated, Actual: s.actual, HasActual: s.hasActual},
+		at:     s.at, req: h.req, resp: s.resp, fail: s.fail, retry: s.retry,
+		log: h.log[:n:n],
+	}
+}
+
+// Last returns the latest snapshot; the History must not be empty.
+func (h *History) Last() Event { return h.At(len(h.snaps) - 1) }
