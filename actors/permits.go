@@ -197,7 +197,7 @@ func (p *permits) decideLocal(now time.Time, d *decision) {
 		return
 	}
 	haveReq, haveTok := b.requests.Available(now), b.tokens.Available(now)
-	if haveReq < float64(w.minRequests) || haveTok < float64(minTokens) {
+	if haveReq < float64(w.minRequests) || (minTokens > 0 && haveTok < float64(minTokens)) {
 		// Reserve the head's permit, so that nothing else takes it, and
 		// wake when it is due.
 		p.resv[0] = b.requests.Reserve(now, int(w.minRequests))

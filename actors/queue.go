@@ -76,8 +76,9 @@ type queue struct {
 	busy    map[string]*busyCaller
 	waiting []*entry // awaiting their permit, in order; ended ones are skipped
 
-	permits allowance
-	asked   bool // a permitsWanted is out
+	permits  allowance
+	asked    bool   // a permitsWanted is out
+	askedFor *entry // the head it was asked for
 
 	draining bool
 	closed   bool // after an abort: nothing more is accepted
@@ -162,7 +163,7 @@ func (q *queue) callerReady(c *callerRef) {
 
 // granted takes the limiter's answer to the queue's ask.
 func (q *queue) granted(g *permitsGranted) {
-	q.asked = false
+	q.asked, q.askedFor = false, nil
 	if g.unlimited {
 		q.permits.unlimited = true
 		return
@@ -171,12 +172,18 @@ func (q *queue) granted(g *permitsGranted) {
 	q.permits.tokens += g.tokens
 }
 
-// denied fails the head request, whose permit can never be granted.
+// denied fails the head request, if its permit can never be granted: the
+// denial may be of an ask made for an earlier head, now gone, in which case
+// the queue asks again for the new one.
 func (q *queue) denied(ctx actor.Context, err error) {
-	q.asked = false
-	if e := q.head(); e != nil {
+	q.asked, q.askedFor = false, nil
+	e := q.head()
+	if e == nil {
+		return
+	}
+	if burst := q.cfg.buckets.TokenBurst(); q.cfg.buckets.TokensEnabled() && e.req.Tokens > burst {
 		// end frees the caller and counts the request out of flight.
-		q.end(ctx, e, messages.StatusFailed, err, messages.Result{})
+		q.end(ctx, e, messages.StatusFailed, &messages.TokenLimitError{Tokens: e.req.Tokens, Burst: burst}, messages.Result{})
 	}
 }
 
@@ -350,6 +357,12 @@ func (q *queue) spend(ctx actor.Context) {
 		cost := q.tokenCost(e)
 		if !q.permits.unlimited {
 			if q.permits.requests < 1 || q.permits.tokens < cost {
+				if q.asked && q.askedFor != e {
+					// The head the ask was made for is gone: what is
+					// reserved for it must not hold up this one.
+					ctx.Send(q.limiter, &permitsWithdrawn{})
+					q.asked = false
+				}
 				q.ask(ctx)
 				return
 			}
@@ -361,7 +374,7 @@ func (q *queue) spend(ctx actor.Context) {
 	}
 	if q.asked {
 		ctx.Send(q.limiter, &permitsWithdrawn{})
-		q.asked = false
+		q.asked, q.askedFor = false, nil
 	}
 	if !q.permits.unlimited {
 		q.returnPermits(ctx)
@@ -381,8 +394,9 @@ func (q *queue) ask(ctx actor.Context) {
 			tokens += q.tokenCost(e)
 		}
 	}
-	head := q.tokenCost(q.head())
-	q.asked = true
+	first := q.head()
+	head := q.tokenCost(first)
+	q.asked, q.askedFor = true, first
 	ctx.Send(q.limiter, &permitsWanted{
 		requests:    max(n-q.permits.requests, 1),
 		tokens:      max(tokens-q.permits.tokens, 0),

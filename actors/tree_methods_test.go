@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/uuid"
@@ -216,4 +217,48 @@ func TestQueueHandsCallsToTheAnnouncedWorker(t *testing.T) {
 		t.Error("a call went to the worker announced while the caller was busy")
 	}
 	j.cancel(nil)
+}
+
+// A head that ends while the queue's ask for it is out must not leave its
+// ask behind: a denial of that ask must not fail the next request, which
+// fits, and what was reserved for it must not hold the next one up.
+func TestQueueAsksAgainWhenItsHeadEnds(t *testing.T) {
+	t.Run("denial of a gone head", func(t *testing.T) {
+		h := startTree(t, tokensOnly(1, 100), func(c *Config) { c.Concurrency = 3 })
+		g := newGate()
+		x := h.enqueue(t, messages.Request{Call: g, Tokens: 100})
+		recvValue(t, g.started, "first call start") // the bucket is empty
+		a := h.enqueue(t, messages.Request{Call: okCall("a"), Tokens: 100})
+		h.sink.WaitStatus(t, a, messages.StatusProcessing, 1)
+		b := h.enqueue(t, messages.Request{Call: okCall("b"), Tokens: 10})
+		h.sink.WaitStatus(t, b, messages.StatusProcessing, 1)
+		h.tr.Cancel(a, nil)
+		h.tr.SetLimits(tokensOnly(1000, 50)) // b still fits; a would not have
+		if ev := h.sink.WaitEnd(t, b); ev.Status != messages.StatusCompleted {
+			t.Errorf("b ended %v with %v, want COMPLETED", ev.Status, ev.Err())
+		}
+		close(g.release)
+		h.sink.WaitEnd(t, x)
+	})
+	t.Run("reservation of a gone head", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h := startTree(t, tokensOnly(1, 100), func(c *Config) { c.Concurrency = 3 })
+			start := time.Now()
+			first := h.enqueue(t, messages.Request{Call: okCall("first"), Tokens: 100}) // empties the bucket
+			h.sink.WaitEnd(t, first)
+			a := h.enqueue(t, messages.Request{Call: okCall("a"), Tokens: 100}) // due at 100 s
+			h.sink.WaitStatus(t, a, messages.StatusProcessing, 1)
+			b := h.enqueue(t, messages.Request{Call: okCall("b"), Tokens: 10})
+			h.sink.WaitStatus(t, b, messages.StatusProcessing, 1)
+			h.tr.Cancel(a, nil)
+			time.Sleep(20 * time.Second) // in the bubble's time: at once
+			synctest.Wait()
+			evs := h.sink.Of(b)
+			if ev := evs[len(evs)-1]; ev.Status != messages.StatusCompleted {
+				t.Fatalf("b is %v 20s after the bucket was emptied: the cancelled head's reservation (due at 100s) holds it up", ev.Status)
+			} else if d := ev.Timings().CallStarted.Sub(start); d != 10*time.Second {
+				t.Errorf("b (10 tokens at 1/s) started %v after the bucket was emptied, want 10s", d)
+			}
+		})
+	})
 }
