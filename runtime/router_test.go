@@ -572,3 +572,25 @@ func waitStat(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	runtimetest.WaitFor(t, 10*time.Second, what, cond)
 }
+
+// A request whose remaining deployments turn out unable to take it (their
+// builds fail) fails with ErrNoDeployment and the last attempt's error.
+func TestRouterNoDeploymentLeft(t *testing.T) {
+	var sick atomic.Bool
+	sick.Store(true)
+	unsupported := errors.New("embeddings not on this provider")
+	cfg := DefaultRouterConfig(perMinute("a", "gpt", 6000), perMinute("b", "gpt", 6000))
+	cfg.MaxAttempts, cfg.Lookahead = 5, time.Millisecond
+	rt, _ := startRouterT(t, cfg)
+	sickCall := failingWhile(&sick, errSick)
+	h := submitOK(t, rt, "gpt", func(d string) (messages.Request, error) {
+		if d == "b" {
+			return messages.Request{}, unsupported
+		}
+		return messages.Request{Call: sickCall}, nil
+	})
+	ev := waitT(t, h)
+	if ev.Status != messages.StatusFailed || ev.Attempt != 1 || !errors.Is(ev.Err(), ErrNoDeployment) || !errors.Is(ev.Err(), errSick) {
+		t.Errorf("ended %v after %d attempts: %v", ev.Status, ev.Attempt, ev.Err())
+	}
+}
