@@ -282,13 +282,21 @@ func (v Verdict) String() string {
 }
 
 // DefaultClassify is the Classify of a router that sets none: a cancel,
-// a stop or an invalid request is fatal; an error asking for a pause (a
-// messages.PauseError with a time) is busy; any other is unhealthy.
-// Package imodel classifies model calls more finely (imodel.Classify).
+// a stop or an invalid request is fatal; an error that says its own
+// verdict (a Verdict() Verdict method, as imodel's APIError has: a 429
+// busy, a quota or key refused down, a 400 fatal) has it; an error asking
+// for a pause (a messages.PauseError with a time) is busy; any other is
+// unhealthy.
 func DefaultClassify(err error) Verdict {
 	if errors.Is(err, messages.ErrCancelled) || errors.Is(err, messages.ErrStopped) ||
 		errors.Is(err, messages.ErrInvalidRequest) || errors.Is(err, messages.ErrTokensExceedBurst) {
 		return VerdictFatal
+	}
+	var says interface{ Verdict() Verdict }
+	if errors.As(err, &says) {
+		if v := says.Verdict(); v != 0 {
+			return v
+		}
 	}
 	var pause messages.PauseError
 	if errors.As(err, &pause) && !pause.PauseUntil().IsZero() {

@@ -721,18 +721,38 @@ func (rs *routerState) candidate(e *entry, now time.Time) (int, bool) {
 	return 0, false
 }
 
-// noDeployment is the error of a request no deployment is left for.
+// noDeployment is the error of a request no deployment is left for: the
+// last attempt's error, and why each deployment that could not take it
+// could not.
 func (rs *routerState) noDeployment(e *entry) error {
+	nd := &noDeploymentError{}
 	if e.last != nil {
-		return fmt.Errorf("%w: %w", ErrNoDeployment, e.last)
+		nd.errs = append(nd.errs, e.last)
 	}
-	for _, b := range e.built {
+	for i, b := range e.built {
 		if b.done && b.err != nil {
-			return fmt.Errorf("%w: %w", ErrNoDeployment, b.err)
+			nd.errs = append(nd.errs, fmt.Errorf("%s: %w", rs.rt.deps[i].Name, b.err))
 		}
 	}
-	return ErrNoDeployment
+	return nd
 }
+
+// noDeploymentError matches ErrNoDeployment and each of its errors.
+type noDeploymentError struct{ errs []error }
+
+func (e *noDeploymentError) Error() string {
+	s := ErrNoDeployment.Error()
+	for i, err := range e.errs {
+		sep := "; "
+		if i == 0 {
+			sep = ": "
+		}
+		s += sep + err.Error()
+	}
+	return s
+}
+
+func (e *noDeploymentError) Unwrap() []error { return append([]error{ErrNoDeployment}, e.errs...) }
 
 // cancel ends a request its submitter cancelled: at once if the router
 // holds it, or once its attempt, cancelled too, comes back.

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -592,5 +593,34 @@ func TestRouterNoDeploymentLeft(t *testing.T) {
 	ev := waitT(t, h)
 	if ev.Status != messages.StatusFailed || ev.Attempt != 1 || !errors.Is(ev.Err(), ErrNoDeployment) || !errors.Is(ev.Err(), errSick) {
 		t.Errorf("ended %v after %d attempts: %v", ev.Status, ev.Attempt, ev.Err())
+	}
+}
+
+// verdictErr says its own verdict.
+type verdictErr Verdict
+
+func (v verdictErr) Error() string    { return "says " + Verdict(v).String() }
+func (v verdictErr) Verdict() Verdict { return Verdict(v) }
+
+func TestDefaultClassify(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want Verdict
+	}{
+		{messages.ErrCancelled, VerdictFatal},
+		{fmt.Errorf("wrapped: %w", messages.ErrStopped), VerdictFatal},
+		{messages.ErrInvalidRequest, VerdictFatal},
+		{&messages.TokenLimitError{Tokens: 2, Burst: 1}, VerdictFatal},
+		{fmt.Errorf("call: %w", verdictErr(VerdictDown)), VerdictDown},
+		{verdictErr(VerdictBusy), VerdictBusy},
+		{verdictErr(0), VerdictUnhealthy},
+		{pauseErr{time.Now()}, VerdictBusy},
+		{pauseErr{}, VerdictUnhealthy},
+		{messages.ErrTimeout, VerdictUnhealthy},
+		{errors.New("connection reset"), VerdictUnhealthy},
+	} {
+		if got := DefaultClassify(c.err); got != c.want {
+			t.Errorf("%v: %v, want %v", c.err, got, c.want)
+		}
 	}
 }
