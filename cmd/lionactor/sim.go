@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/simulator"
 )
 
@@ -38,6 +40,10 @@ It runs until interrupted.`,
 				return err
 			}
 			sim, err := simulator.New(cfg)
+			var ce *messages.ConfigError
+			if errors.As(err, &ce) && strings.HasPrefix(ce.Field, "KeyLimits[") {
+				return usagef("--key-limits: %s", ce.Reason) // a key's limits, or the bursts every key takes
+			}
 			if err != nil {
 				return namingFlags(cmd.Flags(), simFlagOf, err)
 			}
@@ -81,7 +87,7 @@ It runs until interrupted.`,
 	fl.Int64Var(&cfg.Seed, "seed", 1, "seed of latency and fault draws")
 	fl.IntVar(&cfg.CompletionTokens, "completion-tokens", 0, "tokens in each generated reply (0: default)")
 	fl.StringVar(&keys, "keys", "", "comma-separated API keys accepted (default: any)")
-	fl.StringVar(&keyLimits, "key-limits", "", "API keys with limits of their own, in place of --rpm and --tpm, as KEY=RPM[:TPM], comma-separated (sk-a=600,sk-b=1200:90000): one simulator for several keys of one provider; each is accepted")
+	fl.StringVar(&keyLimits, "key-limits", "", "API keys with limits of their own, in place of --rpm and --tpm, as KEY=RPM[:TPM], comma-separated (sk-a=600,sk-b=1200:90000): one simulator for several keys of one provider; each is accepted, and --request-burst and --token-burst hold for each")
 	fl.Float64Var(&cfg.Faults.ServerError, "fail-500", 0, "rate of 500 answers")
 	fl.Float64Var(&cfg.Faults.Unavailable, "fail-503", 0, "rate of 503 answers")
 	fl.Float64Var(&cfg.Faults.Overloaded, "fail-529", 0, "rate of 529 (overloaded) answers")
@@ -126,8 +132,18 @@ func parseKeyLimits(v string, cfg *simulator.Config) ([]string, error) {
 				return nil, usagef("--key-limits: item %d: TPM %q is not a number of tokens a minute", i+1, tpm)
 			}
 		}
+		// --request-burst and --token-burst hold for every key.
+		l.RequestBurst, l.TokenBurst = cfg.RequestBurst, cfg.TokenBurst
 		cfg.KeyLimits[key] = l
 		order = append(order, key)
+	}
+	// Without --rpm (--tpm) for the other keys, the bursts are the listed
+	// keys' alone.
+	if cfg.RequestsPerMinute == 0 {
+		cfg.RequestBurst = 0
+	}
+	if cfg.TokensPerMinute == 0 {
+		cfg.TokenBurst = 0
 	}
 	return order, nil
 }

@@ -299,9 +299,12 @@ func TestSimKeyLimitsErrors(t *testing.T) {
 		{"sk-abcd=1,sk-abcd=2", "--key-limits: item 2: the key …abcd is given twice"},
 		{"sk-a=x", `--key-limits: item 1: RPM "x" is not a number`},
 		{"sk-a=5:-1", `--key-limits: item 1: TPM "-1" is not a number`},
+		{"sk-a=5 --request-burst 6", "--key-limits: must not exceed RequestsPerMinute (5), got 6"},
 	} {
 		cli := newCLI()
-		if code := cli.run(t, context.Background(), "sim", "--key-limits", c.value); code != exitUsage || !strings.Contains(cli.stderr.String(), c.want) {
+		value, more, _ := strings.Cut(c.value, " ")
+		args := append([]string{"sim", "--key-limits", value}, strings.Fields(more)...)
+		if code := cli.run(t, context.Background(), args...); code != exitUsage || !strings.Contains(cli.stderr.String(), c.want) {
 			t.Errorf("--key-limits %s: exit %d, stderr %q", c.value, code, cli.stderr.String())
 		}
 	}
