@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -265,5 +267,66 @@ func TestConfigValidateDeployments(t *testing.T) {
 		if err := cfg.Validate(); !errors.As(err, &ce) || ce.Field != c.field {
 			t.Errorf("%s: %v", c.field, err)
 		}
+	}
+}
+
+// Over deployments, each key joins the shared budget under its own budget
+// key: with the service out of reach, each falls back to its own share,
+// says so, and the run completes; the summary and the metrics tell it by
+// deployment.
+func TestRunOverDeploymentsSharedBudgetFallsBack(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := ln.Addr().String()
+	ln.Close()
+	_, base := simtest.Start(t, simulator.Config{})
+	var log runtimetest.Buffer
+	cfg := testConfig(base)
+	cfg.Deployments = []Deployment{deployment("a", "gpt-4o-mini", "sk-budget-a", base, 60000), deployment("b", "gpt-4o-mini", "sk-budget-b", base, 60000)}
+	cfg.Budget, cfg.BudgetMembers, cfg.MetricsAddr = nobody, 2, "127.0.0.1:0"
+	cfg.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	client := newLocalClient(t)
+	var out bytes.Buffer
+	r := newRunner(cfg, Input{R: strings.NewReader(jsonl(t, 30))}, &out, nil)
+	probe := &metricsProbe{r: r, after: 10, scrape: func(addr string) string {
+		resp, err := client.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}}
+	r.progress = probe
+	sum, err := r.run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := sum.Snapshot(); s.Completed != 30 {
+		t.Errorf("completed %d", s.Completed)
+	}
+	warnings := strings.Count(log.String(), "level=WARN")
+	if warnings < 2 || !strings.Contains(log.String(), "deployment=a") || !strings.Contains(log.String(), "deployment=b") {
+		t.Errorf("no fallback warning of each deployment:\n%s", log.String())
+	}
+	for _, d := range sum.Snapshot().Deployments {
+		if d.Shared.Mode != messages.SharedFallback || d.Shared.Fallbacks != 1 {
+			t.Errorf("deployment %s's shared budget: %+v", d.Name, d.Shared)
+		}
+	}
+	var w strings.Builder
+	sum.Snapshot().Write(&w)
+	if strings.Count(w.String(), "  shared budget: fallen back; ") != 2 {
+		t.Errorf("summary:\n%s", w.String())
+	}
+	for _, want := range []string{`lionactor_deployment_budget_joined{deployment="a",model="gpt-4o-mini"} 0`, `lionactor_deployment_budget_joined{deployment="b",model="gpt-4o-mini"} 0`} {
+		if !strings.Contains(probe.body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(probe.body, "lionactor_budget_joined ") {
+		t.Error("a run over deployments has no budget figures of a sole endpoint")
 	}
 }
