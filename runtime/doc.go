@@ -63,7 +63,7 @@
 //     deployment that cannot serve (quota, a refused key), with one
 //     half-open probe after BreakerDelay. An attempt can outlast the
 //     breaker state it was given in, so its outcome counts only if the
-//     breaker has not changed state since (see health).
+//     breaker has not changed state since it was given.
 //   - A failed attempt goes at once to a deployment the request has not
 //     tried this round (its group's, then its fallback groups' in order);
 //     once all were tried, the request waits out its backoff and starts a

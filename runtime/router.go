@@ -32,7 +32,7 @@ import (
 //     RouterConfig.Lookahead of them) and holds the rest itself, so that a
 //     request is given to a deployment only when it can soon start there,
 //     with the latest word on that deployment's health;
-//   - a deployment that fails keeps failing for a while: a circuit breaker
+//   - a failing deployment is taken out for a while: a circuit breaker
 //     per deployment (failsafe-go's) opens after FailureThreshold attempts
 //     in a row that failed for the deployment's sake (a server or
 //     connection error, an overload), or at once on one that says the
