@@ -77,6 +77,11 @@ func (l *limiter) act(ctx actor.Context, now time.Time) {
 	for _, gone := range d.back {
 		l.giveBack(ctx, gone)
 	}
+	if l.p.leased {
+		// Before the verdicts: whoever sees a permit sees the pool's
+		// figures with it taken.
+		l.p.buckets.shared.held(l.p.pool.totals())
+	}
 	for _, v := range d.verdicts {
 		if v.err != nil {
 			ctx.Send(l.queue, &permitDenied{ticket: v.ticket, err: v.err})
@@ -86,9 +91,6 @@ func (l *limiter) act(ctx actor.Context, now time.Time) {
 	}
 	if d.want != nil {
 		ctx.Request(l.broker, d.want)
-	}
-	if l.p.leased {
-		l.p.buckets.shared.held(l.p.pool.totals())
 	}
 	if !d.wake.IsZero() {
 		l.timer.ArmBy(ctx, now, d.wake, tick)

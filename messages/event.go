@@ -27,6 +27,15 @@ type Event struct {
 	Tokens  Tokens        // estimated and, once known, actual API tokens
 	Timings Timings       // when each stage was reached
 
+	// Deployment and Model name where the attempt in progress or last made
+	// went, for a request a router spreads over several deployments (see
+	// runtime.Router): the deployment that served it, or that refused the
+	// attempt a retry follows, and the model that deployment calls. Both
+	// are "" until a router routes the request, and for a request an
+	// executor runs on its own. A Lifecycle sets them with Route.
+	Deployment string
+	Model      string
+
 	req   *requestData // shared by all snapshots of the request
 	resp  *Response    // set on COMPLETED (and on failures that had a response)
 	fail  *failure     // set on FAILED and CANCELLED
@@ -192,6 +201,8 @@ type eventJSON struct {
 	Tokens   Tokens            `json:"tokens"`
 	Timings  Timings           `json:"timings"`
 	Durms    durationsJSON     `json:"durations_ms"`
+	Deploy   string            `json:"deployment,omitempty"`
+	Model    string            `json:"model,omitempty"`
 	Method   string            `json:"method,omitempty"`
 	URL      string            `json:"url,omitempty"`
 	Header   http.Header       `json:"headers,omitempty"`
@@ -222,7 +233,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func (e Event) MarshalJSON() ([]byte, error) {
 	out := eventJSON{
 		ID: e.ID, Seq: e.Seq, Status: e.Status, Attempt: e.Attempt,
-		Tokens: e.Tokens, Timings: e.Timings,
+		Tokens: e.Tokens, Timings: e.Timings, Deploy: e.Deployment, Model: e.Model,
 		Durms: durationsJSON{
 			Queue:  ms(e.Timings.QueueWait()),
 			Permit: ms(e.Timings.PermitWait()),

@@ -23,6 +23,10 @@ type Handle struct {
 	changed  chan struct{} // made on demand by a waiting reader, closed on publish
 	done     chan struct{} // closed once the terminal snapshot is in
 	stopWait func() bool   // stops the submit context's watcher
+	// notify, if set, is called with each snapshot as it is published, on
+	// the publishing goroutine, before a reader can see it: it is how a
+	// router follows an attempt it gave a deployment (see Router).
+	notify func(messages.Event)
 }
 
 // typicalEvents is the snapshot count of a request that succeeds at once
@@ -133,6 +137,9 @@ func (h *Handle) watch(ctx context.Context) {
 }
 
 func (h *Handle) publish(ev messages.Event) {
+	if h.notify != nil {
+		h.notify(ev)
+	}
 	h.mu.Lock()
 	h.events = append(h.events, ev)
 	ch := h.changed
