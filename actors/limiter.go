@@ -87,6 +87,11 @@ func (l *limiter) act(ctx actor.Context, now time.Time) {
 	for _, gone := range d.back {
 		l.giveBack(ctx, gone)
 	}
+	if l.p.leased {
+		// Before the grant: whoever sees a permit sees the pool's figures
+		// with it taken.
+		l.p.buckets.shared.held(l.p.pool.totals())
+	}
 	switch {
 	case d.grant != nil:
 		ctx.Send(l.queue, d.grant)
@@ -95,9 +100,6 @@ func (l *limiter) act(ctx actor.Context, now time.Time) {
 	}
 	if d.lease != nil {
 		ctx.Request(l.broker, d.lease)
-	}
-	if l.p.leased {
-		l.p.buckets.shared.held(l.p.pool.totals())
 	}
 	if !d.wake.IsZero() {
 		l.timer.ArmBy(ctx, now, d.wake, tick)

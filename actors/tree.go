@@ -148,6 +148,22 @@ func (t *Tree) SetLimits(l Limits) {
 	t.root.Send(t.pids.Limiter, &SetLimits{Limits: l})
 }
 
+// PermitDue is when the limiter could grant the permit of one request of
+// tokens API tokens asked at now with no ask before it: now when its
+// buckets hold it, later by what they lack at their rates, never before
+// the end of a pause. It reads the buckets and takes nothing. With a
+// shared budget, whose permits come from leases, it is now or the end of a
+// pause. A router compares deployments by it (see runtime.Router).
+func (t *Tree) PermitDue(tokens int, now time.Time) time.Time {
+	if t.cfg.LeaseBroker != nil {
+		if p := t.cfg.buckets.PausedUntil(); p.After(now) {
+			return p
+		}
+		return now
+	}
+	return t.cfg.buckets.due(tokens, now)
+}
+
 // Stats returns the tree's counts and what its limits allow now.
 func (t *Tree) Stats() messages.Stats { return t.cfg.counters.Stats(t.cfg.buckets, time.Now()) }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 
+	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -973,5 +974,54 @@ func TestTreeRevivedByALateRestartStaysStopped(t *testing.T) {
 	p.expectNone(t, 50*time.Millisecond)
 	if n := ends.Load(); n != 1 {
 		t.Errorf("the tree ended %d times", n)
+	}
+}
+
+// PermitDue reads when a permit could go at an instant it is given: at
+// once from full buckets, after the refill the request or token bucket
+// lacks, after a pause; it takes nothing, so asking twice says the same.
+func TestTreePermitDue(t *testing.T) {
+	h := startTree(t, Limits{RequestsPerSecond: 10, RequestBurst: 1, TokensPerSecond: 100, TokenBurst: 200}, nil)
+	now := time.Now()
+	if got := h.tr.PermitDue(150, now); !got.Equal(now) {
+		t.Errorf("full buckets: due %v after now, want at once", got.Sub(now))
+	}
+	id := h.enqueue(t, messages.Request{Call: okCall("x"), Tokens: 150})
+	h.sink.WaitEnd(t, id)
+	now = time.Now()
+	// One request a tenth of a second; 150 tokens taken of 200 at 100 a
+	// second: 100 more tokens are 0.5 s of refill away, less what came
+	// back since the call.
+	req, tok := h.tr.PermitDue(0, now).Sub(now), h.tr.PermitDue(150, now).Sub(now)
+	if req <= 0 || req > 100*time.Millisecond || tok <= 400*time.Millisecond || tok > time.Second {
+		t.Errorf("after a request of 150 tokens: due in %v without tokens, %v with 150; want (0, 100ms] and (400ms, 1s]", req, tok)
+	}
+	if again := h.tr.PermitDue(150, now).Sub(now); again != tok {
+		t.Errorf("asked again: due in %v, then %v", tok, again)
+	}
+	until := now.Add(5 * time.Second)
+	h.sys.Root.Send(h.tree.Supervisor, &PauseUntil{Until: until})
+	h.stats(t)
+	runtimetest.WaitFor(t, waitLimit, "the pause to show", func() bool { return !h.tr.cfg.buckets.PausedUntil().IsZero() })
+	if got := h.tr.PermitDue(0, now); !got.Equal(until) {
+		t.Errorf("paused: due %v, want the pause's end %v", got, until)
+	}
+}
+
+// With a shared budget the tree cannot see what the leases hold: a permit
+// is due at once, or at the end of a pause.
+func TestTreePermitDueWithSharedBudget(t *testing.T) {
+	h := startTree(t, Limits{RequestsPerSecond: 1, RequestBurst: 1}, func(c *Config) {
+		c.LeaseBroker = actor.PropsFromFunc(func(actor.Context) {})
+	})
+	h.tr.cfg.buckets.requests.Take(time.Now(), 1)
+	now := time.Now()
+	if got := h.tr.PermitDue(0, now); !got.Equal(now) {
+		t.Errorf("leased: due %v after now, want at once", got.Sub(now))
+	}
+	until := now.Add(time.Minute)
+	h.tr.cfg.buckets.pausedUntil.Store(until.UnixNano())
+	if got := h.tr.PermitDue(0, now); !got.Equal(until) {
+		t.Errorf("leased and paused: due %v, want %v", got, until)
 	}
 }

@@ -26,6 +26,16 @@ type Event struct {
 	Attempt int           // the attempt in progress or last made, from 1; 0 before the first
 	Tokens  Tokens        // estimated and, once known, actual API tokens
 
+	// Deployment and Model name where the attempt in progress or last made
+	// went, for a request a router spreads over several deployments (see
+	// runtime.Router): the deployment that served it, or that refused the
+	// attempt a retry follows, and the model that deployment calls. Both
+	// are "" until a router routes the request, and for a request an
+	// executor runs on its own. A Lifecycle sets them with Route.
+	Deployment string
+	Model      string
+
+
 	// at holds when each stage was reached, as offsets from the creation
 	// time that all snapshots of the request share (see Timings): a
 	// snapshot is copied into every holder, so it is kept small.
@@ -262,6 +272,8 @@ type eventJSON struct {
 	Tokens   Tokens            `json:"tokens"`
 	Timings  Timings           `json:"timings"`
 	Durms    durationsJSON     `json:"durations_ms"`
+	Deploy   string            `json:"deployment,omitempty"`
+	Model    string            `json:"model,omitempty"`
 	Method   string            `json:"method,omitempty"`
 	URL      string            `json:"url,omitempty"`
 	Header   http.Header       `json:"headers,omitempty"`
@@ -293,7 +305,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	tm := e.Timings()
 	out := eventJSON{
 		ID: e.ID, Seq: e.Seq, Status: e.Status, Attempt: e.Attempt,
-		Tokens: e.Tokens, Timings: tm,
+		Tokens: e.Tokens, Timings: tm, Deploy: e.Deployment, Model: e.Model,
 		Durms: durationsJSON{
 			Queue:  ms(tm.QueueWait()),
 			Permit: ms(tm.PermitWait()),

@@ -14,7 +14,11 @@ type History struct {
 	req       *requestData
 	log       []logEntry // the latest snapshot's: snapshot i's is its first i+1
 	snaps     []snapshot
+	routes    []route // the deployments and models the snapshots name, each once
 }
+
+// route is where a router sent an attempt (Event.Deployment, Event.Model).
+type route struct{ deployment, model string }
 
 // snapshot is what one Event holds of its own.
 type snapshot struct {
@@ -27,6 +31,7 @@ type snapshot struct {
 	attempt   int32
 	status    RequestStatus
 	hasActual bool
+	route     uint8 // 1 + its index in routes; 0 for none
 }
 
 // queuedSnapshots is room for the snapshots of a request that has not left
@@ -51,9 +56,30 @@ func (h *History) Append(ev Event) {
 	}
 	h.log = ev.log
 	h.snaps = append(h.snaps, snapshot{
-		at: ev.at, actual: ev.Tokens.Actual, resp: ev.resp, fail: ev.fail, retry: ev.retry,
+		route: h.routeOf(ev),
+		at:    ev.at, actual: ev.Tokens.Actual, resp: ev.resp, fail: ev.fail, retry: ev.retry,
 		seq: uint32(ev.Seq), attempt: int32(ev.Attempt), status: ev.Status, hasActual: ev.Tokens.HasActual,
 	})
+}
+
+// routeOf returns the route index of ev's deployment and model.
+func (h *History) routeOf(ev Event) uint8 {
+	if ev.Deployment == "" && ev.Model == "" {
+		return 0
+	}
+	r := route{ev.Deployment, ev.Model}
+	for i, known := range h.routes {
+		if known == r {
+			return uint8(i + 1)
+		}
+	}
+	if len(h.routes) == 255 {
+		// More deployments than any router has: keep the last one.
+		h.routes[len(h.routes)-1] = r
+		return uint8(len(h.routes))
+	}
+	h.routes = append(h.routes, r)
+	return uint8(len(h.routes))
 }
 
 // Len is the number of snapshots.
@@ -63,7 +89,12 @@ func (h *History) Len() int { return len(h.snaps) }
 func (h *History) At(i int) Event {
 	s := h.snaps[i]
 	n := min(len(h.log), int(s.seq))
+	var r route
+	if s.route > 0 {
+		r = h.routes[s.route-1]
+	}
 	return Event{
+		Deployment: r.deployment, Model: r.model,
 		ID: h.id, Seq: uint64(s.seq), Status: s.status, Attempt: int(s.attempt),
 		Tokens: Tokens{Estimated: h.estimated, Actual: s.actual, HasActual: s.hasActual},
 		at:     s.at, req: h.req, resp: s.resp, fail: s.fail, retry: s.retry,

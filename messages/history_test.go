@@ -17,10 +17,10 @@ func TestHistoryKeepsEverySnapshot(t *testing.T) {
 	published := []messages.Event{
 		l.Pending(at(0)),
 		l.Queue(at(time.Millisecond), 1, ""),
-		l.Process(at(2 * time.Millisecond)),
+		routed(l, "east", "gpt-4o", func() messages.Event { return l.Process(at(2 * time.Millisecond)) }),
 		l.Call(at(3 * time.Millisecond)),
 		l.Retry(at(4*time.Millisecond), time.Second, errors.New("429 from sk-secret"), messages.Result{StatusCode: 429}),
-		l.Process(at(5 * time.Millisecond)),
+		routed(l, "west", "claude", func() messages.Event { return l.Process(at(5 * time.Millisecond)) }),
 		l.Call(at(6 * time.Millisecond)),
 		l.Complete(at(7*time.Millisecond), messages.Result{StatusCode: 200, Body: []byte(`{"ok":true}`), Usage: &messages.Usage{InputTokens: 10, OutputTokens: 5}}),
 	}
@@ -42,6 +42,13 @@ func TestHistoryKeepsEverySnapshot(t *testing.T) {
 	}
 }
 
+// routed names the deployment and model of the next snapshot, which step
+// publishes.
+func routed(l *messages.Lifecycle, deployment, model string, step func() messages.Event) messages.Event {
+	l.Route(deployment, model)
+	return step()
+}
+
 // sameEvent compares what a holder of an Event can see of it.
 func sameEvent(a, b messages.Event) bool {
 	ja, errA := a.MarshalJSON()
@@ -53,7 +60,7 @@ func sameEvent(a, b messages.Event) bool {
 	qa, _ := a.RetryFailure()
 	qb, _ := b.RetryFailure()
 	return errA == nil && errB == nil && string(ja) == string(jb) &&
-		a.ID == b.ID && a.Seq == b.Seq && a.Status == b.Status && a.Attempt == b.Attempt && a.Tokens == b.Tokens &&
+		a.Deployment == b.Deployment && a.Model == b.Model && a.ID == b.ID && a.Seq == b.Seq && a.Status == b.Status && a.Attempt == b.Attempt && a.Tokens == b.Tokens &&
 		a.Timings() == b.Timings() && reflect.DeepEqual(a.Log(), b.Log()) && reflect.DeepEqual(a.Metadata(), b.Metadata()) &&
 		reflect.DeepEqual(ra, rb) && reflect.DeepEqual(fa, fb) && reflect.DeepEqual(qa, qb) && errors.Is(a.Err(), b.Err()) && errors.Is(b.Err(), a.Err())
 }

@@ -80,6 +80,16 @@ func (l *Lifecycle) advance(s RequestStatus, now time.Time, note string) Event {
 	return l.cur
 }
 
+// Route records where the next attempt goes: its deployment and the model
+// that deployment calls. It publishes nothing; the snapshots from the next
+// one on name them, until another Route. A router calls it before it hands
+// the request to a deployment, so that the snapshots of the attempt, and
+// the one that schedules the retry after it fails, say where it ran.
+func (l *Lifecycle) Route(deployment, model string) {
+	l.live(l.cur.Status)
+	l.cur.Deployment, l.cur.Model = deployment, model
+}
+
 // Pending publishes the first snapshot: accepted, not yet queued.
 func (l *Lifecycle) Pending(now time.Time) Event {
 	return l.advance(StatusPending, now, "accepted")

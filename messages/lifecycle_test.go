@@ -1,6 +1,7 @@
 package messages_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -464,4 +465,65 @@ func TestRetryFailureOnlyOnTheRetrySnapshot(t *testing.T) {
 	if info, ok := retry.RetryFailure(); !ok || info.Kind != "rate_limited" {
 		t.Error("later transitions changed the retry snapshot")
 	}
+}
+
+// A routed request's snapshots name the deployment and model of the
+// attempt they belong to: none before the first route, the first
+// deployment through the failed attempt and the QUEUED that schedules its
+// retry, the second from its own attempt on; the JSON form carries them.
+func TestLifecycleRouteNamesTheAttempt(t *testing.T) {
+	const ms = time.Millisecond
+	l := messages.NewLifecycle(testID, &messages.Request{}, t0)
+	pending := l.Pending(at(0))
+	queued := l.Queue(at(ms), 1, "")
+	l.Route("openai-a", "gpt-4o-mini")
+	processing := l.Process(at(2 * ms))
+	calling := l.Call(at(3 * ms))
+	retry := l.Retry(at(4*ms), 0, errors.New("overloaded"), messages.Result{StatusCode: 529})
+	l.Route("claude-b", "claude-haiku")
+	processing2 := l.Process(at(5 * ms))
+	calling2 := l.Call(at(6 * ms))
+	done := l.Complete(at(7*ms), messages.Result{StatusCode: 200})
+
+	for _, c := range []struct {
+		name              string
+		ev                messages.Event
+		deployment, model string
+	}{
+		{"pending", pending, "", ""},
+		{"queued", queued, "", ""},
+		{"processing", processing, "openai-a", "gpt-4o-mini"},
+		{"calling", calling, "openai-a", "gpt-4o-mini"},
+		{"retry", retry, "openai-a", "gpt-4o-mini"},
+		{"processing 2", processing2, "claude-b", "claude-haiku"},
+		{"calling 2", calling2, "claude-b", "claude-haiku"},
+		{"completed", done, "claude-b", "claude-haiku"},
+	} {
+		if c.ev.Deployment != c.deployment || c.ev.Model != c.model {
+			t.Errorf("%s: deployment %q, model %q; want %q, %q", c.name, c.ev.Deployment, c.ev.Model, c.deployment, c.model)
+		}
+	}
+	if done.Seq != 8 || done.Attempt != 2 {
+		t.Errorf("final snapshot: Seq %d, Attempt %d; want 8, 2", done.Seq, done.Attempt)
+	}
+	b, err := json.Marshal(done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wire struct{ Deployment, Model string }
+	if err := json.Unmarshal(b, &wire); err != nil || wire.Deployment != "claude-b" || wire.Model != "claude-haiku" {
+		t.Errorf("JSON %s: deployment %q, model %q (%v)", b, wire.Deployment, wire.Model, err)
+	}
+	b, _ = json.Marshal(pending)
+	if strings.Contains(string(b), `"deployment"`) || strings.Contains(string(b), `"model"`) {
+		t.Errorf("a snapshot not yet routed names a deployment: %s", b)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Route after the terminal snapshot did not panic")
+			}
+		}()
+		l.Route("x", "y")
+	}()
 }

@@ -178,6 +178,12 @@ func (ex *Executor) Err() error { return ex.tree.Err() }
 // stops or restarts it, a restart storm) it ends with them: CANCELLED with
 // ErrStopped, or FAILED with ErrRestartStorm after a storm.
 func (ex *Executor) Submit(ctx context.Context, r messages.Request) (*Handle, error) {
+	return ex.submit(ctx, r, nil)
+}
+
+// submit is Submit; notify, if not nil, is called with every snapshot of
+// the request as its handle receives it (see Handle.notify).
+func (ex *Executor) submit(ctx context.Context, r messages.Request, notify func(messages.Event)) (*Handle, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -200,6 +206,7 @@ func (ex *Executor) Submit(ctx context.Context, r messages.Request) (*Handle, er
 	id := newID()
 	tree := ex.tree
 	h := newHandle(id, func(cause error) { tree.Cancel(id, cause) })
+	h.notify = notify
 	now := time.Now()
 	lc := messages.NewLifecycle(id, &r, now)
 	pending := lc.Pending(now)

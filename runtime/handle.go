@@ -24,6 +24,10 @@ type Handle struct {
 	done     chan struct{} // made on demand by Done; closed once ended
 	ended    bool          // the terminal snapshot is in
 	stopWait func() bool   // stops the submit context's watcher
+	// notify, if set, is called with each snapshot as it is published, on
+	// the publishing goroutine, before a reader can see it: it is how a
+	// router follows an attempt it gave a deployment (see Router).
+	notify func(messages.Event)
 }
 
 // closed is the Done channel of a handle asked for it after its request
@@ -146,6 +150,9 @@ func (h *Handle) watch(ctx context.Context) {
 }
 
 func (h *Handle) publish(ev messages.Event) {
+	if h.notify != nil {
+		h.notify(ev)
+	}
 	h.mu.Lock()
 	h.events.Append(ev)
 	ch := h.changed

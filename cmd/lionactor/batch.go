@@ -72,14 +72,23 @@ finished by running it again, and lines added to the input run on their own.
 Two lines with the same id are refused. --retry-failed reruns failed requests;
 --rerun-changed reruns those whose id has a result for other content. Ctrl-C
 lets calls in flight finish (within --grace), writes them, and exits with
-status 130.`,
+status 130.
+
+Several keys, models and providers: a --config file with "deployments" (each a
+name, the model it serves, provider, url, upstream_model, api_key_env, rpm, tpm,
+burst, concurrency, weight, and for Azure deployment and api_version) runs the
+file over all of them: each line's "model" selects the deployments that serve
+it, load goes where budget is left, a failing deployment is taken out by its
+breaker, and "fallbacks" ({model: [models]}) name where a model's lines go once
+its own deployments have failed them. Each result line names its "deployment";
+the summary, the metrics and the report break the run down by deployment.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runBatch(cmd, e, f, args) },
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.in, "in", "", "input JSONL file, or give it as the argument (default: standard input)")
 	fl.StringVar(&f.out, "out", "", "results JSONL file, appended to and resumed from (default: standard output)")
-	fl.StringVar(&f.config, "config", "", "YAML file with any of these flags' settings, by flag name")
+	fl.StringVar(&f.config, "config", "", "YAML file with any of these flags' settings, by flag name, and the deployments of a run over several keys, models or providers (deployments:, fallbacks:)")
 	fl.StringVar(&f.provider, "provider", "openai", "openai, anthropic, azure, openai-compatible or generic")
 	fl.StringVar(&f.url, "url", "", "API base URL (default: the provider's)")
 	fl.StringVar(&f.endpoint, "endpoint", "", "endpoint path under the base URL (default: the provider's chat endpoint)")
@@ -127,6 +136,9 @@ func applyConfigFile(fl *pflag.FlagSet, path string) error {
 		return usagef("config %s: %v", path, err)
 	}
 	for name, value := range settings {
+		if slices.Contains(routerSettings, name) {
+			continue // readRouterFile reads them
+		}
 		flag := fl.Lookup(name)
 		if flag == nil || name == "config" {
 			return usagef("config %s: unknown setting %q", path, name)
@@ -207,28 +219,14 @@ func (f *batchFlags) endpointConfig(fl *pflag.FlagSet, getenv func(string) strin
 		return ep, err
 	}
 	ep.Headers = headers
-	if fl.Changed("api-key-env") && f.apiKeyEnv == "" {
-		ep.Auth = imodel.AuthNone
-		return ep, nil
-	}
-	keyEnv := f.apiKeyEnv
+	key, keyEnv, none := apiKey(ep.Provider, f.apiKeyEnv, fl.Changed("api-key-env"), getenv)
 	switch {
-	case keyEnv != "":
-	case ep.Provider == imodel.OpenAICompatible:
-		// The library sends such a server no key unless told; the
-		// command reads OpenAI's variable, as OpenAI's SDKs do whatever
-		// their base URL.
-		keyEnv = imodel.OpenAI.DefaultKeyEnv()
-	default:
-		keyEnv = ep.Provider.DefaultKeyEnv()
-	}
-	if keyEnv == "" {
-		return ep, nil // generic: an endpoint that needs no key unless told
-	}
-	ep.APIKey = strings.TrimSpace(getenv(keyEnv))
-	if ep.APIKey == "" {
+	case none:
+		ep.Auth = imodel.AuthNone
+	case keyEnv != "" && key == "":
 		return ep, usagef("missing API key: set %s (or name another variable with --api-key-env, or give --api-key-env '' for a server that takes none)", keyEnv)
 	}
+	ep.APIKey = key
 	return ep, nil
 }
 
@@ -245,12 +243,22 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 		}
 		f.in = args[0]
 	}
-	ep, err := f.endpointConfig(fl, e.getenv)
+	rf, err := readRouterFile(f.config, e.getenv)
 	if err != nil {
 		return err
 	}
-	if err := ep.Validate(); err != nil {
-		return namingFlags(fl, batchFlagOf, err)
+	var ep imodel.EndpointConfig
+	if rf != nil {
+		if err := rf.checkFlags(fl); err != nil {
+			return err
+		}
+	} else {
+		if ep, err = f.endpointConfig(fl, e.getenv); err != nil {
+			return err
+		}
+		if err := ep.Validate(); err != nil {
+			return namingFlags(fl, batchFlagOf, err)
+		}
 	}
 	retry, kinds := f.retryKinds()
 	secret, err := secretFromEnv(e.getenv, "--budget-secret-env", f.budgetSecretEnv)
@@ -265,6 +273,9 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 		RetryFailed: retry, RetryKinds: kinds, RerunChanged: f.rerunChanged,
 		BudgetTLS: f.budgetTLS, BudgetSecret: secret,
 	}
+	if rf != nil {
+		cfg.Deployments, cfg.Fallbacks = rf.deployments, rf.fallbacks
+	}
 	switch {
 	case f.verbose:
 		cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -275,7 +286,7 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 	}
 	logRedisTo(cfg.Logger)
 	if err := cfg.Validate(); err != nil {
-		return namingFlags(fl, batchFlagOf, err)
+		return namingFlags(fl, batchFlagOf, rf.naming(err))
 	}
 
 	input, closeInput, err := openInput(cmd.Context(), f.in, e.stdin)

@@ -87,6 +87,16 @@ type Config struct {
 	// Tracer, if set, traces every request of the run, each a child of the
 	// span in the context given to Run.
 	Tracer *lionotel.Tracer
+
+	// Deployments, if set, run the file over several deployments through a
+	// router (see router.go): each line's "model" names the group of
+	// deployments that serves it, each deployment at its own limits, with
+	// load balancing, breakers and fallback. Endpoint, RPM and TPM are then
+	// unused; Burst and Concurrency are the deployments' defaults.
+	Deployments []Deployment
+	// Fallbacks lists, for a model, the models whose deployments take its
+	// lines, in order, once all of its own have failed them.
+	Fallbacks map[string][]string
 }
 
 // burst is the request bucket's capacity: Burst, or 1.
@@ -104,7 +114,7 @@ func (c Config) logger() *slog.Logger {
 func (c Config) Validate() error {
 	bad := func(field, reason string) error { return &messages.ConfigError{Field: field, Reason: reason} }
 	switch {
-	case c.RPM <= 0:
+	case c.RPM <= 0 && !c.routed():
 		return bad("RPM", "must be positive")
 	case c.TPM < 0:
 		return bad("TPM", "must not be negative")
@@ -126,6 +136,11 @@ func (c Config) Validate() error {
 		return bad("RetryKinds", "error kinds given without RetryFailed")
 	case slices.Contains(c.RetryKinds, ""):
 		return bad("RetryKinds", "an empty error kind")
+	case len(c.Fallbacks) > 0 && !c.routed():
+		return bad("Fallbacks", "fallbacks need Deployments")
+	}
+	if err := c.validateDeployments(); err != nil {
+		return err
 	}
 	if c.Budget == "" {
 		return nil

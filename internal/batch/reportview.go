@@ -49,6 +49,8 @@ type reportView struct {
 	Tiles   []tile // the figures to read first
 	Table   []fact // the summary table
 	Charts  []chartView
+	// Deployments break a run over several deployments down by deployment.
+	Deployments []deploymentRow
 }
 
 type fact struct{ Name, Value, Note string }
@@ -182,6 +184,7 @@ func (tl timeline) view() reportView {
 	}
 
 	v.Charts = []chartView{tl.requestsChart(), tl.tokensChart(), tl.inFlightChart(), tl.latencyChart()}
+	v.Deployments = tl.deploymentRows()
 	return v
 }
 

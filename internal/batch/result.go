@@ -25,8 +25,11 @@ type Result struct {
 	Response json.RawMessage `json:"response,omitempty"`
 	Error    *ResultError    `json:"error,omitempty"`
 	Attempts int             `json:"attempts"`
-	Tokens   ResultTokens    `json:"tokens"`
-	Timings  ResultTimings   `json:"timings"`
+	// Deployment names the deployment that served the request, or that
+	// its last attempt went to, in a run over several (Config.Deployments).
+	Deployment string        `json:"deployment,omitempty"`
+	Tokens     ResultTokens  `json:"tokens"`
+	Timings    ResultTimings `json:"timings"`
 	// Metadata is the input line's "metadata", untouched.
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 }

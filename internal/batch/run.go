@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 )
@@ -66,8 +64,7 @@ type runner struct {
 	out      io.Writer
 	progress Reporter
 
-	ex    *runtime.Executor
-	model *imodel.Model
+	eng engine // one executor and model, or a router over deployments
 
 	window  chan struct{} // one slot per request between submit and write
 	results chan item     // terminal snapshots, from the observer: never blocks (see window)
@@ -100,11 +97,12 @@ func newRunner(cfg Config, in Input, out io.Writer, progress Reporter) *runner {
 func (r *runner) observe(ev messages.Event) {
 	r.record(ev)
 	switch {
-	case ev.Status == messages.StatusQueued && ev.Attempt > 0:
+	case ev.Status == messages.StatusQueued && ev.Attempt > 0 && isRetry(ev):
 		r.sum.retried()
 	case ev.Status == messages.StatusCalling:
 		r.sum.called(ev.Timings().CallStarted)
 	}
+	r.sum.routed(ev)
 	if !ev.Status.Terminal() {
 		return
 	}
@@ -119,38 +117,19 @@ func (r *runner) observe(ev messages.Event) {
 const indexKey = "batch.index"
 
 func (r *runner) run(ctx context.Context) (*Summary, error) {
-	ex, err := runtime.Start(r.cfg.executorConfig(r.observe))
+	start := newSingle
+	if r.cfg.routed() {
+		start = newRouted
+	}
+	eng, err := start(r.cfg, r.observe)
 	if err != nil {
 		return nil, err
 	}
-	r.ex = ex
-	ep := r.cfg.Endpoint
-	ep.MaxAttempts = r.cfg.MaxAttempts
-	opts := []imodel.Option{}
-	if r.cfg.Logger != nil {
-		opts = append(opts, imodel.WithLogger(r.cfg.Logger))
-	}
-	switch {
-	case r.cfg.Tracer != nil:
-		base := http.RoundTripper(imodel.NewTransport(r.cfg.Concurrency))
-		if r.cfg.client != nil {
-			base = r.cfg.client.Transport
-		}
-		client := &http.Client{Transport: r.cfg.Tracer.Transport(base)}
-		defer client.CloseIdleConnections()
-		opts = append(opts, imodel.WithHTTPClient(client))
-	case r.cfg.client != nil:
-		opts = append(opts, imodel.WithHTTPClient(r.cfg.client))
-	}
-	r.model, err = imodel.New(ex, ep, opts...)
-	if err != nil {
-		_ = ex.StopNow(context.Background())
-		return nil, err
-	}
-	defer r.model.Close()
+	r.eng = eng
+	defer eng.Close()
 	stopMetrics, err := r.serveMetrics()
 	if err != nil {
-		_ = ex.StopNow(context.Background())
+		_ = eng.StopNow(context.Background())
 		return nil, err
 	}
 	defer stopMetrics()
@@ -172,14 +151,14 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	// Every request has ended unless the run was interrupted or failed: a
 	// graceful stop then waits for nothing, but gives a shared budget's
 	// leases back at once.
-	stop := ex.Stop
+	stop := eng.Stop
 	if interrupted || writeErr != nil {
-		stop = ex.StopNow
+		stop = eng.StopNow
 	}
 	if err := stop(stopCtx); err != nil && writeErr == nil {
 		writeErr = err
 	}
-	r.sum.finish(time.Now(), r.model.Stats(), ex.Stats().Shared)
+	eng.finish(r.sum, time.Now())
 	if err := r.writeReport(time.Now()); err != nil && writeErr == nil {
 		writeErr = err
 	}

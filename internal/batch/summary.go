@@ -77,13 +77,21 @@ type Snapshot struct {
 	// Shared is the run's part in a shared budget (Config.Budget), as the
 	// run ended; its Mode is "" without one.
 	Shared messages.SharedStats
+	// Deployments break a run over several deployments (Config.Deployments)
+	// down by deployment, in the order of the config.
+	Deployments []DeploymentSnapshot
 }
 
 // maxChangedIDs is how many changed requests the summary names.
 const maxChangedIDs = 10
 
 func newSummary(cfg Config) *Summary {
-	return &Summary{s: Snapshot{RPMLimit: cfg.RPM, TPMLimit: cfg.TPM, Burst: cfg.burst(), ChangedRerun: cfg.RerunChanged}}
+	s := Snapshot{RPMLimit: cfg.RPM, TPMLimit: cfg.TPM, Burst: cfg.burst(), ChangedRerun: cfg.RerunChanged, Deployments: deploymentSnapshots(cfg)}
+	if cfg.routed() {
+		info := cfg.routerReportInfo()
+		s.RPMLimit, s.TPMLimit, s.Burst = info.RPM, info.TPM, info.Burst
+	}
+	return &Summary{s: s}
 }
 
 func (m *Summary) update(f func(*Snapshot)) {
@@ -182,7 +190,9 @@ func percentile(sorted []float64, p float64) time.Duration {
 func (m *Summary) Snapshot() Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.s
+	s := m.s
+	s.ChangedIDs, s.Deployments = slices.Clone(s.ChangedIDs), slices.Clone(s.Deployments)
+	return s
 }
 
 // Done counts the requests with a result line in this run.
@@ -296,6 +306,7 @@ func (s Snapshot) Write(w io.Writer) {
 		fmt.Fprintf(w, "; %d leases for %d requests, %d returned unused (%d requests); %d fallbacks, %d rejoins\n",
 			sh.Leases, sh.LeasedRequests, sh.Returned, sh.ReturnedRequests, sh.Fallbacks, sh.Rejoins)
 	}
+	writeDeployments(w, s)
 	fmt.Fprintf(w, "wall time: %v\n", s.Elapsed().Round(10*time.Millisecond))
 }
 

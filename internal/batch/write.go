@@ -104,7 +104,7 @@ func (r *runner) drainOnInterrupt(readerStopped bool) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Grace)
 		defer cancel()
-		_ = r.ex.Stop(ctx) // past the grace, what is left is cancelled
+		_ = r.eng.Stop(ctx) // past the grace, what is left is cancelled
 	}()
 }
 
@@ -125,7 +125,7 @@ func (r *runner) result(it item) (*Result, bool) {
 	}
 	res := &Result{
 		Index: it.index, Key: rw.key, ContentHash: rw.hash, ID: rw.id, RequestID: ev.ID.String(), Status: ev.Status.String(),
-		Attempts: ev.Attempt, Metadata: rw.metadata,
+		Attempts: ev.Attempt, Metadata: rw.metadata, Deployment: ev.Deployment,
 		Tokens: ResultTokens{Estimated: ev.Tokens.Estimated},
 		Timings: ResultTimings{
 			Created: ev.Timings().Created, QueueMS: millis(ev.Timings().QueueWait()), WaitMS: millis(ev.Timings().PermitWait()),
