@@ -1,6 +1,7 @@
 package budget
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -103,10 +104,18 @@ func newSystem(logger *slog.Logger) *actor.ActorSystem {
 	)
 }
 
-// CheckAddress reports what is wrong with addr as a host:port, or nil. An
-// address to listen on may have port 0 (any free port); an address to
-// connect to may not.
+// CheckAddress reports what is wrong with addr, or nil. An address to
+// listen on is a host:port, which may have port 0 (any free port). An
+// address to connect to is where a member reaches its budget
+// (MemberConfig.Address): a budget service's host:port, not port 0, or the
+// URL of a Redis server; an error never shows the URL's password.
 func CheckAddress(addr string, listen bool) error {
+	if onRedis(addr) {
+		if listen {
+			return errors.New("want host:port to listen on, got a URL")
+		}
+		return checkRedisURL(addr)
+	}
 	host, p, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("want host:port, got %q", addr)

@@ -230,7 +230,12 @@ func (m *Model) Embed(ctx context.Context, inputs []string, opts ...CallOption) 
 	if err != nil {
 		return nil, err
 	}
-	ev := awaitEnd(h)
+	return embedResult(awaitEnd(h))
+}
+
+// embedResult reads the vectors from an embedding's terminal snapshot,
+// with the request's error if it did not complete.
+func embedResult(ev messages.Event) (*EmbedResponse, error) {
 	out := &EmbedResponse{Event: ev}
 	if resp, ok := ev.Response(); ok {
 		if er, ok := resp.Value.(*EmbedResponse); ok {

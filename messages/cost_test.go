@@ -81,8 +81,8 @@ func TestCompleteFromCacheCostsNothing(t *testing.T) {
 	if resp, ok := ev.Response(); !ok || string(resp.Body) != `{"ok":true}` {
 		t.Errorf("response %+v %v", resp, ok)
 	}
-	if ev.Timings.Finished != at(time.Millisecond) || !ev.Timings.CallStarted.IsZero() {
-		t.Errorf("timings %+v: finished, never called", ev.Timings)
+	if ev.Timings().Finished != at(time.Millisecond) || !ev.Timings().CallStarted.IsZero() {
+		t.Errorf("timings %+v: finished, never called", ev.Timings())
 	}
 	if log := ev.Log(); log[len(log)-1].Message != "answered from the cache" {
 		t.Errorf("log %+v", log)
@@ -109,3 +109,59 @@ func TestSpendCapErrorIsTyped(t *testing.T) {
 }
 
 func near(a, b float64) bool { return a-b < 1e-12 && b-a < 1e-12 }
+
+func TestChargeAddsWhatAttemptsRunElsewhereConsumed(t *testing.T) {
+	calls := 0
+	routed := messages.NewLifecycle(testID, &messages.Request{Tokens: 30, EstimatedCost: 0.05, Pricing: perToken{1, 1, &calls}}, t0)
+	first := routed.Pending(at(0))
+
+	// An attempt priced where it ran, at a price the routed request does
+	// not know, that was billed and failed.
+	attempt := func(price float64, u messages.Usage, fail bool) messages.Event {
+		n := 0
+		l := messages.NewLifecycle(testID, &messages.Request{Pricing: perToken{price, price, &n}}, t0)
+		l.Pending(at(0))
+		l.Queue(at(0), 1, "")
+		l.Process(at(0))
+		l.Call(at(0))
+		if fail {
+			return l.Fail(at(time.Millisecond), errors.New("malformed reply"), messages.Result{Usage: &u})
+		}
+		return l.Complete(at(time.Millisecond), messages.Result{Usage: &u})
+	}
+	routed.Charge(attempt(0.01, messages.Usage{InputTokens: 10, OutputTokens: 10}, true))
+	routed.Charge(attempt(0.001, messages.Usage{InputTokens: 100, OutputTokens: 50}, false))
+	ev := routed.Complete(at(2*time.Millisecond), messages.Result{StatusCode: 200})
+	if want := 0.2 + 0.15; !near(ev.Cost().Actual, want) || !ev.Cost().HasActual || !ev.Cost().Priced || ev.Cost().Estimated != 0.05 {
+		t.Errorf("cost %+v, want actual %v: both attempts at their own prices", ev.Cost(), want)
+	}
+	if !ev.Tokens.HasActual || ev.Tokens.Actual != 170 {
+		t.Errorf("tokens %+v, want 170 actual: both attempts' usage", ev.Tokens)
+	}
+	if calls != 0 {
+		t.Errorf("the routed request's own price was asked %d times: its attempts were priced where they ran", calls)
+	}
+	if first.Cost().HasActual {
+		t.Errorf("PENDING's cost changed after it was published: %+v", first.Cost())
+	}
+}
+
+func TestChargeCarriesACachedAnswer(t *testing.T) {
+	n := 0
+	routed := messages.NewLifecycle(testID, &messages.Request{EstimatedCost: 0.05}, t0)
+	routed.Pending(at(0))
+	l := messages.NewLifecycle(testID, &messages.Request{Pricing: perToken{1, 1, &n}}, t0)
+	l.Pending(at(0))
+	routed.Charge(l.CompleteFromCache(at(time.Millisecond), messages.Result{StatusCode: 200}))
+	ev := routed.Complete(at(time.Millisecond), messages.Result{StatusCode: 200})
+	if !ev.Cached() || ev.Cost().Actual != 0 || !ev.Cost().HasActual || !ev.Cost().Priced {
+		t.Errorf("cached %v cost %+v: an attempt a cache answered costs nothing, known", ev.Cached(), ev.Cost())
+	}
+	// An attempt that reported nothing changes nothing.
+	quiet := messages.NewLifecycle(testID, &messages.Request{EstimatedCost: 0.05}, t0)
+	quiet.Pending(at(0))
+	quiet.Charge(messages.Event{})
+	if ev := quiet.Cancel(at(time.Millisecond), messages.ErrStopped); ev.Cost().HasActual || ev.Tokens.HasActual {
+		t.Errorf("cost %+v tokens %+v after charging nothing", ev.Cost(), ev.Tokens)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/google/uuid"
 
 	"github.com/lionactor/lionactor/actors"
 	"github.com/lionactor/lionactor/messages"
@@ -188,6 +187,12 @@ func (ex *Executor) Err() error { return ex.tree.Err() }
 // stops or restarts it, a restart storm) it ends with them: CANCELLED with
 // ErrStopped, or FAILED with ErrRestartStorm after a storm.
 func (ex *Executor) Submit(ctx context.Context, r messages.Request) (*Handle, error) {
+	return ex.submit(ctx, r, nil)
+}
+
+// submit is Submit; notify, if not nil, is called with every snapshot of
+// the request as its handle receives it (see Handle.notify).
+func (ex *Executor) submit(ctx context.Context, r messages.Request, notify func(messages.Event)) (*Handle, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -198,7 +203,7 @@ func (ex *Executor) Submit(ctx context.Context, r messages.Request) (*Handle, er
 		return nil, err
 	}
 	if r.Cached != nil {
-		return ex.answer(ctx, &r), nil
+		return ex.answer(ctx, &r, notify), nil
 	}
 	if err := ex.tree.Admit(ctx, ex.cfg.WaitForRoom, ex.stopCh); err != nil {
 		return nil, err
@@ -215,10 +220,11 @@ func (ex *Executor) Submit(ctx context.Context, r messages.Request) (*Handle, er
 		ex.unreserve(&r)
 		return nil, err
 	}
-	id := uuid.New()
+	id := newID()
 	tree := ex.tree
 	h := newHandle(id, func(cause error) { tree.Cancel(id, cause) })
 	h.reserved = r.EstimatedCost
+	h.notify = notify
 	now := time.Now()
 	lc := messages.NewLifecycle(id, &r, now)
 	pending := lc.Pending(now)
@@ -288,9 +294,10 @@ func (ex *Executor) settle(h *Handle, ev messages.Event) {
 // reply, both seen by the observer before the handle, as for any request.
 // Its handle has ended by the time it is returned, so it needs no place in
 // live and nothing can cancel it.
-func (ex *Executor) answer(ctx context.Context, r *messages.Request) *Handle {
-	id := uuid.New()
+func (ex *Executor) answer(ctx context.Context, r *messages.Request, notify func(messages.Event)) *Handle {
+	id := newID()
 	h := newHandle(id, func(error) {})
+	h.notify = notify
 	now := time.Now()
 	lc := messages.NewLifecycle(id, r, now)
 	pending := lc.Pending(now)

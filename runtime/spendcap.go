@@ -18,12 +18,11 @@ import (
 // real cost (imodel estimates the input with OpenAI's tokenizers and the
 // output at max_tokens).
 //
-// An executor consults the SpendCap in Config.SpendCap at Submit. A router
-// over several executors has two ways to keep one cap over all of them:
-// give every executor the same SpendCap (each reserves for the requests it
-// admits), or consult it at its own admission (Reserve, then Settle or
-// Release) and give its executors none, so that no request is reserved
-// twice.
+// An executor consults the SpendCap in Config.SpendCap at Submit, and a
+// Router the one in RouterConfig.SpendCap, for all its deployments at
+// once. Several executors can share one SpendCap; so can code that admits
+// work of its own (Reserve, then Settle or Release), as long as no request
+// is reserved twice.
 //
 // Its methods are safe for concurrent use.
 type SpendCap struct {

@@ -294,3 +294,80 @@ func TestCachedRequestAfterStopIsRefused(t *testing.T) {
 }
 
 func sameUSD(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+
+// A router's spend cap reserves a request once, at Submit, by the
+// estimate of its first build, and settles it with what its attempts cost
+// at their own deployments' prices: here an attempt billed and failed at
+// the expensive deployment, then one that succeeds at its fallback.
+func TestRouterSpendCapCountsEveryAttemptOnce(t *testing.T) {
+	c := newCap(t, 1)
+	cfg := DefaultRouterConfig(perMinute("dear", "big", 6000), perMinute("cheap", "small", 6000))
+	cfg.Fallbacks = map[string][]string{"big": {"small"}}
+	cfg.SpendCap = c
+	b := runtimetest.NewBlocker()
+	// Each call reports 10 output tokens: $0.10 at "dear", $0.01 at "cheap".
+	billed := func(fail bool) messages.Call {
+		return messages.CallFunc(func(ctx context.Context, attempt int) (messages.Result, error) {
+			res, err := b.Do(ctx, attempt)
+			res.Usage = &messages.Usage{OutputTokens: 10}
+			if fail && err == nil {
+				err = errSick
+			}
+			return res, err
+		})
+	}
+	build := func(d string) (messages.Request, error) {
+		if d == "dear" {
+			return messages.Request{Call: billed(true), Pricing: flat(0.01), EstimatedCost: 0.4}, nil
+		}
+		return messages.Request{Call: billed(false), Pricing: flat(0.001), EstimatedCost: 0.04}, nil
+	}
+	rt, rec := startRouterT(t, cfg)
+	first, err := rt.Submit(context.Background(), "big", build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := rt.Submit(context.Background(), "big", build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); !sameUSD(st.Committed, 0.8) || st.InFlight != 2 {
+		t.Fatalf("two requests in: %+v, want $0.80 committed by their first builds", st)
+	}
+	_, err = rt.Submit(context.Background(), "big", build)
+	var sce *messages.SpendCapError
+	if !errors.As(err, &sce) || !sameUSD(sce.Committed, 0.8) {
+		t.Fatalf("third request: %v, want refused with $0.80 committed", err)
+	}
+	unpriced := func(string) (messages.Request, error) { return messages.Request{Call: noop}, nil }
+	if _, err := rt.Submit(context.Background(), "big", unpriced); !errors.Is(err, messages.ErrPriceUnknown) {
+		t.Errorf("a request without a price under a cap: %v, want ErrPriceUnknown", err)
+	}
+	close(b.Release)
+	for _, h := range []*Handle{first, second} {
+		ev := waitT(t, h)
+		if ev.Status != messages.StatusCompleted || ev.Deployment != "cheap" || ev.Attempt != 2 {
+			t.Fatalf("ended %v at %q after %d attempts, want COMPLETED at cheap after 2", ev.Status, ev.Deployment, ev.Attempt)
+		}
+		if cost := ev.Cost(); !sameUSD(cost.Actual, 0.11) || !cost.HasActual || !cost.Priced || cost.Estimated != 0.4 {
+			t.Errorf("cost %+v, want $0.11: $0.10 billed at dear, $0.01 at cheap", cost)
+		}
+		if ev.Tokens.Actual != 20 {
+			t.Errorf("tokens %+v, want 20: both attempts'", ev.Tokens)
+		}
+	}
+	if st := c.Stats(); !sameUSD(st.Spent, 0.22) || st.Committed != 0 || st.InFlight != 0 {
+		t.Errorf("after both ended: %+v, want $0.22 spent, nothing held", st)
+	}
+	rec.Check(t)
+}
+
+func TestRouterRefusesASpendCapPerDeployment(t *testing.T) {
+	d := perMinute("a", "g", 60)
+	d.Config.SpendCap = newCap(t, 1)
+	_, err := StartRouter(DefaultRouterConfig(d))
+	var ce *messages.ConfigError
+	if !errors.As(err, &ce) || ce.Field != "Deployments[0].Config.SpendCap" {
+		t.Fatalf("StartRouter: %v, want a ConfigError naming Deployments[0].Config.SpendCap", err)
+	}
+}

@@ -438,6 +438,28 @@ func TestScriptsAreReloadedWhenRedisForgetsThem(t *testing.T) {
 	check(t, f.lease("a", want(1, 0, 0), limits), 1, 0, 0)
 }
 
+func TestPingChangesNothing(t *testing.T) {
+	f := newFake(t, Config{})
+	ctx := context.Background()
+	if err := f.store.Ping(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if keys := f.mr.Keys(); len(keys) != 0 {
+		t.Fatalf("a ping of a new budget wrote %v", keys)
+	}
+	f.lease("a", want(1, 0, 0), limits)
+	f.advance(300 * time.Millisecond)
+	before := f.mr.HGet(stateKey(key), "rl")
+	if err := f.store.Ping(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if after := f.mr.HGet(stateKey(key), "rl"); after != before {
+		t.Fatalf("the request level went from %s to %s on a ping", before, after)
+	}
+	// The 300 ms refilled since are still there for the next lease.
+	check(t, f.lease("a", want(5, 0, 0), limits), 3, 0, 0)
+}
+
 func TestEmptyNamesAreRefused(t *testing.T) {
 	f := newFake(t, Config{})
 	ctx := context.Background()
@@ -447,7 +469,8 @@ func TestEmptyNamesAreRefused(t *testing.T) {
 	_, err4 := f.store.Adjust(ctx, "", 1)
 	_, err5 := f.store.Pause(ctx, key, "", time.Now().Add(time.Second))
 	_, err6 := f.store.Subscribe(ctx, "")
-	for i, err := range []error{err1, err2, err3, err4, err5, err6} {
+	err7 := f.store.Ping(ctx, "")
+	for i, err := range []error{err1, err2, err3, err4, err5, err6, err7} {
 		if !errors.Is(err, ErrEmptyName) {
 			t.Errorf("call %d: %v; want ErrEmptyName", i+1, err)
 		}

@@ -309,6 +309,9 @@ func TestAStoppedServerIsAnErrorNotAHang(t *testing.T) {
 	if _, err := s.Pause(ctx, key, "a", time.Now().Add(time.Second)); err == nil {
 		t.Fatal("paused on a stopped server")
 	}
+	if err := s.Ping(ctx, key); err == nil {
+		t.Fatal("pinged a stopped server")
+	}
 	// The subscription comes back with the server (the client subscribes
 	// again when it reconnects); a pause published before it has will not
 	// arrive, so publish until one does.
@@ -403,5 +406,27 @@ func TestLeasesGoOnAfterASentinelFailover(t *testing.T) {
 	}
 	if tl, _ := r.HGet(ctx, stateKey(key), "tl").Float64(); tl < 300 {
 		t.Fatalf("token level %v on the new primary; want the 300 refunded and more", tl)
+	}
+}
+
+// A server that accepts connections and never answers: a call ends at its
+// context's deadline, not at the client's read timeout (an hour here).
+func TestACallEndsAtItsDeadline(t *testing.T) {
+	addr := redistest.Silent(t)
+	s := open(t, "redis://"+addr+"?read_timeout=1h&write_timeout=1h&dial_timeout=1h&max_retries=-1", Config{})
+	ended := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_, err := s.Lease(ctx, key, "a", want(1, 0, 0), limits)
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Fatal("a lease from a server that never answers")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the call outlived its deadline by 30 s")
 	}
 }

@@ -254,6 +254,20 @@ func (s *Store) Pause(ctx context.Context, key, member string, until time.Time) 
 	return n == 1, nil
 }
 
+// Ping checks that the server answers and runs the budget's scripts on
+// key's slot, changing nothing: a member that fell back asks it whether it
+// may lease again.
+func (s *Store) Ping(ctx context.Context, key string) error {
+	if key == "" {
+		return ErrEmptyName
+	}
+	// An adjustment by 0 loads the state and leaves it as it was.
+	if err := adjustScript.Run(ctx, s.client, []string{stateKey(key)}, millis(idleTTL), 0).Err(); err != nil {
+		return fmt.Errorf("redisbudget: ping %q: %w", key, err)
+	}
+	return nil
+}
+
 // millis is d in whole milliseconds, at least 1 (Redis refuses an expiry
 // of 0).
 func millis(d time.Duration) int64 { return max(1, d.Milliseconds()) }

@@ -21,6 +21,7 @@ type Options struct {
 	single   *redis.Options         // redis://, rediss://, unix://
 	failover *redis.FailoverOptions // with master_name: through Sentinel
 	shown    string                 // the URL without its passwords
+	secrets  []string               // its passwords, as they may be quoted
 }
 
 // ParseURL parses the address of a Redis server:
@@ -39,6 +40,10 @@ type Options struct {
 // file of the certificate authorities to trust instead of the system's;
 // skip_verify=true turns verification off.
 //
+// The client honours the deadline of each call's context
+// (go-redis's ContextTimeoutEnabled), so that a caller's deadline bounds a
+// call to a server that stopped answering, whatever read_timeout says.
+//
 // Errors are *messages.ConfigError values and never contain a password.
 func ParseURL(raw string) (*Options, error) {
 	u, err := url.Parse(raw)
@@ -48,10 +53,7 @@ func ParseURL(raw string) (*Options, error) {
 	shown := redactURL(u)
 	// Any go-redis message is scrubbed too, in case it ever quotes one.
 	fail := func(err error) (*Options, error) {
-		msg := err.Error()
-		for _, secret := range passwords(u) {
-			msg = strings.ReplaceAll(msg, secret, "xxxxx")
-		}
+		msg := (&Options{secrets: passwords(u)}).Redact(err.Error())
 		return nil, urlError(shown, strings.TrimPrefix(msg, "redis: "))
 	}
 	q := u.Query()
@@ -75,13 +77,18 @@ func ParseURL(raw string) (*Options, error) {
 		if o.failover, err = redis.ParseFailoverURL(u.String()); err != nil {
 			return fail(err)
 		}
+		if !q.Has("context_timeout_enabled") {
+			o.failover.ContextTimeoutEnabled = true
+		}
 		tlsConfig = o.failover.TLSConfig
 	default:
 		if o.single, err = redis.ParseURL(u.String()); err != nil {
 			return fail(err)
 		}
+		o.single.ContextTimeoutEnabled = true
 		tlsConfig = o.single.TLSConfig
 	}
+	o.secrets = passwords(u)
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
@@ -107,6 +114,15 @@ func (o *Options) NewClient() redis.UniversalClient {
 		return redis.NewFailoverClient(o.failover)
 	}
 	return redis.NewClient(o.single)
+}
+
+// Redact returns s with every password of the URL replaced by "xxxxx",
+// for a message that might quote one (a go-redis error, say).
+func (o *Options) Redact(s string) string {
+	for _, p := range o.secrets {
+		s = strings.ReplaceAll(s, p, "xxxxx")
+	}
+	return s
 }
 
 // String returns the URL with its passwords replaced by "xxxxx".

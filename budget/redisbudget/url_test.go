@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,17 +73,41 @@ func TestParseURL(t *testing.T) {
 		shows(t, c.shown, o)
 		if c.sentinels != nil {
 			f := o.failover
-			if f == nil || fmt.Sprint(f.SentinelAddrs) != fmt.Sprint(c.sentinels) || f.MasterName != c.master ||
+			if f == nil || !f.ContextTimeoutEnabled || fmt.Sprint(f.SentinelAddrs) != fmt.Sprint(c.sentinels) || f.MasterName != c.master ||
 				f.SentinelUsername != c.sentinelU || f.SentinelPassword != secret || f.Password != c.password || f.DB != c.db {
 				t.Errorf("%s: parsed as %+v", c.shown, f)
 			}
 			continue
 		}
 		s := o.single
-		if s == nil || s.Network != c.network || s.Addr != c.addr || s.Username != c.user || s.Password != c.password ||
+		if s == nil || !s.ContextTimeoutEnabled || s.Network != c.network || s.Addr != c.addr || s.Username != c.user || s.Password != c.password ||
 			s.DB != c.db || (s.TLSConfig != nil) != c.tls {
 			t.Errorf("%s: parsed as %+v", c.shown, s)
 		}
+	}
+}
+
+func TestContextTimeoutsMayBeTurnedOffForSentinel(t *testing.T) {
+	o, err := ParseURL("redis://sentinel:26379?master_name=m&context_timeout_enabled=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.failover.ContextTimeoutEnabled {
+		t.Fatal("context_timeout_enabled=false was not applied")
+	}
+}
+
+func TestRedactHidesEveryPassword(t *testing.T) {
+	o, err := ParseURL("redis://s:" + secret + "@sentinel:26379?master_name=m&password=" + url.QueryEscape(secret+"/2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := o.Redact("auth " + secret + " then " + secret + "/2 then " + url.QueryEscape(secret+"/2") + " ok")
+	if strings.Contains(got, secret) || !strings.HasSuffix(got, " ok") {
+		t.Fatalf("Redact = %q", got)
+	}
+	if o, _ := ParseURL("redis://host:6379"); o.Redact("nothing to hide") != "nothing to hide" {
+		t.Fatal("Redact changed a message without a password")
 	}
 }
 

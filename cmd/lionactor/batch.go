@@ -80,14 +80,23 @@ the embedded table or --prices. --max-cost stops admitting before the results
 file's spend would pass it, lets what was admitted finish, and exits with
 status 3; a rerun with a higher cap continues. --cache-dir answers requests
 whose reply is stored without a call. --dry-run sends nothing and says what
-the input would cost and how long it would take.`,
+the input would cost and how long it would take.
+
+Several keys, models and providers: a --config file with "deployments" (each a
+name, the model it serves, provider, url, upstream_model, api_key_env, rpm, tpm,
+burst, concurrency, weight, and for Azure deployment and api_version) runs the
+file over all of them: each line's "model" selects the deployments that serve
+it, load goes where budget is left, a failing deployment is taken out by its
+breaker, and "fallbacks" ({model: [models]}) name where a model's lines go once
+its own deployments have failed them. Each result line names its "deployment";
+the summary, the metrics and the report break the run down by deployment.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runBatch(cmd, e, f, args) },
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.in, "in", "", "input JSONL file, or give it as the argument (default: standard input)")
 	fl.StringVar(&f.out, "out", "", "results JSONL file, appended to and resumed from (default: standard output)")
-	fl.StringVar(&f.config, "config", "", "YAML file with any of these flags' settings, by flag name")
+	fl.StringVar(&f.config, "config", "", "YAML file with any of these flags' settings, by flag name, and the deployments of a run over several keys, models or providers (deployments:, fallbacks:)")
 	fl.StringVar(&f.provider, "provider", "openai", "openai, anthropic, azure, openai-compatible or generic")
 	fl.StringVar(&f.url, "url", "", "API base URL (default: the provider's)")
 	fl.StringVar(&f.endpoint, "endpoint", "", "endpoint path under the base URL (default: the provider's chat endpoint)")
@@ -109,8 +118,8 @@ the input would cost and how long it would take.`,
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9090)")
 	fl.StringVar(&f.report, "report", "", "write an HTML report of the run to this file when it ends: rates, tokens and calls in flight against the limits over time, 429s, latency, summary")
 	fl.BoolVar(&f.verbose, "verbose", false, "log each attempt to stderr (API keys are never logged)")
-	fl.StringVar(&f.budget, "budget", "", "share the rate limits with other processes through the budget service at this host:port (lionactor budget serve)")
-	fl.IntVar(&f.budgetMembers, "budget-members", 2, "processes sharing the --budget; while the service is unreachable each keeps to --rpm and --tpm divided by this, so set it to the number of processes")
+	fl.StringVar(&f.budget, "budget", "", "share the rate limits with other processes through the budget service at this host:port (lionactor budget serve), or through the Redis server at this URL (redis://user:password@host:6379/0, rediss:// for TLS, unix://, ?master_name= for Sentinel)")
+	fl.IntVar(&f.budgetMembers, "budget-members", 2, "processes sharing the --budget; while it is unreachable each keeps to --rpm and --tpm divided by this, so set it to the number of processes")
 	fl.StringVar(&f.retryFailed, "retry-failed", "", "rerun the requests whose last result is FAILED; --retry-failed=KIND,... only those failed with these error kinds, as result lines name them (auth, rate_limited, server, timeout, ...)")
 	fl.Lookup("retry-failed").NoOptDefVal = retryAll
 	fl.BoolVar(&f.rerunChanged, "rerun-changed", false, "rerun the requests whose id has a result for other content than the line holds now (by default they are skipped and named in the summary)")
@@ -136,6 +145,9 @@ func applyConfigFile(fl *pflag.FlagSet, path string) error {
 		return usagef("config %s: %v", path, err)
 	}
 	for name, value := range settings {
+		if slices.Contains(routerSettings, name) {
+			continue // readRouterFile reads them
+		}
 		flag := fl.Lookup(name)
 		if flag == nil || name == "config" {
 			return usagef("config %s: unknown setting %q", path, name)
@@ -216,28 +228,14 @@ func (f *batchFlags) endpointConfig(fl *pflag.FlagSet, getenv func(string) strin
 		return ep, err
 	}
 	ep.Headers = headers
-	if fl.Changed("api-key-env") && f.apiKeyEnv == "" {
-		ep.Auth = imodel.AuthNone
-		return ep, nil
-	}
-	keyEnv := f.apiKeyEnv
+	key, keyEnv, none := apiKey(ep.Provider, f.apiKeyEnv, fl.Changed("api-key-env"), getenv)
 	switch {
-	case keyEnv != "":
-	case ep.Provider == imodel.OpenAICompatible:
-		// The library sends such a server no key unless told; the
-		// command reads OpenAI's variable, as OpenAI's SDKs do whatever
-		// their base URL.
-		keyEnv = imodel.OpenAI.DefaultKeyEnv()
-	default:
-		keyEnv = ep.Provider.DefaultKeyEnv()
-	}
-	if keyEnv == "" {
-		return ep, nil // generic: an endpoint that needs no key unless told
-	}
-	ep.APIKey = strings.TrimSpace(getenv(keyEnv))
-	if ep.APIKey == "" {
+	case none:
+		ep.Auth = imodel.AuthNone
+	case keyEnv != "" && key == "":
 		return ep, usagef("missing API key: set %s (or name another variable with --api-key-env, or give --api-key-env '' for a server that takes none)", keyEnv)
 	}
+	ep.APIKey = key
 	return ep, nil
 }
 
@@ -257,12 +255,22 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 	if f.cost.dryRun {
 		return runDryRun(cmd, e, f)
 	}
-	ep, err := f.endpointConfig(fl, e.getenv)
+	rf, err := readRouterFile(f.config, e.getenv)
 	if err != nil {
 		return err
 	}
-	if err := ep.Validate(); err != nil {
-		return namingFlags(fl, batchFlagOf, err)
+	var ep imodel.EndpointConfig
+	if rf != nil {
+		if err := rf.checkFlags(fl); err != nil {
+			return err
+		}
+	} else {
+		if ep, err = f.endpointConfig(fl, e.getenv); err != nil {
+			return err
+		}
+		if err := ep.Validate(); err != nil {
+			return namingFlags(fl, batchFlagOf, err)
+		}
 	}
 	retry, kinds := f.retryKinds()
 	secret, err := secretFromEnv(e.getenv, "--budget-secret-env", f.budgetSecretEnv)
@@ -277,6 +285,9 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 		RetryFailed: retry, RetryKinds: kinds, RerunChanged: f.rerunChanged,
 		BudgetTLS: f.budgetTLS, BudgetSecret: secret,
 	}
+	if rf != nil {
+		cfg.Deployments, cfg.Fallbacks = rf.deployments, rf.fallbacks
+	}
 	if err := f.cost.apply(&cfg); err != nil {
 		return err
 	}
@@ -288,8 +299,9 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 		// falls back to its share of the limits, and when it rejoins.
 		cfg.Logger = slog.New(componentFilter{Handler: slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}), component: budgetComponent})
 	}
+	logRedisTo(cfg.Logger)
 	if err := cfg.Validate(); err != nil {
-		return namingFlags(fl, batchFlagOf, err)
+		return namingFlags(fl, batchFlagOf, rf.naming(err))
 	}
 
 	input, closeInput, err := openInput(cmd.Context(), f.in, e.stdin)

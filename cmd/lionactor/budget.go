@@ -29,7 +29,12 @@ budget service, and give each process its address:
 Each process still gives the key's whole limits (--rpm, --tpm); the service
 grants them short leases from one budget, so that together they keep to the
 limits. If the service cannot be reached, each process keeps to the limits
-divided by --budget-members until it is back.`,
+divided by --budget-members until it is back.
+
+Where a Redis server is already run, it can keep the budget instead, with no
+service of lionactor's to run:
+
+  lionactor batch --budget redis://user:password@host:6379/0 --budget-members 3 --rpm 5000 ...`,
 		// Runnable, so that cobra refuses an unknown subcommand instead of
 		// printing the help.
 		Args: unknownCommand,

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/simulator"
@@ -330,4 +332,27 @@ func TestComponentFilter(t *testing.T) {
 		!strings.Contains(got, "tagged record") || strings.Contains(got, "look-alike") || strings.Contains(got, "imodel") {
 		t.Errorf("records passed:\n%s", got)
 	}
+}
+
+func TestRedisLogsGoToTheRunsLoggerAtDebug(t *testing.T) {
+	var buf syncBuffer
+	logRedisTo(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	defer logRedisTo(nil)
+	// A client of a port where nobody listens: go-redis logs its failed
+	// dials.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := ln.Addr().String()
+	ln.Close()
+	c := redis.NewClient(&redis.Options{Addr: nobody, MaxRetries: -1})
+	defer c.Close()
+	if err := c.Ping(context.Background()).Err(); err == nil {
+		t.Fatal("a ping of nobody answered")
+	}
+	runtimetest.WaitFor(t, 10*time.Second, "go-redis to log the failed dial", func() bool {
+		got := buf.String()
+		return strings.Contains(got, "level=DEBUG") && strings.Contains(got, `msg="redis: `) && strings.Contains(got, "dial")
+	})
 }

@@ -45,19 +45,38 @@ func (c *costFlags) apply(cfg *batch.Config) error {
 	}
 	cfg.MaxCost = c.maxCost
 	if c.maxCost > 0 {
-		model := cfg.Endpoint.Model
-		if model == "" {
-			model = cfg.Endpoint.Deployment
-		}
 		prices := cfg.Prices
 		if prices == nil {
 			prices = imodel.DefaultPrices()
 		}
-		if _, ok := prices.Lookup(cfg.Endpoint.Provider, model); model != "" && !ok {
-			return usagef("--max-cost: no price for %s model %q, so what it spends cannot be counted: give it with --prices", cfg.Endpoint.Provider, model)
+		check := func(ep imodel.EndpointConfig, where string) error {
+			model := ep.Model
+			if model == "" {
+				model = ep.Deployment
+			}
+			if _, ok := prices.Lookup(ep.Provider, model); model != "" && !ok {
+				return usagef("--max-cost: no price for %s model %q%s, so what it spends cannot be counted: give it with --prices", ep.Provider, model, where)
+			}
+			return nil
+		}
+		if err := check(cfg.Endpoint, ""); err != nil {
+			return err
+		}
+		for _, d := range cfg.Deployments {
+			ep := d.Endpoint
+			if ep.Model == "" {
+				ep.Model = d.Group
+			}
+			if err := check(ep, fmt.Sprintf(" (deployment %q)", d.Name)); err != nil {
+				return err
+			}
 		}
 	}
 	switch {
+	case c.cacheDir != "" && len(cfg.Deployments) > 0:
+		// A routed request is built again for each deployment it tries,
+		// on the router's goroutine, where a cache read has no place.
+		return usagef("--cache-dir: not with deployments (--config deployments:); run each model on its own endpoint to use the cache")
 	case c.cacheAll && c.cacheDir == "":
 		return usagef("--cache-all: needs --cache-dir")
 	case c.cacheDir != "":

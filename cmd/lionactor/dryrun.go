@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/internal/batch"
 )
 
@@ -19,8 +20,17 @@ const noKey = "dry-run: no key"
 // no key and writes no file.
 func runDryRun(cmd *cobra.Command, e env, f *batchFlags) error {
 	fl := cmd.Flags()
-	ep, err := f.endpointConfig(fl, func(string) string { return noKey })
+	withoutKey := func(string) string { return noKey }
+	rf, err := readRouterFile(f.config, withoutKey)
 	if err != nil {
+		return err
+	}
+	var ep imodel.EndpointConfig
+	if rf != nil {
+		if err := rf.checkFlags(fl); err != nil {
+			return err
+		}
+	} else if ep, err = f.endpointConfig(fl, withoutKey); err != nil {
 		return err
 	}
 	ep.APIKey = ""
@@ -29,6 +39,9 @@ func runDryRun(cmd *cobra.Command, e env, f *batchFlags) error {
 		Endpoint: ep, RPM: f.rpm, TPM: f.tpm, Burst: f.burst, Concurrency: f.concurrency,
 		MaxAttempts: f.maxAttempts, Timeout: f.timeout, Queue: f.queue, Grace: f.grace,
 		RetryFailed: retry, RetryKinds: kinds, RerunChanged: f.rerunChanged,
+	}
+	if rf != nil {
+		cfg.Deployments, cfg.Fallbacks = rf.deployments, rf.fallbacks
 	}
 	if err := f.cost.apply(&cfg); err != nil {
 		return err

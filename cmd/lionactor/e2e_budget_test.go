@@ -169,7 +169,7 @@ type sharedRun struct {
 	sim     *process
 	base    string // the simulator's base URL
 	service *process
-	addr    string // the budget service's
+	addr    string // --budget: the budget service's host:port, or a Redis URL
 	members []*process
 	outs    []string // each member's results file
 	started time.Time
@@ -194,6 +194,16 @@ func startSharedRun(t *testing.T, bin string, size budgetSizing, members int, se
 // member i's extra environment and arguments from member (if not nil).
 func startSharedRunWith(t *testing.T, bin string, size budgetSizing, members int, serveEnv, serveArgs []string, member func(i int) (env, args []string)) *sharedRun {
 	t.Helper()
+	r := startSimulator(t, bin, size)
+	r.service = startProcess(t, bin, "budget service", serveEnv, append([]string{"budget", "serve", "--addr", "127.0.0.1:0"}, serveArgs...)...)
+	r.addr = r.service.await(t, budgetAddrRE)[1]
+	r.startMembers(t, bin, members, member)
+	return r
+}
+
+// startSimulator starts the simulator of a shared run, warmed up.
+func startSimulator(t *testing.T, bin string, size budgetSizing) *sharedRun {
+	t.Helper()
 	r := &sharedRun{size: size}
 	r.sim = startProcess(t, bin, "sim", nil, "sim", "--addr", "127.0.0.1:0",
 		"--rpm", strconv.Itoa(size.rpm), "--request-burst", strconv.Itoa(size.simBurst))
@@ -204,9 +214,15 @@ func startSharedRunWith(t *testing.T, bin string, size budgetSizing, members int
 	// clump beyond the burst that says nothing of the members' pacing. One
 	// request under another key loads it first.
 	warmUp(t, r.base)
-	r.service = startProcess(t, bin, "budget service", serveEnv, append([]string{"budget", "serve", "--addr", "127.0.0.1:0"}, serveArgs...)...)
-	r.addr = r.service.await(t, budgetAddrRE)[1]
+	return r
+}
 
+// startMembers starts the members, each a batch process with --budget
+// r.addr; member i's extra environment and arguments come from member (if
+// not nil).
+func (r *sharedRun) startMembers(t *testing.T, bin string, members int, member func(i int) (env, args []string)) {
+	t.Helper()
+	size := r.size
 	dir := t.TempDir()
 	in := writeRequests(t, dir, size.lines)
 	r.started = time.Now()
@@ -223,7 +239,6 @@ func startSharedRunWith(t *testing.T, bin string, size budgetSizing, members int
 		}
 		r.members = append(r.members, startProcess(t, bin, fmt.Sprintf("member %d", i), env, args...))
 	}
-	return r
 }
 
 func warmUp(t *testing.T, base string) {

@@ -10,8 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/lionactor/lionactor/budget"
 	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/internal/redistest"
 	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/messages"
@@ -26,6 +29,12 @@ func TestConfigValidateBudget(t *testing.T) {
 		func(c *Config) { c.Budget, c.BudgetMembers = "budget.internal:7070", 12 },
 		func(c *Config) { c.Budget, c.BudgetMembers = "[::1]:7070", 2 },
 		func(c *Config) { c.Budget, c.BudgetMembers, c.BudgetListen = "10.0.0.5:7070", 3, "10.0.0.9:0" },
+		func(c *Config) { c.Budget, c.BudgetMembers = "redis://lion:pa55w0rd@10.0.0.5:6379/0", 3 },
+		func(c *Config) { c.Budget, c.BudgetMembers = "rediss://cache.example.com:6380", 3 },
+		func(c *Config) { c.Budget, c.BudgetMembers = "unix:///run/redis/redis.sock?db=1", 2 },
+		func(c *Config) {
+			c.Budget, c.BudgetMembers = "redis://10.0.0.5:26379?master_name=main&addr=10.0.0.6:26379", 2
+		},
 	} {
 		c := valid
 		ok(&c)
@@ -43,6 +52,15 @@ func TestConfigValidateBudget(t *testing.T) {
 		{"port too large", "Budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:65536", 2 }},
 		{"port not a number", "Budget", "port", func(c *Config) { c.Budget, c.BudgetMembers = "127.0.0.1:http", 2 }},
 		{"a URL", "Budget", "host:port", func(c *Config) { c.Budget, c.BudgetMembers = "http://127.0.0.1:7070/", 2 }},
+		{"a bad Redis URL", "Budget", "invalid database number", func(c *Config) {
+			c.Budget, c.BudgetMembers = "redis://lion:pa55w0rd@10.0.0.5:6379/x", 2
+		}},
+		{"Redis and a listen address", "BudgetListen", "budget service only", func(c *Config) {
+			c.Budget, c.BudgetMembers, c.BudgetListen = "redis://10.0.0.5:6379", 2, "127.0.0.1:0"
+		}},
+		{"Redis and a secret", "BudgetSecret", "user and password", func(c *Config) {
+			c.Budget, c.BudgetMembers, c.BudgetSecret = "redis://10.0.0.5:6379", 2, budget.Secret("a secret of at least 16 bytes")
+		}},
 		{"no members", "BudgetMembers", "at least 1", func(c *Config) { c.Budget = "127.0.0.1:7070" }},
 		{"negative members", "BudgetMembers", "at least 1", func(c *Config) { c.BudgetMembers = -1 }},
 		{"bad listen", "BudgetListen", "host:port", func(c *Config) { c.Budget, c.BudgetMembers, c.BudgetListen = "127.0.0.1:7070", 2, "0" }},
@@ -66,6 +84,9 @@ func TestConfigValidateBudget(t *testing.T) {
 		var ce *messages.ConfigError
 		if !errors.As(err, &ce) || ce.Field != tt.field || !strings.Contains(ce.Reason, tt.want) {
 			t.Errorf("%s: Validate = %v, want a ConfigError for %q saying %q", tt.name, err, tt.field, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "pa55w0rd") {
+			t.Errorf("%s: the error shows the password: %v", tt.name, err)
 		}
 	}
 }
@@ -233,5 +254,38 @@ func TestRunSharedBudgetMetrics(t *testing.T) {
 	}
 	if _, hash, _ := strings.Cut(cfg.budgetKey(), "#"); strings.Contains(probe.body, hash) {
 		t.Error("the metrics show the key's hash")
+	}
+}
+
+// TestRunOnARedisBudget runs a batch whose budget is kept in a real
+// redis-server: it takes its permits from leases granted there, and says
+// so in its summary. No remote layer is needed, so this runs under the race
+// detector.
+func TestRunOnARedisBudget(t *testing.T) {
+	srv := redistest.Start(t, redistest.Config{})
+	sim, base := simtest.Start(t, simulator.Config{})
+	const n = 30
+	cfg := testConfig(base)
+	cfg.Budget, cfg.BudgetMembers = srv.URL(), 2
+	results, _, sum, err := runInput(t, context.Background(), cfg, Input{R: strings.NewReader(jsonl(t, n))}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIndices(t, results, seq(0, n))
+	if got := sim.Stats().Requests; got != n {
+		t.Errorf("the simulator served %d requests, want %d", got, n)
+	}
+	sh := sum.Snapshot().Shared
+	if sh.Mode != messages.SharedJoined || sh.Fallbacks != 0 || sh.LeasedRequests < n {
+		t.Errorf("shared budget in the summary: %+v", sh)
+	}
+	// The leases were Redis's: the budget's state is there.
+	c := redis.NewClient(&redis.Options{Network: "unix", Addr: srv.Socket})
+	defer c.Close()
+	if n, err := c.Exists(context.Background(), "lionactor:{"+cfg.budgetKey()+"}:state").Result(); err != nil || n != 1 {
+		t.Errorf("no budget state in Redis (%d, %v)", n, err)
+	}
+	if rc := cfg.executorConfig(nil); rc.SharedBudget.(budget.MemberConfig).ListenAddr != "" {
+		t.Errorf("a member on Redis with a listen address: %+v", rc.SharedBudget)
 	}
 }

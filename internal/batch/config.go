@@ -64,10 +64,12 @@ type Config struct {
 	// in-memory transport under fake time).
 	client *http.Client
 
-	// Budget, if set, is the host:port of a budget service (lionactor
-	// budget serve): the run then takes its rate permits from the budget
-	// it shares with every process using the same API key at the same
-	// endpoint, instead of keeping to RPM and TPM on its own.
+	// Budget, if set, is where a shared budget is: the host:port of a
+	// budget service (lionactor budget serve), or the URL of a Redis server
+	// (see budget.MemberConfig.Address). The run then takes its rate
+	// permits from the budget it shares with every process using the same
+	// API key at the same endpoint, instead of keeping to RPM and TPM on
+	// its own.
 	Budget string
 	// BudgetMembers is how many processes share the budget. While the
 	// service cannot be reached, the run keeps to RPM and TPM divided by
@@ -102,6 +104,15 @@ type Config struct {
 	// sent (imodel.WithCache).
 	Cache     imodel.Cache
 	CacheMode imodel.CacheMode
+	// Deployments, if set, run the file over several deployments through a
+	// router (see router.go): each line's "model" names the group of
+	// deployments that serves it, each deployment at its own limits, with
+	// load balancing, breakers and fallback. Endpoint, RPM and TPM are then
+	// unused; Burst and Concurrency are the deployments' defaults.
+	Deployments []Deployment
+	// Fallbacks lists, for a model, the models whose deployments take its
+	// lines, in order, once all of its own have failed them.
+	Fallbacks map[string][]string
 }
 
 // burst is the request bucket's capacity: Burst, or 1.
@@ -119,7 +130,7 @@ func (c Config) logger() *slog.Logger {
 func (c Config) Validate() error {
 	bad := func(field, reason string) error { return &messages.ConfigError{Field: field, Reason: reason} }
 	switch {
-	case c.RPM <= 0:
+	case c.RPM <= 0 && !c.routed():
 		return bad("RPM", "must be positive")
 	case c.TPM < 0:
 		return bad("TPM", "must not be negative")
@@ -143,6 +154,11 @@ func (c Config) Validate() error {
 		return bad("RetryKinds", "error kinds given without RetryFailed")
 	case slices.Contains(c.RetryKinds, ""):
 		return bad("RetryKinds", "an empty error kind")
+	case len(c.Fallbacks) > 0 && !c.routed():
+		return bad("Fallbacks", "fallbacks need Deployments")
+	}
+	if err := c.validateDeployments(); err != nil {
+		return err
 	}
 	if c.Budget == "" {
 		return nil
@@ -170,7 +186,7 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return c.checkMember()
 }
 
 // budgetKey names the run's shared budget: the endpoint's limit scope (a
@@ -204,10 +220,7 @@ func (c Config) executorConfig(observer func(messages.Event)) runtime.Config {
 		c.Tracer.Instrument(&rc)
 	}
 	if c.Budget != "" {
-		rc.SharedBudget = budget.MemberConfig{
-			Address: c.Budget, Key: c.budgetKey(), ExpectedMembers: c.BudgetMembers, ListenAddr: c.BudgetListen,
-			TLS: c.BudgetTLS, Secret: c.BudgetSecret,
-		}
+		rc.SharedBudget = c.memberConfig()
 	}
 	return rc
 }

@@ -212,8 +212,8 @@ func (c *costMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// modelOptions are the model's options for the run's prices and cache.
-func (c Config) modelOptions() []imodel.Option {
+// costOptions are the models' options for the run's prices and cache.
+func (c Config) costOptions() []imodel.Option {
 	var opts []imodel.Option
 	if c.Prices != nil {
 		opts = append(opts, imodel.WithPrices(c.Prices))

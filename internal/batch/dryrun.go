@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"runtime"
 	"slices"
@@ -109,13 +110,18 @@ func DryRun(cfg Config, in Input, opts DryRunOptions) (*Forecast, error) {
 	if opts.CallLatency == 0 {
 		opts.CallLatency = DefaultCallLatency
 	}
-	est, err := imodel.NewEstimator(cfg.Endpoint, cfg.prices())
+	est, err := newDryEstimator(cfg)
 	if err != nil {
 		return nil, err
 	}
 	f := &Forecast{
 		PricesDate: cfg.prices().Date(), RPM: cfg.RPM, Burst: cfg.burst(), TPM: cfg.TPM, Concurrency: cfg.Concurrency,
 		OutputShare: opts.OutputShare, CallLatency: opts.CallLatency,
+	}
+	if cfg.routed() {
+		// The deployments' limits add up; a line goes where budget is left.
+		info := cfg.routerReportInfo()
+		f.RPM, f.Burst, f.TPM, f.Concurrency = info.RPM, info.Burst, info.TPM, info.Concurrency
 	}
 	if err := f.read(cfg, in, est); err != nil {
 		return f, err
@@ -142,7 +148,7 @@ type dryTally struct {
 // read identifies the lines in order, as the run does (identities and
 // duplicate ids depend on the lines before), and estimates the requests
 // that would run on every core: the tokenizer is most of the work.
-func (f *Forecast) read(cfg Config, in Input, est *imodel.Estimator) error {
+func (f *Forecast) read(cfg Config, in Input, est *dryEstimator) error {
 	jobs := make(chan []dryJob, 4)
 	workers := max(1, runtime.GOMAXPROCS(0))
 	tallies := make([]dryTally, workers)
@@ -223,8 +229,8 @@ func (f *Forecast) read(cfg Config, in Input, est *imodel.Estimator) error {
 
 // estimate counts one request: what it would cost, or why the run would
 // fail it unsent (the same checks and words as submit).
-func (t *dryTally) estimate(cfg Config, est *imodel.Estimator, j dryJob, share float64) {
-	e, err := est.Estimate(j.body)
+func (t *dryTally) estimate(cfg Config, est *dryEstimator, j dryJob, share float64) {
+	e, tpm, err := est.estimate(j.body)
 	invalid := func(kind, format string, args ...any) {
 		t.invalid = append(t.invalid, InvalidLine{Line: j.index + 1, Kind: kind, Reason: fmt.Sprintf(format, args...)})
 	}
@@ -232,8 +238,8 @@ func (t *dryTally) estimate(cfg Config, est *imodel.Estimator, j dryJob, share f
 	case err != nil:
 		invalid("invalid_request", "%v", err)
 		return
-	case cfg.TPM > 0 && e.Tokens() > cfg.TPM:
-		invalid("too_many_tokens", "estimated %d tokens exceed the token limit of %d a minute (TPM): the request could never run", e.Tokens(), cfg.TPM)
+	case tpm > 0 && e.Tokens() > tpm:
+		invalid("too_many_tokens", "estimated %d tokens exceed the token limit of %d a minute (TPM): the request could never run", e.Tokens(), tpm)
 		return
 	case cfg.MaxCost > 0 && !e.Priced:
 		invalid("price_unknown", "no price for model %q (--max-cost needs every request's price): give it with --prices", e.Model)
@@ -380,4 +386,74 @@ func roundWall(d time.Duration) time.Duration {
 		return d.Round(time.Second)
 	}
 	return d.Round(100 * time.Millisecond)
+}
+
+// dryEstimator estimates a line as the run would send it: to the endpoint,
+// or, in a run over deployments, to the first deployment of the line's
+// model, in that deployment's dialect and at its model's price.
+type dryEstimator struct {
+	one    *imodel.Estimator
+	tpm    int                  // the token limit a request must fit
+	groups map[string]*dryGroup // a routed run's, by model
+	only   string               // the one group, when there is one
+}
+
+type dryGroup struct {
+	est *imodel.Estimator
+	tpm int // the largest bucket of the group's deployments; 0: one has none
+}
+
+func newDryEstimator(cfg Config) (*dryEstimator, error) {
+	if !cfg.routed() {
+		est, err := imodel.NewEstimator(cfg.Endpoint, cfg.prices())
+		if err != nil {
+			return nil, err
+		}
+		return &dryEstimator{one: est, tpm: cfg.TPM}, nil
+	}
+	d := &dryEstimator{groups: map[string]*dryGroup{}}
+	for _, dep := range cfg.Deployments {
+		g := d.groups[dep.Group]
+		if g == nil {
+			ep := dep.Endpoint
+			if ep.Model == "" {
+				ep.Model = dep.Group
+			}
+			est, err := imodel.NewEstimator(ep, cfg.prices())
+			if err != nil {
+				return nil, err
+			}
+			g = &dryGroup{est: est, tpm: dep.TPM}
+			d.groups[dep.Group] = g
+		} else if g.tpm > 0 && (dep.TPM == 0 || dep.TPM > g.tpm) {
+			g.tpm = dep.TPM
+		}
+	}
+	if len(d.groups) == 1 {
+		for name := range d.groups {
+			d.only = name
+		}
+	}
+	return d, nil
+}
+
+// estimate returns body's estimate and the token limit it must fit.
+func (d *dryEstimator) estimate(body map[string]any) (imodel.RequestEstimate, int, error) {
+	if d.one != nil {
+		e, err := d.one.Estimate(body)
+		return e, d.tpm, err
+	}
+	model, _ := body["model"].(string)
+	if model == "" {
+		model = d.only
+	}
+	g := d.groups[model]
+	if g == nil {
+		return imodel.RequestEstimate{}, 0, fmt.Errorf("%w: no deployment serves model %q", messages.ErrInvalidRequest, model)
+	}
+	// The deployment names the model as it calls it, as the run does.
+	b := maps.Clone(body)
+	delete(b, "model")
+	e, err := g.est.Estimate(b)
+	return e, g.tpm, err
 }

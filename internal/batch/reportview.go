@@ -49,6 +49,8 @@ type reportView struct {
 	Tiles   []tile // the figures to read first
 	Table   []fact // the summary table
 	Charts  []chartView
+	// Deployments break a run over several deployments down by deployment.
+	Deployments []deploymentRow
 }
 
 type fact struct{ Name, Value, Note string }
@@ -185,6 +187,7 @@ func (tl timeline) view() reportView {
 	v.Table = append(v.Table[:len(v.Table)-1], append(costTable, v.Table[len(v.Table)-1])...)
 
 	v.Charts = []chartView{tl.requestsChart(), tl.tokensChart(), tl.inFlightChart(), tl.latencyChart()}
+	v.Deployments = tl.deploymentRows()
 	return v
 }
 

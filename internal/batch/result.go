@@ -25,6 +25,9 @@ type Result struct {
 	Response json.RawMessage `json:"response,omitempty"`
 	Error    *ResultError    `json:"error,omitempty"`
 	Attempts int             `json:"attempts"`
+	// Deployment names the deployment that served the request, or that
+	// its last attempt went to, in a run over several (Config.Deployments).
+	Deployment string `json:"deployment,omitempty"`
 	// Cached says the reply came from the cache (Config.Cache), without a
 	// call, at no cost.
 	Cached bool         `json:"cached,omitempty"`

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 )
@@ -67,8 +65,7 @@ type runner struct {
 	out      io.Writer
 	progress Reporter
 
-	ex       *runtime.Executor
-	model    *imodel.Model
+	eng      engine            // one executor and model, or a router over deployments
 	spendCap *runtime.SpendCap // nil without Config.MaxCost
 
 	window  chan struct{} // one slot per request between submit and write
@@ -102,11 +99,12 @@ func newRunner(cfg Config, in Input, out io.Writer, progress Reporter) *runner {
 func (r *runner) observe(ev messages.Event) {
 	r.record(ev)
 	switch {
-	case ev.Status == messages.StatusQueued && ev.Attempt > 0:
+	case ev.Status == messages.StatusQueued && ev.Attempt > 0 && isRetry(ev):
 		r.sum.retried()
 	case ev.Status == messages.StatusCalling:
-		r.sum.called(ev.Timings.CallStarted)
+		r.sum.called(ev.Timings().CallStarted)
 	}
+	r.sum.routed(ev)
 	if !ev.Status.Terminal() {
 		return
 	}
@@ -121,7 +119,6 @@ func (r *runner) observe(ev messages.Event) {
 const indexKey = "batch.index"
 
 func (r *runner) run(ctx context.Context) (*Summary, error) {
-	rc := r.cfg.executorConfig(r.observe)
 	if r.cfg.MaxCost > 0 {
 		spendCap, err := runtime.NewSpendCap(r.cfg.MaxCost)
 		if err != nil {
@@ -130,40 +127,21 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 		// The cap is the results file's: what its lines cost before counts.
 		spendCap.Charge(r.in.Prior.Spent())
 		r.sum.update(func(s *Snapshot) { s.SpentBefore = r.in.Prior.Spent() })
-		r.spendCap, rc.SpendCap = spendCap, spendCap
+		r.spendCap = spendCap
 	}
-	ex, err := runtime.Start(rc)
+	start := newSingle
+	if r.cfg.routed() {
+		start = newRouted
+	}
+	eng, err := start(r.cfg, r.observe, r.spendCap)
 	if err != nil {
 		return nil, err
 	}
-	r.ex = ex
-	ep := r.cfg.Endpoint
-	ep.MaxAttempts = r.cfg.MaxAttempts
-	opts := r.cfg.modelOptions()
-	if r.cfg.Logger != nil {
-		opts = append(opts, imodel.WithLogger(r.cfg.Logger))
-	}
-	switch {
-	case r.cfg.Tracer != nil:
-		base := http.RoundTripper(imodel.NewTransport(r.cfg.Concurrency))
-		if r.cfg.client != nil {
-			base = r.cfg.client.Transport
-		}
-		client := &http.Client{Transport: r.cfg.Tracer.Transport(base)}
-		defer client.CloseIdleConnections()
-		opts = append(opts, imodel.WithHTTPClient(client))
-	case r.cfg.client != nil:
-		opts = append(opts, imodel.WithHTTPClient(r.cfg.client))
-	}
-	r.model, err = imodel.New(ex, ep, opts...)
-	if err != nil {
-		_ = ex.StopNow(context.Background())
-		return nil, err
-	}
-	defer r.model.Close()
+	r.eng = eng
+	defer eng.Close()
 	stopMetrics, err := r.serveMetrics()
 	if err != nil {
-		_ = ex.StopNow(context.Background())
+		_ = eng.StopNow(context.Background())
 		return nil, err
 	}
 	defer stopMetrics()
@@ -185,14 +163,14 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	// Every request has ended unless the run was interrupted or failed: a
 	// graceful stop then waits for nothing, but gives a shared budget's
 	// leases back at once.
-	stop := ex.Stop
+	stop := eng.Stop
 	if interrupted || writeErr != nil {
-		stop = ex.StopNow
+		stop = eng.StopNow
 	}
 	if err := stop(stopCtx); err != nil && writeErr == nil {
 		writeErr = err
 	}
-	r.sum.finish(time.Now(), r.model.Stats(), ex.Stats().Shared)
+	eng.finish(r.sum, time.Now())
 	if err := r.writeReport(time.Now()); err != nil && writeErr == nil {
 		writeErr = err
 	}

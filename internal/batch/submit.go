@@ -51,7 +51,7 @@ func (r *runner) submit(ctx context.Context, index int, ln line) submitOutcome {
 		r.mu.Unlock()
 		// The request's life is not bound to ctx: an interrupt lets
 		// in-flight calls finish, and cancels the others itself.
-		h, err := r.model.Submit(context.WithoutCancel(ctx), ln.parsed.body, imodel.WithMetadata(map[string]string{indexKey: strconv.Itoa(index)}))
+		h, err := r.eng.Submit(context.WithoutCancel(ctx), ln.parsed.body, imodel.WithMetadata(map[string]string{indexKey: strconv.Itoa(index)}))
 		if err == nil {
 			r.mu.Lock()
 			rw.handle = h

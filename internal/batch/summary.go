@@ -98,14 +98,22 @@ type Snapshot struct {
 	// SpendCapped says the cap stopped the run.
 	SpendLimit, SpentBefore float64
 	SpendCapped             bool
+	// Deployments break a run over several deployments (Config.Deployments)
+	// down by deployment, in the order of the config.
+	Deployments []DeploymentSnapshot
 }
 
 // maxChangedIDs is how many changed requests the summary names.
 const maxChangedIDs = 10
 
 func newSummary(cfg Config) *Summary {
-	return &Summary{s: Snapshot{RPMLimit: cfg.RPM, TPMLimit: cfg.TPM, Burst: cfg.burst(), ChangedRerun: cfg.RerunChanged,
-		SpendLimit: cfg.MaxCost, PricesDate: cfg.prices().Date()}}
+	s := Snapshot{RPMLimit: cfg.RPM, TPMLimit: cfg.TPM, Burst: cfg.burst(), ChangedRerun: cfg.RerunChanged, Deployments: deploymentSnapshots(cfg),
+		SpendLimit: cfg.MaxCost, PricesDate: cfg.prices().Date()}
+	if cfg.routed() {
+		info := cfg.routerReportInfo()
+		s.RPMLimit, s.TPMLimit, s.Burst = info.RPM, info.TPM, info.Burst
+	}
+	return &Summary{s: s}
 }
 
 func (m *Summary) update(f func(*Snapshot)) {
@@ -165,9 +173,9 @@ func (m *Summary) ended(ev *messages.Event) {
 		if ev.Cached() {
 			return // no call: no latency, no API tokens
 		}
-		m.latencies = append(m.latencies, float64(ev.Timings.CallDuration())/float64(time.Millisecond))
+		m.latencies = append(m.latencies, float64(ev.Timings().CallDuration())/float64(time.Millisecond))
 		if m.latency != nil {
-			m.latency.Observe(ev.Timings.CallDuration().Seconds())
+			m.latency.Observe(ev.Timings().CallDuration().Seconds())
 		}
 	case messages.StatusFailed:
 		m.s.Failed++
@@ -207,7 +215,9 @@ func percentile(sorted []float64, p float64) time.Duration {
 func (m *Summary) Snapshot() Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.s
+	s := m.s
+	s.ChangedIDs, s.Deployments = slices.Clone(s.ChangedIDs), slices.Clone(s.Deployments)
+	return s
 }
 
 // Done counts the requests with a result line in this run.
@@ -324,6 +334,7 @@ func (s Snapshot) Write(w io.Writer) {
 		fmt.Fprintf(w, "; %d leases for %d requests, %d returned unused (%d requests); %d fallbacks, %d rejoins\n",
 			sh.Leases, sh.LeasedRequests, sh.Returned, sh.ReturnedRequests, sh.Fallbacks, sh.Rejoins)
 	}
+	writeDeployments(w, s)
 	fmt.Fprintf(w, "wall time: %v\n", s.Elapsed().Round(10*time.Millisecond))
 }
 

@@ -105,7 +105,7 @@ func (r *runner) drainOnInterrupt(readerStopped bool) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Grace)
 		defer cancel()
-		_ = r.ex.Stop(ctx) // past the grace, what is left is cancelled
+		_ = r.eng.Stop(ctx) // past the grace, what is left is cancelled
 	}()
 }
 
@@ -121,17 +121,21 @@ func (r *runner) result(it item) (*Result, bool) {
 		rw = &row{}
 	}
 	r.sum.ended(ev)
-	r.sum.costed(ev, rw.model)
+	model := rw.model
+	if ev.Model != "" {
+		model = ev.Model // the deployment's, in a run over several
+	}
+	r.sum.costed(ev, model)
 	if ev.Status == messages.StatusCancelled {
 		return nil, false
 	}
 	res := &Result{
 		Index: it.index, Key: rw.key, ContentHash: rw.hash, ID: rw.id, RequestID: ev.ID.String(), Status: ev.Status.String(),
-		Attempts: ev.Attempt, Metadata: rw.metadata, Cached: ev.Cached(), CostUSD: resultCost(ev),
+		Attempts: ev.Attempt, Metadata: rw.metadata, Deployment: ev.Deployment, Cached: ev.Cached(), CostUSD: resultCost(ev),
 		Tokens: ResultTokens{Estimated: ev.Tokens.Estimated},
 		Timings: ResultTimings{
-			Created: ev.Timings.Created, QueueMS: millis(ev.Timings.QueueWait()), WaitMS: millis(ev.Timings.PermitWait()),
-			CallMS: millis(ev.Timings.CallDuration()), TotalMS: millis(ev.Timings.Total()),
+			Created: ev.Timings().Created, QueueMS: millis(ev.Timings().QueueWait()), WaitMS: millis(ev.Timings().PermitWait()),
+			CallMS: millis(ev.Timings().CallDuration()), TotalMS: millis(ev.Timings().Total()),
 		},
 	}
 	if ev.Tokens.HasActual {

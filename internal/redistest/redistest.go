@@ -399,3 +399,35 @@ func writeCerts(t testing.TB, dir string) string {
 	write("server.key", "EC PRIVATE KEY", keyDER)
 	return write("ca.crt", "CERTIFICATE", caDER)
 }
+
+// Silent listens on a free loopback port, accepts connections and never
+// answers, as a server that hangs would; it returns its host:port and
+// stops when t ends.
+func Silent(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns sync.WaitGroup
+	conns.Go(func() {
+		var open []net.Conn
+		defer func() {
+			for _, c := range open {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			open = append(open, c) // read nothing, answer nothing
+		}
+	})
+	t.Cleanup(func() {
+		l.Close()
+		conns.Wait()
+	})
+	return l.Addr().String()
+}

@@ -185,3 +185,15 @@ func TestASentinelNamesItsPrimary(t *testing.T) {
 		return r.Get(context.Background(), "k").Val() == "v"
 	})
 }
+
+func TestASilentServerAcceptsAndNeverAnswers(t *testing.T) {
+	addr := Silent(t)
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := c.Ping(ctx).Err()
+	if err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("a ping of a silent server: %v, want a timeout", err)
+	}
+}
