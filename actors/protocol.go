@@ -17,12 +17,6 @@ type Sink interface {
 	Publish(messages.Event)
 }
 
-// enqueueRequest hands an accepted request to the queue actor (see
-// Tree.Enqueue), QUEUED already.
-type enqueueRequest struct {
-	entry *entry
-}
-
 // Drain puts the queue in draining mode: Done is closed once every accepted
 // request has ended. Requests keep flowing meanwhile.
 type drainQueue struct {

@@ -33,15 +33,31 @@ type entry struct {
 	ticket    uint64 // the queue's own key: cheaper than the UUID in messages
 	id        uuid.UUID
 	lc        *messages.Lifecycle
-	req       messages.Request
+	work      work // what of the request its attempts need
 	sink      Sink
 	sender    *actor.PID
 	base      context.Context
 	state     entryState
 	caller    *callerRef
 	holdsSlot bool
-	timer     selftimer.Timer         // while waitingRetry
+	timer     *selftimer.Timer        // made for its first backoff; armed while waitingRetry
 	cancel    context.CancelCauseFunc // while calling: cuts the attempt short
+}
+
+// work is what the queue keeps of a request for its attempts: not the
+// whole messages.Request (its endpoint, metadata and secrets are the
+// Lifecycle's), since a queued request should cost little memory.
+type work struct {
+	call        messages.Call
+	retry       messages.RetryPolicy
+	tokens      int
+	timeout     time.Duration
+	maxAttempts int
+}
+
+// workOf is the work of r.
+func workOf(r *messages.Request) work {
+	return work{call: r.Call, retry: r.Retry, tokens: r.Tokens, timeout: r.Timeout, maxAttempts: r.MaxAttempts}
 }
 
 // callerRef is how the queue reaches a caller: its PID, and its worker's
@@ -106,8 +122,8 @@ func newQueue(cfg *config, limiter *actor.PID, mailbox *dropped) *queue {
 // Receive implements actor.Actor.
 func (q *queue) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case *enqueueRequest:
-		q.enqueue(ctx, m.entry)
+	case *entry:
+		q.enqueue(ctx, m)
 	case *messages.Submit:
 		q.submit(ctx, m)
 	case *callerReady:
@@ -181,9 +197,9 @@ func (q *queue) denied(ctx actor.Context, err error) {
 	if e == nil {
 		return
 	}
-	if burst := q.cfg.buckets.TokenBurst(); q.cfg.buckets.TokensEnabled() && e.req.Tokens > burst {
+	if burst := q.cfg.buckets.TokenBurst(); q.cfg.buckets.TokensEnabled() && e.work.tokens > burst {
 		// end frees the caller and counts the request out of flight.
-		q.end(ctx, e, messages.StatusFailed, &messages.TokenLimitError{Tokens: e.req.Tokens, Burst: burst}, messages.Result{})
+		q.end(ctx, e, messages.StatusFailed, &messages.TokenLimitError{Tokens: e.work.tokens, Burst: burst}, messages.Result{})
 	}
 }
 
@@ -287,7 +303,7 @@ func (q *queue) submit(ctx actor.Context, m *messages.Submit) {
 	e := &entry{
 		id:        id,
 		lc:        messages.NewLifecycle(id, &m.Request, time.Now()),
-		req:       m.Request,
+		work:      workOf(&m.Request),
 		sender:    ctx.Sender(),
 		holdsSlot: true,
 	}
@@ -411,7 +427,7 @@ func (q *queue) tokenCost(e *entry) int64 {
 	if !q.cfg.buckets.TokensEnabled() {
 		return 0
 	}
-	return int64(e.req.Tokens)
+	return int64(e.work.tokens)
 }
 
 // head is the first request waiting for its permit, or nil.
@@ -450,14 +466,14 @@ func (q *queue) popQueued() *entry {
 func (q *queue) start(ctx actor.Context, e *entry) {
 	e.state = calling
 	q.publish(ctx, e, e.lc.Call(time.Now()))
-	timeout := e.req.Timeout
+	timeout := e.work.timeout
 	if timeout == 0 {
 		timeout = q.cfg.CallTimeout
 	}
 	callCtx, cancel := callContext(e.base, e.caller.stop, timeout)
 	e.cancel = cancel
 	// The worker is idle (its caller was), so its channel has room.
-	e.caller.work <- job{ticket: e.ticket, call: e.req.Call, attempt: e.lc.Attempt(), timeout: timeout, ctx: callCtx, cancel: cancel}
+	e.caller.work <- job{ticket: e.ticket, call: e.work.call, attempt: e.lc.Attempt(), timeout: timeout, ctx: callCtx, cancel: cancel}
 }
 
 // outcome settles an attempt: success, a retry, or failure; or, when its
@@ -470,7 +486,7 @@ func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err er
 		if actual == 0 {
 			actual = res.Usage.InputTokens + res.Usage.OutputTokens
 		}
-		if delta := actual - e.req.Tokens; delta != 0 {
+		if delta := actual - e.work.tokens; delta != 0 {
 			ctx.Send(q.limiter, &AdjustTokens{Delta: delta})
 		}
 	}
@@ -503,6 +519,9 @@ func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err er
 			return
 		}
 		e.state = waitingRetry
+		if e.timer == nil {
+			e.timer = new(selftimer.Timer)
+		}
 		e.timer.Arm(ctx, time.Now(), delay, &retryDue{ticket: e.ticket})
 		return
 	}
@@ -510,11 +529,11 @@ func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err er
 }
 
 func (q *queue) retryDelay(e *entry, err error) (time.Duration, bool) {
-	maxAttempts := e.req.MaxAttempts
+	maxAttempts := e.work.maxAttempts
 	if maxAttempts == 0 {
 		maxAttempts = q.cfg.MaxAttempts
 	}
-	policy := e.req.Retry
+	policy := e.work.retry
 	if policy == nil {
 		policy = q.cfg.Retry
 	}

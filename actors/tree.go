@@ -83,8 +83,10 @@ func (t *Tree) Enqueue(id uuid.UUID, lc *messages.Lifecycle, r messages.Request,
 		c.Observer(ev)
 	}
 	sink.Publish(ev)
-	e := &entry{id: id, lc: lc, req: r, sink: sink, base: ctx, holdsSlot: true, state: inQueue}
-	t.root.Send(t.pids.Queue, &enqueueRequest{entry: e})
+	// The entry is the message: a queued request costs one allocation
+	// less.
+	e := &entry{id: id, lc: lc, work: workOf(&r), sink: sink, base: ctx, holdsSlot: true, state: inQueue}
+	t.root.Send(t.pids.Queue, e)
 }
 
 // Dropped accounts for a request handed over by Enqueue whose hand-off the

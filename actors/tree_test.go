@@ -876,8 +876,8 @@ func TestTreeQueueIsResumedAfterAPanic(t *testing.T) {
 	h.obs.Publish(lc.Pending(now))
 	h.obs.Publish(lc.Queue(now, 1, ""))
 	h.cfg.counters.queued.Add(1)
-	e := &entry{id: id, lc: lc, req: r, sink: &panickySink{s: messages.StatusProcessing}, holdsSlot: true, state: inQueue}
-	h.sys.Root.Send(h.tree.Queue, &enqueueRequest{entry: e})
+	e := &entry{id: id, lc: lc, work: workOf(&r), sink: &panickySink{s: messages.StatusProcessing}, holdsSlot: true, state: inQueue}
+	h.sys.Root.Send(h.tree.Queue, e)
 	// Handled after the queue was resumed; any message makes it dispatch.
 	h.sys.Root.Send(h.tree.Queue, &messages.Cancel{ID: uuid.New()})
 	if ev := h.obs.WaitEnd(t, id); ev.Status != messages.StatusCompleted {

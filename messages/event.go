@@ -57,27 +57,27 @@ const (
 )
 
 // stages are the times of the stages, in nanoseconds since the request was
-// created (monotonic: durations between them are exact); a stage not
-// reached has its bit clear in set.
+// created (monotonic: durations between them are exact), each stored one
+// higher so that 0 means "not reached" without a field of its own: a
+// snapshot is copied into every holder, and each word counts.
 type stages struct {
 	off [numStages]int64
-	set uint8
 }
 
 func (s *stages) mark(stage int, created, now time.Time) {
-	s.off[stage] = int64(now.Sub(created))
-	s.set |= 1 << stage
+	// A time before the creation (made-up instants) counts as the creation.
+	s.off[stage] = max(int64(now.Sub(created)), 0) + 1
 }
 
-func (s *stages) clear(stage int) { s.set &^= 1 << stage }
+func (s *stages) clear(stage int) { s.off[stage] = 0 }
 
-func (s stages) reached(stage int) bool { return s.set&(1<<stage) != 0 }
+func (s stages) reached(stage int) bool { return s.off[stage] != 0 }
 
 func (s stages) time(stage int, created time.Time) time.Time {
 	if !s.reached(stage) {
 		return time.Time{}
 	}
-	return created.Add(time.Duration(s.off[stage]))
+	return created.Add(time.Duration(s.off[stage] - 1))
 }
 
 // Timings returns when the request reached each stage, as of this
@@ -182,11 +182,16 @@ type ErrorInfo struct {
 }
 
 type requestData struct {
-	created  time.Time
-	endpoint Endpoint // redacted and private to the package
-	metadata map[string]string
-	secrets  []string
-	pricing  Pricing
+	created time.Time
+	// What the request calls, redacted and private to the package:
+	// Endpoint's fields, the payload kept as a string (a word less than
+	// a slice, so that a queued request's data fits a smaller allocation).
+	method, url string
+	header      http.Header
+	payload     string
+	metadata    map[string]string
+	secrets     []string
+	pricing     Pricing
 }
 
 // costState is what a request cost as of a snapshot. A new one is made
@@ -224,10 +229,12 @@ func (e Event) Endpoint() Endpoint {
 	if e.req == nil {
 		return Endpoint{}
 	}
-	ep := e.req.endpoint
-	ep.Header = ep.Header.Clone()
-	ep.Payload = slices.Clone(ep.Payload)
-	return ep
+	r := e.req
+	var payload []byte
+	if r.payload != "" {
+		payload = []byte(r.payload)
+	}
+	return Endpoint{Method: r.method, URL: r.url, Header: r.header.Clone(), Payload: payload}
 }
 
 // Metadata returns a copy of the caller-supplied metadata.
@@ -362,7 +369,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		Log: e.Log(),
 	}
 	if e.req != nil {
-		out.Method, out.URL, out.Header = e.req.endpoint.Method, e.req.endpoint.URL, e.req.endpoint.Header
+		out.Method, out.URL, out.Header = e.req.method, e.req.url, e.req.header
 		out.Metadata = e.req.metadata
 	}
 	if e.resp != nil {

@@ -1,6 +1,10 @@
 package messages
 
-import "github.com/google/uuid"
+import (
+	"math"
+
+	"github.com/google/uuid"
+)
 
 // History is the snapshots of one request, in order, kept the way a
 // request's handle keeps them: what does not change from one snapshot to
@@ -14,7 +18,10 @@ type History struct {
 	req       *requestData
 	log       []logEntry // the latest snapshot's: snapshot i's is its first i+1
 	snaps     []snapshot
-	routes    []route // the deployments and models the snapshots name, each once
+	// routes are the deployments and models the snapshots name, each
+	// once; nil until a router names one (a word in every handle, not a
+	// slice's three).
+	routes *[]route
 }
 
 // route is where a router sent an attempt (Event.Deployment, Event.Model).
@@ -23,11 +30,11 @@ type route struct{ deployment, model string }
 // snapshot is what one Event holds of its own.
 type snapshot struct {
 	at        stages
-	actual    int
 	cost      *costState
 	resp      *Response
 	fail      *failure
 	retry     *ErrorInfo
+	actual    int32 // a request's tokens fit
 	seq       uint32
 	attempt   int32
 	status    RequestStatus
@@ -58,7 +65,7 @@ func (h *History) Append(ev Event) {
 	h.log = ev.log
 	h.snaps = append(h.snaps, snapshot{
 		route: h.routeOf(ev),
-		at:    ev.at, actual: ev.Tokens.Actual, cost: ev.cost, resp: ev.resp, fail: ev.fail, retry: ev.retry,
+		at:    ev.at, actual: int32(min(ev.Tokens.Actual, math.MaxInt32)), cost: ev.cost, resp: ev.resp, fail: ev.fail, retry: ev.retry,
 		seq: uint32(ev.Seq), attempt: int32(ev.Attempt), status: ev.Status, hasActual: ev.Tokens.HasActual,
 	})
 }
@@ -69,18 +76,22 @@ func (h *History) routeOf(ev Event) uint8 {
 		return 0
 	}
 	r := route{ev.Deployment, ev.Model}
-	for i, known := range h.routes {
+	if h.routes == nil {
+		h.routes = new([]route)
+	}
+	routes := *h.routes
+	for i, known := range routes {
 		if known == r {
 			return uint8(i + 1)
 		}
 	}
-	if len(h.routes) == 255 {
+	if len(routes) == 255 {
 		// More deployments than any router has: keep the last one.
-		h.routes[len(h.routes)-1] = r
-		return uint8(len(h.routes))
+		routes[len(routes)-1] = r
+		return uint8(len(routes))
 	}
-	h.routes = append(h.routes, r)
-	return uint8(len(h.routes))
+	*h.routes = append(routes, r)
+	return uint8(len(*h.routes))
 }
 
 // Len is the number of snapshots.
@@ -92,12 +103,12 @@ func (h *History) At(i int) Event {
 	n := min(len(h.log), int(s.seq))
 	var r route
 	if s.route > 0 {
-		r = h.routes[s.route-1]
+		r = (*h.routes)[s.route-1]
 	}
 	return Event{
 		Deployment: r.deployment, Model: r.model,
 		ID: h.id, Seq: uint64(s.seq), Status: s.status, Attempt: int(s.attempt),
-		Tokens: Tokens{Estimated: h.estimated, Actual: s.actual, HasActual: s.hasActual},
+		Tokens: Tokens{Estimated: h.estimated, Actual: int(s.actual), HasActual: s.hasActual},
 		at:     s.at, req: h.req, cost: s.cost, resp: s.resp, fail: s.fail, retry: s.retry,
 		log: h.log[:n:n],
 	}

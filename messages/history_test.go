@@ -64,3 +64,24 @@ func sameEvent(a, b messages.Event) bool {
 		a.Timings() == b.Timings() && reflect.DeepEqual(a.Log(), b.Log()) && reflect.DeepEqual(a.Metadata(), b.Metadata()) &&
 		reflect.DeepEqual(ra, rb) && reflect.DeepEqual(fa, fb) && reflect.DeepEqual(qa, qb) && errors.Is(a.Err(), b.Err()) && errors.Is(b.Err(), a.Err())
 }
+
+// A stage reached at the very instant of the creation is reached, at that
+// instant, not taken for one not reached; one before it (made-up
+// instants) counts as the creation.
+func TestStagesAtTheCreationInstant(t *testing.T) {
+	l := messages.NewLifecycle(testID, &messages.Request{}, t0)
+	l.Pending(t0)
+	ev := l.Queue(t0, 1, "")
+	if tm := ev.Timings(); tm.Queued != t0 || tm.QueueWait() != 0 {
+		t.Errorf("queued at the creation: %+v", tm)
+	}
+	ev = l.Process(t0.Add(-time.Second))
+	if tm := ev.Timings(); tm.Processing != t0 {
+		t.Errorf("processing before the creation: %+v, want at the creation", tm)
+	}
+	var h messages.History
+	h.Append(ev)
+	if got := h.Last().Timings(); got != ev.Timings() {
+		t.Errorf("History keeps %+v, the snapshot says %+v", got, ev.Timings())
+	}
+}

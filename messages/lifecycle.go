@@ -26,14 +26,15 @@ type Lifecycle struct {
 // The first snapshot comes from [Lifecycle.Pending].
 func NewLifecycle(id uuid.UUID, r *Request, now time.Time) *Lifecycle {
 	secrets := slices.Clone(r.Secrets)
-	ep := r.Endpoint
-	ep.URL = Scrub(ep.URL, secrets)
-	ep.Header = RedactHeader(ep.Header, secrets)
-	ep.Payload = scrubBytes(slices.Clone(ep.Payload), secrets)
+	ep := &r.Endpoint
 	l := &Lifecycle{cur: Event{
 		ID:     id,
 		Tokens: Tokens{Estimated: r.Tokens},
-		req:    &requestData{created: now, endpoint: ep, metadata: maps.Clone(r.Metadata), secrets: secrets, pricing: r.Pricing},
+		req: &requestData{
+			created: now, method: ep.Method, url: Scrub(ep.URL, secrets), header: RedactHeader(ep.Header, secrets),
+			payload:  Scrub(string(ep.Payload), secrets), // one copy, scrubbed in place if it must be
+			metadata: maps.Clone(r.Metadata), secrets: secrets, pricing: r.Pricing,
+		},
 		// Room for a request waiting in the queue (see advance).
 		log: make([]logEntry, 0, queuedSnapshots),
 	}}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/google/uuid"
 
 	"github.com/lionactor/lionactor/actors"
 	"github.com/lionactor/lionactor/messages"
@@ -221,8 +222,7 @@ func (ex *Executor) submit(ctx context.Context, r messages.Request, notify func(
 		return nil, err
 	}
 	id := newID()
-	tree := ex.tree
-	h := newHandle(id, func(cause error) { tree.Cancel(id, cause) })
+	h := newHandle(id, ex)
 	h.reserved = r.EstimatedCost
 	h.notify = notify
 	now := time.Now()
@@ -239,7 +239,7 @@ func (ex *Executor) submit(ctx context.Context, r messages.Request, notify func(
 	ex.liveMu.Lock()
 	ex.live[h] = lc
 	ex.liveMu.Unlock()
-	ex.tree.Enqueue(id, lc, r, sink{h, ex}, base)
+	ex.tree.Enqueue(id, lc, r, (*sink)(h), base)
 	// Only now may a cancel be sent: whatever goroutine sends it, it does so
 	// after this one sent the Enqueue, and a mailbox is a FIFO (a mutex-
 	// guarded ring in protoactor), so the queue knows the request by the
@@ -250,6 +250,9 @@ func (ex *Executor) submit(ctx context.Context, r messages.Request, notify func(
 	}
 	return h, nil
 }
+
+// cancelRequest implements owner.
+func (ex *Executor) cancelRequest(id uuid.UUID, cause error) { ex.tree.Cancel(id, cause) }
 
 // ended takes h out of live: its request has reached its terminal snapshot
 // ev.
@@ -296,7 +299,7 @@ func (ex *Executor) settle(h *Handle, ev messages.Event) {
 // live and nothing can cancel it.
 func (ex *Executor) answer(ctx context.Context, r *messages.Request, notify func(messages.Event)) *Handle {
 	id := newID()
-	h := newHandle(id, func(error) {})
+	h := newHandle(id, nobody)
 	h.notify = notify
 	now := time.Now()
 	lc := messages.NewLifecycle(id, r, now)

@@ -15,8 +15,8 @@ import (
 // use. Snapshots are kept in the handle as they arrive, so a slow reader
 // never slows the executor and never misses one.
 type Handle struct {
-	id     uuid.UUID
-	cancel func(cause error)
+	id    uuid.UUID
+	owner owner // what runs the request
 
 	mu       sync.Mutex
 	events   messages.History
@@ -39,8 +39,27 @@ type Handle struct {
 // ended.
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-func newHandle(id uuid.UUID, cancel func(error)) *Handle {
-	return &Handle{id: id, cancel: cancel}
+// owner is what runs a handle's request: an executor, a router, or none
+// for a request that ended as it was submitted. Being an interface of one
+// pointer, it costs a handle no allocation, where a closure over the ID
+// would.
+type owner interface {
+	// cancelRequest asks that request id be cancelled with cause (nil:
+	// messages.ErrCancelled).
+	cancelRequest(id uuid.UUID, cause error)
+}
+
+// cancelFunc is an owner that calls itself.
+type cancelFunc func(id uuid.UUID, cause error)
+
+func (f cancelFunc) cancelRequest(id uuid.UUID, cause error) { f(id, cause) }
+
+// nobody owns a request that ended as it was submitted: there is nothing
+// left to cancel.
+var nobody = cancelFunc(func(uuid.UUID, error) {})
+
+func newHandle(id uuid.UUID, o owner) *Handle {
+	return &Handle{id: id, owner: o}
 }
 
 // ID returns the request's ID, the one its snapshots carry.
@@ -122,26 +141,25 @@ func (h *Handle) next(i int) (messages.Event, bool) {
 // Cancel asks the executor to cancel the request. It returns at once; the
 // request's snapshots show the outcome: CANCELLED, or the terminal state it
 // reached first.
-func (h *Handle) Cancel() { h.cancel(nil) }
+func (h *Handle) Cancel() { h.owner.cancelRequest(h.id, nil) }
 
-// sink adapts a Handle to actors.Sink without exporting Publish on Handle,
-// and tells the executor when the request has ended.
-type sink struct {
-	h  *Handle
-	ex *Executor
-}
+// sink adapts a Handle of an executor's to actors.Sink without exporting
+// Publish on Handle, and tells the executor when the request has ended. A
+// *sink is a *Handle: as a Sink it costs no allocation.
+type sink Handle
 
-func (s sink) Publish(ev messages.Event) {
+func (s *sink) Publish(ev messages.Event) {
+	h := (*Handle)(s)
 	if ev.Status.Terminal() {
-		s.ex.ended(s.h, ev)
+		h.owner.(*Executor).ended(h, ev)
 	}
-	s.h.publish(ev)
+	h.publish(ev)
 }
 
 // watch cancels the request when ctx is done, until the request ends.
 func (h *Handle) watch(ctx context.Context) {
 	stop := context.AfterFunc(ctx, func() {
-		h.cancel(fmt.Errorf("%w: %w", messages.ErrCancelled, context.Cause(ctx)))
+		h.owner.cancelRequest(h.id, fmt.Errorf("%w: %w", messages.ErrCancelled, context.Cause(ctx)))
 	})
 	h.mu.Lock()
 	ended := h.ended

@@ -15,7 +15,7 @@ import (
 // watched returns a handle whose request is PENDING, counting the cancels
 // its context's watch sends.
 func watched(cancels *atomic.Int32) (*Handle, *messages.Lifecycle) {
-	h := newHandle(uuid.New(), func(error) { cancels.Add(1) })
+	h := newHandle(uuid.New(), cancelFunc(func(uuid.UUID, error) { cancels.Add(1) }))
 	lc := messages.NewLifecycle(h.ID(), &messages.Request{Call: noop}, time.Now())
 	h.publish(lc.Pending(time.Now()))
 	return h, lc

@@ -533,7 +533,7 @@ func (rt *Router) Submit(ctx context.Context, group string, build Builder) (*Han
 		return nil, err
 	}
 	id := uuid.New()
-	h := newHandle(id, func(cause error) { rt.system.Root.Send(rt.pid, &messages.Cancel{ID: id, Cause: cause}) })
+	h := newHandle(id, rt)
 	e.id, e.handle, e.holdsSlot = id, h, true
 	now := time.Now()
 	e.lc = messages.NewLifecycle(id, &e.first, now)
@@ -555,6 +555,12 @@ func (rt *Router) Submit(ctx context.Context, group string, build Builder) (*Han
 		h.watch(ctx)
 	}
 	return h, nil
+}
+
+// cancelRequest implements owner: the router's actor cancels a routed
+// request.
+func (rt *Router) cancelRequest(id uuid.UUID, cause error) {
+	rt.system.Root.Send(rt.pid, &messages.Cancel{ID: id, Cause: cause})
 }
 
 // newEntry prepares a request of group: the groups it may go to, and its

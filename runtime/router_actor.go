@@ -563,7 +563,7 @@ func (rs *routerState) reclaim(d *deployment, why string) {
 	n := 0
 	for a := range d.waiting {
 		if a.phase.CompareAndSwap(phasePending, phaseReclaimed) {
-			a.h.cancel(errReclaimed)
+			a.h.owner.cancelRequest(a.h.id, errReclaimed)
 			n++
 		}
 	}
@@ -777,7 +777,7 @@ func (rs *routerState) cancel(m *messages.Cancel) {
 	}
 	if e.cancel == nil {
 		e.cancel = cause
-		e.attempt.h.cancel(cause)
+		e.attempt.h.owner.cancelRequest(e.attempt.h.id, cause)
 	}
 }
 

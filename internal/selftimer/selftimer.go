@@ -43,10 +43,11 @@ func (t *Timer) ArmBy(ctx actor.Context, now, at time.Time, msg any) {
 	t.Arm(ctx, now, at.Sub(now), msg)
 }
 
-// Stop disarms the timer. A message it already sent stays in the mailbox:
-// the actor must tell a stale one from a live one by its content.
+// Stop disarms the timer; a nil Timer is one never armed. A message it
+// already sent stays in the mailbox: the actor must tell a stale one from
+// a live one by its content.
 func (t *Timer) Stop() {
-	if t.t != nil {
+	if t != nil && t.t != nil {
 		t.t.Stop()
 		t.t, t.msg, t.at = nil, nil, time.Time{}
 	}
