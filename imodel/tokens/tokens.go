@@ -70,8 +70,11 @@ type longCounts struct {
 }
 
 const (
-	// longTextBytes is the least length of a text whose count is kept.
-	longTextBytes = 512
+	// longTextBytes is the least length of a text whose count is kept;
+	// shortTextBytes the most length of one kept too: roles and names,
+	// which every message repeats, and cost a tokenizer pass each.
+	longTextBytes  = 512
+	shortTextBytes = 16
 	// longCountsBytes bounds the text kept, per encoding.
 	longCountsBytes = 64 << 20
 )
@@ -168,12 +171,13 @@ func (c *Counter) Encoding() string { return c.encoding }
 //
 // The counts of long texts (512 bytes and more) are kept, up to 64 MiB of
 // text, so that a text a batch repeats, such as its system prompt, is
-// tokenized once.
+// tokenized once; so are those of texts of 16 bytes or less, such as the
+// roles of chat messages.
 func (c *Counter) Count(text string) int {
 	if text == "" {
 		return 0
 	}
-	if len(text) >= longTextBytes {
+	if len(text) >= longTextBytes || len(text) <= shortTextBytes {
 		if n, ok := c.long.get(text); ok {
 			return n
 		}

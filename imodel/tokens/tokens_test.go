@@ -213,19 +213,20 @@ func (c *countingCodec) Count(s string) (int, error) {
 	return len(s), nil
 }
 
-// A long text a batch repeats is tokenized once; short texts each time;
-// the texts kept are bounded.
+// A long text a batch repeats is tokenized once, and so is a short one
+// such as a role; texts between each time; the texts kept are bounded.
 func TestLongTextsAreCountedOnce(t *testing.T) {
 	codec := &countingCodec{}
 	c := &Counter{codec: codec, encoding: "counting"}
 	long := strings.Repeat("system prompt ", 100)
+	middle := strings.Repeat("m", shortTextBytes+1)
 	for range 50 {
-		if c.Count(long) != len(long) || c.Count("short") != 5 {
+		if c.Count(long) != len(long) || c.Count("user") != 4 || c.Count(middle) != len(middle) {
 			t.Fatal("wrong count")
 		}
 	}
-	if codec.calls != 1+50 {
-		t.Errorf("%d tokenizations, want 1 of the long text and 50 of the short", codec.calls)
+	if codec.calls != 1+1+50 {
+		t.Errorf("%d tokenizations, want 1 of the long text, 1 of the role and 50 of the middle one", codec.calls)
 	}
 	// Past the bound, the kept counts start afresh: memory stays bounded.
 	big := strings.Repeat("x", longCountsBytes/2+1)
