@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/lionactor/lionactor/batchapi"
 	"github.com/lionactor/lionactor/budget"
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/lionotel"
@@ -87,6 +88,12 @@ type Config struct {
 	// Tracer, if set, traces every request of the run, each a child of the
 	// span in the context given to Run.
 	Tracer *lionotel.Tracer
+
+	// BatchAPI, if set, runs the requests through the provider's batch API
+	// instead of online (see viaapi.go): its MaxAttempts, Grace and Logger
+	// are the run's; requests its batches do not answer go online through
+	// the limits above with FallbackOnline.
+	BatchAPI *batchapi.Config
 }
 
 // burst is the request bucket's capacity: Burst, or 1.
@@ -126,6 +133,9 @@ func (c Config) Validate() error {
 		return bad("RetryKinds", "error kinds given without RetryFailed")
 	case slices.Contains(c.RetryKinds, ""):
 		return bad("RetryKinds", "an empty error kind")
+	}
+	if err := c.validateBatchAPI(); err != nil {
+		return err
 	}
 	if c.Budget == "" {
 		return nil

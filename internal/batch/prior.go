@@ -26,6 +26,7 @@ type priorResult struct {
 	failed bool
 	kind   string // the error kind of a FAILED result
 	hash   string // the content it answered; "" when written before keys
+	batch  string // the provider batch that answered it, if one did
 }
 
 // ReadPrior reads an existing results file. Lines that do not parse (such
@@ -64,6 +65,7 @@ func (p *Prior) add(line []byte) {
 		Error       *struct {
 			Kind string `json:"kind"`
 		} `json:"error"`
+		ProviderBatch *ResultBatch `json:"provider_batch"`
 	}
 	if json.Unmarshal(line, &res) != nil {
 		return
@@ -77,6 +79,9 @@ func (p *Prior) add(line []byte) {
 	pr := priorResult{failed: status == messages.StatusFailed, hash: res.ContentHash}
 	if res.Error != nil {
 		pr.kind = res.Error.Kind
+	}
+	if res.ProviderBatch != nil {
+		pr.batch = res.ProviderBatch.ID
 	}
 	switch {
 	case res.Key != "":

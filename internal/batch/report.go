@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/lionactor/lionactor/batchapi"
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -94,6 +95,10 @@ type reportTotals struct {
 	firstStart, lastStart        time.Duration  // firstStart -1 before any
 	peak                         int            // most calls in flight at once
 	maxInWindow                  int            // most calls started in any one-second window
+
+	// batches are the provider batches of a run through the batch API;
+	// nil for an online run.
+	batches *batchapi.Stats
 }
 
 // maxKinds bounds the failure kinds counted apart; the rest count as "other".
@@ -213,7 +218,12 @@ func (r *Recorder) retried(ev messages.Event) {
 	}
 }
 
-func (r *Recorder) ended(ev messages.Event) {
+func (r *Recorder) ended(ev messages.Event) { r.end(ev, true) }
+
+// end records a request that ended; call says whether its snapshot's call
+// is a call of the run's, whose duration is a latency (not a provider
+// batch's).
+func (r *Recorder) end(ev messages.Event, call bool) {
 	d := r.offset(ev.Timings.Finished)
 	r.attemptEnded(ev, d)
 	s := r.sec(d)
@@ -222,7 +232,9 @@ func (r *Recorder) ended(ev messages.Event) {
 	case messages.StatusCompleted:
 		s.completed++
 		t.completed++
-		r.latency.add(ev.Timings.CallDuration())
+		if call {
+			r.latency.add(ev.Timings.CallDuration())
+		}
 	case messages.StatusFailed:
 		s.failed++
 		t.failed++

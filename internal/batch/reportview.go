@@ -180,6 +180,7 @@ func (tl timeline) view() reportView {
 			duration(tl.lat.quantile(0.99)), duration(tl.lat.max)), Note: fmt.Sprintf("of %s completed calls; mean %s", count(tl.lat.n), duration(tl.lat.mean()))},
 		{Name: "wall time", Value: duration(tl.wall)},
 	}
+	v.Table = append(v.Table, t.batchFacts()...)
 
 	v.Charts = []chartView{tl.requestsChart(), tl.tokensChart(), tl.inFlightChart(), tl.latencyChart()}
 	return v

@@ -123,8 +123,14 @@ func (r *runner) result(it item) (*Result, bool) {
 	if ev.Status == messages.StatusCancelled {
 		return nil, false
 	}
+	return resultOf(it.index, rw, ev), true
+}
+
+// resultOf is the result line of the request of row rw on line index, as
+// its terminal snapshot ev says it ended.
+func resultOf(index int, rw *row, ev *messages.Event) *Result {
 	res := &Result{
-		Index: it.index, Key: rw.key, ContentHash: rw.hash, ID: rw.id, RequestID: ev.ID.String(), Status: ev.Status.String(),
+		Index: index, Key: rw.key, ContentHash: rw.hash, ID: rw.id, RequestID: ev.ID.String(), Status: ev.Status.String(),
 		Attempts: ev.Attempt, Metadata: rw.metadata,
 		Tokens: ResultTokens{Estimated: ev.Tokens.Estimated},
 		Timings: ResultTimings{
@@ -146,7 +152,7 @@ func (r *runner) result(it item) (*Result, bool) {
 			res.Error.Status = resp.StatusCode
 		}
 	}
-	return res, true
+	return res
 }
 
 func encode(res *Result) []byte {

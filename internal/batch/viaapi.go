@@ -1,0 +1,244 @@
+package batch
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/lionactor/lionactor/batchapi"
+	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/messages"
+)
+
+// A run through the provider's batch API (Config.BatchAPI) reads the same
+// input, skips and reruns the same requests, and writes the same result
+// lines as an online run, in the same order with Ordered; each line of a
+// request a batch answered also names the batch (Result.ProviderBatch).
+// The requests go to batchapi.Run with their keys as names, so that a run
+// that resumes an interrupted one (same results file, same journal) finds
+// its batches by the keys of its requests. The requests its batches do
+// not answer go online through the run's executor and model, within the
+// run's limits, with FallbackOnline; their lines are those of an online
+// run.
+
+// validateBatchAPI checks the settings of a run through the batch API.
+func (c Config) validateBatchAPI() error {
+	if c.BatchAPI == nil {
+		return nil
+	}
+	if err := c.BatchAPI.Validate(); err != nil {
+		var ce *messages.ConfigError
+		if errors.As(err, &ce) {
+			return &messages.ConfigError{Field: "BatchAPI." + ce.Field, Reason: ce.Reason}
+		}
+		return err
+	}
+	switch p := c.Endpoint.Provider; p {
+	case imodel.OpenAI, imodel.Anthropic:
+	default:
+		return &messages.ConfigError{Field: "Provider", Reason: fmt.Sprintf("%s has no batch API here: the batch API is OpenAI's or Anthropic's", p)}
+	}
+	return nil
+}
+
+// viaBatchAPI runs the input through the provider's batch API and writes
+// a result line as each request ends.
+func (r *runner) viaBatchAPI(ctx context.Context) error {
+	cfg := *r.cfg.BatchAPI
+	cfg.MaxAttempts, cfg.Grace = r.cfg.MaxAttempts, r.cfg.Grace
+	cfg.OnlineWindow = r.cfg.Queue
+	if cfg.Logger == nil {
+		cfg.Logger = r.cfg.Logger
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = r.cfg.client
+	}
+	w := &apiWriter{r: r, ord: newOrderer(r.cfg.Ordered), rows: map[string]*apiRow{}}
+	stats, err := batchapi.Run(ctx, r.model, cfg, w.requests, w.deliver)
+	w.mu.Lock()
+	w.emit(w.ord.rest())
+	writeErr, readErr := w.writeErr, w.readErr
+	w.mu.Unlock()
+	r.sum.update(func(s *Snapshot) { s.Batches = &stats })
+	if r.rec != nil {
+		r.rec.mu.Lock()
+		r.rec.t.batches = &stats
+		r.rec.mu.Unlock()
+	}
+	if errors.Is(err, batchapi.ErrInterrupted) {
+		err = nil // the summary says what remains, as for an online run
+	}
+	return errors.Join(writeErr, readErr, err)
+}
+
+// apiWriter reads the input for batchapi.Run (on a goroutine of the run's)
+// and writes the result lines of what it delivers (on the runner's): both
+// under mu.
+type apiWriter struct {
+	r *runner
+
+	mu       sync.Mutex
+	ord      *orderer
+	rows     map[string]*apiRow // by key: the requests handed to the batch API and not yet ended
+	writeErr error              // the output failed: nothing more is written
+	readErr  error              // the input failed: what was read is still run
+}
+
+// apiRow is what the writer remembers of a request in the batch API.
+type apiRow struct {
+	index int
+	row   row
+}
+
+// emit writes lines; w.mu is held.
+func (w *apiWriter) emit(lines [][]byte) {
+	for _, l := range lines {
+		if w.writeErr != nil {
+			return
+		}
+		if _, err := w.r.out.Write(l); err != nil {
+			w.writeErr = fmt.Errorf("batch: writing results: %w", err)
+		}
+	}
+	if w.r.progress != nil {
+		w.r.progress.Update(w.r.sum)
+	}
+}
+
+// requests yields the input's requests that run, as read.go judges them,
+// and writes at once the lines of those that need no batch. Once the run
+// stops taking requests (it was interrupted), it counts the rest.
+func (w *apiWriter) requests(yield func(batchapi.Request) bool) {
+	r := w.r
+	br := bufio.NewReaderSize(r.in.R, 1<<16)
+	ids := newIdentifier()
+	for index := 0; ; index++ {
+		line, err := br.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) == 0 {
+			if err == nil {
+				w.skip(index)
+				continue
+			}
+		} else {
+			r.sum.read()
+			if q, ok := w.request(index, r.identify(ids, index, line)); ok && !yield(q) {
+				r.sum.unread(r.countRest(index+1, br, ids))
+				return
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				w.mu.Lock()
+				w.readErr = fmt.Errorf("batch: reading input: %w", err)
+				w.mu.Unlock()
+			}
+			return
+		}
+	}
+}
+
+func (w *apiWriter) skip(index int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.emit(w.ord.skip(index))
+}
+
+// request is the batch API request of the line at index, if it runs; a
+// line that cannot run gets its FAILED line at once, as online.
+func (w *apiWriter) request(index int, ln line) (batchapi.Request, bool) {
+	if !ln.verdict.runs() {
+		w.skip(index)
+		return batchapi.Request{}, false
+	}
+	rw := row{key: ln.id.key, hash: ln.id.hash, id: ln.id.id}
+	if ln.parsed != nil {
+		rw.metadata = ln.parsed.metadata
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	invalid := ln.invalid
+	if invalid == nil {
+		invalid = ln.dupID // the input was not scanned first: the first line with the id keeps it
+	}
+	if invalid != nil {
+		w.r.sum.failedInput()
+		w.emit(w.ord.add(index, encode(&Result{Index: index, Key: rw.key, ContentHash: rw.hash, ID: rw.id,
+			Status: messages.StatusFailed.String(), Metadata: rw.metadata,
+			Error: &ResultError{Kind: "invalid_input", Message: fmt.Sprintf("line %d: %v", index+1, invalid)}})))
+		return batchapi.Request{}, false
+	}
+	w.rows[rw.key] = &apiRow{index: index, row: rw}
+	prior, _ := w.r.in.Prior.lookup(ln.id, index)
+	return batchapi.Request{Key: rw.key, Payload: ln.parsed.body, Line: index + 1, Answered: prior.batch}, true
+}
+
+// deliver writes the result line of a request the batch API ended: one of
+// a batch's answers, or a request sent online after its batches.
+func (w *apiWriter) deliver(o batchapi.Outcome) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ar := w.rows[o.Key]
+	if ar == nil {
+		return // not a request of this run's (the batch API names only those)
+	}
+	delete(w.rows, o.Key)
+	ev := o.Event
+	w.r.sum.end(&ev, o.Online)
+	if !o.Online && w.r.rec != nil {
+		// An online request's snapshots reach the recorder from the
+		// executor; a batch's are recorded here, as requests that ended,
+		// not as calls.
+		w.r.rec.mu.Lock()
+		w.r.rec.end(ev, false)
+		w.r.rec.mu.Unlock()
+	}
+	if ev.Status == messages.StatusCancelled {
+		w.emit(w.ord.skip(ar.index)) // no line: a rerun does it
+		return
+	}
+	res := resultOf(ar.index, &ar.row, &ev)
+	if o.Online {
+		res.Attempts += o.Batches
+	} else if o.Batch != "" {
+		res.ProviderBatch = &ResultBatch{ID: o.Batch, CustomID: o.CustomID}
+	}
+	// COST (issue 15): a request a batch answered costs the batch price of
+	// its usage (ev's response: input and output tokens), about half the
+	// online one; the price table's batch rate is applied here, to the
+	// line's cost and the summary's, and the online price to a request
+	// answered online (o.Online).
+	w.emit(w.ord.add(ar.index, encode(res)))
+}
+
+// writeBatches prints what the run did with provider batches.
+func (s Snapshot) writeBatches(w io.Writer) {
+	b := s.Batches
+	fmt.Fprintf(w, "provider batches: %d created, %d resumed, %d ended", b.Created, b.Resumed, b.Ended)
+	if b.Running > 0 {
+		fmt.Fprintf(w, ", %d left running", b.Running)
+		if b.Cancelled > 0 {
+			fmt.Fprintf(w, " of which %d cancelled at the provider", b.Cancelled)
+		}
+		fmt.Fprint(w, " (a rerun with the same results file collects their answers)")
+	}
+	fmt.Fprintf(w, "; %d requests redone in a new batch, %d sent online\n", b.Resubmitted, b.Online)
+	// COST (issue 15): the run's cost at the batch price, beside what the
+	// same usage costs online, goes on a line here.
+}
+
+// batchFacts are the rows of a report's table about the provider batches
+// of a run through the batch API.
+func (t reportTotals) batchFacts() []fact {
+	b := t.batches
+	if b == nil {
+		return nil
+	}
+	return []fact{{Name: "provider batches",
+		Value: fmt.Sprintf("%d created, %d resumed, %d ended, %d left running", b.Created, b.Resumed, b.Ended, b.Running),
+		Note: fmt.Sprintf("the requests they answered count as requests, not as calls; %d redone in a new batch, %d sent online (as calls)",
+			b.Resubmitted, b.Online)}}
+}
