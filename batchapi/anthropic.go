@@ -14,10 +14,6 @@ import (
 // JSONL once the batch has ended.
 type anthropic struct{ *api }
 
-func (a *anthropic) limits() (int, int) {
-	return wire.AnthropicBatchMaxRequests, wire.AnthropicBatchMaxBytes
-}
-
 func (a *anthropic) frame() (string, string, string) { return `{"requests":[`, ",", "]}" }
 
 func (a *anthropic) encode(customID string, body []byte) ([]byte, error) {

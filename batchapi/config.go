@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lionactor/lionactor/imodel"
+	"github.com/lionactor/lionactor/internal/wire"
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -77,6 +78,19 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Limits are the provider's bounds on one batch: (50,000 requests, 200 MB)
+// for OpenAI, (100,000 requests, 256 MB) for Anthropic, and (0, 0) for a
+// provider without a batch API here.
+func Limits(p imodel.Provider) (requests, bytes int) {
+	switch p {
+	case imodel.OpenAI:
+		return wire.OpenAIBatchMaxRequests, wire.OpenAIBatchMaxBytes
+	case imodel.Anthropic:
+		return wire.AnthropicBatchMaxRequests, wire.AnthropicBatchMaxBytes
+	}
+	return 0, 0
+}
+
 // Defaults of Config.
 const (
 	DefaultPoll         = 30 * time.Second
@@ -113,19 +127,31 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// withDefaults returns c with its zero settings given their defaults and
-// its bounds checked against the provider's limits.
-func (c Config) withDefaults(p provider) (Config, error) {
+// ValidateFor reports, as Validate does, an invalid setting for a model of
+// provider p, whose limits bound MaxRequests and MaxBytes.
+func (c Config) ValidateFor(p imodel.Provider) error {
 	if err := c.Validate(); err != nil {
+		return err
+	}
+	maxRequests, maxBytes := Limits(p)
+	switch {
+	case maxRequests == 0:
+		return &UnsupportedProviderError{Provider: p}
+	case c.MaxRequests > maxRequests:
+		return &messages.ConfigError{Field: "MaxRequests", Reason: fmt.Sprintf("%s takes at most %d requests in a batch", p, maxRequests)}
+	case c.MaxBytes > maxBytes:
+		return &messages.ConfigError{Field: "MaxBytes", Reason: fmt.Sprintf("%s takes at most %d bytes in a batch", p, maxBytes)}
+	}
+	return nil
+}
+
+// withDefaults returns c, valid for provider p, with its zero settings
+// given their defaults.
+func (c Config) withDefaults(p imodel.Provider) (Config, error) {
+	if err := c.ValidateFor(p); err != nil {
 		return c, err
 	}
-	maxRequests, maxBytes := p.limits()
-	switch {
-	case c.MaxRequests > maxRequests:
-		return c, &messages.ConfigError{Field: "MaxRequests", Reason: fmt.Sprintf("the provider takes at most %d requests in a batch", maxRequests)}
-	case c.MaxBytes > maxBytes:
-		return c, &messages.ConfigError{Field: "MaxBytes", Reason: fmt.Sprintf("the provider takes at most %d bytes in a batch", maxBytes)}
-	}
+	maxRequests, maxBytes := Limits(p)
 	def := func(v *int, d int) {
 		if *v == 0 {
 			*v = d

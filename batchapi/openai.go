@@ -43,8 +43,6 @@ func (a *api) openAIEndpoint() (string, error) {
 	return "/v1" + strings.TrimPrefix(full.Path, strings.TrimSuffix(base.Path, "/")), nil
 }
 
-func (o *openAI) limits() (int, int) { return wire.OpenAIBatchMaxRequests, wire.OpenAIBatchMaxBytes }
-
 func (o *openAI) frame() (string, string, string) { return "", "\n", "\n" }
 
 func (o *openAI) encode(customID string, body []byte) ([]byte, error) {

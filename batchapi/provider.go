@@ -20,8 +20,6 @@ import (
 // provider speaks one provider's batch API. Its methods make HTTP requests
 // and are called off the actors' goroutines.
 type provider interface {
-	// limits are the provider's bounds on one batch: requests and bytes.
-	limits() (requests, bytes int)
 	// frame returns what a batch's upload holds around its requests and
 	// between two of them.
 	frame() (open, sep, close string)

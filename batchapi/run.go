@@ -65,7 +65,7 @@ func Run(ctx context.Context, m *imodel.Model, cfg Config, requests iter.Seq[Req
 	if err != nil {
 		return Stats{}, err
 	}
-	if cfg, err = cfg.withDefaults(prov); err != nil {
+	if cfg, err = cfg.withDefaults(m.Provider()); err != nil {
 		return Stats{}, err
 	}
 	r := &run{cfg: cfg, model: m, prov: prov, pname: m.Provider(), base: a.base, ctx: context.WithoutCancel(ctx),

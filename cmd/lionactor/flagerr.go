@@ -50,6 +50,12 @@ var batchFlagOf = map[string]string{
 	"SharedBudget.Address":         "budget",
 	"SharedBudget.ExpectedMembers": "budget-members",
 	"SharedBudget.ListenAddr":      "budget-listen",
+	// batchapi.Config, as batch.Config.BatchAPI
+	"BatchAPI.Poll":             "poll",
+	"BatchAPI.CompletionWindow": "completion-window",
+	"BatchAPI.MaxRequests":      "batch-max-requests",
+	"BatchAPI.MaxBytes":         "batch-max-bytes",
+	"BatchAPI.EnqueuedTokens":   "batch-enqueued-tokens",
 }
 
 // simFlagOf names the sim flag that sets each simulator.Config field.

@@ -10,7 +10,6 @@ import (
 	"sync"
 
 	"github.com/lionactor/lionactor/batchapi"
-	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -30,19 +29,15 @@ func (c Config) validateBatchAPI() error {
 	if c.BatchAPI == nil {
 		return nil
 	}
-	if err := c.BatchAPI.Validate(); err != nil {
-		var ce *messages.ConfigError
-		if errors.As(err, &ce) {
-			return &messages.ConfigError{Field: "BatchAPI." + ce.Field, Reason: ce.Reason}
-		}
-		return err
+	err := c.BatchAPI.ValidateFor(c.Endpoint.Provider)
+	var ce *messages.ConfigError
+	switch {
+	case errors.Is(err, batchapi.ErrUnsupportedProvider):
+		return &messages.ConfigError{Field: "Provider", Reason: fmt.Sprintf("%s has no batch API here: the batch API is OpenAI's or Anthropic's", c.Endpoint.Provider)}
+	case errors.As(err, &ce):
+		return &messages.ConfigError{Field: "BatchAPI." + ce.Field, Reason: ce.Reason}
 	}
-	switch p := c.Endpoint.Provider; p {
-	case imodel.OpenAI, imodel.Anthropic:
-	default:
-		return &messages.ConfigError{Field: "Provider", Reason: fmt.Sprintf("%s has no batch API here: the batch API is OpenAI's or Anthropic's", p)}
-	}
-	return nil
+	return err
 }
 
 // viaBatchAPI runs the input through the provider's batch API and writes
