@@ -121,3 +121,19 @@ func interruptedBatches(s batch.Snapshot) string {
 	}
 	return fmt.Sprintf("\nlionactor: %d provider batches go on at the provider (a rerun collects them; --cancel-remote cancels them on an interrupt)", b.Running)
 }
+
+// demoBatchDelay is how long the demo's simulated provider batches take
+// (a test makes them end at once).
+var demoBatchDelay = 3 * time.Second
+
+// demoBatchAPI is the batch API setting of the demo's run: nil for
+// online.
+func demoBatchAPI(via, out string) (*batchapi.Config, error) {
+	switch via {
+	case viaOnline:
+		return nil, nil
+	case viaBatchAPI:
+		return &batchapi.Config{Journal: out + journalSuffix, Poll: max(demoBatchDelay/6, time.Millisecond)}, nil
+	}
+	return nil, usagef("--via: %s or %s, not %q", viaOnline, viaBatchAPI, via)
+}

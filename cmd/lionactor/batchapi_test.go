@@ -336,3 +336,32 @@ func TestEndToEndBatchAPIKilledAndResumed(t *testing.T) {
 		t.Errorf("rerun stderr:\n%s", stderr)
 	}
 }
+
+// The demo runs its requests through the simulator's batch API with --via
+// batch-api.
+func TestDemoViaBatchAPI(t *testing.T) {
+	delay := demoBatchDelay
+	demoBatchDelay = 0 // the simulator's batches end as they are created
+	defer func() { demoBatchDelay = delay }()
+	dir := t.TempDir()
+	c := newCLI()
+	if code := c.run(t, context.Background(), "demo", "--via", "batch-api", "--requests", "30", "--dir", dir); code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	results := readResults(t, filepath.Join(dir, "results.jsonl"))
+	if len(results) != 30 {
+		t.Fatalf("%d results", len(results))
+	}
+	for _, r := range results {
+		if r.Status != "COMPLETED" || r.ProviderBatch == nil {
+			t.Fatalf("index %d: %+v", r.Index, r)
+		}
+	}
+	if !strings.Contains(c.stderr.String(), "provider batches: 1 created, 0 resumed, 1 ended") {
+		t.Errorf("stderr:\n%s", c.stderr.String())
+	}
+	c = newCLI()
+	if code := c.run(t, context.Background(), "demo", "--via", "bulk", "--dir", dir); code != exitUsage {
+		t.Errorf("--via bulk: exit %d", code)
+	}
+}

@@ -28,6 +28,7 @@ func newDemoCmd(e env) *cobra.Command {
 	var (
 		requests int
 		dir      string
+		via      string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -39,10 +40,13 @@ and the HTML report of the run are. It needs no network and no API key, and
 takes about 15 seconds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := demoBatchAPI(via, ""); err != nil {
+				return err
+			}
 			sim, err := simulator.New(simulator.Config{
 				RequestsPerMinute: demoRPM, TokensPerMinute: demoTPM,
 				Latency: 60 * time.Millisecond, LatencyJitter: 40 * time.Millisecond,
-				CompletionTokens: 60, Seed: 7,
+				CompletionTokens: 60, Seed: 7, BatchDelay: demoBatchDelay,
 			})
 			if err != nil {
 				return err
@@ -83,6 +87,9 @@ takes about 15 seconds.`,
 				RPM:      demoRPM, TPM: demoTPM, Concurrency: 32, MaxAttempts: 3, Timeout: 30 * time.Second,
 				Queue: 500, Grace: 5 * time.Second,
 			}
+			if cfg.BatchAPI, err = demoBatchAPI(via, outPath); err != nil {
+				return err
+			}
 			report, err := openReport("report", filepath.Join(dir, "report.html"), &cfg)
 			if err != nil {
 				return err
@@ -107,6 +114,7 @@ takes about 15 seconds.`,
 	}
 	cmd.Flags().IntVar(&requests, "requests", demoRequests, "number of sample requests")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the request and result files (default: a new temporary one)")
+	cmd.Flags().StringVar(&via, "via", viaOnline, "online, or batch-api: the same requests through the simulator's batch API, whose batches take "+demoBatchDelay.String())
 	return cmd
 }
 
