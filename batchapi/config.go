@@ -70,6 +70,16 @@ type Config struct {
 	// 0 means 30 s.
 	Grace time.Duration
 
+	// Durable, if set, reports whether the outcomes of the requests with
+	// the given keys, delivered earlier, are kept where a crash leaves
+	// them (written, and synced to disk). A batch is recorded settled in
+	// the journal only once the outcomes it delivered are durable: until
+	// then a run that resumes the journal polls it again and delivers them
+	// again. Nil means that they are durable once delivered. It is called
+	// on the goroutine that called Run; an error, Run returns when the run
+	// has ended, and nothing is recorded settled after it.
+	Durable func(keys []string) (bool, error)
+
 	// HTTPClient makes the requests to the batch API; nil means a client
 	// of the run's own.
 	HTTPClient *http.Client

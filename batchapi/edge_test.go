@@ -405,3 +405,43 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("24h: %v", err)
 	}
 }
+
+// A batch is recorded settled only once the caller says the outcomes it
+// delivered are durable; one that never is, a later run resumes, and
+// delivers its outcomes again.
+func TestSettledOnlyOnceDurable(t *testing.T) {
+	e := start(t, imodel.OpenAI, simulator.Config{})
+	reqs := chats(30)
+	cfg := e.config()
+	cfg.MaxRequests = 10
+	asked := map[string]int{}
+	cfg.Durable = func(keys []string) (bool, error) {
+		asked[keys[0]]++
+		return false, nil
+	}
+	got, _, err := collect(t, bg, e, cfg, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCompleted(t, got, reqs)
+	journal, _ := os.ReadFile(cfg.Journal)
+	if n := bytes.Count(journal, []byte(`"event":"settled"`)); n != 0 || len(asked) != 3 {
+		t.Fatalf("%d settled records, %d batches asked about; want none and 3", n, len(asked))
+	}
+
+	cfg.Durable = func(keys []string) (bool, error) { return len(keys) == 10, nil }
+	got, st, err := collect(t, bg, e, cfg, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCompleted(t, got, reqs)
+	journal, _ = os.ReadFile(cfg.Journal)
+	if n := bytes.Count(journal, []byte(`"event":"settled"`)); n != 3 || st.Resumed != 3 || st.Created != 0 {
+		t.Errorf("%d settled records, stats %+v", n, st)
+	}
+
+	cfg.Durable = func([]string) (bool, error) { return false, errors.New("disk full") }
+	if _, _, err := collect(t, bg, e, cfg, reqs[:2]); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Errorf("a failed sync: %v", err)
+	}
+}

@@ -249,10 +249,12 @@ func (r *run) run(ctx context.Context, resumed []*part, requests iter.Seq[Reques
 	return st, err
 }
 
-// loop delivers what the supervisor puts in the outbox, and tells it of
-// an interrupt, until it says the run is over.
+// loop delivers what the supervisor puts in the outbox, records in the
+// journal the batches settled, and tells the supervisor of an interrupt,
+// until it says the run is over.
 func (r *run) loop(ctx context.Context, sup *actor.PID, deliver func(Outcome), stopFeed chan struct{}) (Stats, error) {
 	var journalErr error
+	var settling []*settledPart // settled, their outcomes not yet durable
 	interrupt := ctx.Done()
 	stopFeeding := sync.OnceFunc(func() { close(stopFeed) })
 	defer stopFeeding()
@@ -268,12 +270,7 @@ func (r *run) loop(ctx context.Context, sup *actor.PID, deliver func(Outcome), s
 				case Outcome:
 					deliver(v)
 				case *settledPart:
-					// Only now that its outcomes are delivered: a crash
-					// before this line resumes the part, and the outcomes
-					// already delivered are delivered again.
-					if err := r.journal.append(record{Event: eventSettled, Part: v.p.id, Batch: v.p.batchID}); err != nil && journalErr == nil {
-						journalErr = err
-					}
+					settling = append(settling, v)
 				case *quiesced:
 					stopFeeding()
 					cancel := r.cfg.CancelRemote && !v.fatal
@@ -282,6 +279,7 @@ func (r *run) loop(ctx context.Context, sup *actor.PID, deliver func(Outcome), s
 					}
 					r.send(sup, &wrapUp{cancel: cancel})
 				case *finished:
+					_, journalErr = r.settle(settling, journalErr)
 					switch {
 					case v.err != nil:
 						return v.stats, errors.Join(v.err, journalErr)
@@ -293,8 +291,36 @@ func (r *run) loop(ctx context.Context, sup *actor.PID, deliver func(Outcome), s
 					return v.stats, nil
 				}
 			}
+			settling, journalErr = r.settle(settling, journalErr)
 		}
 	}
+}
+
+// settle records settled the parts whose delivered outcomes are durable,
+// and returns those whose are not yet. A crash before a part's record
+// resumes the part, and its outcomes are delivered again; a crash after it
+// finds them where the caller keeps them.
+func (r *run) settle(parts []*settledPart, failed error) ([]*settledPart, error) {
+	if failed != nil {
+		return nil, failed
+	}
+	var left []*settledPart
+	for _, sp := range parts {
+		if r.cfg.Durable != nil {
+			ok, err := r.cfg.Durable(sp.keys)
+			if err != nil {
+				return nil, fmt.Errorf("batchapi: keeping the outcomes: %w", err)
+			}
+			if !ok {
+				left = append(left, sp)
+				continue
+			}
+		}
+		if err := r.journal.append(record{Event: eventSettled, Part: sp.p.id, Batch: sp.p.batchID}); err != nil {
+			return nil, err
+		}
+	}
+	return left, nil
 }
 
 // feedChunk is how many requests the feeder sends in one message.

@@ -38,6 +38,7 @@ type supervisor struct {
 	// the request is added (or the input ends without it).
 	resumedKeys map[string]*part
 	pending     map[*part]map[string]bool // keys of a part it owes an answer to
+	delivered   map[*part][]string        // keys of a part whose outcome it delivered
 	// stashed are the ends of resumed batches that came before the input
 	// had ended: read once the run knows which of their requests it wants.
 	stashed   []*batchEnded
@@ -114,8 +115,11 @@ type (
 
 // Outbox items besides outcomes.
 type (
-	settledPart struct{ p *part }
-	quiesced    struct {
+	settledPart struct {
+		p    *part
+		keys []string // whose outcomes it delivered
+	}
+	quiesced struct {
 		running int
 		fatal   bool // the run stops for an error, not for the caller
 	}
@@ -136,7 +140,7 @@ func supervisorProps(r *run, resumed []*part) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		incarnations++
 		s := &supervisor{r: r, entries: map[string]*entry{}, parts: map[string]*part{}, pollers: map[string]*actor.PID{},
-			resumedKeys: map[string]*part{}, pending: map[*part]map[string]bool{},
+			resumedKeys: map[string]*part{}, pending: map[*part]map[string]bool{}, delivered: map[*part][]string{},
 			onlineLive: map[string]*runtime.Handle{}, restarted: incarnations > 1}
 		for _, p := range resumed {
 			s.parts[p.id] = p
@@ -566,6 +570,7 @@ func (s *supervisor) end(e *entry, p *part, ev messages.Event) {
 	if p != nil && p.batchID != "" {
 		o.Batch = p.batchID
 		s.resolve(p, e.it.key)
+		s.delivered[p] = append(s.delivered[p], e.it.key)
 	}
 	s.deliver(o)
 }
@@ -592,7 +597,8 @@ func (s *supervisor) settle(p *part) {
 	}
 	delete(s.parts, p.id)
 	delete(s.pending, p)
-	s.r.out.put(&settledPart{p: p})
+	s.r.out.put(&settledPart{p: p, keys: s.delivered[p]})
+	delete(s.delivered, p)
 }
 
 // sendOnline submits the requests waiting to go online, at most

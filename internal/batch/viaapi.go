@@ -52,7 +52,8 @@ func (r *runner) viaBatchAPI(ctx context.Context) error {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = r.cfg.client
 	}
-	w := &apiWriter{r: r, ord: newOrderer(r.cfg.Ordered), rows: map[string]*apiRow{}}
+	w := &apiWriter{r: r, ord: newOrderer(r.cfg.Ordered), rows: map[string]*apiRow{}, held: map[string]int{}}
+	cfg.Durable = w.durable
 	stats, err := batchapi.Run(ctx, r.model, cfg, w.requests, w.deliver)
 	w.mu.Lock()
 	w.emit(w.ord.rest())
@@ -79,6 +80,7 @@ type apiWriter struct {
 	mu       sync.Mutex
 	ord      *orderer
 	rows     map[string]*apiRow // by key: the requests handed to the batch API and not yet ended
+	held     map[string]int     // by key: the index of a line the orderer holds back
 	writeErr error              // the output failed: nothing more is written
 	readErr  error              // the input failed: what was read is still run
 }
@@ -134,6 +136,30 @@ func (w *apiWriter) requests(yield func(batchapi.Request) bool) {
 			return
 		}
 	}
+}
+
+// durable reports whether the lines of keys are written, and syncs the
+// results file (if the output is one) when they are: a batch is recorded
+// settled only then. With Ordered, a line the orderer holds back for an
+// earlier one is not written yet.
+func (w *apiWriter) durable(keys []string) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.writeErr != nil {
+		return false, w.writeErr
+	}
+	for _, k := range keys {
+		if i, ok := w.held[k]; ok && i >= w.ord.next {
+			return false, nil
+		}
+	}
+	for _, k := range keys {
+		delete(w.held, k)
+	}
+	if f, ok := w.r.out.(interface{ Sync() error }); ok {
+		return true, f.Sync()
+	}
+	return true, nil
 }
 
 func (w *apiWriter) skip(index int) {
@@ -207,6 +233,9 @@ func (w *apiWriter) deliver(o batchapi.Outcome) {
 	// line's cost and the summary's, and the online price to a request
 	// answered online (o.Online).
 	w.emit(w.ord.add(ar.index, encode(res)))
+	if w.ord.ordered && ar.index >= w.ord.next {
+		w.held[o.Key] = ar.index
+	}
 }
 
 // writeBatches prints what the run did with provider batches.

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/lionactor/lionactor/batchapi"
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/internal/simtest"
@@ -400,5 +402,53 @@ func TestViaBatchAPISetupErrors(t *testing.T) {
 	os.WriteFile(cfg.BatchAPI.Journal, []byte(`{"v":1,"event":"submit","part":"p","provider":"anthropic","base_url":"https://api.anthropic.com/v1","keys":["k"]}`+"\n"), 0o600)
 	if _, _, _, err := runInput(t, context.Background(), cfg, Input{R: strings.NewReader(jsonl(t, 2))}, nil); !errors.Is(err, batchapi.ErrForeignBatches) {
 		t.Errorf("foreign journal: %v", err)
+	}
+}
+
+// With Ordered, a line held back for an earlier one is not written: the
+// batch that answered it is not settled until it is.
+func TestViaBatchAPIOrderedSettlesOnceWritten(t *testing.T) {
+	var out bytes.Buffer
+	r := &runner{cfg: Config{Ordered: true}, out: &out, sum: newSummary(Config{})}
+	w := &apiWriter{r: r, ord: newOrderer(true), rows: map[string]*apiRow{}, held: map[string]int{}}
+	for i, k := range []string{"a", "b", "c"} {
+		w.rows[k] = &apiRow{index: i, row: row{key: k}}
+	}
+	ended := func(key string) batchapi.Outcome {
+		lc := messages.NewLifecycle(uuid.New(), &messages.Request{}, time.Now())
+		lc.Pending(time.Now())
+		return batchapi.Outcome{Key: key, Batch: "batch_1", CustomID: key, Event: lc.Fail(time.Now(), errors.New("no"), messages.Result{})}
+	}
+	w.deliver(ended("b"))
+	w.deliver(ended("c"))
+	if ok, err := w.durable([]string{"b", "c"}); ok || err != nil || out.Len() != 0 {
+		t.Fatalf("durable %v (%v) with %d bytes written", ok, err, out.Len())
+	}
+	w.deliver(ended("a"))
+	if ok, err := w.durable([]string{"b", "c"}); !ok || err != nil || bytes.Count(out.Bytes(), []byte("\n")) != 3 {
+		t.Fatalf("durable %v (%v) once written:\n%s", ok, err, out.Bytes())
+	}
+	w.writeErr = errors.New("disk full")
+	if _, err := w.durable([]string{"a"}); err == nil {
+		t.Error("durable despite a failed write")
+	}
+}
+
+// A run with Ordered whose first batch's requests are redone settles every
+// batch by its end.
+func TestViaBatchAPIOrderedSettlesAll(t *testing.T) {
+	_, base := simtest.Start(t, simulator.Config{Seed: 2, BatchFaults: simulator.BatchFaults{Expired: 0.3}})
+	dir := t.TempDir()
+	cfg := apiConfig(t, imodel.Anthropic, base, dir)
+	cfg.Ordered, cfg.MaxAttempts = true, 20
+	cfg.BatchAPI.MaxRequests = 40
+	results, _, sum, err := runInput(t, context.Background(), cfg, Input{R: strings.NewReader(jsonl(t, 120))}, nil)
+	if err != nil || len(results) != 120 {
+		t.Fatalf("%v, %d results", err, len(results))
+	}
+	journal, _ := os.ReadFile(cfg.BatchAPI.Journal)
+	b := sum.Snapshot().Batches
+	if n := bytes.Count(journal, []byte(`"event":"settled"`)); n != b.Created || b.Resubmitted == 0 {
+		t.Errorf("%d batches settled of %+v", n, b)
 	}
 }
