@@ -70,8 +70,6 @@ func (f *batchAPIFlags) config(fl *pflag.FlagSet, out string, e env) (*batchapi.
 	if out == "" || out == "-" {
 		return nil, usagef("--via %s: needs --out FILE: the provider batches are recorded next to it (FILE%s), so that a rerun collects them instead of paying for them again", viaBatchAPI, journalSuffix)
 	}
-	// The router (another --via, or a route across models) is refused here
-	// with --via batch-api: a batch goes to one provider.
 	cfg := &batchapi.Config{
 		Journal: out + journalSuffix, Poll: f.poll, CompletionWindow: f.completionWindow,
 		MaxRequests: f.maxRequests, MaxBytes: f.maxBytes, EnqueuedTokens: f.enqueuedTokens,

@@ -51,6 +51,7 @@ var batchFlagOf = map[string]string{
 	"SharedBudget.ExpectedMembers": "budget-members",
 	"SharedBudget.ListenAddr":      "budget-listen",
 	// batchapi.Config, as batch.Config.BatchAPI
+	"BatchAPI":                  "via",
 	"BatchAPI.Poll":             "poll",
 	"BatchAPI.CompletionWindow": "completion-window",
 	"BatchAPI.MaxRequests":      "batch-max-requests",

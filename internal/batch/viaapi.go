@@ -29,6 +29,10 @@ func (c Config) validateBatchAPI() error {
 	if c.BatchAPI == nil {
 		return nil
 	}
+	// A run over several deployments (a router's: several keys, models or
+	// providers) is refused here with the field "BatchAPI": its batches
+	// would each go to one deployment, and a router's choice of deployment
+	// by budget left has no meaning for them.
 	err := c.BatchAPI.ValidateFor(c.Endpoint.Provider)
 	var ce *messages.ConfigError
 	switch {
