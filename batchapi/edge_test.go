@@ -274,9 +274,9 @@ func TestFailedValidationFailsTheLinesNamed(t *testing.T) {
 	}
 }
 
-// A request whose answer from its resumed batch was already taken goes
-// into a new batch; the resumed batches' requests this run does not have
-// are let go.
+// A request whose answer from its resumed batch was already taken, or
+// whose body changed since the batch was made, goes into a new batch; the
+// resumed batches' requests this run does not have are let go.
 func TestResumeWithAnsweredAndMissingRequests(t *testing.T) {
 	e := start(t, imodel.OpenAI, simulator.Config{BatchDelay: time.Hour})
 	reqs := chats(20)
@@ -298,10 +298,13 @@ func TestResumeWithAnsweredAndMissingRequests(t *testing.T) {
 	e.sim.AdvanceBatches(time.Hour)
 	again := reqs[:5]
 	again[0].Answered = rec.Batch
+	edited := chat(99)
+	edited.Key = again[2].Key
+	again[2] = edited
 	got, st, _ := driveBatches(t, e, cfg, again, 0, time.Hour, nil)
 	checkCompleted(t, got, again)
-	if got[again[0].Key].Batch == rec.Batch || got[again[1].Key].Batch != rec.Batch {
-		t.Errorf("batches: %s, %s; resumed %s", got[again[0].Key].Batch, got[again[1].Key].Batch, rec.Batch)
+	if got[again[0].Key].Batch == rec.Batch || got[again[2].Key].Batch == rec.Batch || got[again[1].Key].Batch != rec.Batch {
+		t.Errorf("batches: %s, %s, %s; resumed %s", got[again[0].Key].Batch, got[again[1].Key].Batch, got[again[2].Key].Batch, rec.Batch)
 	}
 	if st.Resumed != 1 || st.Created != 1 {
 		t.Errorf("stats %+v", st)

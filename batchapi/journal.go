@@ -21,13 +21,15 @@ import (
 // ignored when the file is read. Records are never rewritten: the state of
 // a part is the fold of its records.
 //
-//	{"v":1,"event":"submit","part":"…","provider":"openai","base_url":"…","model":"…","input_file":"file-…","requests":5000,"tokens":412000,"lines":[[1,5000]],"keys":["id:q-1",…],"at":"…"}
+//	{"v":1,"event":"submit","part":"…","provider":"openai","base_url":"…","model":"…","input_file":"file-…","requests":5000,"tokens":412000,"lines":[[1,5000]],"keys":["id:q-1",…],"hashes":["5f0c…",…],"at":"…"}
 //	{"v":1,"event":"created","part":"…","batch":"batch_…","at":"…"}
 //	{"v":1,"event":"refused","part":"…","reason":"…","at":"…"}
 //	{"v":1,"event":"settled","part":"…","batch":"batch_…","at":"…"}
 //
 // submit is written before the batch is created (after OpenAI's input file
-// is uploaded): a part with a submit and nothing after it is one whose
+// is uploaded), with the keys of its requests and short hashes of their
+// bodies (a request whose body changed since is not answered from it): a
+// part with a submit and nothing after it is one whose
 // create may or may not have taken effect, which a resuming run looks up at
 // the provider. created names the batch. refused says the part has no
 // batch and never will (the provider refused it, or it was not found). A
@@ -47,6 +49,7 @@ type record struct {
 	Tokens   int       `json:"tokens,omitempty"`
 	Lines    [][2]int  `json:"lines,omitempty"`
 	Keys     []string  `json:"keys,omitempty"`
+	Hashes   []string  `json:"hashes,omitempty"`
 	Reason   string    `json:"reason,omitempty"`
 	At       time.Time `json:"at"`
 }

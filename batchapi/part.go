@@ -14,6 +14,10 @@ type item struct {
 	model         string // the body's model: a batch holds one model
 	tokens        int    // estimated
 	piece         []byte // the request as the upload holds it
+	// hash is a short hash of the request's body as sent, which the
+	// journal keeps beside its key: a resumed batch answers a request only
+	// if it asked what the request asks now.
+	hash string
 }
 
 // part is one provider batch: built by the submitter from items, created
@@ -25,6 +29,7 @@ type part struct {
 	model  string
 	items  []*item  // nil for a part resumed from the journal
 	keys   []string // of its requests, in the order of the upload
+	hashes []string // of their bodies (item.hash), in the same order
 	lines  []int
 	data   []byte // the upload; dropped once the batch is created
 	tokens int    // estimated, of its requests
@@ -106,7 +111,7 @@ func (r *run) adopt(p *part, id string) error {
 
 func (r *run) submitRecord(p *part) record {
 	return record{Event: eventSubmit, Part: p.id, Provider: string(r.pname), BaseURL: r.base, Model: p.model,
-		File: p.fileID, Requests: len(p.keys), Tokens: p.tokens, Lines: lineRanges(p.lines), Keys: p.keys, At: p.submitted}
+		File: p.fileID, Requests: len(p.keys), Tokens: p.tokens, Lines: lineRanges(p.lines), Keys: p.keys, Hashes: p.hashes, At: p.submitted}
 }
 
 // journalError is a failure to write the journal: the run stops, since it

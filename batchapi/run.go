@@ -3,6 +3,7 @@ package batchapi
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -201,7 +202,7 @@ func (r *run) resume(ctx context.Context, recs []record) ([]*part, error) {
 	var parts []*part
 	for _, jp := range open {
 		s := jp.submit
-		p := &part{id: s.Part, model: s.Model, keys: s.Keys, tokens: s.Tokens, fileID: s.File,
+		p := &part{id: s.Part, model: s.Model, keys: s.Keys, hashes: s.Hashes, tokens: s.Tokens, fileID: s.File,
 			submitted: s.At, created: jp.created, batchID: jp.batch, resumed: true}
 		if p.batchID == "" {
 			// Recorded before its create, and nothing after: look for it.
@@ -389,7 +390,7 @@ func (r *run) prepare(q Request) *prepared {
 		Model string `json:"model"`
 	}
 	json.Unmarshal(body, &m)
-	p.it.model, p.it.tokens = m.Model, req.Tokens
+	p.it.model, p.it.tokens, p.it.hash = m.Model, req.Tokens, bodyHash(body)
 	if p.it.piece, err = r.prov.encode(p.it.customID, body); err != nil {
 		p.err = err
 		return p
@@ -399,6 +400,13 @@ func (r *run) prepare(q Request) *prepared {
 	req.Endpoint.Payload = nil
 	p.req = req
 	return p
+}
+
+// bodyHash is a short hash of a request body: 64 bits of its SHA-256, in
+// hex, enough to tell an edited request from the one a batch holds.
+func bodyHash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:8])
 }
 
 // outbox carries what the supervisor hands to the goroutine that called

@@ -168,6 +168,7 @@ func (s *submitter) build(model string, b *builder) {
 		}
 		p.data = append(p.data, it.piece...)
 		p.keys = append(p.keys, it.key)
+		p.hashes = append(p.hashes, it.hash)
 		p.lines = append(p.lines, it.line)
 	}
 	p.data = append(p.data, end...)

@@ -34,9 +34,10 @@ type supervisor struct {
 	open    int              // entries without an outcome
 	parts   map[string]*part // created or resumed, not yet settled
 	pollers map[string]*actor.PID
-	// resumedKeys maps the keys of the resumed parts to their part, until
+	// resumedKeys maps the keys of the resumed parts to their part and the
+	// hash of the body it holds for the key, until
 	// the request is added (or the input ends without it).
-	resumedKeys map[string]*part
+	resumedKeys map[string]resumedKey
 	pending     map[*part]map[string]bool // keys of a part it owes an answer to
 	delivered   map[*part][]string        // keys of a part whose outcome it delivered
 	// stashed are the ends of resumed batches that came before the input
@@ -60,6 +61,13 @@ type supervisor struct {
 	grace       selftimer.Timer
 	done        bool
 	restarted   bool // an incarnation made by a restart
+}
+
+// resumedKey is a key of a resumed part, and the hash of the body the part
+// holds for it.
+type resumedKey struct {
+	p    *part
+	hash string
 }
 
 // entry is one request of the run.
@@ -140,13 +148,17 @@ func supervisorProps(r *run, resumed []*part) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		incarnations++
 		s := &supervisor{r: r, entries: map[string]*entry{}, parts: map[string]*part{}, pollers: map[string]*actor.PID{},
-			resumedKeys: map[string]*part{}, pending: map[*part]map[string]bool{}, delivered: map[*part][]string{},
+			resumedKeys: map[string]resumedKey{}, pending: map[*part]map[string]bool{}, delivered: map[*part][]string{},
 			onlineLive: map[string]*runtime.Handle{}, restarted: incarnations > 1}
 		for _, p := range resumed {
 			s.parts[p.id] = p
 			s.pending[p] = map[string]bool{}
-			for _, k := range p.keys {
-				s.resumedKeys[k] = p
+			for i, k := range p.keys {
+				rk := resumedKey{p: p}
+				if i < len(p.hashes) {
+					rk.hash = p.hashes[i]
+				}
+				s.resumedKeys[k] = rk
 				s.pending[p][k] = true
 			}
 		}
@@ -283,13 +295,15 @@ func (s *supervisor) add(ctx actor.Context, m *addItems) {
 		e := &entry{it: it, req: pr.req, opts: pr.opts, answered: pr.answered}
 		s.entries[it.key] = e
 		s.open++
-		if p := s.resumedKeys[it.key]; p != nil {
+		if rk, ok := s.resumedKeys[it.key]; ok {
 			delete(s.resumedKeys, it.key)
-			if p.batchID != pr.answered {
-				s.attach(ctx, e, p)
+			if rk.p.batchID != pr.answered && rk.hash == it.hash {
+				s.attach(ctx, e, rk.p)
 				continue
 			}
-			s.resolve(p, it.key) // its answer from p was taken: p owes it nothing
+			// Its answer from p was taken already, or p holds another
+			// body of it than the one asked now: p owes it nothing.
+			s.resolve(rk.p, it.key)
 		}
 		e.lc = messages.NewLifecycle(uuid.New(), &e.req, now)
 		e.lc.Pending(now)
@@ -326,8 +340,8 @@ func (s *supervisor) inputEnded(ctx actor.Context) {
 	ctx.Send(s.submitter, &buildAll{})
 	// The resumed batches' requests that this run did not add are not
 	// wanted: their answers were taken before.
-	for key, p := range s.resumedKeys {
-		s.resolve(p, key)
+	for key, rk := range s.resumedKeys {
+		s.resolve(rk.p, key)
 	}
 	s.resumedKeys = nil
 	stashed := s.stashed
