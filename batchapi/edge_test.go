@@ -282,10 +282,7 @@ func TestResumeWithAnsweredAndMissingRequests(t *testing.T) {
 	reqs := chats(20)
 	cfg := e.config()
 	ctx, cancel := context.WithCancel(bg)
-	go func() {
-		e.hooks.waitCreated(t, 1)
-		cancel()
-	}()
+	go e.hooks.waitCreated(t, 1, cancel)
 	if _, _, err := collect(t, ctx, e, cfg, reqs); !errors.Is(err, ErrInterrupted) {
 		t.Fatal(err)
 	}

@@ -159,14 +159,17 @@ func (h *hooks) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// waitCreated waits for n batches to be created.
-func (h *hooks) waitCreated(t *testing.T, n int) {
-	t.Helper()
+// waitCreated waits for n batches to be created, and then interrupts the
+// run with cancel; it runs on a goroutine of its own, so it reports a
+// failure with t.Error.
+func (h *hooks) waitCreated(t *testing.T, n int, cancel context.CancelFunc) {
+	defer cancel()
 	for i := range n {
 		select {
 		case <-h.created:
 		case <-time.After(20 * time.Second):
-			t.Fatalf("%d of %d batches created within 20 s", i, n)
+			t.Errorf("%d of %d batches created within 20 s", i, n)
+			return
 		}
 	}
 }

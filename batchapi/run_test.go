@@ -86,10 +86,7 @@ func TestResumeCreatesNothingAgain(t *testing.T) {
 			cfg.MaxRequests = 200
 
 			ctx, cancel := context.WithCancel(bg)
-			go func() {
-				e.hooks.waitCreated(t, 5)
-				cancel()
-			}()
+			go e.hooks.waitCreated(t, 5, cancel)
 			got, st, err := collect(t, ctx, e, cfg, reqs)
 			if !errors.Is(err, ErrInterrupted) {
 				t.Fatalf("Run: %v, want ErrInterrupted", err)
@@ -336,11 +333,10 @@ func TestInterruptCancelsRemote(t *testing.T) {
 			asked := -1
 			cfg.OnInterrupt = func(running int) bool { asked = running; return true }
 			ctx, cancel := context.WithCancel(bg)
-			go func() {
-				e.hooks.waitCreated(t, 3)
+			go e.hooks.waitCreated(t, 3, func() {
 				e.sim.AdvanceBatches(30 * time.Minute) // half of each batch runs
 				cancel()
-			}()
+			})
 			_, st, err := collect(t, ctx, e, cfg, reqs)
 			if !errors.Is(err, ErrInterrupted) {
 				t.Fatalf("Run: %v", err)
