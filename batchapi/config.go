@@ -80,6 +80,11 @@ type Config struct {
 	// has ended, and nothing is recorded settled after it.
 	Durable func(keys []string) (bool, error)
 
+	// Progress, if set, is told the run's Stats whenever they change (a
+	// batch created, resumed, ended, ...), on the goroutine that called
+	// Run.
+	Progress func(Stats)
+
 	// HTTPClient makes the requests to the batch API; nil means a client
 	// of the run's own.
 	HTTPClient *http.Client
@@ -190,6 +195,7 @@ var ErrUnsupportedProvider = errors.New("batchapi: provider has no batch API her
 // that lionactor speaks: only OpenAI and Anthropic do.
 type UnsupportedProviderError struct{ Provider imodel.Provider }
 
+// Error names the provider.
 func (e *UnsupportedProviderError) Error() string {
 	return fmt.Sprintf("batchapi: provider %q has no batch API here; use openai or anthropic", e.Provider)
 }
@@ -209,6 +215,7 @@ type ForeignBatchesError struct {
 	Batches           int
 }
 
+// Error says where the batches are and what to do.
 func (e *ForeignBatchesError) Error() string {
 	return fmt.Sprintf("batchapi: %s: %d unsettled batches were made at %s (%s), not at this model's endpoint; run them with that endpoint, or remove the journal to abandon them",
 		e.Journal, e.Batches, e.BaseURL, e.Provider)

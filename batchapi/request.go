@@ -76,6 +76,7 @@ type ItemError struct {
 	kind, msg string
 }
 
+// Error says why the request has no answer.
 func (e *ItemError) Error() string { return "batchapi: " + e.msg }
 
 // Kind names the error's class, as a snapshot shows it.

@@ -272,6 +272,10 @@ func (r *run) loop(ctx context.Context, sup *actor.PID, deliver func(Outcome), s
 					deliver(v)
 				case *settledPart:
 					settling = append(settling, v)
+				case *progressed:
+					if r.cfg.Progress != nil {
+						r.cfg.Progress(v.stats)
+					}
 				case *quiesced:
 					stopFeeding()
 					cancel := r.cfg.CancelRemote && !v.fatal

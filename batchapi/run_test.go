@@ -19,6 +19,8 @@ func TestRunSplitsIntoBatches(t *testing.T) {
 			reqs := chats(n)
 			cfg := e.config()
 			cfg.MaxRequests = 300
+			var seen []Stats
+			cfg.Progress = func(s Stats) { seen = append(seen, s) }
 			got, st, err := collect(t, bg, e, cfg, reqs)
 			if err != nil {
 				t.Fatalf("Run: %v", err)
@@ -26,6 +28,9 @@ func TestRunSplitsIntoBatches(t *testing.T) {
 			checkCompleted(t, got, reqs)
 			if st.Created != 4 || st.Ended != 4 || st.Resubmitted != 0 || st.Running != 0 {
 				t.Errorf("stats %+v, want 4 batches created and ended", st)
+			}
+			if len(seen) < 2 || seen[len(seen)-1] != st || seen[0].Created != 1 {
+				t.Errorf("progress told %+v, the run ended at %+v", seen, st)
 			}
 			if c := batchesCreated(e.sim, p); c != 4 {
 				t.Errorf("the simulator created %d batches, want 4", c)

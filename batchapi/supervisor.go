@@ -51,7 +51,8 @@ type supervisor struct {
 	queueFull   bool
 	onlineTimer selftimer.Timer
 
-	stats Stats
+	stats    Stats
+	reported Stats // the stats last put in the outbox
 
 	interrupted bool
 	fatalErr    error
@@ -131,7 +132,8 @@ type (
 		running int
 		fatal   bool // the run stops for an error, not for the caller
 	}
-	finished struct {
+	progressed struct{ stats Stats }
+	finished   struct {
 		stats       Stats
 		interrupted bool
 		err         error
@@ -240,6 +242,16 @@ func (s *supervisor) Receive(ctx actor.Context) {
 		s.onlineTimer.Stop()
 	}
 	s.checkDone()
+	s.progress()
+}
+
+// progress puts the run's stats in the outbox if they changed since they
+// were last put there.
+func (s *supervisor) progress() {
+	if s.stats.Running = len(s.pollers); s.stats != s.reported && !s.done {
+		s.reported = s.stats
+		s.r.out.put(&progressed{stats: s.stats})
+	}
 }
 
 func (s *supervisor) start(ctx actor.Context) {
@@ -393,6 +405,7 @@ func (s *supervisor) batchEnded(ctx actor.Context, m *batchEnded) {
 	p := m.p
 	delete(s.pollers, p.id)
 	s.stats.Ended++
+	s.progress() // before the outcomes it brings
 	p.ended = true
 	ctx.Send(s.submitter, &released{model: p.model, tokens: p.tokens})
 	if p.resumed && !s.inputDone {

@@ -58,6 +58,7 @@ func (r *runner) viaBatchAPI(ctx context.Context) error {
 	}
 	w := &apiWriter{r: r, ord: newOrderer(r.cfg.Ordered), rows: map[string]*apiRow{}, held: map[string]int{}}
 	cfg.Durable = w.durable
+	cfg.Progress = w.progressed
 	stats, err := batchapi.Run(ctx, r.model, cfg, w.requests, w.deliver)
 	w.mu.Lock()
 	w.emit(w.ord.rest())
@@ -139,6 +140,16 @@ func (w *apiWriter) requests(yield func(batchapi.Request) bool) {
 			}
 			return
 		}
+	}
+}
+
+// progressed shows what the batches do in the progress, between results.
+func (w *apiWriter) progressed(st batchapi.Stats) {
+	w.r.sum.update(func(s *Snapshot) { s.Batches = &st })
+	if w.r.progress != nil {
+		w.mu.Lock()
+		w.r.progress.Update(w.r.sum)
+		w.mu.Unlock()
 	}
 }
 
@@ -240,6 +251,12 @@ func (w *apiWriter) deliver(o batchapi.Outcome) {
 	if w.ord.ordered && ar.index >= w.ord.next {
 		w.held[o.Key] = ar.index
 	}
+}
+
+// batchesRunning says what the provider batches do, for the progress.
+func (s Snapshot) batchesRunning() string {
+	b := s.Batches
+	return fmt.Sprintf("provider batches: %d running, %d ended", b.Running, b.Ended)
 }
 
 // writeBatches prints what the run did with provider batches.

@@ -218,10 +218,13 @@ func TestViaBatchAPIResumes(t *testing.T) {
 				}
 				cancel()
 			}()
-			var out bytes.Buffer
-			sum, err := Run(ctx, cfg, Input{R: strings.NewReader(in), Total: n}, &out, nil)
+			var out, progress bytes.Buffer
+			sum, err := Run(ctx, cfg, Input{R: strings.NewReader(in), Total: n}, &out, &Lines{W: &progress})
 			if !errors.Is(err, ErrInterrupted) {
 				t.Fatalf("Run: %v", err)
+			}
+			if !strings.Contains(progress.String(), "0/500 done (0 ok, 0 failed, 0 invalid), 0 retries, provider batches: 4 running, 0 ended, ETA -") {
+				t.Errorf("progress:\n%s", progress.String())
 			}
 			s := sum.Snapshot()
 			if out.Len() != 0 || s.Remaining() != n || s.Batches.Running != 4 || s.Batches.Created != 4 {
