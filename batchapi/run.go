@@ -399,9 +399,11 @@ func (r *run) prepare(q Request) *prepared {
 		p.err = err
 		return p
 	}
-	// The snapshots show the request's endpoint and headers, redacted, but
-	// not its body: the run keeps that once, in the piece.
-	req.Endpoint.Payload = nil
+	// The run keeps what a request's snapshots need, and its body once, in
+	// the piece: not the call (a batch's requests are not called), nor the
+	// body and headers of the endpoint, which the snapshots would copy for
+	// each request (they show its method and URL).
+	req.Call, req.Endpoint.Payload, req.Endpoint.Header = nil, nil, nil
 	p.req = req
 	return p
 }

@@ -74,7 +74,6 @@ type resumedKey struct {
 // entry is one request of the run.
 type entry struct {
 	it       *item
-	req      messages.Request
 	opts     []imodel.CallOption
 	answered string
 	lc       *messages.Lifecycle
@@ -304,20 +303,20 @@ func (s *supervisor) add(ctx actor.Context, m *addItems) {
 				"the request takes %d bytes, more than the %d bytes a batch may hold", len(it.piece), s.r.cfg.MaxBytes)))
 			continue
 		}
-		e := &entry{it: it, req: pr.req, opts: pr.opts, answered: pr.answered}
+		e := &entry{it: it, opts: pr.opts, answered: pr.answered}
 		s.entries[it.key] = e
 		s.open++
 		if rk, ok := s.resumedKeys[it.key]; ok {
 			delete(s.resumedKeys, it.key)
 			if rk.p.batchID != pr.answered && rk.hash == it.hash {
-				s.attach(ctx, e, rk.p)
+				s.attach(e, &pr.req, rk.p)
 				continue
 			}
 			// Its answer from p was taken already, or p holds another
 			// body of it than the one asked now: p owes it nothing.
 			s.resolve(rk.p, it.key)
 		}
-		e.lc = messages.NewLifecycle(uuid.New(), &e.req, now)
+		e.lc = messages.NewLifecycle(uuid.New(), &pr.req, now)
 		e.lc.Pending(now)
 		e.lc.Queue(now, 1, "waiting for a batch")
 		toPlace = append(toPlace, it)
@@ -336,10 +335,10 @@ func (s *supervisor) lone(pr *prepared, now time.Time, err error) Outcome {
 	return Outcome{Key: pr.it.key, CustomID: pr.it.customID, Event: lc.Fail(now, err, messages.Result{})}
 }
 
-// attach makes e a request of p, a batch resumed from the journal: its
-// snapshots are dated from p's.
-func (s *supervisor) attach(ctx actor.Context, e *entry, p *part) {
-	e.lc = messages.NewLifecycle(uuid.New(), &e.req, p.submitted)
+// attach makes e, made from req, a request of p, a batch resumed from the
+// journal: its snapshots are dated from p's.
+func (s *supervisor) attach(e *entry, req *messages.Request, p *part) {
+	e.lc = messages.NewLifecycle(uuid.New(), req, p.submitted)
 	e.lc.Pending(p.submitted)
 	e.lc.Queue(p.submitted, 1, "in a batch of an earlier run")
 	e.lc.Process(p.submitted)
@@ -591,8 +590,7 @@ func (s *supervisor) resubmit(ctx actor.Context, items []*item) {
 
 // end gives e its outcome from p (nil for none).
 func (s *supervisor) end(e *entry, p *part, ev messages.Event) {
-	e.ended = true
-	s.open--
+	s.ended(e)
 	o := Outcome{Key: e.it.key, CustomID: e.it.customID, Event: ev, Batches: e.batches}
 	if p != nil && p.batchID != "" {
 		o.Batch = p.batchID
@@ -603,6 +601,15 @@ func (s *supervisor) end(e *entry, p *part, ev messages.Event) {
 }
 
 func (s *supervisor) deliver(o Outcome) { s.r.out.put(o) }
+
+// ended marks e ended and lets go of what it held: the run remembers only
+// its key (for a second request of the key) and that it has ended.
+func (s *supervisor) ended(e *entry) {
+	e.ended = true
+	s.open--
+	e.lc, e.opts = nil, nil
+	e.it = &item{key: e.it.key, customID: e.it.customID}
+}
 
 // resolve records that p owes key nothing more.
 func (s *supervisor) resolve(p *part, key string) {
@@ -688,8 +695,7 @@ func (s *supervisor) onlineEnded(ctx actor.Context, m *onlineEnded) {
 	case m.ev.Status == messages.StatusCancelled && s.interrupted:
 		// Cancelled by the interrupt: it remains for a later run.
 	default:
-		e.ended = true
-		s.open--
+		s.ended(e)
 		o := Outcome{Key: e.it.key, CustomID: e.it.customID, Event: m.ev, Batches: e.batches, Online: true}
 		if e.part != nil {
 			o.Batch = e.part.batchID
