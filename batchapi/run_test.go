@@ -2,6 +2,7 @@ package batchapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -446,5 +447,37 @@ func TestTokenLimitRefusalIsCreatedAgain(t *testing.T) {
 	}
 	if again == 0 || creates <= 3 || st.Resubmitted != 0 {
 		t.Errorf("%d requests in a second batch, %d creates, stats %+v: no batch was refused and created again", again, creates, st)
+	}
+}
+
+// A batch holds one model: requests for two models go into two batches.
+func TestOneModelPerBatch(t *testing.T) {
+	e := start(t, imodel.OpenAI, simulator.Config{})
+	reqs := chats(40)
+	for i := range reqs {
+		if i%2 == 1 {
+			reqs[i].Payload["model"] = "gpt-4o"
+		}
+	}
+	got, st, err := collect(t, bg, e, e.config(), reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCompleted(t, got, reqs)
+	byModel := map[string]map[string]bool{}
+	for i, q := range reqs {
+		var body struct{ Model string }
+		resp, _ := got[q.Key].Event.Response()
+		json.Unmarshal(resp.Body, &body)
+		if want := reqs[i].Payload["model"]; want != nil && body.Model != want {
+			t.Errorf("%s answered by %s", q.Key, body.Model)
+		}
+		if byModel[body.Model] == nil {
+			byModel[body.Model] = map[string]bool{}
+		}
+		byModel[body.Model][got[q.Key].Batch] = true
+	}
+	if st.Created != 2 || len(byModel) != 2 || len(byModel["gpt-4o"]) != 1 || len(byModel["gpt-4o-mini"]) != 1 {
+		t.Errorf("stats %+v, batches by model %v", st, byModel)
 	}
 }
