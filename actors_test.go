@@ -117,7 +117,7 @@ func TestFlowPublishesEveryTransitionInOrder(t *testing.T) {
 	if final.Attempt != 1 || final.Tokens.Estimated != 7 || final.Metadata()["row"] != "3" || final.Endpoint().URL != "http://127.0.0.1/v1/x" {
 		t.Errorf("final snapshot %+v", final)
 	}
-	tm := final.Timings
+	tm := final.Timings()
 	if tm.Created.After(tm.Queued) || tm.Queued.After(tm.Processing) || tm.Processing.After(tm.CallStarted) || tm.CallStarted.After(tm.Finished) {
 		t.Errorf("timings out of order: %+v", tm)
 	}
@@ -196,10 +196,10 @@ func TestFIFOAdmission(t *testing.T) {
 	var prev time.Time
 	for i, h := range handles {
 		ev := wait(t, h)
-		if ev.Timings.CallStarted.Before(prev) {
-			t.Errorf("request %d started at %v, before request %d", i, ev.Timings.CallStarted, i-1)
+		if ev.Timings().CallStarted.Before(prev) {
+			t.Errorf("request %d started at %v, before request %d", i, ev.Timings().CallStarted, i-1)
 		}
-		prev = ev.Timings.CallStarted
+		prev = ev.Timings().CallStarted
 	}
 }
 
@@ -248,7 +248,7 @@ func TestRequestRateFollowsTheBucket(t *testing.T) {
 	starts := make([]time.Time, n)
 	costs := make([]float64, n)
 	for i, h := range handles {
-		starts[i] = wait(t, h).Timings.CallStarted
+		starts[i] = wait(t, h).Timings().CallStarted
 		costs[i] = 1
 		// No start before the bucket allows: the k-th start (0-based) needs
 		// k-burst+1 refills after the bucket was created, which was after
@@ -282,7 +282,7 @@ func TestTokenRateFollowsTheBucket(t *testing.T) {
 	starts := make([]time.Time, n)
 	costs := make([]float64, n)
 	for i, h := range handles {
-		starts[i] = wait(t, h).Timings.CallStarted
+		starts[i] = wait(t, h).Timings().CallStarted
 		costs[i] = cost
 	}
 	checkWindows(t, starts, costs, burst, perSecond, 50*time.Millisecond)
@@ -738,8 +738,8 @@ func TestPauseErrorPausesTheSharedBudget(t *testing.T) {
 	}
 	// Another request, of another submitter, waits for the pause too.
 	ev := wait(t, submit(t, ex, messages.Request{Call: ok("")}))
-	if ev.Timings.CallStarted.Before(until) {
-		t.Errorf("call started %v before the pause ended", until.Sub(ev.Timings.CallStarted))
+	if ev.Timings().CallStarted.Before(until) {
+		t.Errorf("call started %v before the pause ended", until.Sub(ev.Timings().CallStarted))
 	}
 	// And a retry honours the server's delay.
 	until = time.Now().Add(50 * time.Millisecond)
@@ -750,8 +750,8 @@ func TestPauseErrorPausesTheSharedBudget(t *testing.T) {
 			}
 			return messages.Result{}, nil
 		})})
-	if ev := wait(t, h); ev.Status != messages.StatusCompleted || ev.Timings.CallStarted.Before(until) {
-		t.Errorf("%v, retried %v early", ev.Status, until.Sub(ev.Timings.CallStarted))
+	if ev := wait(t, h); ev.Status != messages.StatusCompleted || ev.Timings().CallStarted.Before(until) {
+		t.Errorf("%v, retried %v early", ev.Status, until.Sub(ev.Timings().CallStarted))
 	}
 }
 

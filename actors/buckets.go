@@ -91,6 +91,24 @@ func (b *buckets) TokensAvailable(t time.Time) float64 {
 	return b.tokens.Available(t)
 }
 
+// due is when the buckets will hold a permit for one request of tokens API
+// tokens, counted from now, and not before the end of a pause.
+func (b *buckets) due(tokens int, now time.Time) time.Time {
+	due := now
+	if p := b.PausedUntil(); p.After(due) {
+		due = p
+	}
+	if t := b.requests.Due(now, 1); t.After(due) {
+		due = t
+	}
+	if tokens > 0 && b.TokensEnabled() {
+		if t := b.tokens.Due(now, tokens); t.After(due) {
+			due = t
+		}
+	}
+	return due
+}
+
 // PausedUntil is the end of the current pause, or the zero time.
 func (b *buckets) PausedUntil() time.Time {
 	n := b.pausedUntil.Load()

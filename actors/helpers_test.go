@@ -331,6 +331,15 @@ func (h *harness) enqueueCtx(t *testing.T, ctx context.Context, r messages.Reque
 	return id
 }
 
+// settle returns once the queue has handled every message sent to it
+// before: it answers an invalid submit at once.
+func (h *harness) settle(t *testing.T) {
+	t.Helper()
+	p := spawnProbe(t, h.sys)
+	p.request(h.sys, h.tree.Queue, &messages.Submit{})
+	expect[*messages.Rejected](t, p)
+}
+
 func (h *harness) stats(t *testing.T) messages.Stats {
 	t.Helper()
 	res, err := h.sys.Root.RequestFuture(h.tree.Supervisor, &messages.StatsQuery{}, waitLimit).Result()

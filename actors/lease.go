@@ -87,30 +87,41 @@ func (p *leasePool) totals() (requests, tokens int64) {
 	return requests, tokens
 }
 
-// take spends one request and n tokens, oldest lease first, if the pool
-// holds them.
-func (p *leasePool) take(n int64) bool {
-	requests, tokens := p.totals()
-	if requests < 1 || tokens < n {
-		return false
+// takeN spends requests and tokens, oldest lease first; the pool must hold
+// them.
+func (p *leasePool) takeN(requests, tokens int64) {
+	for i := 0; requests > 0 && i < len(p.leases); i++ {
+		use := min(requests, p.leases[i].requests)
+		p.leases[i].requests -= use
+		requests -= use
 	}
-	for i := range p.leases {
-		if p.leases[i].requests > 0 {
-			p.leases[i].requests--
-			break
-		}
-	}
-	for i := 0; n > 0 && i < len(p.leases); i++ {
-		use := min(n, p.leases[i].tokens)
+	for i := 0; tokens > 0 && i < len(p.leases); i++ {
+		use := min(tokens, p.leases[i].tokens)
 		p.leases[i].tokens -= use
-		n -= use
+		tokens -= use
 	}
 	// Drop spent leases from the front; a lease with tokens but no requests
 	// left still serves requests paid for by a later lease.
 	for len(p.leases) > 0 && p.leases[0].requests == 0 && p.leases[0].tokens == 0 {
 		p.leases = p.leases[1:]
 	}
-	return true
+}
+
+// putBack returns permits taken from the pool and not spent, to the lease
+// with the most time left. With no lease left they are dropped: counting
+// them spent errs on the safe side of the shared budget.
+func (p *leasePool) putBack(requests, tokens int64) {
+	if len(p.leases) == 0 {
+		return
+	}
+	last := &p.leases[0]
+	for i := range p.leases {
+		if p.leases[i].expires.After(last.expires) {
+			last = &p.leases[i]
+		}
+	}
+	last.requests += requests
+	last.tokens += tokens
 }
 
 // earliest is the first expiry in the pool, or the zero time.

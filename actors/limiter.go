@@ -8,11 +8,11 @@ import (
 	"github.com/lionactor/lionactor/internal/selftimer"
 )
 
-// limiter grants permits: one request from the request bucket plus the
-// request's API tokens from the token bucket, or, with a shared budget,
-// from the leases its broker obtains. What may go when is decided by
-// permits, at the instant each message arrives; the actor sends the
-// verdicts and keeps one timer for the next instant that matters.
+// limiter grants the queue its permits: requests from the request bucket
+// and API tokens from the token bucket, or, with a shared budget, from the
+// leases its broker obtains. What may go when is decided by permits, at the
+// instant each message arrives; the actor sends the answers and keeps one
+// timer for the next instant that matters.
 type limiter struct {
 	queue  *actor.PID // where permits go
 	broker *actor.PID // nil without a shared budget
@@ -36,10 +36,12 @@ func newLimiter(b *buckets, queue, broker *actor.PID) *limiter {
 func (l *limiter) Receive(ctx actor.Context) {
 	now := time.Now()
 	switch m := ctx.Message().(type) {
-	case *permitAsk:
-		l.p.add(*m)
-	case *permitCancel:
-		l.p.cancel(m.ticket, now)
+	case *permitsWanted:
+		l.p.ask(*m, now)
+	case *permitsWithdrawn:
+		l.p.withdraw(now)
+	case *permitsReturned:
+		l.p.giveBack(m, now)
 	case *limiterTick:
 	case *LeaseGranted:
 		if !l.granted(ctx, m) {
@@ -49,13 +51,14 @@ func (l *limiter) Receive(ctx actor.Context) {
 		l.returnLeases(ctx, m)
 		return
 	case *SharedPause:
-		l.p.pause(m.Until, now)
+		l.pause(ctx, m.Until, now)
 	case *PauseUntil:
 		l.forward(ctx, m)
-		l.p.pause(m.Until, now)
+		l.pause(ctx, m.Until, now)
 	case *SetLimits:
 		l.forward(ctx, m)
 		l.p.apply(m.Limits, now)
+		ctx.Send(l.queue, &permitsRevoked{}) // spent at the old limits otherwise
 	case *AdjustTokens:
 		if l.broker != nil {
 			l.forward(ctx, m) // the shared budget is reconciled, not the local one
@@ -71,24 +74,32 @@ func (l *limiter) Receive(ctx actor.Context) {
 	l.act(ctx, now)
 }
 
+// pause grants nothing before until, and takes back what the queue holds.
+func (l *limiter) pause(ctx actor.Context, until, now time.Time) {
+	if l.p.pause(until, now) {
+		ctx.Send(l.queue, &permitsRevoked{})
+	}
+}
+
 // act carries out what permits decide at now.
 func (l *limiter) act(ctx actor.Context, now time.Time) {
 	d := l.p.decide(now)
 	for _, gone := range d.back {
 		l.giveBack(ctx, gone)
 	}
-	for _, v := range d.verdicts {
-		if v.err != nil {
-			ctx.Send(l.queue, &permitDenied{ticket: v.ticket, err: v.err})
-		} else {
-			ctx.Send(l.queue, &permitGranted{ticket: v.ticket})
-		}
-	}
-	if d.want != nil {
-		ctx.Request(l.broker, d.want)
-	}
 	if l.p.leased {
+		// Before the grant: whoever sees a permit sees the pool's figures
+		// with it taken.
 		l.p.buckets.shared.held(l.p.pool.totals())
+	}
+	switch {
+	case d.grant != nil:
+		ctx.Send(l.queue, d.grant)
+	case d.deny != nil:
+		ctx.Send(l.queue, &permitsDenied{err: d.deny})
+	}
+	if d.lease != nil {
+		ctx.Request(l.broker, d.lease)
 	}
 	if !d.wake.IsZero() {
 		l.timer.ArmBy(ctx, now, d.wake, tick)

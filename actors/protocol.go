@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/google/uuid"
 	"github.com/sourcegraph/conc/panics"
 
 	"github.com/lionactor/lionactor/messages"
@@ -18,17 +17,10 @@ type Sink interface {
 	Publish(messages.Event)
 }
 
-// Enqueue hands an accepted request to the queue actor. The sender has
-// already published the PENDING snapshot from Lifecycle and holds a slot of
-// the queue's [Admission], which the queue releases.
+// enqueueRequest hands an accepted request to the queue actor (see
+// Tree.Enqueue), QUEUED already.
 type enqueueRequest struct {
-	ID        uuid.UUID
-	Lifecycle *messages.Lifecycle
-	Request   messages.Request
-	Sink      Sink
-	// Context supplies the values (not the cancellation) of each call's
-	// context.
-	Context context.Context
+	entry *entry
 }
 
 // Drain puts the queue in draining mode: Done is closed once every accepted
@@ -72,52 +64,55 @@ type pids struct {
 	Callers                    []*actor.PID
 }
 
-// permitAsk asks the limiter for one request permit plus tokens API tokens.
-type permitAsk struct {
-	ticket uint64
-	tokens int
+// permitsWanted asks the limiter for the permits of the requests the queue
+// has callers for, beyond what it holds: up to requests requests and tokens
+// API tokens, of which the head request needs minRequests (0 or 1) and
+// minTokens before it can go; headTokens is the head's whole cost. The
+// queue has at most one out: it asks again only after an answer or a
+// permitsWithdrawn.
+type permitsWanted struct {
+	requests, tokens       int64
+	minRequests, minTokens int64
+	headTokens             int64
 }
 
-// permitCancel withdraws an ask that is no longer wanted.
-type permitCancel struct {
-	ticket uint64
+// permitsWithdrawn drops the queue's ask: it has nothing waiting any more.
+type permitsWithdrawn struct{}
+
+// permitsGranted answers permitsWanted: the queue may spend requests and
+// tokens, on its requests in their order; unlimited, no limit applies and
+// it may spend without asking until permitsRevoked.
+type permitsGranted struct {
+	requests, tokens int64
+	unlimited        bool
 }
 
-// permitGranted tells the queue that ticket may call now.
-type permitGranted struct {
-	ticket uint64
+// permitsDenied answers a permitsWanted whose head can never be granted
+// (its cost is over the token burst, which was lowered at run time).
+type permitsDenied struct {
+	err error
 }
 
-// permitDenied tells the queue that ticket's ask can never be granted (the
-// token burst was lowered below its cost at run time).
-type permitDenied struct {
-	ticket uint64
-	err    error
+// permitsRevoked takes back what the queue holds, as a pause begins or the
+// limits change: it answers with permitsReturned and asks again.
+type permitsRevoked struct{}
+
+// permitsReturned gives back permits the queue holds and will not spend.
+type permitsReturned struct {
+	requests, tokens int64
 }
 
 // limiterTick wakes the limiter when the head permit is due.
 type limiterTick struct{}
-
-// startCall tells a caller to run one attempt.
-type startCall struct {
-	ticket  uint64
-	call    messages.Call
-	attempt int
-	timeout time.Duration
-	base    context.Context
-}
-
-// cancelCall cancels the caller's running attempt of ticket with cause.
-type cancelCall struct {
-	ticket uint64
-	cause  error
-}
 
 // callFinished is sent by a caller's worker to the caller when a call
 // panicked (an outcome goes to the queue as callDone).
 type callFinished struct {
 	ticket uint64
 	panic  *panics.Recovered
+	// worker is the incarnation of the worker that ran it: a restarted
+	// caller ignores what its predecessor's worker reports.
+	worker <-chan struct{}
 }
 
 // callDone reports an attempt's outcome to the queue; the caller is idle
@@ -132,9 +127,14 @@ type callDone struct {
 	stopped bool
 }
 
-// callerReady tells the queue a caller (new or restarted) is idle.
+// callerReady tells the queue a caller (new or restarted) is idle, and
+// where its worker takes calls.
 type callerReady struct {
 	caller *actor.PID
+	work   chan<- job
+	// stop is cancelled, with ErrStopped, when the caller stops or
+	// restarts: the calls it runs then are cut short.
+	stop context.Context
 }
 
 // callerCrashed tells the queue a caller panicked; it restarts and then sends

@@ -38,9 +38,24 @@ type entry struct {
 	sender    *actor.PID
 	base      context.Context
 	state     entryState
-	caller    *actor.PID
+	caller    *callerRef
 	holdsSlot bool
-	timer     selftimer.Timer // while waitingRetry
+	timer     selftimer.Timer         // while waitingRetry
+	cancel    context.CancelCauseFunc // while calling: cuts the attempt short
+}
+
+// callerRef is how the queue reaches a caller: its PID, and its worker's
+// channel and stop context (see callerReady).
+type callerRef struct {
+	pid  *actor.PID
+	work chan<- job
+	stop context.Context
+}
+
+// allowance is what the queue holds of the limiter's permits.
+type allowance struct {
+	requests, tokens int64
+	unlimited        bool
 }
 
 // queue is the dispatcher of the tree; see the package documentation.
@@ -54,15 +69,27 @@ type queue struct {
 	byTicket   map[uint64]*entry
 	byID       map[uuid.UUID]*entry
 
-	idle []*actor.PID
+	idle []*callerRef
 	// busy maps a caller's ID to the entry it serves; a nil entry means the
 	// caller still runs a call whose request already ended (cancelled), so it
 	// is not idle yet.
-	busy map[string]*entry
+	busy    map[string]*busyCaller
+	waiting []*entry // awaiting their permit, in order; ended ones are skipped
+
+	permits  allowance
+	asked    bool   // a permitsWanted is out
+	askedFor *entry // the head it was asked for
 
 	draining bool
 	closed   bool // after an abort: nothing more is accepted
 	drains   []chan struct{}
+}
+
+// busyCaller is a caller that has the queue's request e (nil once e ended
+// while its call still runs).
+type busyCaller struct {
+	ref *callerRef
+	e   *entry
 }
 
 func newQueue(cfg *config, limiter *actor.PID, mailbox *dropped) *queue {
@@ -72,7 +99,7 @@ func newQueue(cfg *config, limiter *actor.PID, mailbox *dropped) *queue {
 		mailbox:  mailbox,
 		byTicket: make(map[uint64]*entry),
 		byID:     make(map[uuid.UUID]*entry),
-		busy:     make(map[string]*entry),
+		busy:     make(map[string]*busyCaller),
 	}
 }
 
@@ -80,15 +107,17 @@ func newQueue(cfg *config, limiter *actor.PID, mailbox *dropped) *queue {
 func (q *queue) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *enqueueRequest:
-		q.enqueue(ctx, &entry{id: m.ID, lc: m.Lifecycle, req: m.Request, sink: m.Sink, base: m.Context, holdsSlot: true})
+		q.enqueue(ctx, m.entry)
 	case *messages.Submit:
 		q.submit(ctx, m)
 	case *callerReady:
-		q.callerReady(m.caller)
-	case *permitGranted:
-		q.granted(ctx, m.ticket)
-	case *permitDenied:
-		q.denied(ctx, m)
+		q.callerReady(&callerRef{pid: m.caller, work: m.work, stop: m.stop})
+	case *permitsGranted:
+		q.granted(m)
+	case *permitsDenied:
+		q.denied(ctx, m.err)
+	case *permitsRevoked:
+		q.revoked(ctx)
 	case *callDone:
 		q.callDone(ctx, m)
 	case *callerCrashed:
@@ -119,28 +148,69 @@ func (q *queue) Receive(ctx actor.Context) {
 }
 
 // callerReady takes a caller, new or restarted, as idle.
-func (q *queue) callerReady(c *actor.PID) {
-	if _, ok := q.busy[c.Id]; !ok && !slices.ContainsFunc(q.idle, func(p *actor.PID) bool { return p.Id == c.Id }) {
-		q.idle = append(q.idle, c)
+func (q *queue) callerReady(c *callerRef) {
+	if _, ok := q.busy[c.pid.Id]; ok {
+		return
+	}
+	for i, idle := range q.idle {
+		if idle.pid.Id == c.pid.Id {
+			q.idle[i] = c // restarted: its new worker
+			return
+		}
+	}
+	q.idle = append(q.idle, c)
+}
+
+// granted takes the limiter's answer to the queue's ask.
+func (q *queue) granted(g *permitsGranted) {
+	q.asked, q.askedFor = false, nil
+	if g.unlimited {
+		q.permits.unlimited = true
+		return
+	}
+	q.permits.requests += g.requests
+	q.permits.tokens += g.tokens
+}
+
+// denied fails the head request, if its permit can never be granted: the
+// denial may be of an ask made for an earlier head, now gone, in which case
+// the queue asks again for the new one.
+func (q *queue) denied(ctx actor.Context, err error) {
+	q.asked, q.askedFor = false, nil
+	e := q.head()
+	if e == nil {
+		return
+	}
+	if burst := q.cfg.buckets.TokenBurst(); q.cfg.buckets.TokensEnabled() && e.req.Tokens > burst {
+		// end frees the caller and counts the request out of flight.
+		q.end(ctx, e, messages.StatusFailed, &messages.TokenLimitError{Tokens: e.req.Tokens, Burst: burst}, messages.Result{})
 	}
 }
 
-// denied fails a request whose permit can never be granted.
-func (q *queue) denied(ctx actor.Context, m *permitDenied) {
-	if e := q.byTicket[m.ticket]; e != nil && e.state == awaitingPermit {
-		// end frees the caller and counts the request out of flight.
-		q.end(ctx, e, messages.StatusFailed, m.err, messages.Result{})
+// revoked gives back what the queue holds of the limiter's permits, as a
+// pause begins or the limits change; it asks again for what it needs.
+func (q *queue) revoked(ctx actor.Context) {
+	q.permits.unlimited = false
+	q.returnPermits(ctx)
+}
+
+// returnPermits gives back the permits the queue holds.
+func (q *queue) returnPermits(ctx actor.Context) {
+	if p := q.permits; p.requests > 0 || p.tokens > 0 {
+		ctx.Send(q.limiter, &permitsReturned{requests: p.requests, tokens: p.tokens})
 	}
+	q.permits.requests, q.permits.tokens = 0, 0
 }
 
 // callDone takes an attempt's outcome; its caller is idle again.
 func (q *queue) callDone(ctx actor.Context, m *callDone) {
-	e, ok := q.busy[m.caller.Id]
-	if ok {
-		delete(q.busy, m.caller.Id)
-		q.idle = append(q.idle, m.caller)
+	b, ok := q.busy[m.caller.Id]
+	if !ok {
+		return
 	}
-	if e != nil && e.ticket == m.ticket && e.state == calling {
+	delete(q.busy, m.caller.Id)
+	q.idle = append(q.idle, b.ref)
+	if e := b.e; e != nil && e.ticket == m.ticket && e.state == calling {
 		q.outcome(ctx, e, m.result, m.err, m.stopped)
 	}
 }
@@ -148,11 +218,12 @@ func (q *queue) callDone(ctx actor.Context, m *callDone) {
 // callerCrashed settles the attempt a caller held when it panicked; the
 // caller comes back idle with callerReady once restarted.
 func (q *queue) callerCrashed(ctx actor.Context, m *callerCrashed) {
-	e := q.busy[m.caller.Id]
+	b := q.busy[m.caller.Id]
 	delete(q.busy, m.caller.Id)
-	if e == nil || e.state != calling {
+	if b == nil || b.e == nil || b.e.state != calling {
 		return
 	}
+	e := b.e
 	crash := &messages.CallerCrashError{Panic: m.reason}
 	if cp, ok := m.reason.(*callPanic); ok {
 		crash.Panic, crash.Stack = cp.Value, cp.Stack
@@ -225,13 +296,14 @@ func (q *queue) submit(ctx actor.Context, m *messages.Submit) {
 	q.queueEntry(ctx, e)
 }
 
+// enqueue takes a request handed over QUEUED (see Tree.Enqueue).
 func (q *queue) enqueue(ctx actor.Context, e *entry) {
 	q.register(e)
 	if q.closed {
 		q.end(ctx, e, messages.StatusCancelled, messages.ErrStopped, messages.Result{})
 		return
 	}
-	q.queueEntry(ctx, e)
+	q.fifo = append(q.fifo, e)
 }
 
 func (q *queue) register(e *entry) {
@@ -248,23 +320,116 @@ func (q *queue) queueEntry(ctx actor.Context, e *entry) {
 	q.publish(ctx, e, e.lc.Queue(time.Now(), 1, ""))
 }
 
-// dispatch pairs the oldest queued requests with idle callers and asks the
-// limiter for their permits, in order.
+// dispatch pairs the oldest queued requests with idle callers (PROCESSING:
+// a caller is theirs, their permit awaited), and starts the calls of those
+// whose permits the queue holds; for the others it asks the limiter.
 func (q *queue) dispatch(ctx actor.Context) {
 	for len(q.idle) > 0 {
 		e := q.popQueued()
 		if e == nil {
-			return
+			break
 		}
 		c := q.idle[len(q.idle)-1]
 		q.idle = q.idle[:len(q.idle)-1]
 		e.caller, e.state = c, awaitingPermit
-		q.busy[c.Id] = e
+		q.busy[c.pid.Id] = &busyCaller{ref: c, e: e}
 		q.releaseSlot(e)
 		q.cfg.counters.queued.Add(-1)
 		q.cfg.counters.inFlight.Add(1)
+		q.waiting = append(q.waiting, e)
 		q.publish(ctx, e, e.lc.Process(time.Now()))
-		ctx.Send(q.limiter, &permitAsk{ticket: e.ticket, tokens: e.req.Tokens})
+	}
+	q.spend(ctx)
+}
+
+// spend starts, in order, the calls whose permits the queue holds, and
+// asks the limiter for the rest; with nothing left waiting it gives back
+// what it holds.
+func (q *queue) spend(ctx actor.Context) {
+	if q.closed {
+		return // an abort ended everything: nothing to ask for
+	}
+	for {
+		e := q.head()
+		if e == nil {
+			break
+		}
+		cost := q.tokenCost(e)
+		if !q.permits.unlimited {
+			if q.permits.requests < 1 || q.permits.tokens < cost {
+				if q.asked && q.askedFor != e {
+					// The head the ask was made for is gone: what is
+					// reserved for it must not hold up this one.
+					ctx.Send(q.limiter, &permitsWithdrawn{})
+					q.asked = false
+				}
+				q.ask(ctx)
+				return
+			}
+			q.permits.requests--
+			q.permits.tokens -= cost
+		}
+		q.popWaiting()
+		q.start(ctx, e)
+	}
+	if q.asked {
+		ctx.Send(q.limiter, &permitsWithdrawn{})
+		q.asked, q.askedFor = false, nil
+	}
+	if !q.permits.unlimited {
+		q.returnPermits(ctx)
+	}
+}
+
+// ask asks the limiter for the permits of every request waiting, beyond
+// what the queue holds, unless an ask is out.
+func (q *queue) ask(ctx actor.Context) {
+	if q.asked {
+		return
+	}
+	var n, tokens int64
+	for _, e := range q.waiting {
+		if e.state == awaitingPermit {
+			n++
+			tokens += q.tokenCost(e)
+		}
+	}
+	first := q.head()
+	head := q.tokenCost(first)
+	q.asked, q.askedFor = true, first
+	ctx.Send(q.limiter, &permitsWanted{
+		requests:    max(n-q.permits.requests, 1),
+		tokens:      max(tokens-q.permits.tokens, 0),
+		minRequests: max(1-q.permits.requests, 0),
+		minTokens:   max(head-q.permits.tokens, 0),
+		headTokens:  head,
+	})
+}
+
+// tokenCost is the API tokens e's permit takes: none without a token limit.
+func (q *queue) tokenCost(e *entry) int64 {
+	if !q.cfg.buckets.TokensEnabled() {
+		return 0
+	}
+	return int64(e.req.Tokens)
+}
+
+// head is the first request waiting for its permit, or nil.
+func (q *queue) head() *entry {
+	for len(q.waiting) > 0 && q.waiting[0].state != awaitingPermit {
+		q.popWaiting()
+	}
+	if len(q.waiting) == 0 {
+		return nil
+	}
+	return q.waiting[0]
+}
+
+func (q *queue) popWaiting() {
+	q.waiting[0] = nil
+	q.waiting = q.waiting[1:]
+	if len(q.waiting) == 0 {
+		q.waiting = q.waiting[:0:0] // let the backing array go
 	}
 }
 
@@ -281,25 +446,25 @@ func (q *queue) popQueued() *entry {
 	return nil
 }
 
-func (q *queue) granted(ctx actor.Context, ticket uint64) {
-	e := q.byTicket[ticket]
-	if e == nil || e.state != awaitingPermit {
-		return // cancelled while waiting; its caller was freed then
-	}
+// start hands e's next attempt to its caller's worker (CALLING).
+func (q *queue) start(ctx actor.Context, e *entry) {
 	e.state = calling
 	q.publish(ctx, e, e.lc.Call(time.Now()))
 	timeout := e.req.Timeout
 	if timeout == 0 {
 		timeout = q.cfg.CallTimeout
 	}
-	ctx.Send(e.caller, &startCall{ticket: e.ticket, call: e.req.Call, attempt: e.lc.Attempt(), timeout: timeout, base: e.base})
+	callCtx, cancel := callContext(e.base, e.caller.stop, timeout)
+	e.cancel = cancel
+	// The worker is idle (its caller was), so its channel has room.
+	e.caller.work <- job{ticket: e.ticket, call: e.req.Call, attempt: e.lc.Attempt(), timeout: timeout, ctx: callCtx, cancel: cancel}
 }
 
 // outcome settles an attempt: success, a retry, or failure; or, when its
 // caller stopped under it, CANCELLED.
 func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err error, stopped bool) {
 	q.cfg.counters.inFlight.Add(-1)
-	e.caller, e.state = nil, settling
+	e.caller, e.state, e.cancel = nil, settling, nil
 	if res.Usage != nil && q.cfg.buckets.TokensEnabled() {
 		actual := res.Usage.TotalTokens
 		if actual == 0 {
@@ -324,6 +489,9 @@ func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err er
 	var pause messages.PauseError
 	if errors.As(err, &pause) {
 		ctx.Send(q.limiter, &PauseUntil{Until: pause.PauseUntil()})
+		// No permit held here may be spent past the pause's start: give
+		// them back now, before the limiter's revocation comes round.
+		q.revoked(ctx)
 	}
 	if delay, ok := q.retryDelay(e, err); ok {
 		q.cfg.counters.retries.Add(1)
@@ -365,15 +533,15 @@ func (q *queue) end(ctx actor.Context, e *entry, status messages.RequestStatus, 
 		q.cfg.counters.queued.Add(-1)
 		e.timer.Stop()
 	case awaitingPermit:
+		// Its permit, if granted later, is given back (spend).
 		q.cfg.counters.inFlight.Add(-1)
-		ctx.Send(q.limiter, &permitCancel{ticket: e.ticket})
 		q.freeCaller(e)
 	case calling:
 		q.cfg.counters.inFlight.Add(-1)
 		// The caller stays busy until its goroutine returns: the
 		// concurrency cap counts running calls, not live requests.
-		ctx.Send(e.caller, &cancelCall{ticket: e.ticket, cause: err})
-		q.busy[e.caller.Id] = nil
+		e.cancel(err)
+		q.busy[e.caller.pid.Id].e = nil
 	}
 	q.releaseSlot(e)
 	now := time.Now()
@@ -389,7 +557,7 @@ func (q *queue) end(ctx actor.Context, e *entry, status messages.RequestStatus, 
 		q.cfg.counters.cancelled.Add(1)
 		ev = e.lc.Cancel(now, err)
 	}
-	e.state, e.caller = ended, nil
+	e.state, e.caller, e.cancel = ended, nil, nil
 	delete(q.byTicket, e.ticket)
 	delete(q.byID, e.id)
 	q.publish(ctx, e, ev)
@@ -401,7 +569,7 @@ func (q *queue) freeCaller(e *entry) {
 	if e.caller == nil {
 		return
 	}
-	delete(q.busy, e.caller.Id)
+	delete(q.busy, e.caller.pid.Id)
 	q.idle = append(q.idle, e.caller)
 	e.caller = nil
 }

@@ -68,13 +68,23 @@ func (t *Tree) Admit(ctx context.Context, wait bool, stop <-chan struct{}) error
 func (t *Tree) Release() { t.cfg.admission.Release() }
 
 // Enqueue hands an admitted request to the queue actor, which owns lc from
-// now on and publishes every snapshot to sink after the observer; the
-// request counts as accepted. The caller has published PENDING from lc
-// already. ctx supplies the values (not the cancellation) of each call's
+// then on and publishes every later snapshot to sink after the observer;
+// the request counts as accepted. The caller has published PENDING from lc
+// already; Enqueue publishes QUEUED, here rather than on the queue's
+// goroutine, since the request is in the queue from now on (its slot is
+// taken). ctx supplies the values (not the cancellation) of each call's
 // context.
 func (t *Tree) Enqueue(id uuid.UUID, lc *messages.Lifecycle, r messages.Request, sink Sink, ctx context.Context) {
-	t.cfg.counters.Accepted()
-	t.root.Send(t.pids.Queue, &enqueueRequest{ID: id, Lifecycle: lc, Request: r, Sink: sink, Context: ctx})
+	c := t.cfg
+	c.counters.Accepted()
+	c.counters.queued.Add(1)
+	ev := lc.Queue(time.Now(), 1, "")
+	if c.Observer != nil {
+		c.Observer(ev)
+	}
+	sink.Publish(ev)
+	e := &entry{id: id, lc: lc, req: r, sink: sink, base: ctx, holdsSlot: true, state: inQueue}
+	t.root.Send(t.pids.Queue, &enqueueRequest{entry: e})
 }
 
 // Dropped accounts for a request handed over by Enqueue whose hand-off the
@@ -83,6 +93,7 @@ func (t *Tree) Enqueue(id uuid.UUID, lc *messages.Lifecycle, r messages.Request,
 // cancelled.
 func (t *Tree) Dropped() {
 	t.cfg.admission.Release()
+	t.cfg.counters.queued.Add(-1)
 	t.cfg.counters.Cancelled()
 }
 
@@ -135,6 +146,22 @@ func (t *Tree) AdjustTokens(delta int) {
 func (t *Tree) SetLimits(l Limits) {
 	t.cfg.buckets.Apply(time.Now(), l)
 	t.root.Send(t.pids.Limiter, &SetLimits{Limits: l})
+}
+
+// PermitDue is when the limiter could grant the permit of one request of
+// tokens API tokens asked at now with no ask before it: now when its
+// buckets hold it, later by what they lack at their rates, never before
+// the end of a pause. It reads the buckets and takes nothing. With a
+// shared budget, whose permits come from leases, it is now or the end of a
+// pause. A router compares deployments by it (see runtime.Router).
+func (t *Tree) PermitDue(tokens int, now time.Time) time.Time {
+	if t.cfg.LeaseBroker != nil {
+		if p := t.cfg.buckets.PausedUntil(); p.After(now) {
+			return p
+		}
+		return now
+	}
+	return t.cfg.buckets.due(tokens, now)
 }
 
 // Stats returns the tree's counts and what its limits allow now.

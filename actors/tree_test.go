@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 
+	"github.com/lionactor/lionactor/internal/runtimetest"
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -43,8 +44,8 @@ func TestTreeRunsARequestThroughEveryState(t *testing.T) {
 	ctx := context.WithValue(context.Background(), ctxKey{}, "from the submitter")
 	id := h.enqueueCtx(t, ctx, messages.Request{Call: g, Metadata: map[string]string{"k": "v"}})
 	calling := h.sink.WaitStatus(t, id, messages.StatusCalling, 1)
-	if calling.Attempt != 1 || calling.Timings.CallStarted.IsZero() {
-		t.Errorf("CALLING snapshot: attempt %d, call started %v", calling.Attempt, calling.Timings.CallStarted)
+	if calling.Attempt != 1 || calling.Timings().CallStarted.IsZero() {
+		t.Errorf("CALLING snapshot: attempt %d, call started %v", calling.Attempt, calling.Timings().CallStarted)
 	}
 	if v := recvValue(t, g.values, "call value"); v != "from the submitter" {
 		t.Errorf("call context value = %v, want the Enqueue context's", v)
@@ -236,9 +237,9 @@ func TestTreeCancelWhileAwaitingPermit(t *testing.T) {
 	}
 	wantStatuses(t, "cancelled awaiting its permit", h.sink.Of(waiting),
 		messages.StatusPending, messages.StatusQueued, messages.StatusProcessing, messages.StatusCancelled)
-	// A permit that crossed the cancel on its way is ignored (tickets count
-	// from 1 in the order of arrival).
-	h.sys.Root.Send(h.tree.Queue, &permitGranted{ticket: 2})
+	// A permit that crossed the cancel on its way finds nothing waiting:
+	// it is given back, and nothing starts.
+	h.sys.Root.Send(h.tree.Queue, &permitsGranted{requests: 1})
 	if s := h.stats(t); s.InFlight != 0 || s.Cancelled != 1 {
 		t.Errorf("stats in flight %d cancelled %d, want 0 1", s.InFlight, s.Cancelled)
 	}
@@ -348,7 +349,7 @@ func TestTreeAbort(t *testing.T) {
 			if ev.Status != messages.StatusCancelled || !errors.Is(ev.Err(), messages.ErrStopped) {
 				t.Errorf("Enqueue after abort ended %v with %v, want CANCELLED ErrStopped", ev.Status, ev.Err())
 			}
-			wantStatuses(t, "enqueued after abort", h.sink.Of(late), messages.StatusPending, messages.StatusCancelled)
+			wantStatuses(t, "enqueued after abort", h.sink.Of(late), messages.StatusPending, messages.StatusQueued, messages.StatusCancelled)
 			p.request(h.sys, h.tree.Supervisor, &messages.Submit{Request: messages.Request{Call: okCall("late")}})
 			if m, _ := expect[*messages.Rejected](t, p); !errors.Is(m.Err, messages.ErrStopped) {
 				t.Errorf("Submit after abort: %v, want ErrStopped", m.Err)
@@ -374,7 +375,7 @@ func TestTreeStopFromOutside(t *testing.T) {
 	running := h.enqueue(t, messages.Request{Call: g})
 	recvValue(t, g.started, "call start") // the caller holds it, not just its mailbox
 	queued := h.enqueue(t, messages.Request{Call: okCall("q")})
-	h.sink.WaitStatus(t, queued, messages.StatusQueued, 1)
+	h.settle(t) // the queue holds it, not just its mailbox
 
 	h.sys.Root.Stop(h.tree.Supervisor)
 	waitClosed(t, h.cfg.stopped, "Stopped")
@@ -422,8 +423,8 @@ func TestTreeForwardsPauseUntil(t *testing.T) {
 	h.sys.Root.Send(h.tree.Supervisor, &PauseUntil{Until: until})
 	h.stats(t) // the supervisor has forwarded the pause before it answers
 	id := h.enqueue(t, messages.Request{Call: okCall("x")})
-	if ev := h.sink.WaitStatus(t, id, messages.StatusCalling, 1); ev.Timings.CallStarted.Before(until) {
-		t.Errorf("call started %v before the pause ended", until.Sub(ev.Timings.CallStarted))
+	if ev := h.sink.WaitStatus(t, id, messages.StatusCalling, 1); ev.Timings().CallStarted.Before(until) {
+		t.Errorf("call started %v before the pause ended", until.Sub(ev.Timings().CallStarted))
 	}
 	h.sink.WaitEnd(t, id)
 }
@@ -435,8 +436,8 @@ func TestTreeForwardsAdjustTokens(t *testing.T) {
 	h.stats(t)
 	id := h.enqueue(t, messages.Request{Call: okCall("x"), Tokens: 50})
 	// 50 tokens at 200/s: 250 ms after the bucket was emptied.
-	if ev := h.sink.WaitStatus(t, id, messages.StatusCalling, 1); ev.Timings.CallStarted.Sub(start) < 250*time.Millisecond {
-		t.Errorf("call started %v after the charge, before the bucket refilled (250ms)", ev.Timings.CallStarted.Sub(start))
+	if ev := h.sink.WaitStatus(t, id, messages.StatusCalling, 1); ev.Timings().CallStarted.Sub(start) < 250*time.Millisecond {
+		t.Errorf("call started %v after the charge, before the bucket refilled (250ms)", ev.Timings().CallStarted.Sub(start))
 	}
 	h.sink.WaitEnd(t, id)
 }
@@ -449,8 +450,8 @@ func TestTreeForwardsSetLimits(t *testing.T) {
 	h.sys.Root.Send(h.tree.Supervisor, &SetLimits{Limits: Limits{RequestsPerSecond: 1000, RequestBurst: 1}})
 	h.stats(t)
 	id := h.enqueue(t, messages.Request{Call: okCall("second")})
-	if ev := h.sink.WaitStatus(t, id, messages.StatusCalling, 1); ev.Timings.CallStarted.Sub(start) > 2*time.Second {
-		t.Errorf("call started %v after raising the rate, want at once", ev.Timings.CallStarted.Sub(start))
+	if ev := h.sink.WaitStatus(t, id, messages.StatusCalling, 1); ev.Timings().CallStarted.Sub(start) > 2*time.Second {
+		t.Errorf("call started %v after raising the rate, want at once", ev.Timings().CallStarted.Sub(start))
 	}
 	h.sink.WaitEnd(t, id)
 }
@@ -521,7 +522,7 @@ func TestTreeRetryAfterDelay(t *testing.T) {
 	}
 	retried := h.sink.WaitStatus(t, id, messages.StatusQueued, 2)
 	second := h.sink.WaitStatus(t, id, messages.StatusCalling, 2)
-	if d := second.Timings.CallStarted.Sub(retried.Timings.Queued); d < delay {
+	if d := second.Timings().CallStarted.Sub(retried.Timings().Queued); d < delay {
 		t.Errorf("second attempt started %v after the retry was scheduled, want at least %v", d, delay)
 	}
 	if second.Attempt != 2 {
@@ -612,8 +613,8 @@ func TestTreePauseErrorPausesTheLimiter(t *testing.T) {
 	}
 	// The queue sent the pause to the limiter before this request's ask.
 	next := h.enqueue(t, messages.Request{Call: okCall("next")})
-	if ev := h.sink.WaitStatus(t, next, messages.StatusCalling, 1); ev.Timings.CallStarted.Before(until) {
-		t.Errorf("next call started %v before the pause ended", until.Sub(ev.Timings.CallStarted))
+	if ev := h.sink.WaitStatus(t, next, messages.StatusCalling, 1); ev.Timings().CallStarted.Before(until) {
+		t.Errorf("next call started %v before the pause ended", until.Sub(ev.Timings().CallStarted))
 	}
 	h.sink.WaitEnd(t, next)
 }
@@ -833,7 +834,7 @@ func TestTreeRestartWindowForgetsOldCrashes(t *testing.T) {
 	const window = 50 * time.Millisecond
 	h := startTree(t, noLimits, func(c *Config) { c.Concurrency = 1; c.MaxRestarts = 1; c.RestartWindow = window })
 	first := h.enqueue(t, messages.Request{Call: panicking("one")})
-	crashed := h.sink.WaitEnd(t, first).Timings.Finished
+	crashed := h.sink.WaitEnd(t, first).Timings().Finished
 	// The second crash comes after the window: it is the only one in it.
 	second := h.enqueue(t, messages.Request{Call: messages.CallFunc(func(context.Context, int) (messages.Result, error) {
 		<-time.After(time.Until(crashed.Add(2 * window)))
@@ -873,7 +874,10 @@ func TestTreeQueueIsResumedAfterAPanic(t *testing.T) {
 	now := time.Now()
 	lc := messages.NewLifecycle(id, &r, now)
 	h.obs.Publish(lc.Pending(now))
-	h.sys.Root.Send(h.tree.Queue, &enqueueRequest{ID: id, Lifecycle: lc, Request: r, Sink: &panickySink{s: messages.StatusQueued}})
+	h.obs.Publish(lc.Queue(now, 1, ""))
+	h.cfg.counters.queued.Add(1)
+	e := &entry{id: id, lc: lc, req: r, sink: &panickySink{s: messages.StatusProcessing}, holdsSlot: true, state: inQueue}
+	h.sys.Root.Send(h.tree.Queue, &enqueueRequest{entry: e})
 	// Handled after the queue was resumed; any message makes it dispatch.
 	h.sys.Root.Send(h.tree.Queue, &messages.Cancel{ID: uuid.New()})
 	if ev := h.obs.WaitEnd(t, id); ev.Status != messages.StatusCompleted {
@@ -970,5 +974,54 @@ func TestTreeRevivedByALateRestartStaysStopped(t *testing.T) {
 	p.expectNone(t, 50*time.Millisecond)
 	if n := ends.Load(); n != 1 {
 		t.Errorf("the tree ended %d times", n)
+	}
+}
+
+// PermitDue reads when a permit could go at an instant it is given: at
+// once from full buckets, after the refill the request or token bucket
+// lacks, after a pause; it takes nothing, so asking twice says the same.
+func TestTreePermitDue(t *testing.T) {
+	h := startTree(t, Limits{RequestsPerSecond: 10, RequestBurst: 1, TokensPerSecond: 100, TokenBurst: 200}, nil)
+	now := time.Now()
+	if got := h.tr.PermitDue(150, now); !got.Equal(now) {
+		t.Errorf("full buckets: due %v after now, want at once", got.Sub(now))
+	}
+	id := h.enqueue(t, messages.Request{Call: okCall("x"), Tokens: 150})
+	h.sink.WaitEnd(t, id)
+	now = time.Now()
+	// One request a tenth of a second; 150 tokens taken of 200 at 100 a
+	// second: 100 more tokens are 0.5 s of refill away, less what came
+	// back since the call.
+	req, tok := h.tr.PermitDue(0, now).Sub(now), h.tr.PermitDue(150, now).Sub(now)
+	if req <= 0 || req > 100*time.Millisecond || tok <= 400*time.Millisecond || tok > time.Second {
+		t.Errorf("after a request of 150 tokens: due in %v without tokens, %v with 150; want (0, 100ms] and (400ms, 1s]", req, tok)
+	}
+	if again := h.tr.PermitDue(150, now).Sub(now); again != tok {
+		t.Errorf("asked again: due in %v, then %v", tok, again)
+	}
+	until := now.Add(5 * time.Second)
+	h.sys.Root.Send(h.tree.Supervisor, &PauseUntil{Until: until})
+	h.stats(t)
+	runtimetest.WaitFor(t, waitLimit, "the pause to show", func() bool { return !h.tr.cfg.buckets.PausedUntil().IsZero() })
+	if got := h.tr.PermitDue(0, now); !got.Equal(until) {
+		t.Errorf("paused: due %v, want the pause's end %v", got, until)
+	}
+}
+
+// With a shared budget the tree cannot see what the leases hold: a permit
+// is due at once, or at the end of a pause.
+func TestTreePermitDueWithSharedBudget(t *testing.T) {
+	h := startTree(t, Limits{RequestsPerSecond: 1, RequestBurst: 1}, func(c *Config) {
+		c.LeaseBroker = actor.PropsFromFunc(func(actor.Context) {})
+	})
+	h.tr.cfg.buckets.requests.Take(time.Now(), 1)
+	now := time.Now()
+	if got := h.tr.PermitDue(0, now); !got.Equal(now) {
+		t.Errorf("leased: due %v after now, want at once", got.Sub(now))
+	}
+	until := now.Add(time.Minute)
+	h.tr.cfg.buckets.pausedUntil.Store(until.UnixNano())
+	if got := h.tr.PermitDue(0, now); !got.Equal(until) {
+		t.Errorf("leased and paused: due %v, want %v", got, until)
 	}
 }

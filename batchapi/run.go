@@ -389,6 +389,12 @@ func (r *run) prepare(q Request) *prepared {
 		p.err = err
 		return p
 	}
+	if price, ok := req.Pricing.(imodel.Price); ok {
+		// A batch's answer costs the batch price; the estimate, priced
+		// the same way, scales with it.
+		req.Pricing = price.Batch()
+		req.EstimatedCost *= 1 - price.BatchDiscount
+	}
 	body := req.Endpoint.Payload
 	var m struct {
 		Model string `json:"model"`

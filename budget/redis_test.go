@@ -357,8 +357,8 @@ func TestRedisPauseReachesOtherMembers(t *testing.T) {
 		if ev.Status != messages.StatusCompleted {
 			t.Fatalf("request ended %v", ev.Status)
 		}
-		if ev.Timings.CallStarted.Before(until.Add(-50 * time.Millisecond)) {
-			t.Errorf("b's request started at %v, during a's pause (until %v)", ev.Timings.CallStarted, until)
+		if ev.Timings().CallStarted.Before(until.Add(-50 * time.Millisecond)) {
+			t.Errorf("b's request started at %v, during a's pause (until %v)", ev.Timings().CallStarted, until)
 		}
 	}
 }

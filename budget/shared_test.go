@@ -248,8 +248,8 @@ func TestLocalPauseReachesOtherMembers(t *testing.T) {
 			t.Fatalf("request ended %v", ev.Status)
 		}
 		// Allow for clock reads on either side of the relay.
-		if ev.Timings.CallStarted.Before(until.Add(-50 * time.Millisecond)) {
-			t.Errorf("b's request started at %v, during a's pause (until %v)", ev.Timings.CallStarted, until)
+		if ev.Timings().CallStarted.Before(until.Add(-50 * time.Millisecond)) {
+			t.Errorf("b's request started at %v, during a's pause (until %v)", ev.Timings().CallStarted, until)
 		}
 	}
 	ss, err := r.svc.Stats()

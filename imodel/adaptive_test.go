@@ -122,7 +122,7 @@ func TestAdaptivePause(t *testing.T) {
 	until := waitPaused(t, ex)
 	// The pause ends about 0.2 s after the response, which came between
 	// the call's start and Chat's return.
-	started := resp.Event.Timings.CallStarted
+	started := resp.Event.Timings().CallStarted
 	if until.Before(started.Add(150*time.Millisecond)) || until.After(returned.Add(250*time.Millisecond)) {
 		t.Errorf("paused until %v after the call started, %v after it returned; want about 0.2 s after the response",
 			until.Sub(started), until.Sub(returned))
@@ -132,8 +132,8 @@ func TestAdaptivePause(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if next.Event.Timings.CallStarted.Before(until.Add(-clockSlack)) {
-		t.Errorf("the next call started at %v, before the pause ended at %v", next.Event.Timings.CallStarted, until)
+	if next.Event.Timings().CallStarted.Before(until.Add(-clockSlack)) {
+		t.Errorf("the next call started at %v, before the pause ended at %v", next.Event.Timings().CallStarted, until)
 	}
 	if !strings.Contains(logs.String(), "provider budget low; pausing") {
 		t.Errorf("no pause logged:\n%s", logs)

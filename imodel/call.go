@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/lionactor/lionactor/internal/wire"
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -28,6 +29,10 @@ type httpCall struct {
 	decode decodeFunc
 	// secrets are scrubbed from the call's log lines, as from its snapshots.
 	secrets []string
+	// cacheKey, with a cache, is the key the reply is stored under;
+	// cacheServe says the request may be answered from the cache.
+	cacheKey   string
+	cacheServe bool
 }
 
 // Do implements messages.Call.
@@ -48,6 +53,9 @@ func (c *httpCall) Do(ctx context.Context, attempt int) (messages.Result, error)
 		return res, droppedBody(c.m.cfg.Provider, resp.Header, err)
 	}
 	res, err = c.m.read(res, body, c.decode)
+	if err == nil {
+		c.store(resp.StatusCode, body)
+	}
 	c.logAttempt(attempt, resp.StatusCode, err)
 	return res, err
 }
@@ -132,11 +140,8 @@ func readCapped(r io.Reader, limit int64) ([]byte, error) {
 // usageFields reads either provider's usage object.
 type usageFields struct {
 	Usage *struct {
-		PromptTokens     int `json:"prompt_tokens"`
-		CompletionTokens int `json:"completion_tokens"`
-		TotalTokens      int `json:"total_tokens"`
-		InputTokens      int `json:"input_tokens"`
-		OutputTokens     int `json:"output_tokens"`
+		wire.Usage
+		wire.AnthropicUsage
 	} `json:"usage"`
 }
 
@@ -144,13 +149,46 @@ func (u usageFields) usage() *messages.Usage {
 	if u.Usage == nil {
 		return nil
 	}
-	in := u.Usage.PromptTokens + u.Usage.InputTokens
-	out := u.Usage.CompletionTokens + u.Usage.OutputTokens
-	total := u.Usage.TotalTokens
-	if total == 0 {
-		total = in + out
+	o, a := openAIUsage(&u.Usage.Usage), anthropicUsage(u.Usage.AnthropicUsage)
+	out := messages.Usage{
+		InputTokens: o.InputTokens + a.InputTokens, OutputTokens: o.OutputTokens + a.OutputTokens,
+		CachedInputTokens: o.CachedInputTokens + a.CachedInputTokens, CacheWriteTokens: a.CacheWriteTokens,
+		ReasoningTokens: o.ReasoningTokens, TotalTokens: u.Usage.TotalTokens,
 	}
-	return &messages.Usage{InputTokens: in, OutputTokens: out, TotalTokens: total}
+	if out.TotalTokens == 0 {
+		out.TotalTokens = out.InputTokens + out.OutputTokens
+	}
+	return &out
+}
+
+// openAIUsage reads OpenAI's usage: its prompt tokens include the cached
+// ones and its completion tokens the reasoning ones, as messages.Usage
+// counts them.
+func openAIUsage(u *wire.Usage) messages.Usage {
+	out := messages.Usage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
+	if d := u.PromptTokensDetails; d != nil {
+		out.CachedInputTokens = d.CachedTokens
+	}
+	if d := u.CompletionTokensDetails; d != nil {
+		out.ReasoningTokens = d.ReasoningTokens
+	}
+	return out
+}
+
+// anthropicUsage reads Anthropic's usage, whose input tokens leave out
+// those read from and written to the prompt cache: messages.Usage counts
+// them in InputTokens, as the request's input.
+func anthropicUsage(u wire.AnthropicUsage) messages.Usage {
+	out := messages.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens}
+	if u.CacheReadInputTokens != nil {
+		out.CachedInputTokens = *u.CacheReadInputTokens
+	}
+	if u.CacheCreationInputTokens != nil {
+		out.CacheWriteTokens = *u.CacheCreationInputTokens
+	}
+	out.InputTokens += out.CachedInputTokens + out.CacheWriteTokens
+	out.TotalTokens = out.InputTokens + out.OutputTokens
+	return out
 }
 
 // decodeGeneric accepts any JSON body and reads a usage object if there is

@@ -199,8 +199,7 @@ func decodeChat(p Provider, body []byte) (any, *messages.Usage, error) {
 		if r.StopReason != nil {
 			out.FinishReason = *r.StopReason
 		}
-		out.Usage = messages.Usage{InputTokens: r.Usage.InputTokens, OutputTokens: r.Usage.OutputTokens,
-			TotalTokens: r.Usage.InputTokens + r.Usage.OutputTokens}
+		out.Usage = anthropicUsage(r.Usage)
 		return out, &out.Usage, nil
 	}
 	var r wire.ChatResponse
@@ -216,7 +215,7 @@ func decodeChat(p Provider, body []byte) (any, *messages.Usage, error) {
 	if r.Usage == nil {
 		return out, nil, nil
 	}
-	out.Usage = messages.Usage{InputTokens: r.Usage.PromptTokens, OutputTokens: r.Usage.CompletionTokens, TotalTokens: r.Usage.TotalTokens}
+	out.Usage = openAIUsage(r.Usage)
 	return out, &out.Usage, nil
 }
 
@@ -231,7 +230,12 @@ func (m *Model) Embed(ctx context.Context, inputs []string, opts ...CallOption) 
 	if err != nil {
 		return nil, err
 	}
-	ev := awaitEnd(h)
+	return embedResult(awaitEnd(h))
+}
+
+// embedResult reads the vectors from an embedding's terminal snapshot,
+// with the request's error if it did not complete.
+func embedResult(ev messages.Event) (*EmbedResponse, error) {
 	out := &EmbedResponse{Event: ev}
 	if resp, ok := ev.Response(); ok {
 		if er, ok := resp.Value.(*EmbedResponse); ok {

@@ -583,7 +583,7 @@ func TestRequestTimingBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tm := resp.Event.Timings
+	tm := resp.Event.Timings()
 	if tm.Created.Before(before) || tm.CallStarted.Before(tm.Created) || tm.Finished.Sub(tm.CallStarted) < 30*time.Millisecond {
 		t.Errorf("timings %+v", tm)
 	}

@@ -215,6 +215,16 @@ type resolved struct {
 	secretValues []string // see secrets
 }
 
+// resolveWithoutKey validates c and fills its defaults as resolve does,
+// for what sends nothing (an Estimator): a missing key is no error, and
+// none is read from the environment.
+func (c EndpointConfig) resolveWithoutKey() (*resolved, error) {
+	if c.APIKey == "" && c.Auth != AuthNone {
+		c.Auth = AuthNone
+	}
+	return c.resolve(func(string) string { return "" })
+}
+
 // resolve validates c and fills its defaults. getenv reads the environment.
 func (c EndpointConfig) resolve(getenv func(string) string) (*resolved, error) {
 	r := &resolved{EndpointConfig: c}

@@ -11,7 +11,11 @@
 // shared budget until the provider's reset; the providers' rate-limit
 // headers slow the executor down before the budget runs out.
 //
-// Several models may share one executor, and so one key's budget.
+// Several models may share one executor, and so one key's budget. A
+// [Router] serves a model from several deployments (keys, endpoints,
+// providers), each a Model on its own executor of a runtime.Router, with
+// the same calls as a Model; a chat that falls back to a deployment of
+// another provider is sent in that provider's dialect.
 //
 // API keys, and the values of headers whose names look secret, are never
 // shown: snapshots, errors and logs carry [messages.Redacted] in their

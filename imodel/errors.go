@@ -12,6 +12,7 @@ import (
 
 	"github.com/lionactor/lionactor/internal/wire"
 	"github.com/lionactor/lionactor/messages"
+	"github.com/lionactor/lionactor/runtime"
 )
 
 // Sentinel errors of model calls. An [*APIError] matches the one its status
@@ -171,6 +172,25 @@ func (e *APIError) Retryable() bool {
 		return true
 	}
 	return false
+}
+
+// Verdict says what the error says of the deployment that returned it,
+// for a router (runtime.Router): a rate limit is busy (the deployment is
+// paused; another may take the request); an account out of quota or a key
+// refused is down (the deployment is out); a server or connection error,
+// an overload, a timeout or a malformed reply is unhealthy; a request the
+// provider refused as bad, a reply too large, or a stream that broke
+// after its text was sent are the request's own, fatal wherever it goes.
+func (e *APIError) Verdict() runtime.Verdict {
+	switch e.kind {
+	case ErrRateLimited:
+		return runtime.VerdictBusy
+	case ErrQuotaExhausted, ErrAuth:
+		return runtime.VerdictDown
+	case ErrServer, ErrConnection, ErrMalformedResponse:
+		return runtime.VerdictUnhealthy
+	}
+	return runtime.VerdictFatal
 }
 
 // Retryable reports whether a model call that failed with err may succeed

@@ -96,8 +96,8 @@ func TestRateLimitIsWaitedOutAndPausesTheBudget(t *testing.T) {
 	if pauseEnd.Before(starts[1].Add(retryAfter-clockSlack)) || pauseEnd.After(retryAt.Add(retryAfter+clockSlack)) {
 		t.Errorf("paused until %v; the 429 arrived between %v and %v", pauseEnd, starts[1], retryAt)
 	}
-	if otherEnd.Status != messages.StatusCompleted || otherEnd.Timings.CallStarted.Before(pauseEnd.Add(-clockSlack)) {
-		t.Errorf("the other request started at %v, before the pause ended at %v", otherEnd.Timings.CallStarted, pauseEnd)
+	if otherEnd.Status != messages.StatusCompleted || otherEnd.Timings().CallStarted.Before(pauseEnd.Add(-clockSlack)) {
+		t.Errorf("the other request started at %v, before the pause ended at %v", otherEnd.Timings().CallStarted, pauseEnd)
 	}
 	if st := e.Stats(); st.ByStatus[429] != 1 || st.ByStatus[200] != 2 {
 		t.Errorf("simulator saw %v", st.ByStatus)

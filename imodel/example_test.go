@@ -209,3 +209,63 @@ func ExampleRetryable() {
 	// lionactor: request cancelled: retried false
 	// lionactor: executor stopped: retried false
 }
+
+// Two keys of one model, each at its own limit, and a fallback on
+// another provider: the router starts each request where it can start
+// soonest, and a chat whose model's keys fail goes on to the fallback, in
+// its dialect. Each snapshot names the deployment of its attempt.
+func ExampleNewRouter() {
+	sim, err := simulator.New(simulator.Config{Seed: 1, KeyLimits: map[string]simulator.Limits{
+		"sk-test-key-a": {RequestsPerMinute: 600}, "sk-test-key-b": {RequestsPerMinute: 1200},
+	}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	base, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sim.Close()
+	sim.SetFaults("sk-test-key-a", simulator.Faults{Overloaded: 1}) // key a answers 529
+	sim.SetFaults("sk-test-key-b", simulator.Faults{Overloaded: 1}) // and so does key b
+
+	limit := func(rpm int) runtime.Config {
+		c := runtime.DefaultConfig()
+		c.RequestsPerInterval, c.RequestInterval = rpm, time.Minute
+		return c
+	}
+	cfg := runtime.DefaultRouterConfig(
+		runtime.Deployment{Name: "key-a", Group: "gpt-4o-mini", Config: limit(600)},
+		runtime.Deployment{Name: "key-b", Group: "gpt-4o-mini", Config: limit(1200)},
+		runtime.Deployment{Name: "claude", Group: "claude-haiku", Model: "claude-3-5-haiku-latest", Config: limit(600)},
+	)
+	cfg.Fallbacks = map[string][]string{"gpt-4o-mini": {"claude-haiku"}}
+	rt, err := runtime.StartRouter(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rt.Stop(context.Background())
+	r, err := imodel.NewRouter(rt, map[string]imodel.EndpointConfig{
+		"key-a":  {Provider: imodel.OpenAI, BaseURL: base + "/v1", APIKey: "sk-test-key-a"},
+		"key-b":  {Provider: imodel.OpenAI, BaseURL: base + "/v1", APIKey: "sk-test-key-b"},
+		"claude": {Provider: imodel.Anthropic, BaseURL: base + "/v1", APIKey: "sk-test-claude"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+
+	reply, err := r.Chat(context.Background(), imodel.ChatRequest{
+		Model:     "gpt-4o-mini",
+		Messages:  []imodel.Message{{Role: "user", Content: "Say something."}},
+		MaxTokens: 8,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("served by %s (%s) after %d attempts\n", reply.Event.Deployment, reply.Event.Model, reply.Event.Attempt)
+	fmt.Println(reply.Text)
+	// Output:
+	// served by claude (claude-3-5-haiku-latest) after 3 attempts
+	// Lorem amet do ipsum velit sit nulla.
+}

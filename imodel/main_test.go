@@ -179,7 +179,7 @@ func callStarts(evs []messages.Event) map[int]time.Time {
 	out := map[int]time.Time{}
 	for _, ev := range evs {
 		if ev.Status == messages.StatusCalling {
-			out[ev.Attempt] = ev.Timings.CallStarted
+			out[ev.Attempt] = ev.Timings().CallStarted
 		}
 	}
 	return out

@@ -51,6 +51,9 @@ type Model struct {
 	adaptive  bool
 	closed    atomic.Bool
 	counts    statusCounts
+	prices    *Prices
+	cache     Cache
+	cacheMode CacheMode
 }
 
 // Option configures a Model.
@@ -65,6 +68,12 @@ func WithHTTPClient(c *http.Client) Option {
 // WithLogger sends the model's debug logs (one line per attempt, never a
 // key) to l.
 func WithLogger(l *slog.Logger) Option { return func(m *Model) { m.logger = l } }
+
+// WithPrices makes the model price its requests with p instead of
+// DefaultPrices: LoadPrices gives the embedded table with a file's
+// entries on top. A request to a model p has no price for carries no
+// Pricing: its cost is unknown, never $0.
+func WithPrices(p *Prices) Option { return func(m *Model) { m.prices = p } }
 
 // WithoutAdaptiveLimits stops the model from pausing the executor when the
 // provider's rate-limit headers say the budget is nearly spent. A 429 still
@@ -92,6 +101,9 @@ func New(ex Executor, cfg EndpointConfig, opts ...Option) (*Model, error) {
 	m := &Model{ex: ex, cfg: r, adaptive: true, ownClient: true}
 	for _, o := range opts {
 		o(m)
+	}
+	if m.prices == nil {
+		m.prices = DefaultPrices()
 	}
 	if m.logger == nil {
 		m.logger = slog.New(slog.DiscardHandler)
@@ -276,18 +288,24 @@ func (m *Model) invokeOp(payload map[string]any) operation {
 	return operation{method: m.cfg.Method, path: m.cfg.Path, payload: payload, decode: decodeGeneric}
 }
 
-// submit builds op's request and hands it to the executor.
+// submit builds op's request and hands it to the executor, with its reply
+// when the model's cache holds one it may serve.
 func (m *Model) submit(ctx context.Context, op operation, opts []CallOption) (*runtime.Handle, error) {
 	r, err := m.request(op, opts)
 	if err != nil {
 		return nil, err
+	}
+	if hc, ok := r.Call.(*httpCall); ok && hc.cacheServe {
+		r.Cached = m.cached(hc)
 	}
 	return m.ex.Submit(ctx, r)
 }
 
 // request builds the executor's request of op: the HTTP request with its
 // merged fields, headers and credentials, the call that sends it, and the
-// request's tokens, attempts, timeout and retry policy.
+// request's tokens, price, attempts, timeout and retry policy. WithTokens
+// replaces the token estimate only: the estimated cost is always the
+// body's.
 func (m *Model) request(op operation, opts []CallOption) (messages.Request, error) {
 	if m.closed.Load() {
 		return messages.Request{}, ErrClosed
@@ -296,7 +314,7 @@ func (m *Model) request(op operation, opts []CallOption) (messages.Request, erro
 	for _, opt := range opts {
 		opt(&o)
 	}
-	fields := m.fields(op.payload, o.fields)
+	fields := m.cfg.fields(op.payload, o.fields)
 	path, err := fillPath(op.path, fields)
 	if err != nil {
 		return messages.Request{}, err
@@ -308,19 +326,19 @@ func (m *Model) request(op operation, opts []CallOption) (messages.Request, erro
 	if u.Path, err = url.PathUnescape(u.RawPath); err != nil {
 		return messages.Request{}, fmt.Errorf("%w: path %q: %w", messages.ErrInvalidRequest, path, err)
 	}
-	var body []byte
-	if hasBody(op.method) {
-		if body, err = json.Marshal(fields); err != nil {
-			return messages.Request{}, fmt.Errorf("%w: payload is not JSON: %w", messages.ErrInvalidRequest, err)
-		}
-	} else if len(fields) > 0 {
+	body, err := requestBody(op.method, fields)
+	if err != nil {
+		return messages.Request{}, err
+	}
+	if !hasBody(op.method) && len(fields) > 0 {
 		// After the base's own query (Azure's api-version), if it has one.
 		u.RawQuery = strings.TrimPrefix(u.RawQuery+"&"+query(fields), "&")
 	}
 	header := m.header(o.headers, body != nil)
-	tokens := o.tokens
-	if !o.hasTokens {
-		tokens = m.estimate(path, body)
+	est := m.cfg.estimate(path, body, m.prices)
+	tokens := est.Tokens()
+	if o.hasTokens {
+		tokens = o.tokens
 	}
 	maxAttempts := o.maxAttempts // the chain of EndpointConfig.MaxAttempts
 	if maxAttempts == 0 {
@@ -339,27 +357,38 @@ func (m *Model) request(op operation, opts []CallOption) (messages.Request, erro
 	var call messages.Call = hc
 	if op.stream != nil {
 		call = &streamCall{httpCall: hc, stream: op.stream}
+	} else if m.cache != nil {
+		// A streamed reply is neither stored nor served: its chunks go
+		// to the caller as they come.
+		hc.cacheKey = cacheKey(m.cfg.Provider, op.method, messages.Scrub(hc.url, secrets), body)
+		hc.cacheServe = m.cacheMode == CacheAll || deterministic(path, fields)
+	}
+	var pricing messages.Pricing
+	if est.Priced {
+		pricing = est.Price
 	}
 	return messages.Request{
-		Call:        call,
-		Tokens:      tokens,
-		Endpoint:    messages.Endpoint{Method: op.method, URL: hc.url, Header: header, Payload: body},
-		Metadata:    o.metadata,
-		Timeout:     timeout,
-		MaxAttempts: maxAttempts,
-		Retry:       m.cfg.Retry,
-		Secrets:     secrets,
+		Call:          call,
+		Tokens:        tokens,
+		Pricing:       pricing,
+		EstimatedCost: est.Cost(),
+		Endpoint:      messages.Endpoint{Method: op.method, URL: hc.url, Header: header, Payload: body},
+		Metadata:      o.metadata,
+		Timeout:       timeout,
+		MaxAttempts:   maxAttempts,
+		Retry:         m.cfg.Retry,
+		Secrets:       secrets,
 	}, nil
 }
 
 // fields merges a request's fields, later winning: the config's Model and
 // Defaults, the payload, then the call's WithField options.
-func (m *Model) fields(payload, options map[string]any) map[string]any {
-	fields := make(map[string]any, len(m.cfg.Defaults)+len(payload)+len(options)+1)
-	if m.cfg.Model != "" {
-		fields["model"] = m.cfg.Model
+func (r *resolved) fields(payload, options map[string]any) map[string]any {
+	fields := make(map[string]any, len(r.Defaults)+len(payload)+len(options)+1)
+	if r.Model != "" {
+		fields["model"] = r.Model
 	}
-	maps.Copy(fields, m.cfg.Defaults)
+	maps.Copy(fields, r.Defaults)
 	maps.Copy(fields, payload)
 	maps.Copy(fields, options)
 	return fields

@@ -38,7 +38,7 @@ func TestRateAtTheLimit(t *testing.T) {
 		c.Observer = func(ev messages.Event) {
 			if ev.Status == messages.StatusCalling {
 				mu.Lock()
-				starts = append(starts, ev.Timings.CallStarted)
+				starts = append(starts, ev.Timings().CallStarted)
 				mu.Unlock()
 			}
 		}

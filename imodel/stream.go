@@ -189,6 +189,7 @@ func (c *streamCall) Do(ctx context.Context, attempt int) (messages.Result, erro
 // emit. done reports whether the stream's end marker was seen.
 func (c *streamCall) read(r io.Reader, reply *ChatResponse, emit func(string)) (done bool, err error) {
 	p := c.m.cfg.Provider
+	var usage wire.AnthropicUsage // Anthropic's counts so far, as it sends them
 	for ev, err := range wire.Events(r) {
 		if err != nil {
 			return false, err
@@ -202,7 +203,7 @@ func (c *streamCall) read(r io.Reader, reply *ChatResponse, emit func(string)) (
 			case "message_start":
 				if e.Message != nil {
 					reply.ID, reply.Model = e.Message.ID, e.Message.Model
-					reply.Usage.InputTokens = e.Message.Usage.InputTokens
+					usage = e.Message.Usage
 				}
 			case "content_block_delta":
 				if e.Delta != nil && e.Delta.Text != "" {
@@ -212,16 +213,22 @@ func (c *streamCall) read(r io.Reader, reply *ChatResponse, emit func(string)) (
 				if e.Delta != nil && e.Delta.StopReason != nil {
 					reply.FinishReason = *e.Delta.StopReason
 				}
-				if e.Usage != nil {
+				if d := e.Usage; d != nil {
 					// Totals so far: each count sent replaces the one
 					// message_start gave.
-					reply.Usage.OutputTokens = e.Usage.OutputTokens
-					if e.Usage.InputTokens != nil {
-						reply.Usage.InputTokens = *e.Usage.InputTokens
+					usage.OutputTokens = d.OutputTokens
+					if d.InputTokens != nil {
+						usage.InputTokens = *d.InputTokens
+					}
+					if d.CacheReadInputTokens != nil {
+						usage.CacheReadInputTokens = d.CacheReadInputTokens
+					}
+					if d.CacheCreationInputTokens != nil {
+						usage.CacheCreationInputTokens = d.CacheCreationInputTokens
 					}
 				}
 			case "message_stop":
-				reply.Usage.TotalTokens = reply.Usage.InputTokens + reply.Usage.OutputTokens
+				reply.Usage = anthropicUsage(usage)
 				return true, nil
 			case "error":
 				apiErr := &APIError{Provider: p, StatusCode: http.StatusOK, kind: ErrServer}
@@ -252,7 +259,7 @@ func (c *streamCall) read(r io.Reader, reply *ChatResponse, emit func(string)) (
 			}
 		}
 		if chunk.Usage != nil {
-			reply.Usage = messages.Usage{InputTokens: chunk.Usage.PromptTokens, OutputTokens: chunk.Usage.CompletionTokens, TotalTokens: chunk.Usage.TotalTokens}
+			reply.Usage = openAIUsage(chunk.Usage)
 		}
 	}
 	return false, nil

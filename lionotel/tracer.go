@@ -35,6 +35,7 @@ const (
 	attemptKey         = attribute.Key("lionactor.attempt")
 	tokensEstimatedKey = attribute.Key("lionactor.tokens.estimated")
 	tokensActualKey    = attribute.Key("lionactor.tokens.actual")
+	deploymentKey      = attribute.Key("lionactor.deployment") // a router's deployment of the attempt
 )
 
 // Tracer traces the requests of the executors it instruments. Create it
@@ -89,14 +90,26 @@ func New(opts ...Option) *Tracer {
 // sets cfg's RequestContext and Observer, still calling those already set
 // (the Tracer's first). Call it once per Config.
 func (t *Tracer) Instrument(cfg *runtime.Config) {
-	prevContext, prevObserver := cfg.RequestContext, cfg.Observer
-	cfg.RequestContext = func(ctx context.Context, pending messages.Event) context.Context {
+	t.instrument(&cfg.RequestContext, &cfg.Observer)
+}
+
+// InstrumentRouter makes every request of a router started with cfg
+// traced, as Instrument does an executor's: one span per request, with a
+// span per attempt at whichever deployment it went to (its
+// lionactor.deployment attribute names it).
+func (t *Tracer) InstrumentRouter(cfg *runtime.RouterConfig) {
+	t.instrument(&cfg.RequestContext, &cfg.Observer)
+}
+
+func (t *Tracer) instrument(requestContext *func(context.Context, messages.Event) context.Context, observer *func(messages.Event)) {
+	prevContext, prevObserver := *requestContext, *observer
+	*requestContext = func(ctx context.Context, pending messages.Event) context.Context {
 		if prevContext != nil {
 			ctx = prevContext(ctx, pending)
 		}
 		return t.requestContext(ctx, pending)
 	}
-	cfg.Observer = func(ev messages.Event) {
+	*observer = func(ev messages.Event) {
 		t.observe(ev)
 		if prevObserver != nil {
 			prevObserver(ev)
@@ -150,7 +163,7 @@ func (t *Tracer) begin(parent context.Context, pending messages.Event) *request 
 		attrs = append(attrs, tokensEstimatedKey.Int(pending.Tokens.Estimated))
 	}
 	_, span := t.tracer.Start(parent, d.spanName(), trace.WithSpanKind(kind),
-		trace.WithTimestamp(pending.Timings.Created), trace.WithAttributes(attrs...))
+		trace.WithTimestamp(pending.Timings().Created), trace.WithAttributes(attrs...))
 	r := &request{tracer: t.tracer, desc: d, span: span, ctx: trace.ContextWithSpan(context.Background(), span)}
 	t.mu.Lock()
 	t.open[pending.ID] = r
@@ -186,24 +199,24 @@ type exchange struct {
 func (r *request) advance(ev messages.Event) {
 	switch ev.Status {
 	case messages.StatusQueued:
-		at := ev.Timings.Queued
+		at := ev.Timings().Queued
 		if ev.Attempt > 0 {
 			r.endAttempt(ev, at, retryReason(ev))
 		}
 		r.startPhase(queuedSpan, ev.Attempt+1, at)
 	case messages.StatusProcessing:
-		r.startPhase(permitSpan, ev.Attempt+1, ev.Timings.Processing)
+		r.startPhase(permitSpan, ev.Attempt+1, ev.Timings().Processing)
 	case messages.StatusCalling:
-		r.endPhase(ev.Timings.CallStarted, nil)
-		r.startAttempt(ev.Attempt, ev.Timings.CallStarted)
+		r.endPhase(ev.Timings().CallStarted, nil)
+		r.startAttempt(ev.Attempt, ev.Deployment, ev.Timings().CallStarted)
 	case messages.StatusCompleted, messages.StatusFailed, messages.StatusCancelled:
 		info, failed := ev.Failure()
 		if failed {
-			r.endPhase(ev.Timings.Finished, &info)
-			r.endAttempt(ev, ev.Timings.Finished, info.Message)
+			r.endPhase(ev.Timings().Finished, &info)
+			r.endAttempt(ev, ev.Timings().Finished, info.Message)
 		} else {
-			r.endPhase(ev.Timings.Finished, nil)
-			r.endAttempt(ev, ev.Timings.Finished, "")
+			r.endPhase(ev.Timings().Finished, nil)
+			r.endAttempt(ev, ev.Timings().Finished, "")
 		}
 		r.end(ev, info, failed)
 	}
@@ -228,8 +241,11 @@ func (r *request) endPhase(at time.Time, failure *messages.ErrorInfo) {
 	r.phase = nil
 }
 
-func (r *request) startAttempt(n int, at time.Time) {
+func (r *request) startAttempt(n int, deployment string, at time.Time) {
 	attrs := append(r.desc.attemptAttrs(), attemptKey.Int(n))
+	if deployment != "" {
+		attrs = append(attrs, deploymentKey.String(deployment))
+	}
 	if n > 1 {
 		attrs = append(attrs, semconv.HTTPRequestResendCount(n-1))
 	}
@@ -287,7 +303,7 @@ func (r *request) end(ev messages.Event, info messages.ErrorInfo, failed bool) {
 		r.span.SetStatus(codes.Error, info.Message)
 	}
 	r.span.SetAttributes(attrs...)
-	r.span.End(trace.WithTimestamp(ev.Timings.Finished))
+	r.span.End(trace.WithTimestamp(ev.Timings().Finished))
 }
 
 // finalReply is what the last attempt's response said of the model and

@@ -79,12 +79,12 @@ func TestChatIsOneSpanWithItsPhases(t *testing.T) {
 		t.Errorf("attempt span kind %s, error %v", attempt.Kind, attempt.Error)
 	}
 	// Each phase ends where the next begins, inside the request's span.
-	if !kids[0].Start.Equal(req.Start.Add(reply.Event.Timings.Queued.Sub(reply.Event.Timings.Created))) ||
+	if !kids[0].Start.Equal(req.Start.Add(reply.Event.Timings().Queued.Sub(reply.Event.Timings().Created))) ||
 		!kids[0].End.Equal(kids[1].Start) || !kids[1].End.Equal(kids[2].Start) || !kids[2].End.Equal(req.End) {
 		t.Errorf("phases do not tile the request: %v", spans)
 	}
-	if d := req.End.Sub(req.Start); d != reply.Event.Timings.Total() {
-		t.Errorf("request span lasts %v, the request %v", d, reply.Event.Timings.Total())
+	if d := req.End.Sub(req.Start); d != reply.Event.Timings().Total() {
+		t.Errorf("request span lasts %v, the request %v", d, reply.Event.Timings().Total())
 	}
 	checkTraceparents(t, e.parents.Seen(), []oteltest.Span{attempt})
 }

@@ -34,15 +34,45 @@ type Result struct {
 	Value any
 	// Usage is the API tokens the call really consumed, when known. The
 	// executor reconciles its token bucket with it: it refunds what was
-	// over-estimated and charges what was under-estimated.
+	// over-estimated and charges what was under-estimated. The request's
+	// Pricing turns it into the call's cost.
 	Usage *Usage
 }
 
-// Usage counts the API tokens a call consumed.
+// Usage counts the API tokens a call consumed. InputTokens and
+// OutputTokens are totals; the other counts break them down, as the
+// providers report them, for pricing: a cached input token or a reasoning
+// token is counted once, in its total and in its detail.
 type Usage struct {
-	InputTokens  int `json:"input_tokens"`
+	// InputTokens counts every input token of the call, those read from
+	// or written to the provider's prompt cache included (OpenAI's
+	// prompt_tokens; Anthropic's input_tokens plus its two cache counts).
+	InputTokens int `json:"input_tokens"`
+	// OutputTokens counts every output token, reasoning included
+	// (OpenAI's completion_tokens, Anthropic's output_tokens): both
+	// providers bill reasoning as output.
 	OutputTokens int `json:"output_tokens"`
 	TotalTokens  int `json:"total_tokens"`
+	// CachedInputTokens of InputTokens were read from the provider's
+	// prompt cache (OpenAI's prompt_tokens_details.cached_tokens,
+	// Anthropic's cache_read_input_tokens), billed at the cached-input
+	// price.
+	CachedInputTokens int `json:"cached_input_tokens,omitempty"`
+	// CacheWriteTokens of InputTokens were written to the prompt cache
+	// (Anthropic's cache_creation_input_tokens), billed at the
+	// cache-write price.
+	CacheWriteTokens int `json:"cache_write_tokens,omitempty"`
+	// ReasoningTokens of OutputTokens were the model's reasoning, not
+	// part of the reply's text (OpenAI's
+	// completion_tokens_details.reasoning_tokens).
+	ReasoningTokens int `json:"reasoning_tokens,omitempty"`
+}
+
+// Pricing turns what a call consumed into what it costs. imodel's Price
+// implements it from a provider's price list.
+type Pricing interface {
+	// Cost returns what u costs, in US dollars.
+	Cost(u Usage) float64
 }
 
 // RetryPolicy decides whether a failed attempt is tried again.
@@ -87,4 +117,21 @@ type Request struct {
 	// Secrets are strings, such as API keys, that are scrubbed from every
 	// error message and response the snapshots carry.
 	Secrets []string
+
+	// Pricing prices the usage each attempt reports into the snapshots'
+	// cost (Event.Cost, its Actual); EstimatedCost is the most the request
+	// is expected to cost, in US dollars, before its call (its Estimated),
+	// which is what a spend cap reserves for it. A request without Pricing
+	// has no known price: its snapshots say so (Priced is false), never
+	// that it was free, and an executor with a spend cap refuses it.
+	Pricing       Pricing
+	EstimatedCost float64
+
+	// Cached, if set, is the request's reply already known, such as a
+	// reply to the same request stored by an earlier run: Submit completes
+	// the request with it at once, without queueing it, taking a permit or
+	// calling. Its snapshots are PENDING then COMPLETED, with Cached set
+	// and a cost of 0. Requests submitted by message (messages.Submit)
+	// are always called.
+	Cached *Result
 }

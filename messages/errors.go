@@ -33,6 +33,13 @@ var (
 	// ErrTokensExceedBurst is wrapped by [TokenLimitError]: the request needs
 	// more API tokens than the token bucket can ever hold.
 	ErrTokensExceedBurst = errors.New("lionactor: request tokens exceed the token bucket's burst")
+	// ErrSpendCap is wrapped by [SpendCapError]: admitting the request
+	// would let what is spent pass the spend cap.
+	ErrSpendCap = errors.New("lionactor: spend cap reached")
+	// ErrPriceUnknown is returned at submit, under a spend cap, for a
+	// request without a price (Request.Pricing): what it would spend
+	// cannot be counted against the cap.
+	ErrPriceUnknown = errors.New("lionactor: price unknown")
 )
 
 // ConfigError reports an invalid configuration field. It matches
@@ -64,6 +71,26 @@ func (e *TokenLimitError) Error() string {
 
 // Unwrap returns [ErrTokensExceedBurst].
 func (e *TokenLimitError) Unwrap() error { return ErrTokensExceedBurst }
+
+// SpendCapError reports a request refused by a spend cap: what was spent,
+// with the estimated cost of what is in flight and of the request, would
+// pass the cap. It matches [ErrSpendCap] under [errors.Is]. All amounts
+// are in US dollars.
+type SpendCapError struct {
+	Limit     float64 // the cap
+	Spent     float64 // the actual cost of the requests that ended, and what was spent before
+	Committed float64 // the estimated cost of the requests admitted and not ended
+	Estimate  float64 // the estimated cost of the request refused
+}
+
+// Error implements error.
+func (e *SpendCapError) Error() string {
+	return fmt.Sprintf("lionactor: spend cap of $%.4f reached: $%.4f spent and $%.4f in flight leave no room for a request of up to $%.4f",
+		e.Limit, e.Spent, e.Committed, e.Estimate)
+}
+
+// Unwrap returns [ErrSpendCap].
+func (e *SpendCapError) Unwrap() error { return ErrSpendCap }
 
 // CallerCrashError reports that the caller running a request panicked. It
 // matches [ErrCallerCrashed] under [errors.Is].

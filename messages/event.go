@@ -25,13 +25,75 @@ type Event struct {
 	Status  RequestStatus // the state this snapshot records
 	Attempt int           // the attempt in progress or last made, from 1; 0 before the first
 	Tokens  Tokens        // estimated and, once known, actual API tokens
-	Timings Timings       // when each stage was reached
 
+	// Deployment and Model name where the attempt in progress or last made
+	// went, for a request a router spreads over several deployments (see
+	// runtime.Router): the deployment that served it, or that refused the
+	// attempt a retry follows, and the model that deployment calls. Both
+	// are "" until a router routes the request, and for a request an
+	// executor runs on its own. A Lifecycle sets them with Route.
+	Deployment string
+	Model      string
+
+	// at holds when each stage was reached, as offsets from the creation
+	// time that all snapshots of the request share (see Timings): a
+	// snapshot is copied into every holder, so it is kept small.
+	at    stages
 	req   *requestData // shared by all snapshots of the request
+	cost  *costState   // shared until the cost changes; nil without a price or an estimate
 	resp  *Response    // set on COMPLETED (and on failures that had a response)
 	fail  *failure     // set on FAILED and CANCELLED
 	retry *ErrorInfo   // the failed attempt's, on the QUEUED snapshot of its retry only
-	log   []Transition // shared prefix; elements below len are never written again
+	log   []logEntry   // shared prefix; elements below len are never written again
+}
+
+// The stages whose times a snapshot records, besides its creation.
+const (
+	stageQueued = iota
+	stageProcessing
+	stageCallStarted
+	stageFinished
+	numStages
+)
+
+// stages are the times of the stages, in nanoseconds since the request was
+// created (monotonic: durations between them are exact); a stage not
+// reached has its bit clear in set.
+type stages struct {
+	off [numStages]int64
+	set uint8
+}
+
+func (s *stages) mark(stage int, created, now time.Time) {
+	s.off[stage] = int64(now.Sub(created))
+	s.set |= 1 << stage
+}
+
+func (s *stages) clear(stage int) { s.set &^= 1 << stage }
+
+func (s stages) reached(stage int) bool { return s.set&(1<<stage) != 0 }
+
+func (s stages) time(stage int, created time.Time) time.Time {
+	if !s.reached(stage) {
+		return time.Time{}
+	}
+	return created.Add(time.Duration(s.off[stage]))
+}
+
+// Timings returns when the request reached each stage, as of this
+// snapshot.
+func (e Event) Timings() Timings {
+	if e.req == nil {
+		return Timings{}
+	}
+	c := e.req.created
+	return Timings{
+		Created:     c,
+		Queued:      e.at.time(stageQueued, c),
+		Processing:  e.at.time(stageProcessing, c),
+		CallStarted: e.at.time(stageCallStarted, c),
+		Finished:    e.at.time(stageFinished, c),
+	}
 }
 
 // Tokens counts a request's API tokens.
@@ -39,6 +101,25 @@ type Tokens struct {
 	Estimated int  `json:"estimated"`
 	Actual    int  `json:"actual"`
 	HasActual bool `json:"has_actual"` // whether Actual was reported by the call
+}
+
+// Cost is what a request costs, in US dollars: estimated before its call
+// and, once its calls report usage, what that usage costs. [Event.Cost]
+// returns it.
+type Cost struct {
+	// Estimated is the request's EstimatedCost: the most it was expected
+	// to cost before its call.
+	Estimated float64 `json:"estimated"`
+	// Actual is what the usage its attempts reported costs, summed over
+	// the attempts.
+	Actual float64 `json:"actual"`
+	// Priced says the request had a price (Request.Pricing). Without one
+	// both amounts are 0 and mean "price unknown", never "free".
+	Priced bool `json:"priced"`
+	// HasActual says Actual is known: an attempt reported usage and the
+	// request is priced, or it was answered from a cache, which costs
+	// nothing.
+	HasActual bool `json:"has_actual"`
 }
 
 // Timings records when a request reached each stage. For a retried request,
@@ -101,10 +182,36 @@ type ErrorInfo struct {
 }
 
 type requestData struct {
+	created  time.Time
 	endpoint Endpoint // redacted and private to the package
 	metadata map[string]string
 	secrets  []string
+	pricing  Pricing
 }
+
+// costState is what a request cost as of a snapshot. A new one is made
+// when it changes, so that earlier snapshots keep theirs: most snapshots
+// share one, which keeps an Event small.
+type costState struct {
+	Cost
+	cached bool // answered from a cache
+}
+
+// Cost returns what the request costs as of this snapshot: its estimate
+// and, once an attempt reported usage, the actual cost of that usage. A
+// request without a price (Request.Pricing) has the zero Cost: Priced
+// false, "price unknown", never "free".
+func (e Event) Cost() Cost {
+	if e.cost == nil {
+		return Cost{}
+	}
+	return e.cost.Cost
+}
+
+// Cached reports whether the request was answered from a cache
+// (Request.Cached), without a call: its snapshots are PENDING then
+// COMPLETED, at no cost.
+func (e Event) Cached() bool { return e.cost != nil && e.cost.cached }
 
 type failure struct {
 	info ErrorInfo
@@ -132,7 +239,24 @@ func (e Event) Metadata() map[string]string {
 }
 
 // Log returns a copy of the transitions up to and including this snapshot.
-func (e Event) Log() []Transition { return slices.Clone(e.log) }
+func (e Event) Log() []Transition {
+	if len(e.log) == 0 {
+		return nil
+	}
+	out := make([]Transition, len(e.log))
+	for i, l := range e.log {
+		out[i] = Transition{At: e.req.created.Add(time.Duration(l.off)), Status: l.status, Message: l.note}
+	}
+	return out
+}
+
+// logEntry is a Transition as the log keeps it: its time as an offset from
+// the request's creation.
+type logEntry struct {
+	off    int64
+	note   string
+	status RequestStatus
+}
 
 // Response returns a copy of the call's response, and whether there is one.
 func (e Event) Response() (Response, bool) {
@@ -190,8 +314,12 @@ type eventJSON struct {
 	Status   RequestStatus     `json:"status"`
 	Attempt  int               `json:"attempt"`
 	Tokens   Tokens            `json:"tokens"`
+	Cost     Cost              `json:"cost,omitzero"`
+	Cached   bool              `json:"cached,omitempty"`
 	Timings  Timings           `json:"timings"`
 	Durms    durationsJSON     `json:"durations_ms"`
+	Deploy   string            `json:"deployment,omitempty"`
+	Model    string            `json:"model,omitempty"`
 	Method   string            `json:"method,omitempty"`
 	URL      string            `json:"url,omitempty"`
 	Header   http.Header       `json:"headers,omitempty"`
@@ -220,16 +348,18 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // payload), response and error. A response body that is not JSON is encoded
 // as a JSON string.
 func (e Event) MarshalJSON() ([]byte, error) {
+	tm := e.Timings()
 	out := eventJSON{
 		ID: e.ID, Seq: e.Seq, Status: e.Status, Attempt: e.Attempt,
-		Tokens: e.Tokens, Timings: e.Timings,
+		Tokens: e.Tokens, Cost: e.Cost(), Cached: e.Cached(), Timings: tm,
+		Deploy: e.Deployment, Model: e.Model,
 		Durms: durationsJSON{
-			Queue:  ms(e.Timings.QueueWait()),
-			Permit: ms(e.Timings.PermitWait()),
-			Call:   ms(e.Timings.CallDuration()),
-			Total:  ms(e.Timings.Total()),
+			Queue:  ms(tm.QueueWait()),
+			Permit: ms(tm.PermitWait()),
+			Call:   ms(tm.CallDuration()),
+			Total:  ms(tm.Total()),
 		},
-		Log: e.log,
+		Log: e.Log(),
 	}
 	if e.req != nil {
 		out.Method, out.URL, out.Header = e.req.endpoint.Method, e.req.endpoint.URL, e.req.endpoint.Header

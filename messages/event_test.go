@@ -219,7 +219,7 @@ func TestEarlierSnapshotsUnchangedAfterEachTransition(t *testing.T) {
 	if got := second.Log(); len(got) != 2 || !slices.Equal(got, secondLog) || second.Status != messages.StatusQueued {
 		t.Errorf("QUEUED snapshot changed: %v %v", second.Status, got)
 	}
-	if first.Attempt != 0 || second.Attempt != 0 || !second.Timings.Processing.IsZero() {
+	if first.Attempt != 0 || second.Attempt != 0 || !second.Timings().Processing.IsZero() {
 		t.Errorf("scalar fields changed: %+v %+v", first, second)
 	}
 }

@@ -32,7 +32,7 @@ func ExampleLifecycle() {
 
 	fmt.Println("done:", l.Done())
 	fmt.Println("tokens:", last.Tokens.Estimated, "estimated,", last.Tokens.Actual, "actual")
-	fmt.Println("call:", last.Timings.CallDuration(), "total:", last.Timings.Total())
+	fmt.Println("call:", last.Timings().CallDuration(), "total:", last.Timings().Total())
 	fmt.Println(last.Log()[4].Message)
 	// Output:
 	// 1 PENDING    attempt=0

@@ -31,15 +31,19 @@ func NewLifecycle(id uuid.UUID, r *Request, now time.Time) *Lifecycle {
 	ep.Header = RedactHeader(ep.Header, secrets)
 	ep.Payload = scrubBytes(slices.Clone(ep.Payload), secrets)
 	l := &Lifecycle{cur: Event{
-		ID:      id,
-		Tokens:  Tokens{Estimated: r.Tokens},
-		Timings: Timings{Created: now},
-		req:     &requestData{endpoint: ep, metadata: maps.Clone(r.Metadata), secrets: secrets},
-		// Room for a request that succeeds at once: one allocation, not four.
-		log: make([]Transition, 0, 5),
+		ID:     id,
+		Tokens: Tokens{Estimated: r.Tokens},
+		req:    &requestData{created: now, endpoint: ep, metadata: maps.Clone(r.Metadata), secrets: secrets, pricing: r.Pricing},
+		// Room for a request waiting in the queue (see advance).
+		log: make([]logEntry, 0, queuedSnapshots),
 	}}
+	if r.Pricing != nil || r.EstimatedCost != 0 {
+		l.cur.cost = &costState{Cost: Cost{Estimated: r.EstimatedCost, Priced: r.Pricing != nil}}
+	}
 	return l
 }
+
+func (l *Lifecycle) mark(stage int, now time.Time) { l.cur.at.mark(stage, l.cur.req.created, now) }
 
 // Current returns the latest snapshot (the zero Event before Pending).
 func (l *Lifecycle) Current() Event { return l.cur }
@@ -68,8 +72,25 @@ func (l *Lifecycle) advance(s RequestStatus, now time.Time, note string) Event {
 	l.cur.Status = s
 	// Appending may write into spare capacity shared with earlier snapshots,
 	// but only past their length, which they never read.
-	l.cur.log = append(l.cur.log, Transition{At: now, Status: s, Message: note})
+	if len(l.cur.log) == cap(l.cur.log) {
+		// Room for a request that succeeds at once, then doubling: a
+		// queued request holds little, a finished one grew once.
+		grown := make([]logEntry, len(l.cur.log), max(typicalSnapshots, 2*cap(l.cur.log)))
+		copy(grown, l.cur.log)
+		l.cur.log = grown
+	}
+	l.cur.log = append(l.cur.log, logEntry{off: int64(now.Sub(l.cur.req.created)), status: s, note: note})
 	return l.cur
+}
+
+// Route records where the next attempt goes: its deployment and the model
+// that deployment calls. It publishes nothing; the snapshots from the next
+// one on name them, until another Route. A router calls it before it hands
+// the request to a deployment, so that the snapshots of the attempt, and
+// the one that schedules the retry after it fails, say where it ran.
+func (l *Lifecycle) Route(deployment, model string) {
+	l.live(l.cur.Status)
+	l.cur.Deployment, l.cur.Model = deployment, model
 }
 
 // Pending publishes the first snapshot: accepted, not yet queued.
@@ -81,11 +102,12 @@ func (l *Lifecycle) Pending(now time.Time) Event {
 // for a retry, whose note says why and when).
 func (l *Lifecycle) Queue(now time.Time, attempt int, note string) Event {
 	l.live(StatusQueued)
-	if l.cur.Timings.Queued.IsZero() || attempt > 1 {
-		l.cur.Timings.Queued = now
+	if !l.cur.at.reached(stageQueued) || attempt > 1 {
+		l.mark(stageQueued, now)
 	}
 	if attempt > 1 {
-		l.cur.Timings.Processing, l.cur.Timings.CallStarted = time.Time{}, time.Time{}
+		l.cur.at.clear(stageProcessing)
+		l.cur.at.clear(stageCallStarted)
 	}
 	if note == "" {
 		note = "queued"
@@ -97,7 +119,7 @@ func (l *Lifecycle) Queue(now time.Time, attempt int, note string) Event {
 // is awaited for the next attempt.
 func (l *Lifecycle) Process(now time.Time) Event {
 	l.live(StatusProcessing)
-	l.cur.Timings.Processing = now
+	l.mark(stageProcessing, now)
 	return l.advance(StatusProcessing, now, "awaiting permit")
 }
 
@@ -105,7 +127,7 @@ func (l *Lifecycle) Process(now time.Time) Event {
 func (l *Lifecycle) Call(now time.Time) Event {
 	l.live(StatusCalling)
 	l.cur.Attempt++
-	l.cur.Timings.CallStarted = now
+	l.mark(stageCallStarted, now)
 	return l.advance(StatusCalling, now, attemptNote(l.cur.Attempt))
 }
 
@@ -113,8 +135,47 @@ func (l *Lifecycle) Call(now time.Time) Event {
 func (l *Lifecycle) Complete(now time.Time, res Result) Event {
 	l.live(StatusCompleted)
 	l.setResult(res)
-	l.cur.Timings.Finished = now
+	l.mark(stageFinished, now)
 	return l.advance(StatusCompleted, now, "completed")
+}
+
+// CompleteFromCache publishes COMPLETED with a reply that was known before
+// any call (Request.Cached): the snapshot has Cached set and costs nothing,
+// and res's usage, which an earlier call consumed, is not counted again.
+func (l *Lifecycle) CompleteFromCache(now time.Time, res Result) Event {
+	l.live(StatusCompleted)
+	res.Usage = nil
+	l.setResult(res)
+	l.cur.cost = &costState{Cost: Cost{Priced: true, HasActual: true}, cached: true}
+	l.mark(stageFinished, now)
+	return l.advance(StatusCompleted, now, "answered from the cache")
+}
+
+// Charge adds to the request what an attempt run as a request of its own
+// consumed, as that attempt's terminal snapshot says: its API tokens, its
+// cost (priced at where it ran) and whether a cache answered it. A router,
+// whose attempts run at its deployments' executors, calls it as each
+// attempt ends, before the snapshot that follows; the attempt's result
+// then carries no usage, so that nothing is counted twice.
+func (l *Lifecycle) Charge(attempt Event) {
+	if attempt.Tokens.HasActual {
+		l.cur.Tokens.Actual += attempt.Tokens.Actual
+		l.cur.Tokens.HasActual = true
+	}
+	c := attempt.Cost()
+	if !c.HasActual && !attempt.Cached() {
+		return
+	}
+	// A new state: the snapshots published so far keep theirs.
+	var s costState
+	if l.cur.cost != nil {
+		s = *l.cur.cost
+	}
+	s.Actual += c.Actual
+	s.HasActual = true
+	s.Priced = s.Priced || c.Priced
+	s.cached = attempt.Cached()
+	l.cur.cost = &s
 }
 
 // Fail publishes FAILED with err and, when the failed call returned one, its
@@ -147,7 +208,7 @@ func (l *Lifecycle) Retry(now time.Time, delay time.Duration, err error, res Res
 func (l *Lifecycle) end(s RequestStatus, now time.Time, err error) Event {
 	l.live(s)
 	l.cur.fail = describe(err, l.cur.req.secrets)
-	l.cur.Timings.Finished = now
+	l.mark(stageFinished, now)
 	return l.advance(s, now, l.cur.fail.info.Message)
 }
 
@@ -183,6 +244,13 @@ func (l *Lifecycle) setUsage(u *Usage) {
 	}
 	l.cur.Tokens.Actual += total
 	l.cur.Tokens.HasActual = true
+	if p := l.cur.req.pricing; p != nil {
+		// A new state: the snapshots published so far keep theirs.
+		c := *l.cur.cost
+		c.Actual += p.Cost(*u)
+		c.HasActual = true
+		l.cur.cost = &c
+	}
 }
 
 // attemptNotes are the CALLING notes of the first attempts, made once.

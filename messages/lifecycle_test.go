@@ -1,6 +1,7 @@
 package messages_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -57,8 +58,8 @@ func TestLifecycleHappyPath(t *testing.T) {
 		if ev.Attempt != st.attempt || l.Attempt() != st.attempt {
 			t.Errorf("%s: Attempt = %d (lifecycle %d), want %d", st.name, ev.Attempt, l.Attempt(), st.attempt)
 		}
-		if ev.Timings != st.timings {
-			t.Errorf("%s: Timings = %+v, want %+v", st.name, ev.Timings, st.timings)
+		if ev.Timings() != st.timings {
+			t.Errorf("%s: Timings = %+v, want %+v", st.name, ev.Timings(), st.timings)
 		}
 		if ev.Tokens.Estimated != 12 {
 			t.Errorf("%s: Tokens.Estimated = %d, want 12", st.name, ev.Tokens.Estimated)
@@ -79,16 +80,16 @@ func TestLifecycleHappyPath(t *testing.T) {
 	}
 
 	final := events[len(events)-1]
-	if got := final.Timings.QueueWait(); got != 20*ms {
+	if got := final.Timings().QueueWait(); got != 20*ms {
 		t.Errorf("QueueWait = %v, want 20ms", got)
 	}
-	if got := final.Timings.PermitWait(); got != 5*ms {
+	if got := final.Timings().PermitWait(); got != 5*ms {
 		t.Errorf("PermitWait = %v, want 5ms", got)
 	}
-	if got := final.Timings.CallDuration(); got != 100*ms {
+	if got := final.Timings().CallDuration(); got != 100*ms {
 		t.Errorf("CallDuration = %v, want 100ms", got)
 	}
-	if got := final.Timings.Total(); got != 135*ms {
+	if got := final.Timings().Total(); got != 135*ms {
 		t.Errorf("Total = %v, want 135ms", got)
 	}
 	if _, ok := final.Failure(); ok || final.Err() != nil {
@@ -116,12 +117,12 @@ func TestTimingsUnreachedStagesAreZero(t *testing.T) {
 	l.Pending(at(0))
 	l.Queue(at(time.Second), 1, "")
 	ev := l.Cancel(at(3*time.Second), messages.ErrCancelled)
-	if ev.Timings.QueueWait() != 0 || ev.Timings.PermitWait() != 0 || ev.Timings.CallDuration() != 0 {
+	if ev.Timings().QueueWait() != 0 || ev.Timings().PermitWait() != 0 || ev.Timings().CallDuration() != 0 {
 		t.Errorf("stage durations of a request cancelled in the queue = %v %v %v",
-			ev.Timings.QueueWait(), ev.Timings.PermitWait(), ev.Timings.CallDuration())
+			ev.Timings().QueueWait(), ev.Timings().PermitWait(), ev.Timings().CallDuration())
 	}
-	if ev.Timings.Total() != 3*time.Second {
-		t.Errorf("Total = %v, want 3s", ev.Timings.Total())
+	if ev.Timings().Total() != 3*time.Second {
+		t.Errorf("Total = %v, want 3s", ev.Timings().Total())
 	}
 }
 
@@ -148,8 +149,8 @@ func TestLifecycleRetryPath(t *testing.T) {
 			t.Errorf("retry note %q does not contain %q", note, want)
 		}
 	}
-	if want := (messages.Timings{Created: t0, Queued: at(60 * ms)}); retry.Timings != want {
-		t.Errorf("retry Timings = %+v, want %+v (the retry re-enters the queue)", retry.Timings, want)
+	if want := (messages.Timings{Created: t0, Queued: at(60 * ms)}); retry.Timings() != want {
+		t.Errorf("retry Timings = %+v, want %+v (the retry re-enters the queue)", retry.Timings(), want)
 	}
 	if _, ok := retry.Failure(); ok || retry.Err() != nil {
 		t.Error("a retry snapshot carries a terminal error")
@@ -186,7 +187,7 @@ func TestLifecycleRetryPath(t *testing.T) {
 		}
 	}
 	// Stage timings are the latest attempt's; Total runs from creation.
-	tm := fail.Timings
+	tm := fail.Timings()
 	if tm.QueueWait() != 2000*ms || tm.PermitWait() != 10*ms || tm.CallDuration() != 100*ms || tm.Total() != 2170*ms {
 		t.Errorf("durations = queue %v permit %v call %v total %v; want 2s 10ms 100ms 2.17s",
 			tm.QueueWait(), tm.PermitWait(), tm.CallDuration(), tm.Total())
@@ -273,7 +274,7 @@ func TestLifecyclePanicsAfterTerminal(t *testing.T) {
 				// A refused transition changes nothing.
 				cur := l.Current()
 				if cur.Seq != final.Seq || cur.Status != final.Status || cur.Attempt != final.Attempt ||
-					cur.Timings != final.Timings || cur.Tokens != final.Tokens {
+					cur.Timings() != final.Timings() || cur.Tokens != final.Tokens {
 					t.Errorf("state changed by the refused transition: %+v, was %+v", cur, final)
 				}
 				gotR, gotOK := cur.Response()
@@ -344,8 +345,8 @@ func TestLifecycleErrorKinds(t *testing.T) {
 			if !errors.Is(ev.Err(), tt.err) {
 				t.Errorf("Err() = %v does not match the cause", ev.Err())
 			}
-			if ev.Timings.Finished != at(time.Second) {
-				t.Errorf("Finished = %v", ev.Timings.Finished)
+			if ev.Timings().Finished != at(time.Second) {
+				t.Errorf("Finished = %v", ev.Timings().Finished)
 			}
 		})
 	}
@@ -464,4 +465,65 @@ func TestRetryFailureOnlyOnTheRetrySnapshot(t *testing.T) {
 	if info, ok := retry.RetryFailure(); !ok || info.Kind != "rate_limited" {
 		t.Error("later transitions changed the retry snapshot")
 	}
+}
+
+// A routed request's snapshots name the deployment and model of the
+// attempt they belong to: none before the first route, the first
+// deployment through the failed attempt and the QUEUED that schedules its
+// retry, the second from its own attempt on; the JSON form carries them.
+func TestLifecycleRouteNamesTheAttempt(t *testing.T) {
+	const ms = time.Millisecond
+	l := messages.NewLifecycle(testID, &messages.Request{}, t0)
+	pending := l.Pending(at(0))
+	queued := l.Queue(at(ms), 1, "")
+	l.Route("openai-a", "gpt-4o-mini")
+	processing := l.Process(at(2 * ms))
+	calling := l.Call(at(3 * ms))
+	retry := l.Retry(at(4*ms), 0, errors.New("overloaded"), messages.Result{StatusCode: 529})
+	l.Route("claude-b", "claude-haiku")
+	processing2 := l.Process(at(5 * ms))
+	calling2 := l.Call(at(6 * ms))
+	done := l.Complete(at(7*ms), messages.Result{StatusCode: 200})
+
+	for _, c := range []struct {
+		name              string
+		ev                messages.Event
+		deployment, model string
+	}{
+		{"pending", pending, "", ""},
+		{"queued", queued, "", ""},
+		{"processing", processing, "openai-a", "gpt-4o-mini"},
+		{"calling", calling, "openai-a", "gpt-4o-mini"},
+		{"retry", retry, "openai-a", "gpt-4o-mini"},
+		{"processing 2", processing2, "claude-b", "claude-haiku"},
+		{"calling 2", calling2, "claude-b", "claude-haiku"},
+		{"completed", done, "claude-b", "claude-haiku"},
+	} {
+		if c.ev.Deployment != c.deployment || c.ev.Model != c.model {
+			t.Errorf("%s: deployment %q, model %q; want %q, %q", c.name, c.ev.Deployment, c.ev.Model, c.deployment, c.model)
+		}
+	}
+	if done.Seq != 8 || done.Attempt != 2 {
+		t.Errorf("final snapshot: Seq %d, Attempt %d; want 8, 2", done.Seq, done.Attempt)
+	}
+	b, err := json.Marshal(done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wire struct{ Deployment, Model string }
+	if err := json.Unmarshal(b, &wire); err != nil || wire.Deployment != "claude-b" || wire.Model != "claude-haiku" {
+		t.Errorf("JSON %s: deployment %q, model %q (%v)", b, wire.Deployment, wire.Model, err)
+	}
+	b, _ = json.Marshal(pending)
+	if strings.Contains(string(b), `"deployment"`) || strings.Contains(string(b), `"model"`) {
+		t.Errorf("a snapshot not yet routed names a deployment: %s", b)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Route after the terminal snapshot did not panic")
+			}
+		}()
+		l.Route("x", "y")
+	}()
 }

@@ -22,7 +22,8 @@ type Submit struct {
 
 // Rejected is the reply to a [Submit] that was not accepted. Err matches
 // [ErrQueueFull], [ErrStopped], [ErrInvalidRequest] or
-// [ErrTokensExceedBurst] under errors.Is.
+// [ErrTokensExceedBurst] under errors.Is. (A spend cap is not applied to
+// requests submitted by message.)
 type Rejected struct {
 	ID  uuid.UUID
 	Err error
@@ -56,6 +57,9 @@ type Stats struct {
 	// at submit for a full queue.
 	Accepted int64
 	Rejected int64
+	// Cached counts the requests answered from a cache (Request.Cached),
+	// which are counted in Accepted and Completed too.
+	Cached int64
 	// RequestsAvailable and TokensAvailable are the permits the limiter
 	// could grant now without waiting (TokensAvailable is -1 without a
 	// token limit). With

@@ -128,8 +128,8 @@ func TestPauseHoldsEveryPermit(t *testing.T) {
 	until := time.Now().Add(100 * time.Millisecond)
 	ex.PauseUntil(until)
 	ev := waitT(t, submitT(t, ex, messages.Request{Call: ok("")}))
-	if ev.Timings.CallStarted.Before(until) {
-		t.Errorf("call started %v before the pause ended", until.Sub(ev.Timings.CallStarted))
+	if ev.Timings().CallStarted.Before(until) {
+		t.Errorf("call started %v before the pause ended", until.Sub(ev.Timings().CallStarted))
 	}
 }
 

@@ -95,6 +95,15 @@ type Config struct {
 	// the lowest of its members', and a request costing more tokens than
 	// TokenBurst is still refused at submit.
 	SharedBudget SharedBudget
+
+	// SpendCap, if set, bounds what the requests submitted with Submit
+	// cost, in US dollars: Submit refuses (ErrSpendCap) a request whose
+	// estimated cost (Request.EstimatedCost), with what the ended requests
+	// cost and what those in flight are estimated to, would pass the cap,
+	// and refuses (ErrPriceUnknown) a request without a price. Several
+	// executors may share one SpendCap. Requests submitted by message are
+	// not counted.
+	SpendCap *SpendCap
 }
 
 // SharedBudget connects an executor to a rate budget shared by several

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/google/uuid"
 
 	"github.com/lionactor/lionactor/actors"
 	"github.com/lionactor/lionactor/messages"
@@ -42,6 +42,8 @@ type Executor struct {
 
 	limitsMu sync.Mutex
 	limits   actors.Limits
+
+	cached atomic.Int64 // requests answered from a cache (Request.Cached)
 
 	release func() // undoes SharedBudget.Attach; nil without a shared budget
 }
@@ -169,7 +171,13 @@ func (ex *Executor) Err() error { return ex.tree.Err() }
 // Submit refuses, with a typed error and no snapshot, what it cannot accept:
 // an invalid request (ErrInvalidRequest), one costing more tokens than the
 // token bucket holds (ErrTokensExceedBurst), a full queue (ErrQueueFull,
-// unless Config.WaitForRoom), or a stopping executor (ErrStopped).
+// unless Config.WaitForRoom), a stopping executor (ErrStopped), and, with a
+// Config.SpendCap, a request that would pass the cap (a
+// *messages.SpendCapError, ErrSpendCap) or has no price (ErrPriceUnknown).
+//
+// A request whose reply is known (Request.Cached) is answered at once: its
+// handle has PENDING and COMPLETED before Submit returns, and it takes no
+// queue slot, no permit and nothing of a spend cap.
 //
 // Once it returns a handle, the request reaches exactly one terminal
 // snapshot, seen by the observer before the handle, whatever stops or
@@ -179,6 +187,12 @@ func (ex *Executor) Err() error { return ex.tree.Err() }
 // stops or restarts it, a restart storm) it ends with them: CANCELLED with
 // ErrStopped, or FAILED with ErrRestartStorm after a storm.
 func (ex *Executor) Submit(ctx context.Context, r messages.Request) (*Handle, error) {
+	return ex.submit(ctx, r, nil)
+}
+
+// submit is Submit; notify, if not nil, is called with every snapshot of
+// the request as its handle receives it (see Handle.notify).
+func (ex *Executor) submit(ctx context.Context, r messages.Request, notify func(messages.Event)) (*Handle, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -188,7 +202,14 @@ func (ex *Executor) Submit(ctx context.Context, r messages.Request) (*Handle, er
 	if err := ex.checkRunning(); err != nil {
 		return nil, err
 	}
+	if r.Cached != nil {
+		return ex.answer(ctx, &r, notify), nil
+	}
 	if err := ex.tree.Admit(ctx, ex.cfg.WaitForRoom, ex.stopCh); err != nil {
+		return nil, err
+	}
+	if err := ex.reserve(&r); err != nil {
+		ex.tree.Release()
 		return nil, err
 	}
 
@@ -196,11 +217,14 @@ func (ex *Executor) Submit(ctx context.Context, r messages.Request) (*Handle, er
 	defer ex.mu.RUnlock()
 	if err := ex.checkRunningLocked(); err != nil {
 		ex.tree.Release()
+		ex.unreserve(&r)
 		return nil, err
 	}
-	id := uuid.New()
+	id := newID()
 	tree := ex.tree
 	h := newHandle(id, func(cause error) { tree.Cancel(id, cause) })
+	h.reserved = r.EstimatedCost
+	h.notify = notify
 	now := time.Now()
 	lc := messages.NewLifecycle(id, &r, now)
 	pending := lc.Pending(now)
@@ -227,11 +251,72 @@ func (ex *Executor) Submit(ctx context.Context, r messages.Request) (*Handle, er
 	return h, nil
 }
 
-// ended takes h out of live: its request has reached its terminal snapshot.
-func (ex *Executor) ended(h *Handle) {
+// ended takes h out of live: its request has reached its terminal snapshot
+// ev.
+func (ex *Executor) ended(h *Handle, ev messages.Event) {
 	ex.liveMu.Lock()
 	delete(ex.live, h)
 	ex.liveMu.Unlock()
+	ex.settle(h, ev)
+}
+
+// reserve takes the request's estimated cost from the spend cap, if there
+// is one; a request without a price cannot be counted against it.
+func (ex *Executor) reserve(r *messages.Request) error {
+	if ex.cfg.SpendCap == nil {
+		return nil
+	}
+	if r.Pricing == nil {
+		return fmt.Errorf("%w: a spend cap is set and the request has no Pricing", messages.ErrPriceUnknown)
+	}
+	return ex.cfg.SpendCap.Reserve(r.EstimatedCost)
+}
+
+// unreserve gives back what reserve took for a request that was not
+// accepted after all.
+func (ex *Executor) unreserve(r *messages.Request) {
+	if ex.cfg.SpendCap != nil {
+		ex.cfg.SpendCap.Release(r.EstimatedCost)
+	}
+}
+
+// settle turns the reservation of h's request, which ended with ev, into
+// what it actually cost. It runs once per request: from ended, or from
+// treeStopped for a request the queue never received.
+func (ex *Executor) settle(h *Handle, ev messages.Event) {
+	if ex.cfg.SpendCap != nil {
+		ex.cfg.SpendCap.Settle(h.reserved, ev.Cost().Actual)
+	}
+}
+
+// answer completes a request whose reply is known (Request.Cached) without
+// the queue, the limiter or a caller: PENDING, then COMPLETED with the
+// reply, both seen by the observer before the handle, as for any request.
+// Its handle has ended by the time it is returned, so it needs no place in
+// live and nothing can cancel it.
+func (ex *Executor) answer(ctx context.Context, r *messages.Request, notify func(messages.Event)) *Handle {
+	id := newID()
+	h := newHandle(id, func(error) {})
+	h.notify = notify
+	now := time.Now()
+	lc := messages.NewLifecycle(id, r, now)
+	pending := lc.Pending(now)
+	if ex.cfg.RequestContext != nil {
+		ex.cfg.RequestContext(ctx, pending)
+	}
+	ex.publish(h, pending)
+	ex.cached.Add(1)
+	ex.publish(h, lc.CompleteFromCache(time.Now(), *r.Cached))
+	return h
+}
+
+// publish delivers a snapshot the executor made itself: to the observer
+// first, then to the handle.
+func (ex *Executor) publish(h *Handle, ev messages.Event) {
+	if ex.cfg.Observer != nil {
+		ex.cfg.Observer(ev)
+	}
+	h.publish(ev)
 }
 
 // treeStopped runs on the supervisor's goroutine once the tree has stopped,
@@ -258,10 +343,8 @@ func (ex *Executor) treeStopped(tree *actors.Tree) {
 	for h, lc := range left {
 		tree.Dropped()
 		ev := lc.Cancel(time.Now(), messages.ErrStopped)
-		if ex.cfg.Observer != nil {
-			ex.cfg.Observer(ev)
-		}
-		h.publish(ev)
+		ex.settle(h, ev)
+		ex.publish(h, ev)
 	}
 	// Nothing else will end: release what the executor started, even if
 	// nobody calls Stop (as when the parent stopped it).
@@ -293,7 +376,17 @@ func (ex *Executor) checkRunningLocked() error {
 // trip through the actors. With a shared budget, the budget is what its
 // leases hold, and Stats.Shared says whether it is joined to the service or
 // has fallen back to its local share.
-func (ex *Executor) Stats() messages.Stats { return ex.tree.Stats() }
+//
+// Requests answered from a cache (Request.Cached) are counted in Cached,
+// and in Accepted and Completed.
+func (ex *Executor) Stats() messages.Stats {
+	s := ex.tree.Stats()
+	c := ex.cached.Load()
+	s.Cached = c
+	s.Accepted += c
+	s.Completed += c
+	return s
+}
 
 // PauseUntil grants no permit to any request before t, as after a 429 that
 // concerns the whole API key.

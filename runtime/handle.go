@@ -19,32 +19,53 @@ type Handle struct {
 	cancel func(cause error)
 
 	mu       sync.Mutex
-	events   []messages.Event
+	events   messages.History
 	changed  chan struct{} // made on demand by a waiting reader, closed on publish
-	done     chan struct{} // closed once the terminal snapshot is in
+	done     chan struct{} // made on demand by Done; closed once ended
+	ended    bool          // the terminal snapshot is in
 	stopWait func() bool   // stops the submit context's watcher
+
+	// reserved is the estimate the executor's spend cap, if it has one,
+	// reserved for the request, to be settled when it ends.
+	reserved float64
+
+	// notify, if set, is called with each snapshot as it is published, on
+	// the publishing goroutine, before a reader can see it: it is how a
+	// router follows an attempt it gave a deployment (see Router).
+	notify func(messages.Event)
 }
 
-// typicalEvents is the snapshot count of a request that succeeds at once
-// (PENDING, QUEUED, PROCESSING, CALLING, COMPLETED), so that most handles
-// allocate their list once.
-const typicalEvents = 5
+// closed is the Done channel of a handle asked for it after its request
+// ended.
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func newHandle(id uuid.UUID, cancel func(error)) *Handle {
-	return &Handle{id: id, cancel: cancel, done: make(chan struct{}), events: make([]messages.Event, 0, typicalEvents)}
+	return &Handle{id: id, cancel: cancel}
 }
 
 // ID returns the request's ID, the one its snapshots carry.
 func (h *Handle) ID() uuid.UUID { return h.id }
 
 // Done returns a channel that is closed when the request has ended.
-func (h *Handle) Done() <-chan struct{} { return h.done }
+func (h *Handle) Done() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.done == nil {
+		// Made on demand: most handles are never asked, and a waiting
+		// request then costs a channel less.
+		if h.ended {
+			return closed
+		}
+		h.done = make(chan struct{})
+	}
+	return h.done
+}
 
 // Latest returns the most recent snapshot.
 func (h *Handle) Latest() messages.Event {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.events[len(h.events)-1]
+	return h.events.Last()
 }
 
 // Wait blocks until the request ends and returns its terminal snapshot, or
@@ -52,12 +73,13 @@ func (h *Handle) Latest() messages.Event {
 // (the request goes on). Check the snapshot's Status, or Err, for the
 // outcome.
 func (h *Handle) Wait(ctx context.Context) (messages.Event, error) {
+	done := h.Done()
 	select {
-	case <-h.done:
+	case <-done:
 		return h.Latest(), nil
 	case <-ctx.Done():
 		select {
-		case <-h.done: // ended too: the outcome is known, report it
+		case <-done: // ended too: the outcome is known, report it
 			return h.Latest(), nil
 		default:
 			return messages.Event{}, ctx.Err()
@@ -83,8 +105,8 @@ func (h *Handle) Events() iter.Seq[messages.Event] {
 func (h *Handle) next(i int) (messages.Event, bool) {
 	for {
 		h.mu.Lock()
-		if i < len(h.events) {
-			ev := h.events[i]
+		if i < h.events.Len() {
+			ev := h.events.At(i)
 			h.mu.Unlock()
 			return ev, true
 		}
@@ -111,7 +133,7 @@ type sink struct {
 
 func (s sink) Publish(ev messages.Event) {
 	if ev.Status.Terminal() {
-		s.ex.ended(s.h)
+		s.ex.ended(s.h, ev)
 	}
 	s.h.publish(ev)
 }
@@ -122,7 +144,7 @@ func (h *Handle) watch(ctx context.Context) {
 		h.cancel(fmt.Errorf("%w: %w", messages.ErrCancelled, context.Cause(ctx)))
 	})
 	h.mu.Lock()
-	ended := h.events[len(h.events)-1].Status.Terminal()
+	ended := h.ended
 	if !ended {
 		h.stopWait = stop
 	}
@@ -133,11 +155,18 @@ func (h *Handle) watch(ctx context.Context) {
 }
 
 func (h *Handle) publish(ev messages.Event) {
+	if h.notify != nil {
+		h.notify(ev)
+	}
 	h.mu.Lock()
-	h.events = append(h.events, ev)
+	h.events.Append(ev)
 	ch := h.changed
 	h.changed = nil
 	stop := h.stopWait
+	var done chan struct{}
+	if ev.Status.Terminal() {
+		h.ended, done = true, h.done
+	}
 	h.mu.Unlock()
 	if ch != nil {
 		close(ch)
@@ -146,6 +175,8 @@ func (h *Handle) publish(ev messages.Event) {
 		if stop != nil {
 			stop()
 		}
-		close(h.done)
+		if done != nil {
+			close(done)
+		}
 	}
 }

@@ -67,3 +67,17 @@ func TestWatchCancelsOnlyWhileTheRequestLives(t *testing.T) {
 		})
 	})
 }
+
+func TestNewIDIsAVersion4UUID(t *testing.T) {
+	seen := map[uuid.UUID]bool{}
+	for range 1000 {
+		id := newID()
+		if id.Version() != 4 || id.Variant() != uuid.RFC4122 {
+			t.Fatalf("%s: version %d variant %v, want 4 RFC4122", id, id.Version(), id.Variant())
+		}
+		if seen[id] {
+			t.Fatalf("%s drawn twice", id)
+		}
+		seen[id] = true
+	}
+}

@@ -25,7 +25,7 @@ func callStarts(t *testing.T, cfg Config, n int) []time.Time {
 		cfg.Observer = func(ev messages.Event) {
 			if ev.Status == messages.StatusCalling {
 				mu.Lock()
-				starts = append(starts, ev.Timings.CallStarted)
+				starts = append(starts, ev.Timings().CallStarted)
 				mu.Unlock()
 			}
 		}

@@ -33,18 +33,25 @@ func (c *call) messages() {
 	// system prompt as a first message stands in for it.
 	counter := tokens.ForModel(req.Model)
 	msgs := make([]tokens.Message, 0, len(req.Messages)+1)
+	marked := make([]bool, 0, len(req.Messages)+1) // holds a cache_control block
 	var prompt strings.Builder
 	if !req.System.IsZero() {
 		msgs = append(msgs, tokens.Message{Role: "system", Text: req.System.String()})
+		marked = append(marked, hasCacheControl(req.System))
 		prompt.WriteString("system\x00" + req.System.String() + "\x00")
 	}
 	for _, m := range req.Messages {
 		text := m.Content.String()
 		msgs = append(msgs, tokens.Message{Role: m.Role, Text: text, Images: m.Content.ImageCount()})
+		marked = append(marked, hasCacheControl(m.Content))
 		prompt.WriteString(m.Role + "\x00" + text + "\x00")
 	}
 	inputTokens := counter.ChatPrompt(msgs)
 	est := estimate{model: req.Model, cost: inputTokens + req.MaxTokens}
+	// Anthropic's input_tokens leave out what is read from or written to
+	// its cache.
+	cacheRead, cacheWrite := c.anthropicCached(counter, req.Model, msgs, marked)
+	uncached := inputTokens - cacheRead - cacheWrite
 
 	length, stop := c.s.cfg.CompletionTokens, "end_turn"
 	if req.MaxTokens < length {
@@ -52,7 +59,10 @@ func (c *call) messages() {
 	}
 	pieces := replyPieces(seededRand(c.s.cfg.Seed, req.Model, prompt.String(), "0"), length)
 	text := strings.Join(pieces, "")
-	usage := wire.AnthropicUsage{InputTokens: inputTokens, OutputTokens: counter.Count(text)}
+	usage := wire.AnthropicUsage{InputTokens: uncached, OutputTokens: counter.Count(text)}
+	if cacheRead > 0 || cacheWrite > 0 {
+		usage.CacheReadInputTokens, usage.CacheCreationInputTokens = &cacheRead, &cacheWrite
+	}
 	id := fmt.Sprintf("msg_sim%012d", c.seq)
 
 	c.respond(est, func(f fault) {
@@ -72,7 +82,8 @@ func (c *call) messages() {
 		ev := func(e wire.AnthropicStreamEvent) []byte { return event(e.Type, marshal(e)) }
 		start := resp
 		start.Content, start.StopReason = []wire.ContentBlock{}, nil
-		start.Usage = wire.AnthropicUsage{InputTokens: inputTokens, OutputTokens: 1}
+		start.Usage = usage
+		start.Usage.OutputTokens = 1
 		events := [][]byte{
 			ev(wire.AnthropicStreamEvent{Type: wire.EventMessageStart, Message: &start}),
 			ev(wire.AnthropicStreamEvent{Type: wire.EventContentBlockStart, ContentBlock: &wire.ContentBlock{Type: wire.BlockText}}),

@@ -549,7 +549,7 @@ func (s *Server) batchRoute(p provider, methods []string, serve func(*call)) htt
 		}
 		f := faultNone
 		if c.hooks.fault != faultNone {
-			f = s.chooseFault(c.hooks)
+			f = s.chooseFault(c.hooks, c.key)
 		}
 		c.hooks.fault = f // what c.reply applies
 		switch f {

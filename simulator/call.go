@@ -230,7 +230,7 @@ func (c *call) respond(est estimate, write func(f fault)) {
 		return
 	}
 	s := c.s
-	f := s.chooseFault(c.hooks)
+	f := s.chooseFault(c.hooks, c.key)
 	if f == faultQuota || s.quota[c.key] {
 		c.refuseQuota()
 		return

@@ -2,7 +2,10 @@ package simulator
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/lionactor/lionactor/messages"
@@ -14,6 +17,11 @@ const (
 	// Config.CompletionTokens is zero: long enough for a stream to have
 	// several chunks, short enough to keep tests fast.
 	DefaultCompletionTokens = 16
+
+	// DefaultReasoningTokens is how many tokens a reasoning model (OpenAI's
+	// o-series and gpt-5) spends reasoning before each reply when
+	// Config.ReasoningTokens is zero.
+	DefaultReasoningTokens = 32
 
 	// DefaultEmbeddingDims is the length of an embedding vector when
 	// Config.EmbeddingDims is zero and the request asks for none. Real
@@ -108,6 +116,14 @@ type Config struct {
 	// DefaultCompletionTokens.
 	CompletionTokens int
 
+	// ReasoningTokens is how many tokens a reasoning model (OpenAI's
+	// o-series and gpt-5) spends reasoning before each reply, within the
+	// request's max_completion_tokens, leaving a token for the reply:
+	// counted in completion_tokens and reported as
+	// completion_tokens_details.reasoning_tokens, as OpenAI bills them. 0
+	// means DefaultReasoningTokens.
+	ReasoningTokens int
+
 	// Keys, when non-empty, lists the API keys accepted; other keys get
 	// 401. When empty, any non-empty key is accepted.
 	Keys []string
@@ -117,6 +133,13 @@ type Config struct {
 	// insufficient_quota, and Anthropic's answers 400 about the credit
 	// balance, as the providers do. They need not be listed in Keys.
 	QuotaExhaustedKeys []string
+
+	// KeyLimits gives API keys limits of their own, in place of
+	// RequestsPerMinute, TokensPerMinute and their bursts: one server then
+	// stands for several keys (or organisations) of one provider, each at
+	// its own limits. The keys listed are accepted; they need not be listed
+	// in Keys.
+	KeyLimits map[string]Limits
 
 	// EmbeddingDims is the length of embedding vectors for requests that
 	// ask for no dimensions; 0 means DefaultEmbeddingDims.
@@ -145,6 +168,54 @@ type Config struct {
 	BatchEnqueuedTokens int
 }
 
+// Limits are one API key's rate limits (see Config.KeyLimits); each field
+// means what Config's field of the same name means, 0 unlimited or, for a
+// burst, the whole per-minute limit.
+type Limits struct {
+	RequestsPerMinute int
+	TokensPerMinute   int
+	RequestBurst      int
+	TokenBurst        int
+}
+
+// validate checks l, whose fields are named under prefix.
+func (l Limits) validate(prefix string) error {
+	for _, f := range []struct {
+		name         string
+		v, limit     int
+		limitName    string
+		checksLimits bool
+	}{
+		{"RequestsPerMinute", l.RequestsPerMinute, 0, "", false},
+		{"TokensPerMinute", l.TokensPerMinute, 0, "", false},
+		{"RequestBurst", l.RequestBurst, l.RequestsPerMinute, "RequestsPerMinute", true},
+		{"TokenBurst", l.TokenBurst, l.TokensPerMinute, "TokensPerMinute", true},
+	} {
+		switch {
+		case f.v < 0:
+			return badConfig(prefix+f.name, f.v, "must not be negative")
+		case f.checksLimits && f.v > f.limit:
+			return badConfig(prefix+f.name, f.v, fmt.Sprintf("must not exceed %s (%d)", f.limitName, f.limit))
+		}
+	}
+	return nil
+}
+
+// validate checks f's rates, whose fields are named under prefix.
+func (f Faults) validate(prefix string) error {
+	sum := 0.0
+	for _, r := range f.rates() {
+		if math.IsNaN(r.rate) || r.rate < 0 || r.rate > 1 {
+			return badConfig(prefix+r.field, r.rate, "must be in [0, 1]")
+		}
+		sum += r.rate
+	}
+	if sum > 1+1e-9 {
+		return badConfig(strings.TrimSuffix(prefix, "."), sum, "rates must sum to at most 1, since a request meets at most one fault")
+	}
+	return nil
+}
+
 // badConfig reports an invalid Config field: its path, such as
 // "Faults.Reset", what it must be, and the value given.
 func badConfig(field string, value any, rule string) error {
@@ -162,6 +233,7 @@ func (c Config) validate() (Config, error) {
 		{"RequestBurst", int64(c.RequestBurst)},
 		{"TokenBurst", int64(c.TokenBurst)},
 		{"CompletionTokens", int64(c.CompletionTokens)},
+		{"ReasoningTokens", int64(c.ReasoningTokens)},
 		{"EmbeddingDims", int64(c.EmbeddingDims)},
 		{"MaxBodyBytes", c.MaxBodyBytes},
 	}
@@ -199,15 +271,16 @@ func (c Config) validate() (Config, error) {
 	if c.LatencyJitter > c.Latency {
 		return c, badConfig("LatencyJitter", c.LatencyJitter, "must not exceed Latency, so that no delay is negative")
 	}
-	sum := 0.0
-	for _, f := range c.Faults.rates() {
-		if math.IsNaN(f.rate) || f.rate < 0 || f.rate > 1 {
-			return c, badConfig("Faults."+f.field, f.rate, "must be in [0, 1]")
-		}
-		sum += f.rate
+	if err := c.Faults.validate("Faults."); err != nil {
+		return c, err
 	}
-	if sum > 1+1e-9 {
-		return c, badConfig("Faults", sum, "rates must sum to at most 1, since a request meets at most one fault")
+	for _, k := range slices.Sorted(maps.Keys(c.KeyLimits)) {
+		if k == "" {
+			return c, badConfig("KeyLimits", `""`, "a key must not be empty")
+		}
+		if err := c.KeyLimits[k].validate(fmt.Sprintf("KeyLimits[%q].", k)); err != nil {
+			return c, err
+		}
 	}
 	for i, k := range c.Keys {
 		if k == "" {
@@ -224,6 +297,9 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.CompletionTokens == 0 {
 		c.CompletionTokens = DefaultCompletionTokens
+	}
+	if c.ReasoningTokens == 0 {
+		c.ReasoningTokens = DefaultReasoningTokens
 	}
 	if c.EmbeddingDims == 0 {
 		c.EmbeddingDims = DefaultEmbeddingDims

@@ -24,6 +24,7 @@ func TestConfigValidation(t *testing.T) {
 		{Config{RequestBurst: 1}, "RequestBurst"}, // a burst without a limit
 		{Config{TokenBurst: 1}, "TokenBurst"},
 		{Config{CompletionTokens: -1}, "CompletionTokens"},
+		{Config{ReasoningTokens: -1}, "ReasoningTokens"},
 		{Config{EmbeddingDims: -1}, "EmbeddingDims"},
 		{Config{MaxBodyBytes: -1}, "MaxBodyBytes"},
 		{Config{Latency: -time.Millisecond}, "Latency"},

@@ -66,21 +66,30 @@ func (c *call) chat() {
 	promptTokens := counter.ChatPrompt(msgs)
 	est := estimate{model: req.Model, cost: counter.ChatRequest(msgs, n, maxTokens)}
 
+	// A reasoning model reasons first, within max_tokens, then replies in
+	// what is left.
+	reasoning := c.s.reasoning(req.Model, maxTokens)
 	length, finish := c.s.cfg.CompletionTokens, "stop"
-	if maxTokens > 0 && maxTokens < length {
-		length, finish = maxTokens, "length"
+	if maxTokens > 0 && maxTokens-reasoning < length {
+		length, finish = maxTokens-reasoning, "length"
 	}
 	replies := make([][]string, n)
 	completionTokens := 0
 	for i := range replies {
 		r := seededRand(c.s.cfg.Seed, req.Model, prompt.String(), fmt.Sprint(i))
 		replies[i] = replyPieces(r, length)
-		completionTokens += counter.Count(strings.Join(replies[i], ""))
+		completionTokens += counter.Count(strings.Join(replies[i], "")) + reasoning
 	}
 	usage := &wire.Usage{
 		PromptTokens:     promptTokens,
 		CompletionTokens: completionTokens,
 		TotalTokens:      promptTokens + completionTokens,
+	}
+	if cached := c.openAICached(counter, req.Model, msgs, promptTokens); cached > 0 {
+		usage.PromptTokensDetails = &wire.PromptTokensDetails{CachedTokens: cached}
+	}
+	if reasoning > 0 {
+		usage.CompletionTokensDetails = &wire.CompletionTokensDetails{ReasoningTokens: n * reasoning}
 	}
 	id := fmt.Sprintf("chatcmpl-sim%012d", c.seq)
 	created := c.s.now().Unix()

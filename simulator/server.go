@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,12 +44,15 @@ type Server struct {
 	pauseHook func()
 
 	batches *batchStore // the files and batches of the batch APIs
+	prompts promptCache // the prompt prefixes the providers' caches hold
 
 	closing   chan struct{} // closed by Close: ends every wait
 	closeOnce sync.Once
 
 	mu       sync.Mutex
 	rng      *rand.Rand
+	faults   Faults            // Config.Faults, or what SetFaults set
+	keyFault map[string]Faults // SetFaults of single keys
 	limits   map[string]*keyLimits
 	attempts map[string]int // faulted attempts per HeaderRequestID
 	seq      uint64
@@ -88,6 +92,12 @@ func New(cfg Config) (*Server, error) {
 	for _, k := range cfg.QuotaExhaustedKeys {
 		s.quota[k] = true
 	}
+	for k := range cfg.KeyLimits {
+		if s.keys != nil {
+			s.keys[k] = true
+		}
+	}
+	s.faults = cfg.Faults
 	s.mux = http.NewServeMux()
 	s.mux.Handle("/v1/chat/completions", s.endpoint(openAI, (*call).chat))
 	s.mux.Handle("/v1/embeddings", s.endpoint(openAI, (*call).embeddings))
@@ -333,9 +343,33 @@ func (s *Server) nextID() uint64 {
 	return s.seq
 }
 
-// chooseFault returns the fault for a request: the forced one of its
-// hooks, within their HeaderFaultTimes, or else a seeded random draw.
-func (s *Server) chooseFault(h hooks) fault {
+// SetFaults makes the requests of key meet faults at the rates f gives,
+// from now on, in place of Config.Faults; key "" sets the rates of every
+// key that has none of its own. The zero Faults means none. A test turns
+// one key's (one deployment's) faults on half-way through a run, and off
+// again, with it. It returns a *messages.ConfigError, naming the field,
+// for rates out of range.
+func (s *Server) SetFaults(key string, f Faults) error {
+	if err := f.validate("Faults."); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if key == "" {
+		s.faults = f
+		return nil
+	}
+	if s.keyFault == nil {
+		s.keyFault = map[string]Faults{}
+	}
+	s.keyFault[key] = f
+	return nil
+}
+
+// chooseFault returns the fault for a request of key: the forced one of
+// its hooks, within their HeaderFaultTimes, or else a seeded random draw
+// at the key's rates (SetFaults).
+func (s *Server) chooseFault(h hooks, key string) fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if h.fault != faultNone {
@@ -347,8 +381,12 @@ func (s *Server) chooseFault(h hooks) fault {
 		}
 		return h.fault
 	}
+	rates, own := s.keyFault[key]
+	if !own {
+		rates = s.faults
+	}
 	x := s.rng.Float64()
-	for _, f := range s.cfg.Faults.rates() {
+	for _, f := range rates.rates() {
 		if x < f.rate {
 			return f.kind
 		}
@@ -413,9 +451,15 @@ func (s *Server) keyLimits(key string) *keyLimits {
 	k := s.limits[key]
 	if k == nil {
 		now := s.now()
+		l := Limits{RequestsPerMinute: s.cfg.RequestsPerMinute, TokensPerMinute: s.cfg.TokensPerMinute,
+			RequestBurst: s.cfg.RequestBurst, TokenBurst: s.cfg.TokenBurst}
+		apiKey, _, _ := strings.Cut(key, "\x00")
+		if own, ok := s.cfg.KeyLimits[apiKey]; ok {
+			l = own
+		}
 		k = &keyLimits{
-			requests: newBucket(s.cfg.RequestsPerMinute, s.cfg.RequestBurst, now),
-			tokens:   newBucket(s.cfg.TokensPerMinute, s.cfg.TokenBurst, now),
+			requests: newBucket(l.RequestsPerMinute, l.RequestBurst, now),
+			tokens:   newBucket(l.TokensPerMinute, l.TokenBurst, now),
 		}
 		s.limits[key] = k
 	}

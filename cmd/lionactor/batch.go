@@ -47,6 +47,7 @@ type batchFlags struct {
 	budgetTLS                budget.TLSFiles
 	budgetSecretEnv          string
 	api                      batchAPIFlags
+	cost                     costFlags // prices, spend cap, cache, dry run (cost.go)
 }
 
 func newBatchCmd(e env) *cobra.Command {
@@ -75,6 +76,22 @@ Two lines with the same id are refused. --retry-failed reruns failed requests;
 lets calls in flight finish (within --grace), writes them, and exits with
 status 130.
 
+Each result line says what its request cost ("cost_usd"), at the prices of
+the embedded table or --prices. --max-cost stops admitting before the results
+file's spend would pass it, lets what was admitted finish, and exits with
+status 3; a rerun with a higher cap continues. --cache-dir answers requests
+whose reply is stored without a call. --dry-run sends nothing and says what
+the input would cost and how long it would take.
+
+Several keys, models and providers: a --config file with "deployments" (each a
+name, the model it serves, provider, url, upstream_model, api_key_env, rpm, tpm,
+burst, concurrency, weight, and for Azure deployment and api_version) runs the
+file over all of them: each line's "model" selects the deployments that serve
+it, load goes where budget is left, a failing deployment is taken out by its
+breaker, and "fallbacks" ({model: [models]}) name where a model's lines go once
+its own deployments have failed them. Each result line names its "deployment";
+the summary, the metrics and the report break the run down by deployment.
+
 --via batch-api sends the requests through the provider's batch API (OpenAI's
 Batch API, Anthropic's Message Batches) at about half the price, with answers
 within 24 hours: the same input, results, resume and --ordered. The batches
@@ -87,7 +104,7 @@ leaves them running (on a terminal it asks), --cancel-remote cancels them.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.in, "in", "", "input JSONL file, or give it as the argument (default: standard input)")
 	fl.StringVar(&f.out, "out", "", "results JSONL file, appended to and resumed from (default: standard output)")
-	fl.StringVar(&f.config, "config", "", "YAML file with any of these flags' settings, by flag name")
+	fl.StringVar(&f.config, "config", "", "YAML file with any of these flags' settings, by flag name, and the deployments of a run over several keys, models or providers (deployments:, fallbacks:)")
 	fl.StringVar(&f.provider, "provider", "openai", "openai, anthropic, azure, openai-compatible or generic")
 	fl.StringVar(&f.url, "url", "", "API base URL (default: the provider's)")
 	fl.StringVar(&f.endpoint, "endpoint", "", "endpoint path under the base URL (default: the provider's chat endpoint)")
@@ -121,6 +138,7 @@ leaves them running (on a terminal it asks), --cancel-remote cancels them.`,
 	fl.StringVar(&f.budgetTLS.CA, "budget-tls-ca", "", "PEM certificate of the CA that signed the budget service's certificate")
 	fl.StringVar(&f.budgetSecretEnv, "budget-secret-env", "", "environment variable holding the secret shared with the --budget service (its --secret-env)")
 	f.api.register(fl)
+	f.cost.register(fl)
 	return cmd
 }
 
@@ -136,6 +154,9 @@ func applyConfigFile(fl *pflag.FlagSet, path string) error {
 		return usagef("config %s: %v", path, err)
 	}
 	for name, value := range settings {
+		if slices.Contains(routerSettings, name) {
+			continue // readRouterFile reads them
+		}
 		flag := fl.Lookup(name)
 		if flag == nil || name == "config" {
 			return usagef("config %s: unknown setting %q", path, name)
@@ -216,28 +237,14 @@ func (f *batchFlags) endpointConfig(fl *pflag.FlagSet, getenv func(string) strin
 		return ep, err
 	}
 	ep.Headers = headers
-	if fl.Changed("api-key-env") && f.apiKeyEnv == "" {
-		ep.Auth = imodel.AuthNone
-		return ep, nil
-	}
-	keyEnv := f.apiKeyEnv
+	key, keyEnv, none := apiKey(ep.Provider, f.apiKeyEnv, fl.Changed("api-key-env"), getenv)
 	switch {
-	case keyEnv != "":
-	case ep.Provider == imodel.OpenAICompatible:
-		// The library sends such a server no key unless told; the
-		// command reads OpenAI's variable, as OpenAI's SDKs do whatever
-		// their base URL.
-		keyEnv = imodel.OpenAI.DefaultKeyEnv()
-	default:
-		keyEnv = ep.Provider.DefaultKeyEnv()
-	}
-	if keyEnv == "" {
-		return ep, nil // generic: an endpoint that needs no key unless told
-	}
-	ep.APIKey = strings.TrimSpace(getenv(keyEnv))
-	if ep.APIKey == "" {
+	case none:
+		ep.Auth = imodel.AuthNone
+	case keyEnv != "" && key == "":
 		return ep, usagef("missing API key: set %s (or name another variable with --api-key-env, or give --api-key-env '' for a server that takes none)", keyEnv)
 	}
+	ep.APIKey = key
 	return ep, nil
 }
 
@@ -254,12 +261,25 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 		}
 		f.in = args[0]
 	}
-	ep, err := f.endpointConfig(fl, e.getenv)
+	if f.cost.dryRun {
+		return runDryRun(cmd, e, f)
+	}
+	rf, err := readRouterFile(f.config, e.getenv)
 	if err != nil {
 		return err
 	}
-	if err := ep.Validate(); err != nil {
-		return namingFlags(fl, batchFlagOf, err)
+	var ep imodel.EndpointConfig
+	if rf != nil {
+		if err := rf.checkFlags(fl); err != nil {
+			return err
+		}
+	} else {
+		if ep, err = f.endpointConfig(fl, e.getenv); err != nil {
+			return err
+		}
+		if err := ep.Validate(); err != nil {
+			return namingFlags(fl, batchFlagOf, err)
+		}
 	}
 	retry, kinds := f.retryKinds()
 	secret, err := secretFromEnv(e.getenv, "--budget-secret-env", f.budgetSecretEnv)
@@ -274,6 +294,12 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 		RetryFailed: retry, RetryKinds: kinds, RerunChanged: f.rerunChanged,
 		BudgetTLS: f.budgetTLS, BudgetSecret: secret,
 	}
+	if rf != nil {
+		cfg.Deployments, cfg.Fallbacks = rf.deployments, rf.fallbacks
+	}
+	if err := f.cost.apply(&cfg); err != nil {
+		return err
+	}
 	if cfg.BatchAPI, err = f.api.config(fl, f.out, e); err != nil {
 		return err
 	}
@@ -287,7 +313,7 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 	}
 	logRedisTo(cfg.Logger)
 	if err := cfg.Validate(); err != nil {
-		return namingFlags(fl, batchFlagOf, err)
+		return namingFlags(fl, batchFlagOf, rf.naming(err))
 	}
 
 	input, closeInput, err := openInput(cmd.Context(), f.in, e.stdin)
@@ -347,6 +373,8 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 	case errors.Is(err, batch.ErrInterrupted):
 		s := sum.Snapshot()
 		return exitError{exitInterrupted, fmt.Errorf("interrupted: %d requests remain; rerun the same command to finish them%s", s.Remaining(), interruptedBatches(s))}
+	case errors.Is(err, batch.ErrSpendCap):
+		return spendCapExit(sum)
 	case err != nil:
 		return namingFlags(fl, batchFlagOf, err)
 	}

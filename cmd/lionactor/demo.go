@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -22,6 +23,7 @@ const (
 	demoTPM      = 150_000
 	demoRequests = 300
 	demoKey      = "sk-demo-not-a-real-key"
+	demoLatency  = 60 * time.Millisecond
 )
 
 func newDemoCmd(e env) *cobra.Command {
@@ -45,7 +47,7 @@ takes about 15 seconds.`,
 			}
 			sim, err := simulator.New(simulator.Config{
 				RequestsPerMinute: demoRPM, TokensPerMinute: demoTPM,
-				Latency: 60 * time.Millisecond, LatencyJitter: 40 * time.Millisecond,
+				Latency: demoLatency, LatencyJitter: 40 * time.Millisecond,
 				CompletionTokens: 60, Seed: 7, BatchDelay: demoBatchDelay,
 			})
 			if err != nil {
@@ -60,6 +62,8 @@ takes about 15 seconds.`,
 				if dir, err = os.MkdirTemp("", "lionactor-demo-"); err != nil {
 					return err
 				}
+			} else if err := os.MkdirAll(dir, 0o755); err != nil {
+				return usagef("--dir: %v", err)
 			}
 			inPath, outPath := filepath.Join(dir, "requests.jsonl"), filepath.Join(dir, "results.jsonl")
 			if err := writeSampleRequests(inPath, requests); err != nil {
@@ -94,6 +98,9 @@ takes about 15 seconds.`,
 			if err != nil {
 				return err
 			}
+			if err := forecastDemo(e.stderr, cfg, in); err != nil {
+				return err
+			}
 			sum, err := batch.Run(cmd.Context(), cfg, batch.Input{R: in, Total: requests}, out, progress)
 			if sum != nil {
 				sum.Snapshot().Write(e.stderr)
@@ -116,6 +123,24 @@ takes about 15 seconds.`,
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the request and result files (default: a new temporary one)")
 	cmd.Flags().StringVar(&via, "via", viaOnline, "online, or batch-api: the same requests through the simulator's batch API, whose batches take "+demoBatchDelay.String())
 	return cmd
+}
+
+// forecastDemo prints what a dry run says the demo's requests will cost and
+// take, for the summary's figures to be compared with, and rewinds in.
+func forecastDemo(w io.Writer, cfg batch.Config, in *os.File) error {
+	f, err := batch.DryRun(cfg, batch.Input{R: in}, batch.DryRunOptions{CallLatency: demoLatency})
+	if err != nil {
+		return err
+	}
+	d, bound := f.WallTime()
+	when := fmt.Sprintf("about %v at the %s limit", d.Round(100*time.Millisecond), bound)
+	if f.BatchAPI {
+		when = "at the batch price, as long as the batches take"
+	}
+	fmt.Fprintf(w, "forecast (--dry-run): %d requests, %d + %d tokens, $%.6f to $%.6f, likely $%.6f; %s\n",
+		f.Sent, f.InputTokens, f.OutputTokens, f.CostInput, f.CostMax, f.CostLikely, when)
+	_, err = in.Seek(0, io.SeekStart)
+	return err
 }
 
 // writeSampleRequests writes n varied chat requests, each with metadata.

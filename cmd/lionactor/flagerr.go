@@ -28,6 +28,10 @@ var batchFlagOf = map[string]string{
 	"BudgetTLS.Cert": "budget-tls-cert",
 	"BudgetTLS.Key":  "budget-tls-key",
 	"BudgetTLS.CA":   "budget-tls-ca",
+	"MaxCost":        "max-cost",
+	"Cache":          "cache-dir",
+	"OutputShare":    "output-share",
+	"CallLatency":    "call-latency",
 	// imodel.EndpointConfig
 	"Provider":    "provider",
 	"BaseURL":     "url",
@@ -68,6 +72,7 @@ var simFlagOf = map[string]string{
 	"Latency":                 "latency",
 	"LatencyJitter":           "jitter",
 	"CompletionTokens":        "completion-tokens",
+	"ReasoningTokens":         "reasoning-tokens",
 	"Faults.ServerError":      "fail-500",
 	"Faults.Unavailable":      "fail-503",
 	"Faults.Overloaded":       "fail-529",

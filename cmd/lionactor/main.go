@@ -27,6 +27,7 @@ const (
 	exitOK          = 0
 	exitFailure     = 1   // the run failed
 	exitUsage       = 2   // bad flags, config or input: nothing was sent
+	exitSpendCap    = 3   // stopped at --max-cost; a rerun with a higher cap finishes the rest
 	exitInterrupted = 130 // stopped by a signal; a rerun finishes the rest
 )
 

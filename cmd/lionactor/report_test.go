@@ -361,7 +361,8 @@ func TestReportInBrowser(t *testing.T) {
 	if quantiles != 3 {
 		t.Errorf("%d quantile lines drawn, want p50, p95, p99", quantiles)
 	}
-	if len(pg.Tiles) != 6 || !strings.Contains(pg.Tiles[4], fmt.Sprint(limited)) || pg.Rows < 8 {
+	// The six figures of the limits, then what the run spent.
+	if len(pg.Tiles) != 7 || !strings.Contains(pg.Tiles[4], fmt.Sprint(limited)) || !strings.HasPrefix(pg.Tiles[6], "spent $") || pg.Rows < 8 {
 		t.Errorf("tiles %q, %d summary rows", pg.Tiles, pg.Rows)
 	}
 	checkScreenshot(t, shot)

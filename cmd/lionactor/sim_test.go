@@ -138,6 +138,7 @@ func TestSimUsageErrors(t *testing.T) {
 		{[]string{"sim", "--addr", "127.0.0.1:0", "--fail-500", "1.5"}, "--fail-500: must be in [0, 1], got 1.5"},
 		{[]string{"sim", "--addr", "127.0.0.1:0", "--latency", "1ms", "--jitter", "1s"}, "--jitter: must not exceed Latency"},
 		{[]string{"sim", "--addr", "127.0.0.1:0", "--rpm", "-1"}, "--rpm: must not be negative, got -1"},
+		{[]string{"sim", "--addr", "127.0.0.1:0", "--reasoning-tokens", "-3"}, "--reasoning-tokens: must not be negative, got -3"},
 		{[]string{"sim", "--addr", "127.0.0.1:0", "--rpm", "10", "--request-burst", "20"}, "--request-burst: must not exceed RequestsPerMinute (10)"}, // a burst above its limit
 		{[]string{"sim", "--addr", "127.0.0.1:0", "--token-burst", "5"}, "--token-burst: "},                                                           // a burst without a limit
 		{[]string{"sim", "--fail-500", "often"}, "invalid argument"},
@@ -241,5 +242,71 @@ func TestDemoDefaultDir(t *testing.T) {
 	}
 	if got := len(readResults(t, path)); got != 5 {
 		t.Errorf("%d results, want 5", got)
+	}
+}
+
+// --key-limits serves several keys, each at its own limits, and shows
+// them (by their last four characters only) on start and at the end.
+func TestSimKeyLimits(t *testing.T) {
+	srv := startServer(t, "sim", "--addr", "127.0.0.1:0", "--key-limits", "sk-sim-key-aaaa=2,sk-sim-key-bbbb=3:90000", "--keys", testKey)
+	m := baseURLRE.FindStringSubmatch(<-srv.lines)
+	if m == nil {
+		t.Fatal("no base URL")
+	}
+	base := m[1]
+	var lines []string
+	for range 4 {
+		lines = append(lines, <-srv.lines)
+	}
+	if lines[2] != "  key …aaaa: 2 requests/min" || lines[3] != "  key …bbbb: 3 requests/min, 90000 tokens/min" {
+		t.Errorf("start lines %q", lines)
+	}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	send := func(key string) int {
+		req, _ := http.NewRequest("POST", base+"/chat/completions", strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":4}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	var got []int
+	for range 3 {
+		got = append(got, send("sk-sim-key-aaaa"))
+	}
+	got = append(got, send("sk-sim-key-bbbb"), send(testKey), send("sk-unknown-0000"))
+	if !slices.Equal(got, []int{200, 200, 429, 200, 200, 401}) {
+		t.Errorf("statuses %v", got)
+	}
+	tr.CloseIdleConnections()
+	rest := srv.stop(t)
+	want := []string{"served 6 requests (1 rate limited)", "  key …aaaa: 3 requests (1 rate limited)", "  key …bbbb: 1 requests (0 rate limited)"}
+	if !slices.Equal(rest, want) {
+		t.Errorf("last lines %q, want %q", rest, want)
+	}
+	if out := srv.c.stderr.String() + strings.Join(lines, "\n") + strings.Join(rest, "\n"); strings.Contains(out, "sk-sim-key") {
+		t.Errorf("a key is shown whole: %s", out)
+	}
+}
+
+func TestSimKeyLimitsErrors(t *testing.T) {
+	for _, c := range []struct{ value, want string }{
+		{"sk-a", "--key-limits: item 1: want KEY=RPM[:TPM]"},
+		{"sk-abcd=1,sk-abcd=2", "--key-limits: item 2: the key …abcd is given twice"},
+		{"sk-a=x", `--key-limits: item 1: RPM "x" is not a number`},
+		{"sk-a=5:-1", `--key-limits: item 1: TPM "-1" is not a number`},
+		{"sk-a=5 --request-burst 6", "--key-limits: must not exceed RequestsPerMinute (5), got 6"},
+	} {
+		cli := newCLI()
+		value, more, _ := strings.Cut(c.value, " ")
+		args := append([]string{"sim", "--key-limits", value}, strings.Fields(more)...)
+		if code := cli.run(t, context.Background(), args...); code != exitUsage || !strings.Contains(cli.stderr.String(), c.want) {
+			t.Errorf("--key-limits %s: exit %d, stderr %q", c.value, code, cli.stderr.String())
+		}
 	}
 }

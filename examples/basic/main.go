@@ -119,6 +119,6 @@ func run(ctx context.Context, w io.Writer, args []string) error {
 
 // printOutcome prints what a request's final snapshot says about it.
 func printOutcome(w io.Writer, ev messages.Event) {
-	fmt.Fprintf(w, "  status %s after %d attempt(s) in %v\n", ev.Status, ev.Attempt, ev.Timings.Total().Round(100*time.Microsecond))
+	fmt.Fprintf(w, "  status %s after %d attempt(s) in %v\n", ev.Status, ev.Attempt, ev.Timings().Total().Round(100*time.Microsecond))
 	fmt.Fprintf(w, "  tokens estimated %d, actual %d\n", ev.Tokens.Estimated, ev.Tokens.Actual)
 }

@@ -15,6 +15,7 @@ package tokens
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tiktoken-go/tokenizer"
 )
@@ -56,6 +57,39 @@ const DefaultMaxTokens = 256
 type Counter struct {
 	codec    tokenizer.Codec
 	encoding string
+	long     longCounts
+}
+
+// longCounts remembers the counts of long texts, which a batch repeats (a
+// system prompt, a shared document) and which cost the most to count
+// again. It holds at most longCountsBytes of text; past that it starts
+// afresh, so that a stream of texts seen once costs one reset now and then.
+type longCounts struct {
+	counts sync.Map // string → int
+	bytes  atomic.Int64
+}
+
+const (
+	// longTextBytes is the least length of a text whose count is kept.
+	longTextBytes = 512
+	// longCountsBytes bounds the text kept, per encoding.
+	longCountsBytes = 64 << 20
+)
+
+func (l *longCounts) get(text string) (int, bool) {
+	n, ok := l.counts.Load(text)
+	if !ok {
+		return 0, false
+	}
+	return n.(int), true
+}
+
+func (l *longCounts) put(text string, n int) {
+	if l.bytes.Add(int64(len(text))) > longCountsBytes {
+		l.counts.Clear()
+		l.bytes.Store(int64(len(text)))
+	}
+	l.counts.Store(text, n)
 }
 
 // codecs holds one lazily loaded codec per encoding.
@@ -131,10 +165,27 @@ func (c *Counter) Encoding() string { return c.encoding }
 
 // Count returns the number of tokens in text. Special-token text such as
 // "<|endoftext|>" is counted as ordinary text, as OpenAI does for user input.
+//
+// The counts of long texts (512 bytes and more) are kept, up to 64 MiB of
+// text, so that a text a batch repeats, such as its system prompt, is
+// tokenized once.
 func (c *Counter) Count(text string) int {
 	if text == "" {
 		return 0
 	}
+	if len(text) >= longTextBytes {
+		if n, ok := c.long.get(text); ok {
+			return n
+		}
+		n := c.count(text)
+		c.long.put(text, n)
+		return n
+	}
+	return c.count(text)
+}
+
+// count tokenizes text.
+func (c *Counter) count(text string) int {
 	n, err := c.codec.Count(text)
 	if err != nil {
 		// The codec only fails when its regular expression does (it has no
@@ -177,13 +228,20 @@ func (c *Counter) ChatPrompt(msgs []Message) int {
 // of maxTokens each. n ≤ 0 means 1, the API's default; maxTokens ≤ 0 means
 // the request set no limit and DefaultMaxTokens is reserved.
 func (c *Counter) ChatRequest(msgs []Message, n, maxTokens int) int {
+	return c.ChatPrompt(msgs) + ReplyTokens(n, maxTokens)
+}
+
+// ReplyTokens is the reply part of [Counter.ChatRequest]: n replies of
+// maxTokens each, n ≤ 0 meaning 1 and maxTokens ≤ 0 meaning
+// DefaultMaxTokens.
+func ReplyTokens(n, maxTokens int) int {
 	if n <= 0 {
 		n = 1
 	}
 	if maxTokens <= 0 {
 		maxTokens = DefaultMaxTokens
 	}
-	return c.ChatPrompt(msgs) + n*maxTokens
+	return n * maxTokens
 }
 
 // Embedding returns the number of tokens of an embeddings request with the

@@ -198,3 +198,51 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("concurrent Count with %s disagreed with the serial count", m)
 	}
 }
+
+// countingCodec counts the texts it tokenizes, at a token per byte.
+type countingCodec struct {
+	tokenizer.Codec
+	mu    sync.Mutex
+	calls int
+}
+
+func (c *countingCodec) Count(s string) (int, error) {
+	c.mu.Lock()
+	c.calls++
+	c.mu.Unlock()
+	return len(s), nil
+}
+
+// A long text a batch repeats is tokenized once; short texts each time;
+// the texts kept are bounded.
+func TestLongTextsAreCountedOnce(t *testing.T) {
+	codec := &countingCodec{}
+	c := &Counter{codec: codec, encoding: "counting"}
+	long := strings.Repeat("system prompt ", 100)
+	for range 50 {
+		if c.Count(long) != len(long) || c.Count("short") != 5 {
+			t.Fatal("wrong count")
+		}
+	}
+	if codec.calls != 1+50 {
+		t.Errorf("%d tokenizations, want 1 of the long text and 50 of the short", codec.calls)
+	}
+	// Past the bound, the kept counts start afresh: memory stays bounded.
+	big := strings.Repeat("x", longCountsBytes/2+1)
+	c.Count(big)
+	c.Count(big + "y")
+	if n := c.long.bytes.Load(); n > longCountsBytes {
+		t.Errorf("%d bytes kept, bound %d", n, longCountsBytes)
+	}
+	before := codec.calls
+	c.Count(long)
+	if codec.calls != before+1 {
+		t.Error("the long text is still kept after a reset")
+	}
+	// The real tokenizer gives the same count, kept or not.
+	real := ForModel("gpt-4o-mini")
+	first, again := real.Count(long), real.Count(long)
+	if first != again || first != real.count(long) {
+		t.Errorf("counts %d, %d, %d", first, again, real.count(long))
+	}
+}

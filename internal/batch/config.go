@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"time"
@@ -94,6 +95,30 @@ type Config struct {
 	// are the run's; requests its batches do not answer go online through
 	// the limits above with FallbackOnline.
 	BatchAPI *batchapi.Config
+	// Prices prices the requests; nil means imodel.DefaultPrices.
+	Prices *imodel.Prices
+	// MaxCost, if above 0, is the spend cap in US dollars of the results
+	// file: what its earlier lines cost (Input.Prior) counts against it.
+	// The run admits a request only while what was spent, with the
+	// estimated cost of the requests in flight and of this one, stays
+	// within it; once one does not fit and nothing in flight could make
+	// room, it stops admitting, lets what it admitted finish, and returns
+	// ErrSpendCap. Requests of unknown price fail (kind "price_unknown").
+	MaxCost float64
+	// Cache, if set, answers the requests whose reply it holds (by
+	// CacheMode) without a call, and stores the reply of every request
+	// sent (imodel.WithCache).
+	Cache     imodel.Cache
+	CacheMode imodel.CacheMode
+	// Deployments, if set, run the file over several deployments through a
+	// router (see router.go): each line's "model" names the group of
+	// deployments that serves it, each deployment at its own limits, with
+	// load balancing, breakers and fallback. Endpoint, RPM and TPM are then
+	// unused; Burst and Concurrency are the deployments' defaults.
+	Deployments []Deployment
+	// Fallbacks lists, for a model, the models whose deployments take its
+	// lines, in order, once all of its own have failed them.
+	Fallbacks map[string][]string
 }
 
 // burst is the request bucket's capacity: Burst, or 1.
@@ -111,7 +136,7 @@ func (c Config) logger() *slog.Logger {
 func (c Config) Validate() error {
 	bad := func(field, reason string) error { return &messages.ConfigError{Field: field, Reason: reason} }
 	switch {
-	case c.RPM <= 0:
+	case c.RPM <= 0 && !c.routed():
 		return bad("RPM", "must be positive")
 	case c.TPM < 0:
 		return bad("TPM", "must not be negative")
@@ -129,10 +154,17 @@ func (c Config) Validate() error {
 		return bad("Grace", "must not be negative")
 	case c.BudgetMembers < 0:
 		return bad("BudgetMembers", "must be at least 1")
+	case !(c.MaxCost >= 0) || math.IsInf(c.MaxCost, 1):
+		return bad("MaxCost", "must be an amount of US dollars (0: no cap)")
 	case len(c.RetryKinds) > 0 && !c.RetryFailed:
 		return bad("RetryKinds", "error kinds given without RetryFailed")
 	case slices.Contains(c.RetryKinds, ""):
 		return bad("RetryKinds", "an empty error kind")
+	case len(c.Fallbacks) > 0 && !c.routed():
+		return bad("Fallbacks", "fallbacks need Deployments")
+	}
+	if err := c.validateDeployments(); err != nil {
+		return err
 	}
 	if err := c.validateBatchAPI(); err != nil {
 		return err

@@ -4,4 +4,8 @@
 // a final result in the output are skipped), interruptible (in-flight calls
 // finish, the rest remain for a rerun), and observable (progress, summary,
 // Prometheus metrics).
+//
+// A run may go over several deployments (keys, endpoints, providers)
+// through a router, each line's model selecting its group
+// (Config.Deployments).
 package batch

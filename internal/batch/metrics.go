@@ -27,8 +27,8 @@ func (r *runner) serveMetrics() (stop func(), err error) {
 	counter := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "lionactor", Name: name, Help: help}, f))
 	}
-	gauge("queue_depth", "Requests waiting in the queue or for a retry.", func() float64 { return float64(r.ex.Stats().Queued) })
-	gauge("in_flight", "Requests holding a caller.", func() float64 { return float64(r.ex.Stats().InFlight) })
+	gauge("queue_depth", "Requests waiting in the queue or for a retry.", func() float64 { return float64(r.eng.Queued()) })
+	gauge("in_flight", "Requests holding a caller.", func() float64 { return float64(r.eng.InFlight()) })
 	counter("completed_total", "Requests completed.", func() float64 { return float64(r.sum.Snapshot().Completed) })
 	counter("failed_total", "Requests failed, including invalid input lines.", func() float64 {
 		s := r.sum.Snapshot()
@@ -37,10 +37,13 @@ func (r *runner) serveMetrics() (stop func(), err error) {
 	counter("retries_total", "Attempts after a first.", func() float64 { return float64(r.sum.Snapshot().Retries) })
 	counter("tokens_estimated_total", "API tokens estimated for ended requests.", func() float64 { return float64(r.sum.Snapshot().TokensEstimated) })
 	counter("tokens_actual_total", "API tokens the provider reported.", func() float64 { return float64(r.sum.Snapshot().TokensActual) })
-	counter("rate_limited_total", "429 responses.", func() float64 { return float64(r.model.Stats().RateLimited()) })
-	if r.cfg.Budget != "" {
+	counter("rate_limited_total", "429 responses.", func() float64 { return float64(r.eng.RateLimited()) })
+	if r.cfg.routed() {
+		r.deploymentMetrics(reg)
+	} else if r.cfg.Budget != "" {
+		ex := r.eng.(*single).ex
 		shared := func(f func(messages.SharedStats) int64) func() float64 {
-			return func() float64 { return float64(f(r.ex.Stats().Shared)) }
+			return func() float64 { return float64(f(ex.Stats().Shared)) }
 		}
 		gauge("budget_joined", "1 while the shared budget's service grants the leases, 0 while the run keeps to its local share.",
 			shared(func(s messages.SharedStats) int64 {
@@ -58,6 +61,7 @@ func (r *runner) serveMetrics() (stop func(), err error) {
 		counter("budget_fallbacks_total", "Times the run fell back to its local share.", shared(func(s messages.SharedStats) int64 { return s.Fallbacks }))
 		counter("budget_rejoins_total", "Times the run rejoined the service.", shared(func(s messages.SharedStats) int64 { return s.Rejoins }))
 	}
+	reg.MustRegister(newCostMetrics(r))
 	r.sum.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "lionactor", Name: "call_duration_seconds", Help: "Duration of completed calls.",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),

@@ -19,6 +19,8 @@ type Prior struct {
 	// have no id: as then, they are matched by line number.
 	byIndex map[int]priorResult
 	legacy  int
+	// spent is what every line cost by its cost_usd.actual.
+	spent float64
 }
 
 // priorResult is what a rerun needs to know of a result.
@@ -66,9 +68,17 @@ func (p *Prior) add(line []byte) {
 			Kind string `json:"kind"`
 		} `json:"error"`
 		ProviderBatch *ResultBatch `json:"provider_batch"`
+		CostUSD       *struct {
+			Actual *float64 `json:"actual"`
+		} `json:"cost_usd"`
 	}
 	if json.Unmarshal(line, &res) != nil {
 		return
+	}
+	// Every line was paid for, whether its request was done again since
+	// or not.
+	if c := res.CostUSD; c != nil && c.Actual != nil && *c.Actual > 0 {
+		p.spent += *c.Actual
 	}
 	status, err := messages.ParseStatus(res.Status)
 	// CANCELLED is not written by batch: a cancelled request is one an
@@ -102,6 +112,15 @@ func (p *Prior) Len() int {
 		return 0
 	}
 	return len(p.byKey) + len(p.byIndex)
+}
+
+// Spent is what the requests of every line cost, by their cost_usd.actual,
+// in US dollars: what a spend cap counts as spent before the run.
+func (p *Prior) Spent() float64 {
+	if p == nil {
+		return 0
+	}
+	return p.spent
 }
 
 // Legacy counts the result lines written before results had keys.

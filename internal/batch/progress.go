@@ -53,8 +53,8 @@ func progressLine(s Snapshot) string {
 	if s.Total > 0 {
 		total = fmt.Sprint(s.Total - s.Skipped)
 	}
-	return fmt.Sprintf("progress: %d/%s done (%d ok, %d failed, %d invalid), %d retries, %s, ETA %s",
-		s.Done(), total, s.Completed, s.Failed, s.InvalidInput, s.Retries, rates(s), eta(s))
+	return fmt.Sprintf("progress: %d/%s done (%d ok, %d failed, %d invalid), %d retries, %s%s, ETA %s",
+		s.Done(), total, s.Completed, s.Failed, s.InvalidInput, s.Retries, rates(s), spendPart(s), eta(s))
 }
 
 func rates(s Snapshot) string {
@@ -107,7 +107,7 @@ func (b *Bar) Start(m *Summary) {
 		})),
 		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
 			s := b.sum.Snapshot()
-			return fmt.Sprintf("%s  ETA %s", rates(s), eta(s))
+			return fmt.Sprintf("%s%s  ETA %s", rates(s), spendPart(s), eta(s))
 		})),
 	)
 }

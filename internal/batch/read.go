@@ -10,6 +10,7 @@ import (
 type readerEnd struct {
 	submitted int   // requests handed to the executor
 	err       error // a read error of the input
+	capped    bool  // the spend cap stopped the reading
 }
 
 // read parses the input and submits each request that has no result yet,
@@ -45,9 +46,18 @@ func (r *runner) read(ctx context.Context) readerEnd {
 				r.sum.unread(r.countRest(index+1, br, ids))
 				return end
 			}
-			if r.submit(ctx, index, ln) {
+			switch r.submit(ctx, index, ln) {
+			case submitted:
 				end.submitted++
-			} else {
+			case capped:
+				// This line was read but not submitted: it is counted in
+				// Read already, and remains with the lines after it.
+				<-r.window
+				r.sum.unread(r.countRest(index+1, br, ids))
+				r.sum.update(func(s *Snapshot) { s.SpendCapped = true })
+				end.capped = true
+				return end
+			default:
 				<-r.window
 			}
 		}

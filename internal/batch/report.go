@@ -4,6 +4,7 @@ import (
 	"io"
 	"math"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,6 +45,7 @@ type Recorder struct {
 
 	t       reportTotals
 	latency histogram
+	deps    []deploymentRecord // by the index of info.Deployments; nil until one is seen
 }
 
 // ReportInfo describes the run a report is of: its limits and what it
@@ -54,7 +56,18 @@ type ReportInfo struct {
 	// Burst is how many calls the request limit lets start at once.
 	Burst int
 	// Provider and Model name what was called; Host is the endpoint's host.
+	// A run over several deployments names them all.
 	Provider, Model, Host string
+	// Deployments are those of a run over several, whose figures the
+	// report breaks down by deployment.
+	Deployments []ReportDeployment
+}
+
+// ReportDeployment is one deployment of a run over several: its name, the
+// model it serves, and its request limit.
+type ReportDeployment struct {
+	Name, Group string
+	RPM, Burst  int
 }
 
 // second is what happened in one second of the run.
@@ -99,6 +112,9 @@ type reportTotals struct {
 	// batches are the provider batches of a run through the batch API;
 	// nil for an online run.
 	batches *batchapi.Stats
+	// what the ended requests cost (see costed)
+	costActual, costEstimated float64
+	priced, unpriced, cached  int
 }
 
 // maxKinds bounds the failure kinds counted apart; the rest count as "other".
@@ -121,14 +137,17 @@ func (r *Recorder) Observe(ev messages.Event) {
 	case ev.Status == messages.StatusCalling:
 		r.mu.Lock()
 		r.callStarted(ev)
+		r.byDeployment(ev)
 		r.mu.Unlock()
-	case ev.Status == messages.StatusQueued && ev.Attempt > 0:
+	case ev.Status == messages.StatusQueued && ev.Attempt > 0 && isRetry(ev):
 		r.mu.Lock()
 		r.retried(ev)
+		r.byDeployment(ev)
 		r.mu.Unlock()
 	case ev.Status.Terminal():
 		r.mu.Lock()
 		r.ended(ev)
+		r.byDeployment(ev)
 		r.mu.Unlock()
 	}
 }
@@ -164,7 +183,7 @@ func (r *Recorder) advance(d time.Duration) {
 }
 
 func (r *Recorder) callStarted(ev messages.Event) {
-	d := r.offset(ev.Timings.CallStarted)
+	d := r.offset(ev.Timings().CallStarted)
 	r.advance(d)
 	r.inFlight[ev.ID] = attempt{start: d, estimated: ev.Tokens.Estimated, actual: ev.Tokens.Actual, hasActual: ev.Tokens.HasActual}
 	s := r.sec(d)
@@ -207,7 +226,7 @@ func (r *Recorder) attemptEnded(ev messages.Event, d time.Duration) {
 }
 
 func (r *Recorder) retried(ev messages.Event) {
-	d := r.offset(ev.Timings.Queued)
+	d := r.offset(ev.Timings().Queued)
 	r.attemptEnded(ev, d)
 	s := r.sec(d)
 	s.retries++
@@ -224,16 +243,17 @@ func (r *Recorder) ended(ev messages.Event) { r.end(ev, true) }
 // is a call of the run's, whose duration is a latency (not a provider
 // batch's).
 func (r *Recorder) end(ev messages.Event, call bool) {
-	d := r.offset(ev.Timings.Finished)
+	d := r.offset(ev.Timings().Finished)
 	r.attemptEnded(ev, d)
 	s := r.sec(d)
 	t := &r.t
+	t.costed(ev)
 	switch ev.Status {
 	case messages.StatusCompleted:
 		s.completed++
 		t.completed++
-		if call {
-			r.latency.add(ev.Timings.CallDuration())
+		if call && !ev.Cached() { // a call of the run's, not a cache's answer or a batch's
+			r.latency.add(ev.Timings().CallDuration())
 		}
 	case messages.StatusFailed:
 		s.failed++
@@ -280,6 +300,7 @@ type timeline struct {
 	secs   []second
 	totals reportTotals
 	lat    histogram
+	deps   []deploymentRecord
 }
 
 // timeline closes the run's record at end and returns a copy of it.
@@ -299,7 +320,7 @@ func (r *Recorder) timeline(end time.Time) timeline {
 	return timeline{
 		info: r.info, start: r.start, wall: max(d, r.last),
 		secs: append([]second(nil), r.secs...), totals: t,
-		lat: r.latency.clone(),
+		lat: r.latency.clone(), deps: slices.Clone(r.deps),
 	}
 }
 
@@ -314,6 +335,13 @@ func (r *Recorder) WriteHTML(w io.Writer, end time.Time) error {
 // windowBound is the most calls the limits let start in a window of one
 // second: a second's share of the request limit, and the burst.
 func (i ReportInfo) windowBound() int {
+	if len(i.Deployments) > 0 {
+		n := 0 // each deployment's, added up
+		for _, d := range i.Deployments {
+			n += (d.RPM+59)/60 + max(d.Burst, 1)
+		}
+		return n
+	}
 	return (i.RPM+59)/60 + max(i.Burst, 1)
 }
 
@@ -426,6 +454,9 @@ func (h histogram) mean() time.Duration {
 func newRecorder(cfg Config) *Recorder {
 	if cfg.Report == nil {
 		return nil
+	}
+	if cfg.routed() {
+		return NewRecorder(time.Now(), cfg.routerReportInfo())
 	}
 	base := cfg.Endpoint.BaseURL
 	if base == "" {

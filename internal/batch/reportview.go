@@ -49,6 +49,8 @@ type reportView struct {
 	Tiles   []tile // the figures to read first
 	Table   []fact // the summary table
 	Charts  []chartView
+	// Deployments break a run over several deployments down by deployment.
+	Deployments []deploymentRow
 }
 
 type fact struct{ Name, Value, Note string }
@@ -180,9 +182,13 @@ func (tl timeline) view() reportView {
 			duration(tl.lat.quantile(0.99)), duration(tl.lat.max)), Note: fmt.Sprintf("of %s completed calls; mean %s", count(tl.lat.n), duration(tl.lat.mean()))},
 		{Name: "wall time", Value: duration(tl.wall)},
 	}
+	costTiles, costTable := t.costReport(tl.wall)
+	v.Tiles = append(v.Tiles, costTiles...)
+	v.Table = append(v.Table[:len(v.Table)-1], append(costTable, v.Table[len(v.Table)-1])...)
 	v.Table = append(v.Table, t.batchFacts()...)
 
 	v.Charts = []chartView{tl.requestsChart(), tl.tokensChart(), tl.inFlightChart(), tl.latencyChart()}
+	v.Deployments = tl.deploymentRows()
 	return v
 }
 

@@ -25,8 +25,17 @@ type Result struct {
 	Response json.RawMessage `json:"response,omitempty"`
 	Error    *ResultError    `json:"error,omitempty"`
 	Attempts int             `json:"attempts"`
-	Tokens   ResultTokens    `json:"tokens"`
-	Timings  ResultTimings   `json:"timings"`
+	// Deployment names the deployment that served the request, or that
+	// its last attempt went to, in a run over several (Config.Deployments).
+	Deployment string `json:"deployment,omitempty"`
+	// Cached says the reply came from the cache (Config.Cache), without a
+	// call, at no cost.
+	Cached bool         `json:"cached,omitempty"`
+	Tokens ResultTokens `json:"tokens"`
+	// CostUSD is what the request cost; none for a line that was never
+	// sent.
+	CostUSD *ResultCost   `json:"cost_usd,omitempty"`
+	Timings ResultTimings `json:"timings"`
 	// Metadata is the input line's "metadata", untouched.
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 	// ProviderBatch names the provider batch that answered the request,

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/messages"
 	"github.com/lionactor/lionactor/runtime"
 )
@@ -57,6 +55,7 @@ type item struct {
 type row struct {
 	key, hash    string
 	id, metadata json.RawMessage
+	model        string // as the price table knows it
 	handle       *runtime.Handle
 }
 
@@ -66,8 +65,8 @@ type runner struct {
 	out      io.Writer
 	progress Reporter
 
-	ex    *runtime.Executor
-	model *imodel.Model
+	eng      engine            // one executor and model, or a router over deployments
+	spendCap *runtime.SpendCap // nil without Config.MaxCost
 
 	window  chan struct{} // one slot per request between submit and write
 	results chan item     // terminal snapshots, from the observer: never blocks (see window)
@@ -100,11 +99,12 @@ func newRunner(cfg Config, in Input, out io.Writer, progress Reporter) *runner {
 func (r *runner) observe(ev messages.Event) {
 	r.record(ev)
 	switch {
-	case ev.Status == messages.StatusQueued && ev.Attempt > 0:
+	case ev.Status == messages.StatusQueued && ev.Attempt > 0 && isRetry(ev):
 		r.sum.retried()
 	case ev.Status == messages.StatusCalling:
-		r.sum.called(ev.Timings.CallStarted)
+		r.sum.called(ev.Timings().CallStarted)
 	}
+	r.sum.routed(ev)
 	if !ev.Status.Terminal() {
 		return
 	}
@@ -119,38 +119,29 @@ func (r *runner) observe(ev messages.Event) {
 const indexKey = "batch.index"
 
 func (r *runner) run(ctx context.Context) (*Summary, error) {
-	ex, err := runtime.Start(r.cfg.executorConfig(r.observe))
-	if err != nil {
-		return nil, err
-	}
-	r.ex = ex
-	ep := r.cfg.Endpoint
-	ep.MaxAttempts = r.cfg.MaxAttempts
-	opts := []imodel.Option{}
-	if r.cfg.Logger != nil {
-		opts = append(opts, imodel.WithLogger(r.cfg.Logger))
-	}
-	switch {
-	case r.cfg.Tracer != nil:
-		base := http.RoundTripper(imodel.NewTransport(r.cfg.Concurrency))
-		if r.cfg.client != nil {
-			base = r.cfg.client.Transport
+	if r.cfg.MaxCost > 0 {
+		spendCap, err := runtime.NewSpendCap(r.cfg.MaxCost)
+		if err != nil {
+			return nil, err
 		}
-		client := &http.Client{Transport: r.cfg.Tracer.Transport(base)}
-		defer client.CloseIdleConnections()
-		opts = append(opts, imodel.WithHTTPClient(client))
-	case r.cfg.client != nil:
-		opts = append(opts, imodel.WithHTTPClient(r.cfg.client))
+		// The cap is the results file's: what its lines cost before counts.
+		spendCap.Charge(r.in.Prior.Spent())
+		r.sum.update(func(s *Snapshot) { s.SpentBefore = r.in.Prior.Spent() })
+		r.spendCap = spendCap
 	}
-	r.model, err = imodel.New(ex, ep, opts...)
+	start := newSingle
+	if r.cfg.routed() {
+		start = newRouted
+	}
+	eng, err := start(r.cfg, r.observe, r.spendCap)
 	if err != nil {
-		_ = ex.StopNow(context.Background())
 		return nil, err
 	}
-	defer r.model.Close()
+	r.eng = eng
+	defer eng.Close()
 	stopMetrics, err := r.serveMetrics()
 	if err != nil {
-		_ = ex.StopNow(context.Background())
+		_ = eng.StopNow(context.Background())
 		return nil, err
 	}
 	defer stopMetrics()
@@ -162,13 +153,16 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 		defer r.progress.Stop(r.sum)
 	}
 
-	var writeErr error
+	var (
+		capped   bool
+		writeErr error
+	)
 	if r.cfg.BatchAPI != nil {
 		writeErr = r.viaBatchAPI(ctx)
 	} else {
 		readerDone := make(chan readerEnd, 1)
 		go func() { readerDone <- r.read(ctx) }()
-		writeErr = r.write(ctx, readerDone)
+		capped, writeErr = r.write(ctx, readerDone)
 	}
 
 	interrupted := ctx.Err() != nil
@@ -177,14 +171,14 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	// Every request has ended unless the run was interrupted or failed: a
 	// graceful stop then waits for nothing, but gives a shared budget's
 	// leases back at once.
-	stop := ex.Stop
+	stop := eng.Stop
 	if interrupted || writeErr != nil {
-		stop = ex.StopNow
+		stop = eng.StopNow
 	}
 	if err := stop(stopCtx); err != nil && writeErr == nil {
 		writeErr = err
 	}
-	r.sum.finish(time.Now(), r.model.Stats(), ex.Stats().Shared)
+	eng.finish(r.sum, time.Now())
 	if err := r.writeReport(time.Now()); err != nil && writeErr == nil {
 		writeErr = err
 	}
@@ -194,6 +188,8 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	case interrupted && r.sum.Snapshot().Remaining() > 0:
 		// An interrupt that came after the last result left nothing to do.
 		return r.sum, ErrInterrupted
+	case capped:
+		return r.sum, ErrSpendCap
 	}
 	return r.sum, nil
 }

@@ -26,6 +26,8 @@ type Summary struct {
 	latencies []float64
 	// latency, when metrics are served, observes each completed call.
 	latency prometheus.Histogram
+	// costByModel is what the ended requests cost, by model.
+	costByModel map[string]float64
 }
 
 // Snapshot is a moment's copy of a Summary.
@@ -83,13 +85,44 @@ type Snapshot struct {
 	// Retries, RateLimited and the latencies are then those of the
 	// requests sent online.
 	Batches *batchapi.Stats
+	// BatchCost is what the answers of the provider batches cost, at the
+	// batch price, and BatchCostOnline what the same usage costs online.
+	BatchCost, BatchCostOnline float64
+
+	// CostActual is what the ended requests with a price (Priced of them)
+	// cost by the usage they reported, and CostEstimated what they were
+	// estimated at, at most, before their calls; in US dollars.
+	// PriceUnknown counts the ended requests without a price, of the
+	// models UnpricedModels names (the first few): their cost is unknown,
+	// not counted as $0. PricesDate is the price table's date.
+	CostActual, CostEstimated float64
+	Priced, PriceUnknown      int
+	UnpricedModels            []string
+	PricesDate                string
+	// Cached counts the requests answered from the cache, at no cost;
+	// they are counted in Completed too.
+	Cached int
+	// SpendLimit is the spend cap (Config.MaxCost; 0: none), SpentBefore
+	// what the results file's earlier lines cost, counted against it, and
+	// SpendCapped says the cap stopped the run.
+	SpendLimit, SpentBefore float64
+	SpendCapped             bool
+	// Deployments break a run over several deployments (Config.Deployments)
+	// down by deployment, in the order of the config.
+	Deployments []DeploymentSnapshot
 }
 
 // maxChangedIDs is how many changed requests the summary names.
 const maxChangedIDs = 10
 
 func newSummary(cfg Config) *Summary {
-	return &Summary{s: Snapshot{RPMLimit: cfg.RPM, TPMLimit: cfg.TPM, Burst: cfg.burst(), ChangedRerun: cfg.RerunChanged}}
+	s := Snapshot{RPMLimit: cfg.RPM, TPMLimit: cfg.TPM, Burst: cfg.burst(), ChangedRerun: cfg.RerunChanged, Deployments: deploymentSnapshots(cfg),
+		SpendLimit: cfg.MaxCost, PricesDate: cfg.prices().Date()}
+	if cfg.routed() {
+		info := cfg.routerReportInfo()
+		s.RPMLimit, s.TPMLimit, s.Burst = info.RPM, info.TPM, info.Burst
+	}
+	return &Summary{s: s}
 }
 
 func (m *Summary) update(f func(*Snapshot)) {
@@ -151,12 +184,15 @@ func (m *Summary) end(ev *messages.Event, call bool) {
 	switch ev.Status {
 	case messages.StatusCompleted:
 		m.s.Completed++
-		if !call {
-			break
+		if ev.Cached() {
+			return // no call: no latency, no API tokens
 		}
-		m.latencies = append(m.latencies, float64(ev.Timings.CallDuration())/float64(time.Millisecond))
+		if !call {
+			break // a batch's answer: no call of the run's
+		}
+		m.latencies = append(m.latencies, float64(ev.Timings().CallDuration())/float64(time.Millisecond))
 		if m.latency != nil {
-			m.latency.Observe(ev.Timings.CallDuration().Seconds())
+			m.latency.Observe(ev.Timings().CallDuration().Seconds())
 		}
 	case messages.StatusFailed:
 		m.s.Failed++
@@ -196,7 +232,9 @@ func percentile(sorted []float64, p float64) time.Duration {
 func (m *Summary) Snapshot() Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.s
+	s := m.s
+	s.ChangedIDs, s.Deployments = slices.Clone(s.ChangedIDs), slices.Clone(s.Deployments)
+	return s
 }
 
 // Done counts the requests with a result line in this run.
@@ -288,6 +326,9 @@ func (s Snapshot) Write(w io.Writer) {
 		fmt.Fprintf(w, "retries: %d; 429 responses: %d\n", s.Retries, s.RateLimited)
 	}
 	fmt.Fprintln(w, tokensLine(s))
+	for _, line := range costLines(s) {
+		fmt.Fprintln(w, line)
+	}
 	if s.Batches != nil {
 		s.writeBatches(w)
 	}
@@ -320,6 +361,7 @@ func (s Snapshot) Write(w io.Writer) {
 		fmt.Fprintf(w, "; %d leases for %d requests, %d returned unused (%d requests); %d fallbacks, %d rejoins\n",
 			sh.Leases, sh.LeasedRequests, sh.Returned, sh.ReturnedRequests, sh.Fallbacks, sh.Rejoins)
 	}
+	writeDeployments(w, s)
 	fmt.Fprintf(w, "wall time: %v\n", s.Elapsed().Round(10*time.Millisecond))
 }
 
@@ -334,7 +376,7 @@ func tokensLine(s Snapshot) string {
 	}
 	line := fmt.Sprintf("tokens: %d estimated, %d actual (%+.1f%%) over the %s that reported usage",
 		s.ReportedEstimated, s.TokensActual, errPct, requests(s.Reported))
-	ended := s.Completed + s.Failed
+	ended := s.Completed - s.Cached + s.Failed
 	if rest := ended - s.Reported; rest > 0 {
 		line += fmt.Sprintf("; %d more reported none (%d estimated)", rest, s.TokensEstimated-s.ReportedEstimated)
 	}

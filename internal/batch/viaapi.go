@@ -29,10 +29,18 @@ func (c Config) validateBatchAPI() error {
 	if c.BatchAPI == nil {
 		return nil
 	}
-	// A run over several deployments (a router's: several keys, models or
-	// providers) is refused here with the field "BatchAPI": its batches
-	// would each go to one deployment, and a router's choice of deployment
-	// by budget left has no meaning for them.
+	switch {
+	case c.routed():
+		// A router's choice of deployment by budget left has no meaning
+		// for batches, which each go to one endpoint.
+		return &messages.ConfigError{Field: "BatchAPI", Reason: "not over several deployments: a batch goes to one endpoint; run each model's lines through its own"}
+	case c.MaxCost > 0:
+		// What a batch costs is known only once it ends, a day later
+		// perhaps: a cap could not stop it in time.
+		return &messages.ConfigError{Field: "MaxCost", Reason: "not with the batch API, whose batches are paid for once they end: run online to cap the spend"}
+	case c.Cache != nil:
+		return &messages.ConfigError{Field: "Cache", Reason: "not with the batch API: its requests go in batches whole"}
+	}
 	err := c.BatchAPI.ValidateFor(c.Endpoint.Provider)
 	var ce *messages.ConfigError
 	switch {
@@ -59,7 +67,9 @@ func (r *runner) viaBatchAPI(ctx context.Context) error {
 	w := &apiWriter{r: r, ord: newOrderer(r.cfg.Ordered), rows: map[string]*apiRow{}, held: map[string]int{}}
 	cfg.Durable = w.durable
 	cfg.Progress = w.progressed
-	stats, err := batchapi.Run(ctx, r.model, cfg, w.requests, w.deliver)
+	// validateBatchAPI refuses a run over deployments: the engine is one
+	// endpoint's.
+	stats, err := batchapi.Run(ctx, r.eng.(*single).model, cfg, w.requests, w.deliver)
 	w.mu.Lock()
 	w.emit(w.ord.rest())
 	writeErr, readErr := w.writeErr, w.readErr
@@ -193,6 +203,7 @@ func (w *apiWriter) request(index int, ln line) (batchapi.Request, bool) {
 	rw := row{key: ln.id.key, hash: ln.id.hash, id: ln.id.id}
 	if ln.parsed != nil {
 		rw.metadata = ln.parsed.metadata
+		rw.model = w.r.cfg.modelOf(ln.parsed.body)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -236,17 +247,24 @@ func (w *apiWriter) deliver(o batchapi.Outcome) {
 		w.emit(w.ord.skip(ar.index)) // no line: a rerun does it
 		return
 	}
+	// A batch's answer was priced at the batch price (batchapi prices
+	// the requests it puts in batches so), one sent online at the online
+	// price.
+	w.r.sum.costed(&ev, ar.row.model)
+	if c := ev.Cost(); !o.Online && c.HasActual {
+		if price, ok := w.r.cfg.prices().Lookup(w.r.cfg.Endpoint.Provider, ar.row.model); ok && price.BatchDiscount < 1 {
+			w.r.sum.update(func(s *Snapshot) {
+				s.BatchCost += c.Actual
+				s.BatchCostOnline += c.Actual / (1 - price.BatchDiscount)
+			})
+		}
+	}
 	res := resultOf(ar.index, &ar.row, &ev)
 	if o.Online {
 		res.Attempts += o.Batches
 	} else if o.Batch != "" {
 		res.ProviderBatch = &ResultBatch{ID: o.Batch, CustomID: o.CustomID}
 	}
-	// COST (issue 15): a request a batch answered costs the batch price of
-	// its usage (ev's response: input and output tokens), about half the
-	// online one; the price table's batch rate is applied here, to the
-	// line's cost and the summary's, and the online price to a request
-	// answered online (o.Online).
 	w.emit(w.ord.add(ar.index, encode(res)))
 	if w.ord.ordered && ar.index >= w.ord.next {
 		w.held[o.Key] = ar.index
@@ -271,8 +289,9 @@ func (s Snapshot) writeBatches(w io.Writer) {
 		fmt.Fprint(w, " (a rerun with the same results file collects their answers)")
 	}
 	fmt.Fprintf(w, "; %d requests redone in a new batch, %d sent online\n", b.Resubmitted, b.Online)
-	// COST (issue 15): the run's cost at the batch price, beside what the
-	// same usage costs online, goes on a line here.
+	if s.BatchCostOnline > 0 {
+		fmt.Fprintf(w, "batch price: the batches' answers cost %s; the same usage online would have cost %s\n", usd(s.BatchCost), usd(s.BatchCostOnline))
+	}
 }
 
 // batchFacts are the rows of a report's table about the provider batches

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -95,6 +96,11 @@ func TestViaBatchAPIMatchesOnline(t *testing.T) {
 				t.Fatalf("%d lines through batches, %d online, want %d", len(b), len(o), n+1)
 			}
 			batches := map[string]int{}
+			price, ok := imodel.DefaultPrices().Lookup(p, cfg.modelOf(map[string]any{}))
+			if !ok || price.BatchDiscount <= 0 {
+				t.Fatalf("%s: no batch discount in the price table: %+v", p, price)
+			}
+			var batchCost, onlineCost float64
 			for i, want := range o {
 				got := b[i]
 				if got.Key != want.Key || got.ContentHash != want.ContentHash || string(got.ID) != string(want.ID) || got.Status != want.Status ||
@@ -110,6 +116,14 @@ func TestViaBatchAPIMatchesOnline(t *testing.T) {
 						t.Fatalf("index %d: %+v", i, got)
 					}
 					batches[got.ProviderBatch.ID]++
+					// The same usage at the batch price.
+					gc, wc := got.CostUSD, want.CostUSD
+					if gc == nil || wc == nil || gc.Actual == nil || wc.Actual == nil || gc.Estimated == nil ||
+						!sameUSD(*gc.Actual, *wc.Actual*(1-price.BatchDiscount)) || !sameUSD(*gc.Estimated, *wc.Estimated*(1-price.BatchDiscount)) {
+						t.Fatalf("index %d: cost through a batch %+v, online %+v: want the batch price, %v off", i, gc, wc, price.BatchDiscount)
+					}
+					batchCost += *gc.Actual
+					onlineCost += *wc.Actual
 					// The simulator's text depends on the request only; the
 					// answers' IDs and times differ.
 					if g, w := replyText(t, got.Response), replyText(t, want.Response); g == "" || g != w {
@@ -127,6 +141,13 @@ func TestViaBatchAPIMatchesOnline(t *testing.T) {
 			var w bytes.Buffer
 			s.Write(&w)
 			out := w.String()
+			if !sameUSD(s.CostActual, batchCost) || !sameUSD(s.BatchCost, batchCost) || math.Abs(s.BatchCostOnline-onlineCost) > 1e-9 {
+				t.Errorf("summary: $%v spent, $%v at the batch price, $%v online; the lines say $%v, and $%v online",
+					s.CostActual, s.BatchCost, s.BatchCostOnline, batchCost, onlineCost)
+			}
+			if want := fmt.Sprintf("batch price: the batches' answers cost %s; the same usage online would have cost %s\n", usd(batchCost), usd(onlineCost)); !strings.Contains(out, want) {
+				t.Errorf("summary lacks %q:\n%s", want, out)
+			}
 			if !strings.Contains(out, "provider batches: 3 created, 0 resumed, 3 ended; 0 requests redone in a new batch, 0 sent online") ||
 				strings.Contains(out, "rate:") || strings.Contains(out, "call latency") {
 				t.Errorf("summary:\n%s", out)
@@ -393,6 +414,22 @@ func TestViaBatchAPISetupErrors(t *testing.T) {
 		t.Errorf("negative poll: %v", err)
 	}
 	cfg.BatchAPI = &batchapi.Config{}
+	for _, c := range []struct {
+		field string
+		set   func(*Config)
+	}{
+		{"BatchAPI", func(c *Config) {
+			c.Deployments = []Deployment{deployment("a", "m", "sk-a", "http://127.0.0.1:1/v1", 60)}
+		}},
+		{"MaxCost", func(c *Config) { c.MaxCost = 1 }},
+		{"Cache", func(c *Config) { c.Cache = nopCache{} }},
+	} {
+		bad := cfg
+		c.set(&bad)
+		if err := bad.Validate(); !errors.As(err, &ce) || ce.Field != c.field {
+			t.Errorf("through the batch API with %s: %v, want a ConfigError naming it", c.field, err)
+		}
+	}
 	cfg.Endpoint.Provider = imodel.OpenAICompatible
 	if err := cfg.Validate(); !errors.As(err, &ce) || ce.Field != "Provider" || !strings.Contains(ce.Reason, "openai-compatible") {
 		t.Errorf("openai-compatible: %v", err)
@@ -455,3 +492,9 @@ func TestViaBatchAPIOrderedSettlesAll(t *testing.T) {
 		t.Errorf("%d batches settled of %+v", n, b)
 	}
 }
+
+// nopCache holds nothing.
+type nopCache struct{}
+
+func (nopCache) Get(string) (imodel.CachedReply, bool) { return imodel.CachedReply{}, false }
+func (nopCache) Put(string, imodel.CachedReply) error  { return nil }

@@ -13,8 +13,9 @@ import (
 // write turns items into result lines until the reader is done and every
 // submitted request has ended. When the reader stops early (an interrupt),
 // it cancels what has not started calling and lets the calls finish within
-// the grace period.
-func (r *runner) write(ctx context.Context, readerDone <-chan readerEnd) error {
+// the grace period; when the spend cap stopped it, which capped says, every
+// request submitted runs to its end.
+func (r *runner) write(ctx context.Context, readerDone <-chan readerEnd) (capped bool, err error) {
 	var (
 		submitted = -1 // unknown until the reader ends
 		ended     int
@@ -44,7 +45,7 @@ func (r *runner) write(ctx context.Context, readerDone <-chan readerEnd) error {
 			if !ok {
 				reader = nil
 				end := <-readerDone
-				submitted = end.submitted
+				submitted, capped = end.submitted, end.capped
 				if end.err != nil {
 					readErr = fmt.Errorf("batch: reading input: %w", end.err)
 				}
@@ -76,7 +77,7 @@ func (r *runner) write(ctx context.Context, readerDone <-chan readerEnd) error {
 		}
 	}
 	emit(ord.rest())
-	return errors.Join(writeErr, readErr)
+	return capped, errors.Join(writeErr, readErr)
 }
 
 // drainOnInterrupt cancels every request that has not started its call,
@@ -104,7 +105,7 @@ func (r *runner) drainOnInterrupt(readerStopped bool) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Grace)
 		defer cancel()
-		_ = r.ex.Stop(ctx) // past the grace, what is left is cancelled
+		_ = r.eng.Stop(ctx) // past the grace, what is left is cancelled
 	}()
 }
 
@@ -120,6 +121,11 @@ func (r *runner) result(it item) (*Result, bool) {
 		rw = &row{}
 	}
 	r.sum.ended(ev)
+	model := rw.model
+	if ev.Model != "" {
+		model = ev.Model // the deployment's, in a run over several
+	}
+	r.sum.costed(ev, model)
 	if ev.Status == messages.StatusCancelled {
 		return nil, false
 	}
@@ -129,13 +135,14 @@ func (r *runner) result(it item) (*Result, bool) {
 // resultOf is the result line of the request of row rw on line index, as
 // its terminal snapshot ev says it ended.
 func resultOf(index int, rw *row, ev *messages.Event) *Result {
+	tm := ev.Timings()
 	res := &Result{
 		Index: index, Key: rw.key, ContentHash: rw.hash, ID: rw.id, RequestID: ev.ID.String(), Status: ev.Status.String(),
-		Attempts: ev.Attempt, Metadata: rw.metadata,
+		Attempts: ev.Attempt, Metadata: rw.metadata, Deployment: ev.Deployment, Cached: ev.Cached(), CostUSD: resultCost(ev),
 		Tokens: ResultTokens{Estimated: ev.Tokens.Estimated},
 		Timings: ResultTimings{
-			Created: ev.Timings.Created, QueueMS: millis(ev.Timings.QueueWait()), WaitMS: millis(ev.Timings.PermitWait()),
-			CallMS: millis(ev.Timings.CallDuration()), TotalMS: millis(ev.Timings.Total()),
+			Created: tm.Created, QueueMS: millis(tm.QueueWait()), WaitMS: millis(tm.PermitWait()),
+			CallMS: millis(tm.CallDuration()), TotalMS: millis(tm.Total()),
 		},
 	}
 	if ev.Tokens.HasActual {

@@ -187,7 +187,7 @@ func (t *imodelTarget) chat(ctx context.Context) error {
 		return err
 	}
 	if t.trace != nil {
-		t.trace.add(start, resp.Event.Timings, time.Now())
+		t.trace.add(start, resp.Event.Timings(), time.Now())
 	}
 	if resp.Text == "" || resp.Usage.TotalTokens == 0 {
 		return errors.New("reply without text or usage")

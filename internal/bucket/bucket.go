@@ -80,6 +80,24 @@ func (b *Bucket) Credit(now time.Time) float64 {
 	return math.Max(0, math.Min(b.stored(), room))
 }
 
+// Due is when the bucket will hold n units, counted from now at its rate:
+// now if it holds them already (or is off). It takes nothing; n beyond the
+// burst is never held, and Due then says when the bucket is full.
+func (b *Bucket) Due(now time.Time, n int) time.Time {
+	if b.Off() {
+		return now
+	}
+	want := math.Min(float64(n), float64(b.lim.Burst()))
+	lack := want - b.Available(now)
+	if lack <= 0 {
+		return now
+	}
+	if b.lim.Limit() <= 0 {
+		return now.Add(math.MaxInt64) // a rate of zero never refills
+	}
+	return now.Add(time.Duration(lack / float64(b.lim.Limit()) * float64(time.Second)))
+}
+
 func (b *Bucket) stored() float64      { return math.Float64frombits(b.credit.Load()) }
 func (b *Bucket) store(credit float64) { b.credit.Store(math.Float64bits(credit)) }
 

@@ -128,3 +128,38 @@ func TestSetKeepsWhatTheBucketHoldsUpToTheNewBurst(t *testing.T) {
 		t.Error("a bucket that is off spent credit")
 	}
 }
+
+// Due says when the bucket will hold n units: now while it holds them, the
+// lack over the rate after, the time it is full for n past the burst; it
+// takes nothing. A bucket that is off holds everything.
+func TestDue(t *testing.T) {
+	b := New(10, 5) // 10 a second, 5 at most
+	if got := b.Due(t0, 5); !got.Equal(t0) {
+		t.Errorf("full bucket: due %v after t0, want at once", got.Sub(t0))
+	}
+	b.Take(t0, 5)
+	for _, c := range []struct {
+		n    int
+		want time.Duration
+	}{{1, 100 * time.Millisecond}, {3, 300 * time.Millisecond}, {5, 500 * time.Millisecond}, {9, 500 * time.Millisecond}} {
+		if got := b.Due(t0, c.n).Sub(t0); got != c.want {
+			t.Errorf("empty bucket, %d units: due in %v, want %v", c.n, got, c.want)
+		}
+	}
+	near(t, "Available after Due", b.Available(t0), 0)
+	r := b.Reserve(t0, 2) // reserved ahead: the next unit waits behind them
+	if got := b.Due(t0, 1).Sub(t0); got != 300*time.Millisecond || r.Due().Sub(t0) != 200*time.Millisecond {
+		t.Errorf("behind a reservation of 2: due in %v (reservation %v), want 300ms (200ms)", got, r.Due().Sub(t0))
+	}
+	if off := New(rate.Inf, 0); !off.Due(t0, 1000).Equal(t0) {
+		t.Error("a bucket that is off is not due at once")
+	}
+	if never := New(0, 1); !never.Due(t0, 1).Equal(t0) {
+		t.Error("a full bucket of rate 0 is not due at once")
+	}
+	never := New(0, 1)
+	never.Take(t0, 1)
+	if got := never.Due(t0, 1); got.Sub(t0) < 100*365*24*time.Hour {
+		t.Errorf("an empty bucket of rate 0 is due in %v", got.Sub(t0))
+	}
+}

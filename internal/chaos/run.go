@@ -529,7 +529,7 @@ func (d *driver) one(ctx context.Context, i int) {
 		}
 	}
 	ev := h.Latest()
-	out.status, out.err, out.errKind, out.attempts, out.finished = ev.Status, ev.Err(), errorKind(ev), ev.Attempt, ev.Timings.Finished
+	out.status, out.err, out.errKind, out.attempts, out.finished = ev.Status, ev.Err(), errorKind(ev), ev.Attempt, ev.Timings().Finished
 	if log := ev.Log(); ev.Status == messages.StatusCancelled && len(log) >= 2 && log[len(log)-2].Status == messages.StatusCalling {
 		out.fromCalling = true
 	}

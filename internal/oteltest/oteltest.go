@@ -369,8 +369,15 @@ func (t *Traceparents) Seen() []string {
 // of spans as its parent, and each of spans exactly once; it returns what
 // does not match.
 func MatchTraceparents(seen []string, spans []Span) []string {
-	count := make(map[string]int, len(spans))
-	for _, s := range spans {
+	return MatchTraceparentsCancelling(seen, spans, nil)
+}
+
+// MatchTraceparentsCancelling is MatchTraceparents where the spans of
+// cancelled may be named by no traceparent: attempts of requests that were
+// cancelled, whose call may have ended before its request went out.
+func MatchTraceparentsCancelling(seen []string, spans, cancelled []Span) []string {
+	count := make(map[string]int, len(spans)+len(cancelled))
+	for _, s := range slices.Concat(spans, cancelled) {
 		count[s.TraceID+"-"+s.SpanID] = 0
 	}
 	var problems []string
@@ -386,6 +393,11 @@ func MatchTraceparents(seen []string, spans []Span) []string {
 	for _, s := range spans {
 		if n := count[s.TraceID+"-"+s.SpanID]; n != 1 {
 			problems = append(problems, fmt.Sprintf("span %s %q is named by %d traceparents, want 1", s.SpanID, s.Name, n))
+		}
+	}
+	for _, s := range cancelled {
+		if n := count[s.TraceID+"-"+s.SpanID]; n > 1 {
+			problems = append(problems, fmt.Sprintf("span %s %q is named by %d traceparents, want at most 1", s.SpanID, s.Name, n))
 		}
 	}
 	return problems
