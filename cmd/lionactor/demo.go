@@ -63,7 +63,7 @@ takes about 15 seconds.`,
 					return err
 				}
 			} else if err := os.MkdirAll(dir, 0o755); err != nil {
-				return usagef("--dir: %v", err)
+				return fmt.Errorf("--dir: %w", err)
 			}
 			inPath, outPath := filepath.Join(dir, "requests.jsonl"), filepath.Join(dir, "results.jsonl")
 			if err := writeSampleRequests(inPath, requests); err != nil {
