@@ -52,21 +52,27 @@ func (c *httpCall) Do(ctx context.Context, attempt int) (messages.Result, error)
 		}
 		return res, droppedBody(c.m.cfg.Provider, resp.Header, err)
 	}
-	res.Body = body
-	if resp.StatusCode >= 400 {
-		err := statusError(c.m.cfg.Provider, resp.StatusCode, resp.Header, body, time.Now())
-		c.logAttempt(attempt, resp.StatusCode, err)
-		return res, err
+	res, err = c.m.read(res, body, c.decode)
+	if err == nil {
+		c.store(resp.StatusCode, body)
 	}
-	value, usage, err := c.decode(c.m.cfg.Provider, body)
+	c.logAttempt(attempt, resp.StatusCode, err)
+	return res, err
+}
+
+// read reads a response's body into res, which holds its status and
+// header, as a call concludes from it: an error status is the provider's
+// error, a success body is decoded for its value and usage.
+func (m *Model) read(res messages.Result, body []byte, decode decodeFunc) (messages.Result, error) {
+	res.Body = body
+	if res.StatusCode >= 400 {
+		return res, statusError(m.cfg.Provider, res.StatusCode, res.Header, body, time.Now())
+	}
+	value, usage, err := decode(m.cfg.Provider, body)
 	if err != nil {
-		err := malformed(c.m.cfg.Provider, resp.StatusCode, "%v", err)
-		c.logAttempt(attempt, resp.StatusCode, err)
-		return res, err
+		return res, malformed(m.cfg.Provider, res.StatusCode, "%v", err)
 	}
 	res.Value, res.Usage = value, usage
-	c.store(resp.StatusCode, body)
-	c.logAttempt(attempt, resp.StatusCode, nil)
 	return res, nil
 }
 

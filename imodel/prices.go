@@ -77,6 +77,23 @@ func (p Price) BatchCost(u messages.Usage) float64 {
 	return p.Cost(u) * (1 - p.BatchDiscount)
 }
 
+// Batch returns the price through the provider's batch API: every price of
+// p less the batch discount, and no discount left to take, so that
+// p.Batch().Cost(u) is p.BatchCost(u). A request sent in a batch carries it
+// as its messages.Pricing.
+func (p Price) Batch() Price {
+	f := 1 - p.BatchDiscount
+	b := p
+	b.Input, b.CachedInput, b.CacheWrite, b.Output = f*p.Input, f*p.CachedInput, f*p.CacheWrite, f*p.Output
+	if lc := p.LongContext; lc != nil {
+		l := *lc
+		l.Input, l.CachedInput, l.CacheWrite, l.Output = f*lc.Input, f*lc.CachedInput, f*lc.CacheWrite, f*lc.Output
+		b.LongContext = &l
+	}
+	b.BatchDiscount = 0
+	return b
+}
+
 // Estimate returns what a request of input tokens and output tokens costs
 // at p, none of them cached: the amount a request's estimate is priced at.
 func (p Price) Estimate(input, output int) float64 {

@@ -99,6 +99,9 @@ func TestPriceCostCountsEveryKindOfToken(t *testing.T) {
 		if got := tc.price.BatchCost(tc.u); !sameUSD(got, tc.want/2) {
 			t.Errorf("%s: BatchCost = %.10f, want half of %.10f", tc.name, got, tc.want)
 		}
+		if got := tc.price.Batch().Cost(tc.u); !sameUSD(got, tc.want/2) || tc.price.Batch().BatchDiscount != 0 {
+			t.Errorf("%s: Batch().Cost = %.10f, want half of %.10f, with no discount left", tc.name, got, tc.want)
+		}
 	}
 	if got, want := mini.Estimate(1000, 200), (1000*0.15+200*0.60)/1e6; !sameUSD(got, want) {
 		t.Errorf("Estimate = %v, want %v", got, want)

@@ -913,6 +913,12 @@ type deployment struct {
 	calling int     // attempts calling
 	load    float64 // attempts given it, over its weight: turns among ties
 	gone    bool    // its executor stopped: it takes nothing more
+	// pausedUntil is the latest pause an attempt's error announced (a
+	// 429's retry-after). The deployment's limiter learns of it by a
+	// message of its own, which may come round after the router has
+	// dispatched again: the router keeps it too, so as not to give a
+	// paused deployment attempts it would hold past the pause.
+	pausedUntil time.Time
 	// waiting are the attempts given it whose calls have not started.
 	waiting map[*attempt]struct{}
 }
@@ -963,6 +969,9 @@ func (d *deployment) executorConfig(logger *slog.Logger) Config {
 // at most one permit.
 func (d *deployment) start(tokens int, now time.Time) time.Time {
 	due := d.ex.tree.PermitDue(tokens, now)
+	if d.pausedUntil.After(due) {
+		due = d.pausedUntil
+	}
 	if d.backlog == 0 {
 		return due
 	}

@@ -634,8 +634,13 @@ func (rs *routerState) attemptEnded(ctx actor.Context, a *attempt) {
 	if verdict == VerdictBusy {
 		d.counts.rateLimited.Add(1)
 		var pause messages.PauseError
-		if errors.As(err, &pause) && pause.PauseUntil().After(time.Now().Add(rs.rt.cfg.Lookahead)) {
-			rs.reclaim(d, "paused")
+		if errors.As(err, &pause) {
+			if until := pause.PauseUntil(); until.After(d.pausedUntil) {
+				d.pausedUntil = until
+			}
+			if pause.PauseUntil().After(time.Now().Add(rs.rt.cfg.Lookahead)) {
+				rs.reclaim(d, "paused")
+			}
 		}
 	}
 	d.health.record(a, outcomeOf(verdict))

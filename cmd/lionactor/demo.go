@@ -30,6 +30,7 @@ func newDemoCmd(e env) *cobra.Command {
 	var (
 		requests int
 		dir      string
+		via      string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -41,10 +42,13 @@ and the HTML report of the run are. It needs no network and no API key, and
 takes about 15 seconds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := demoBatchAPI(via, ""); err != nil {
+				return err
+			}
 			sim, err := simulator.New(simulator.Config{
 				RequestsPerMinute: demoRPM, TokensPerMinute: demoTPM,
 				Latency: demoLatency, LatencyJitter: 40 * time.Millisecond,
-				CompletionTokens: 60, Seed: 7,
+				CompletionTokens: 60, Seed: 7, BatchDelay: demoBatchDelay,
 			})
 			if err != nil {
 				return err
@@ -58,6 +62,8 @@ takes about 15 seconds.`,
 				if dir, err = os.MkdirTemp("", "lionactor-demo-"); err != nil {
 					return err
 				}
+			} else if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("--dir: %w", err)
 			}
 			inPath, outPath := filepath.Join(dir, "requests.jsonl"), filepath.Join(dir, "results.jsonl")
 			if err := writeSampleRequests(inPath, requests); err != nil {
@@ -84,6 +90,9 @@ takes about 15 seconds.`,
 				Endpoint: imodel.EndpointConfig{Provider: imodel.OpenAI, BaseURL: base + "/v1", APIKey: demoKey, Model: "gpt-4o-mini"},
 				RPM:      demoRPM, TPM: demoTPM, Concurrency: 32, MaxAttempts: 3, Timeout: 30 * time.Second,
 				Queue: 500, Grace: 5 * time.Second,
+			}
+			if cfg.BatchAPI, err = demoBatchAPI(via, outPath); err != nil {
+				return err
 			}
 			report, err := openReport("report", filepath.Join(dir, "report.html"), &cfg)
 			if err != nil {
@@ -112,6 +121,7 @@ takes about 15 seconds.`,
 	}
 	cmd.Flags().IntVar(&requests, "requests", demoRequests, "number of sample requests")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the request and result files (default: a new temporary one)")
+	cmd.Flags().StringVar(&via, "via", viaOnline, "online, or batch-api: the same requests through the simulator's batch API, whose batches take "+demoBatchDelay.String())
 	return cmd
 }
 
@@ -123,8 +133,12 @@ func forecastDemo(w io.Writer, cfg batch.Config, in *os.File) error {
 		return err
 	}
 	d, bound := f.WallTime()
-	fmt.Fprintf(w, "forecast (--dry-run): %d requests, %d + %d tokens, $%.6f to $%.6f, likely $%.6f; about %v at the %s limit\n",
-		f.Sent, f.InputTokens, f.OutputTokens, f.CostInput, f.CostMax, f.CostLikely, d.Round(100*time.Millisecond), bound)
+	when := fmt.Sprintf("about %v at the %s limit", d.Round(100*time.Millisecond), bound)
+	if f.BatchAPI {
+		when = "at the batch price, as long as the batches take"
+	}
+	fmt.Fprintf(w, "forecast (--dry-run): %d requests, %d + %d tokens, $%.6f to $%.6f, likely $%.6f; %s\n",
+		f.Sent, f.InputTokens, f.OutputTokens, f.CostInput, f.CostMax, f.CostLikely, when)
 	_, err = in.Seek(0, io.SeekStart)
 	return err
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lionactor/lionactor/batchapi"
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/internal/batch"
 )
@@ -42,6 +43,10 @@ func runDryRun(cmd *cobra.Command, e env, f *batchFlags) error {
 	}
 	if rf != nil {
 		cfg.Deployments, cfg.Fallbacks = rf.deployments, rf.fallbacks
+	}
+	if f.api.via == viaBatchAPI {
+		// Priced at the batch price; nothing is created, so no journal.
+		cfg.BatchAPI = &batchapi.Config{CompletionWindow: f.api.completionWindow}
 	}
 	if err := f.cost.apply(&cfg); err != nil {
 		return err

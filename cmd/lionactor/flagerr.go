@@ -29,6 +29,7 @@ var batchFlagOf = map[string]string{
 	"BudgetTLS.Key":  "budget-tls-key",
 	"BudgetTLS.CA":   "budget-tls-ca",
 	"MaxCost":        "max-cost",
+	"Cache":          "cache-dir",
 	"OutputShare":    "output-share",
 	"CallLatency":    "call-latency",
 	// imodel.EndpointConfig
@@ -53,6 +54,13 @@ var batchFlagOf = map[string]string{
 	"SharedBudget.Address":         "budget",
 	"SharedBudget.ExpectedMembers": "budget-members",
 	"SharedBudget.ListenAddr":      "budget-listen",
+	// batchapi.Config, as batch.Config.BatchAPI
+	"BatchAPI":                  "via",
+	"BatchAPI.Poll":             "poll",
+	"BatchAPI.CompletionWindow": "completion-window",
+	"BatchAPI.MaxRequests":      "batch-max-requests",
+	"BatchAPI.MaxBytes":         "batch-max-bytes",
+	"BatchAPI.EnqueuedTokens":   "batch-enqueued-tokens",
 }
 
 // simFlagOf names the sim flag that sets each simulator.Config field.

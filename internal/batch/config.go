@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/lionactor/lionactor/batchapi"
 	"github.com/lionactor/lionactor/budget"
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/lionotel"
@@ -89,6 +90,11 @@ type Config struct {
 	// span in the context given to Run.
 	Tracer *lionotel.Tracer
 
+	// BatchAPI, if set, runs the requests through the provider's batch API
+	// instead of online (see viaapi.go): its MaxAttempts, Grace and Logger
+	// are the run's; requests its batches do not answer go online through
+	// the limits above with FallbackOnline.
+	BatchAPI *batchapi.Config
 	// Prices prices the requests; nil means imodel.DefaultPrices.
 	Prices *imodel.Prices
 	// MaxCost, if above 0, is the spend cap in US dollars of the results
@@ -158,6 +164,9 @@ func (c Config) Validate() error {
 		return bad("Fallbacks", "fallbacks need Deployments")
 	}
 	if err := c.validateDeployments(); err != nil {
+		return err
+	}
+	if err := c.validateBatchAPI(); err != nil {
 		return err
 	}
 	if c.Budget == "" {

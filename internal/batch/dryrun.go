@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lionactor/lionactor/batchapi"
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/messages"
 )
@@ -80,6 +81,12 @@ type Forecast struct {
 	UnpricedModels []string
 	PricesDate     string
 
+	// BatchAPI says the run goes through the provider's batch API
+	// (Config.BatchAPI): the costs are at the batch price, and the wall
+	// time is the batches', up to BatchWindow, not the limits'.
+	BatchAPI    bool
+	BatchWindow time.Duration
+
 	// What the wall time is worked out from: the run's limits and the
 	// assumptions.
 	RPM, Burst, TPM, Concurrency int
@@ -123,6 +130,12 @@ func DryRun(cfg Config, in Input, opts DryRunOptions) (*Forecast, error) {
 		info := cfg.routerReportInfo()
 		f.RPM, f.Burst, f.TPM, f.Concurrency = info.RPM, info.Burst, info.TPM, info.Concurrency
 	}
+	if cfg.BatchAPI != nil {
+		f.BatchAPI, f.BatchWindow = true, cfg.BatchAPI.CompletionWindow
+		if f.BatchWindow == 0 {
+			f.BatchWindow = batchapi.CompletionWindow24h
+		}
+	}
 	if err := f.read(cfg, in, est); err != nil {
 		return f, err
 	}
@@ -158,7 +171,7 @@ func (f *Forecast) read(cfg Config, in Input, est *dryEstimator) error {
 			t := &tallies[w]
 			for batch := range jobs {
 				for _, j := range batch {
-					t.estimate(cfg, est, j, f.OutputShare)
+					t.estimate(cfg, est, j, f.OutputShare, f.BatchAPI)
 				}
 			}
 		})
@@ -229,8 +242,11 @@ func (f *Forecast) read(cfg Config, in Input, est *dryEstimator) error {
 
 // estimate counts one request: what it would cost, or why the run would
 // fail it unsent (the same checks and words as submit).
-func (t *dryTally) estimate(cfg Config, est *dryEstimator, j dryJob, share float64) {
+func (t *dryTally) estimate(cfg Config, est *dryEstimator, j dryJob, share float64, batchPrice bool) {
 	e, tpm, err := est.estimate(j.body)
+	if batchPrice && e.Priced {
+		e.Price = e.Price.Batch()
+	}
 	invalid := func(kind, format string, args ...any) {
 		t.invalid = append(t.invalid, InvalidLine{Line: j.index + 1, Kind: kind, Reason: fmt.Sprintf(format, args...)})
 	}
@@ -342,15 +358,23 @@ func (f *Forecast) Write(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	if f.Priced > 0 {
-		fmt.Fprintf(w, "cost: %s input only ... %s with every reply at max output; likely %s, replies at %.0f%% of max output (--output-share); prices of %s, no prompt-cache reads or batch discount counted\n",
-			usd(f.CostInput), usd(f.CostMax), usd(f.CostLikely), 100*f.OutputShare, f.PricesDate)
+		discount := "no prompt-cache reads or batch discount counted"
+		if f.BatchAPI {
+			discount = "at the batch price (--via batch-api), no prompt-cache reads counted"
+		}
+		fmt.Fprintf(w, "cost: %s input only ... %s with every reply at max output; likely %s, replies at %.0f%% of max output (--output-share); prices of %s, %s\n",
+			usd(f.CostInput), usd(f.CostMax), usd(f.CostLikely), 100*f.OutputShare, f.PricesDate, discount)
 	}
 	if f.PriceUnknown > 0 {
 		fmt.Fprintf(w, "cost: price unknown for %s (%s): not counted; give their prices with --prices\n", plural(f.PriceUnknown, "request", "requests"), strings.Join(f.UnpricedModels, ", "))
 	}
 	d, bound := f.WallTime()
-	if bound == "" {
+	switch {
+	case bound == "":
 		fmt.Fprintln(w, "wall time: nothing to send")
+		return
+	case f.BatchAPI:
+		fmt.Fprintf(w, "wall time: as long as the provider takes with the batches, up to %v (--completion-window); the limits bind only the requests sent online\n", f.BatchWindow)
 		return
 	}
 	times := f.WallTimes()

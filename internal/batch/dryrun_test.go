@@ -11,6 +11,8 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/lionactor/lionactor/batchapi"
+	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/imodel/tokens"
 	"github.com/lionactor/lionactor/internal/simtest"
 	"github.com/lionactor/lionactor/messages"
@@ -273,5 +275,34 @@ func TestDryRunFindsDuplicateIDs(t *testing.T) {
 	var dup *DuplicateIDError
 	if !errors.As(f.DuplicateID, &dup) || dup.First != 1 || dup.Second != 3 || len(f.Invalid) != 1 || f.Invalid[0].Line != 3 || f.Sent != 2 {
 		t.Errorf("forecast: duplicate %v, invalid %+v, %d sent", f.DuplicateID, f.Invalid, f.Sent)
+	}
+}
+
+// Through the batch API the forecast is at the batch price, and its wall
+// time is the batches', not the limits'.
+func TestDryRunAtTheBatchPrice(t *testing.T) {
+	cfg := testConfig("http://127.0.0.1:1/v1")
+	input := dryInput(40)
+	online, err := DryRun(cfg, Input{R: strings.NewReader(input)}, DryRunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.BatchAPI = &batchapi.Config{}
+	batched, err := DryRun(cfg, Input{R: strings.NewReader(input)}, DryRunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	price, _ := imodel.DefaultPrices().Lookup(imodel.OpenAI, "gpt-4o-mini")
+	f := 1 - price.BatchDiscount
+	if price.BatchDiscount <= 0 || !sameUSD(batched.CostMax, f*online.CostMax) || !sameUSD(batched.CostInput, f*online.CostInput) ||
+		!sameUSD(batched.CostLikely, f*online.CostLikely) || batched.InputTokens != online.InputTokens {
+		t.Errorf("batch forecast $%v ... $%v, online $%v ... $%v; want %v of it", batched.CostInput, batched.CostMax, online.CostInput, online.CostMax, f)
+	}
+	var buf bytes.Buffer
+	batched.Write(&buf)
+	for _, want := range []string{"at the batch price (--via batch-api)", "wall time: as long as the provider takes with the batches, up to 24h0m0s"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("Write lacks %q:\n%s", want, buf.String())
+		}
 	}
 }

@@ -28,6 +28,7 @@ type priorResult struct {
 	failed bool
 	kind   string // the error kind of a FAILED result
 	hash   string // the content it answered; "" when written before keys
+	batch  string // the provider batch that answered it, if one did
 }
 
 // ReadPrior reads an existing results file. Lines that do not parse (such
@@ -66,7 +67,8 @@ func (p *Prior) add(line []byte) {
 		Error       *struct {
 			Kind string `json:"kind"`
 		} `json:"error"`
-		CostUSD *struct {
+		ProviderBatch *ResultBatch `json:"provider_batch"`
+		CostUSD       *struct {
 			Actual *float64 `json:"actual"`
 		} `json:"cost_usd"`
 	}
@@ -87,6 +89,9 @@ func (p *Prior) add(line []byte) {
 	pr := priorResult{failed: status == messages.StatusFailed, hash: res.ContentHash}
 	if res.Error != nil {
 		pr.kind = res.Error.Kind
+	}
+	if res.ProviderBatch != nil {
+		pr.batch = res.ProviderBatch.ID
 	}
 	switch {
 	case res.Key != "":

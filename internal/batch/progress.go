@@ -58,6 +58,9 @@ func progressLine(s Snapshot) string {
 }
 
 func rates(s Snapshot) string {
+	if s.Batches != nil && s.Calls == 0 {
+		return s.batchesRunning()
+	}
 	out := achieved(s.RPM()) + fmt.Sprintf(" rpm / %d", s.RPMLimit)
 	if s.TPMLimit > 0 {
 		out += ", " + achieved(s.TPM()) + fmt.Sprintf(" tpm / %d", s.TPMLimit)
@@ -75,7 +78,8 @@ func achieved(rate float64) string {
 
 func eta(s Snapshot) string {
 	left := s.Total - s.Skipped - s.Done()
-	if s.Total == 0 || left <= 0 || s.Done() == 0 {
+	// A provider batch answers all its requests at once: no pace to go by.
+	if s.Total == 0 || left <= 0 || s.Done() == 0 || s.Batches != nil {
 		return "-"
 	}
 	per := s.Elapsed() / time.Duration(s.Done())

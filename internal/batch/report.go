@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/lionactor/lionactor/batchapi"
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -107,6 +108,10 @@ type reportTotals struct {
 	firstStart, lastStart        time.Duration  // firstStart -1 before any
 	peak                         int            // most calls in flight at once
 	maxInWindow                  int            // most calls started in any one-second window
+
+	// batches are the provider batches of a run through the batch API;
+	// nil for an online run.
+	batches *batchapi.Stats
 	// what the ended requests cost (see costed)
 	costActual, costEstimated float64
 	priced, unpriced, cached  int
@@ -232,7 +237,12 @@ func (r *Recorder) retried(ev messages.Event) {
 	}
 }
 
-func (r *Recorder) ended(ev messages.Event) {
+func (r *Recorder) ended(ev messages.Event) { r.end(ev, true) }
+
+// end records a request that ended; call says whether its snapshot's call
+// is a call of the run's, whose duration is a latency (not a provider
+// batch's).
+func (r *Recorder) end(ev messages.Event, call bool) {
 	d := r.offset(ev.Timings().Finished)
 	r.attemptEnded(ev, d)
 	s := r.sec(d)
@@ -242,7 +252,7 @@ func (r *Recorder) ended(ev messages.Event) {
 	case messages.StatusCompleted:
 		s.completed++
 		t.completed++
-		if !ev.Cached() { // answered without a call
+		if call && !ev.Cached() { // a call of the run's, not a cache's answer or a batch's
 			r.latency.add(ev.Timings().CallDuration())
 		}
 	case messages.StatusFailed:

@@ -185,6 +185,7 @@ func (tl timeline) view() reportView {
 	costTiles, costTable := t.costReport(tl.wall)
 	v.Tiles = append(v.Tiles, costTiles...)
 	v.Table = append(v.Table[:len(v.Table)-1], append(costTable, v.Table[len(v.Table)-1])...)
+	v.Table = append(v.Table, t.batchFacts()...)
 
 	v.Charts = []chartView{tl.requestsChart(), tl.tokensChart(), tl.inFlightChart(), tl.latencyChart()}
 	v.Deployments = tl.deploymentRows()

@@ -38,6 +38,16 @@ type Result struct {
 	Timings ResultTimings `json:"timings"`
 	// Metadata is the input line's "metadata", untouched.
 	Metadata json.RawMessage `json:"metadata,omitempty"`
+	// ProviderBatch names the provider batch that answered the request,
+	// in a run through the batch API.
+	ProviderBatch *ResultBatch `json:"provider_batch,omitempty"`
+}
+
+// ResultBatch names the provider batch that answered a request, and the
+// request in it.
+type ResultBatch struct {
+	ID       string `json:"id"`
+	CustomID string `json:"custom_id"`
 }
 
 // ResultError says why a request failed.

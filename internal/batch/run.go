@@ -153,9 +153,17 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 		defer r.progress.Stop(r.sum)
 	}
 
-	readerDone := make(chan readerEnd, 1)
-	go func() { readerDone <- r.read(ctx) }()
-	capped, writeErr := r.write(ctx, readerDone)
+	var (
+		capped   bool
+		writeErr error
+	)
+	if r.cfg.BatchAPI != nil {
+		writeErr = r.viaBatchAPI(ctx)
+	} else {
+		readerDone := make(chan readerEnd, 1)
+		go func() { readerDone <- r.read(ctx) }()
+		capped, writeErr = r.write(ctx, readerDone)
+	}
 
 	interrupted := ctx.Err() != nil
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Grace+5*time.Second)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lionactor/lionactor/batchapi"
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/messages"
 )
@@ -79,6 +80,14 @@ type Snapshot struct {
 	// Shared is the run's part in a shared budget (Config.Budget), as the
 	// run ended; its Mode is "" without one.
 	Shared messages.SharedStats
+	// Batches counts the provider batches of a run through the batch API
+	// (Config.BatchAPI), once it has ended; nil for an online run. Calls,
+	// Retries, RateLimited and the latencies are then those of the
+	// requests sent online.
+	Batches *batchapi.Stats
+	// BatchCost is what the answers of the provider batches cost, at the
+	// batch price, and BatchCostOnline what the same usage costs online.
+	BatchCost, BatchCostOnline float64
 
 	// CostActual is what the ended requests with a price (Priced of them)
 	// cost by the usage they reported, and CostEstimated what they were
@@ -164,7 +173,12 @@ func (m *Summary) called(t time.Time) {
 		}
 	})
 }
-func (m *Summary) ended(ev *messages.Event) {
+func (m *Summary) ended(ev *messages.Event) { m.end(ev, true) }
+
+// end counts a request that ended; call says whether its snapshot's call
+// is a call of the run's, whose duration is a latency (not a provider
+// batch's).
+func (m *Summary) end(ev *messages.Event, call bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch ev.Status {
@@ -172,6 +186,9 @@ func (m *Summary) ended(ev *messages.Event) {
 		m.s.Completed++
 		if ev.Cached() {
 			return // no call: no latency, no API tokens
+		}
+		if !call {
+			break // a batch's answer: no call of the run's
 		}
 		m.latencies = append(m.latencies, float64(ev.Timings().CallDuration())/float64(time.Millisecond))
 		if m.latency != nil {
@@ -302,29 +319,39 @@ func (s Snapshot) Write(w io.Writer) {
 		}
 		fmt.Fprintf(w, "changed since their result: %d, %s: %s\n", s.Changed, what, ids)
 	}
-	fmt.Fprintf(w, "retries: %d; 429 responses: %d\n", s.Retries, s.RateLimited)
+	// A run through the batch API makes calls only for the requests it
+	// sends online: the calls' figures are theirs.
+	calls := s.Batches == nil || s.Calls > 0
+	if calls {
+		fmt.Fprintf(w, "retries: %d; 429 responses: %d\n", s.Retries, s.RateLimited)
+	}
 	fmt.Fprintln(w, tokensLine(s))
 	for _, line := range costLines(s) {
 		fmt.Fprintln(w, line)
 	}
-	fmt.Fprintf(w, "rate: %s", rateOf(s.RPM(), s.RPMLimit, "requests/min"))
-	if s.TPMLimit > 0 {
-		fmt.Fprintf(w, ", %s", rateOf(s.TPM(), s.TPMLimit, "tokens/min"))
+	if s.Batches != nil {
+		s.writeBatches(w)
 	}
-	if s.Calls > 1 {
-		span := s.CallSpan()
-		if span >= time.Second {
-			span = span.Round(10 * time.Millisecond)
-		} else {
-			span = roundDuration(span)
+	if calls {
+		fmt.Fprintf(w, "rate: %s", rateOf(s.RPM(), s.RPMLimit, "requests/min"))
+		if s.TPMLimit > 0 {
+			fmt.Fprintf(w, ", %s", rateOf(s.TPM(), s.TPMLimit, "tokens/min"))
 		}
-		fmt.Fprintf(w, " over %v of calls", span)
-	}
-	fmt.Fprintln(w)
-	if s.Completed == 0 {
-		fmt.Fprintln(w, "call latency: - (no call completed)")
-	} else {
-		fmt.Fprintf(w, "call latency: p50 %v, p95 %v, p99 %v\n", roundDuration(s.P50), roundDuration(s.P95), roundDuration(s.P99))
+		if s.Calls > 1 {
+			span := s.CallSpan()
+			if span >= time.Second {
+				span = span.Round(10 * time.Millisecond)
+			} else {
+				span = roundDuration(span)
+			}
+			fmt.Fprintf(w, " over %v of calls", span)
+		}
+		fmt.Fprintln(w)
+		if s.Completed == 0 {
+			fmt.Fprintln(w, "call latency: - (no call completed)")
+		} else {
+			fmt.Fprintf(w, "call latency: p50 %v, p95 %v, p99 %v\n", roundDuration(s.P50), roundDuration(s.P95), roundDuration(s.P99))
+		}
 	}
 	if sh := s.Shared; sh.Mode != "" {
 		fmt.Fprintf(w, "shared budget: %s since %s", sh.Mode, sh.Since.Format("15:04:05"))

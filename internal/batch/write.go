@@ -129,13 +129,20 @@ func (r *runner) result(it item) (*Result, bool) {
 	if ev.Status == messages.StatusCancelled {
 		return nil, false
 	}
+	return resultOf(it.index, rw, ev), true
+}
+
+// resultOf is the result line of the request of row rw on line index, as
+// its terminal snapshot ev says it ended.
+func resultOf(index int, rw *row, ev *messages.Event) *Result {
+	tm := ev.Timings()
 	res := &Result{
-		Index: it.index, Key: rw.key, ContentHash: rw.hash, ID: rw.id, RequestID: ev.ID.String(), Status: ev.Status.String(),
+		Index: index, Key: rw.key, ContentHash: rw.hash, ID: rw.id, RequestID: ev.ID.String(), Status: ev.Status.String(),
 		Attempts: ev.Attempt, Metadata: rw.metadata, Deployment: ev.Deployment, Cached: ev.Cached(), CostUSD: resultCost(ev),
 		Tokens: ResultTokens{Estimated: ev.Tokens.Estimated},
 		Timings: ResultTimings{
-			Created: ev.Timings().Created, QueueMS: millis(ev.Timings().QueueWait()), WaitMS: millis(ev.Timings().PermitWait()),
-			CallMS: millis(ev.Timings().CallDuration()), TotalMS: millis(ev.Timings().Total()),
+			Created: tm.Created, QueueMS: millis(tm.QueueWait()), WaitMS: millis(tm.PermitWait()),
+			CallMS: millis(tm.CallDuration()), TotalMS: millis(tm.Total()),
 		},
 	}
 	if ev.Tokens.HasActual {
@@ -152,7 +159,7 @@ func (r *runner) result(it item) (*Result, bool) {
 			res.Error.Status = resp.StatusCode
 		}
 	}
-	return res, true
+	return res
 }
 
 func encode(res *Result) []byte {
