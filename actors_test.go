@@ -554,11 +554,18 @@ func TestRestartStormFailsPendingRequestsAndStops(t *testing.T) {
 	ex, rec := start(t, func(c *runtime.Config) {
 		c.Concurrency, c.MaxRestarts, c.RestartWindow = 1, 2, time.Minute
 	})
-	boom := messages.CallFunc(func(context.Context, int) (messages.Result, error) { panic("boom") })
+	// The calls crash only once all ten are in: a storm before the last
+	// submit would refuse it.
+	gate := make(chan struct{})
+	boom := messages.CallFunc(func(context.Context, int) (messages.Result, error) {
+		<-gate
+		panic("boom")
+	})
 	handles := make([]*runtime.Handle, 10)
 	for i := range handles {
 		handles[i] = submit(t, ex, messages.Request{Call: boom})
 	}
+	close(gate)
 	crashed, storm := 0, 0
 	for _, h := range handles {
 		ev := wait(t, h)
