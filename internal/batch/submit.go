@@ -37,7 +37,7 @@ func (r *runner) submit(ctx context.Context, index int, ln line) submitOutcome {
 	}
 	switch {
 	case ln.invalid != nil:
-		fail("invalid_input", "%v", ln.invalid)
+		fail(inputKind(ln.invalid), "%v", ln.invalid)
 		return failed
 	case ln.dupID != nil:
 		// The input was not scanned first: the first line with the id
