@@ -277,7 +277,9 @@ func (m *Model) Submit(ctx context.Context, payload map[string]any, opts ...Call
 // NewRequest builds the executor request that Submit would submit, for an
 // actor that drives the executor by messages (messages.Submit): its Call
 // makes the HTTP request with the model's client, credentials and retries,
-// and its snapshots carry the same redacted description.
+// and its snapshots carry the same redacted description. A request whose
+// size alone proves it over the executor's token burst is refused here,
+// as Submit refuses it (see New).
 func (m *Model) NewRequest(payload map[string]any, opts ...CallOption) (messages.Request, error) {
 	return m.request(m.invokeOp(payload), opts)
 }
