@@ -184,17 +184,17 @@ func TestEstimateFormula(t *testing.T) {
 	if got := c.ChatPrompt(msgs); got != want {
 		t.Errorf("prompt %d, want %d", got, want)
 	}
-	got := countBody(OpenAI, "/chat/completions", []byte(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}],"max_tokens":10,"n":2}`), "")
+	got := countBody(OpenAI, "/chat/completions", []byte(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}],"max_tokens":10,"n":2}`), "", 0)
 	if got.Tokens() != want+20 || got.InputTokens != want || got.OutputTokens != 20 || !got.MaxTokensSet || got.Model != "gpt-4o-mini" {
 		t.Errorf("estimate %+v, want %d input and 20 output", got, want)
 	}
-	if got := countBody(Anthropic, "/messages", []byte(`{`), "claude-x"); got.Tokens() != 0 || got.Model != "claude-x" {
+	if got := countBody(Anthropic, "/messages", []byte(`{`), "claude-x", 0); got.Tokens() != 0 || got.Model != "claude-x" {
 		t.Errorf("unreadable body: %+v", got)
 	}
-	if got := countBody(OpenAI, "/embeddings", []byte(`{"input":"one two"}`), ""); got.Tokens() != c.Count("one two") || got.OutputTokens != 0 {
+	if got := countBody(OpenAI, "/embeddings", []byte(`{"input":"one two"}`), "", 0); got.Tokens() != c.Count("one two") || got.OutputTokens != 0 {
 		t.Errorf("single input: %+v", got)
 	}
-	if got := countBody(OpenAI, "/chat/completions", []byte(`{"messages":[{"role":"user","content":"Hi"}]}`), "gpt-4o"); got.OutputTokens != tokens.DefaultMaxTokens || got.MaxTokensSet {
+	if got := countBody(OpenAI, "/chat/completions", []byte(`{"messages":[{"role":"user","content":"Hi"}]}`), "gpt-4o", 0); got.OutputTokens != tokens.DefaultMaxTokens || got.MaxTokensSet {
 		t.Errorf("no max_tokens: %+v, want the default reservation, not a bound", got)
 	}
 }

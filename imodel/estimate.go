@@ -37,6 +37,11 @@ type RequestEstimate struct {
 	// Price is the model's price, when Priced.
 	Price  Price
 	Priced bool
+
+	// atLeast says InputTokens is only a lower bound, from the length of
+	// the texts: they were not tokenized, the request being refused for
+	// its size (see countBody).
+	atLeast bool
 }
 
 // Tokens is the request's estimated API tokens, input and output: what the
@@ -68,7 +73,7 @@ func (m *Model) Estimate(payload map[string]any) int {
 	if err != nil {
 		return 0
 	}
-	return m.cfg.estimate(m.cfg.Path, body, m.prices).Tokens()
+	return m.cfg.estimate(m.cfg.Path, body, m.prices, 0).Tokens()
 }
 
 // Estimator counts and prices requests to an endpoint exactly as a Model of
@@ -107,7 +112,7 @@ func (e *Estimator) Estimate(payload map[string]any) (RequestEstimate, error) {
 	if err != nil {
 		return RequestEstimate{}, err
 	}
-	return e.cfg.estimate(path, body, e.prices), nil
+	return e.cfg.estimate(path, body, e.prices, 0), nil
 }
 
 // Price returns the price of model at the estimator's provider, and
@@ -118,16 +123,25 @@ func (e *Estimator) Price(model string) (Price, bool) { return e.prices.Lookup(e
 // no model is counted, and priced, as the Azure deployment's name, which is
 // usually the model's. It never fails: an endpoint or body it does not
 // understand counts 0 tokens, as a generic call does, and the caller can
-// give the count with WithTokens.
-func (r *resolved) estimate(path string, body []byte, prices *Prices) RequestEstimate {
-	e := countBody(r.Provider, path, body, or(r.Model, r.Deployment))
+// give the count with WithTokens. With a limit above 0, a request whose
+// texts are long enough to prove it costs more tokens than limit is not
+// counted: see countBody.
+func (r *resolved) estimate(path string, body []byte, prices *Prices, limit int) RequestEstimate {
+	e := countBody(r.Provider, path, body, or(r.Model, r.Deployment), limit)
 	e.Price, e.Priced = prices.Lookup(r.Provider, e.Model)
 	return e
 }
 
 // countBody counts a request body's tokens by what the endpoint is, with
 // the tokenizer of the body's model, or else of defaultModel.
-func countBody(p Provider, path string, body []byte, defaultModel string) RequestEstimate {
+//
+// With limit above 0, the texts are first measured, not tokenized: when
+// their lengths alone give more tokens than limit (tokens.Counter.MinCount:
+// no token is longer than 128 bytes), the estimate has that lower bound as
+// its input tokens and atLeast set, and the texts are never tokenized.
+// Tokenizing costs about a second and a gigabyte of allocations for 30 MB
+// of text; the bound costs nothing.
+func countBody(p Provider, path string, body []byte, defaultModel string, limit int) RequestEstimate {
 	switch {
 	case p == Anthropic && strings.HasSuffix(path, "/messages"):
 		var r messagesCount
@@ -143,7 +157,7 @@ func countBody(p Provider, path string, body []byte, defaultModel string) Reques
 		for _, msg := range r.Messages {
 			msgs = append(msgs, tokens.Message{Role: msg.Role, Text: msg.Content.String(), Images: msg.Content.ImageCount()})
 		}
-		est := chatEstimate(model, c, msgs, 1, r.MaxTokens)
+		est := chatEstimate(model, c, msgs, 1, r.MaxTokens, limit)
 		est.CacheWrites = marksCache(r.System) || slices.ContainsFunc(r.Messages, func(m messageCount) bool { return marksCache(m.Content) })
 		return est
 	case p == Generic:
@@ -168,14 +182,21 @@ func countBody(p Provider, path string, body []byte, defaultModel string) Reques
 		} else if r.MaxTokens != nil {
 			maxTokens = *r.MaxTokens
 		}
-		return chatEstimate(model, c, msgs, n, maxTokens)
+		return chatEstimate(model, c, msgs, n, maxTokens, limit)
 	case strings.HasSuffix(path, "/embeddings"):
 		var r wire.EmbeddingRequest
 		if json.Unmarshal(body, &r) != nil {
 			return RequestEstimate{Model: defaultModel}
 		}
 		model := or(r.Model, defaultModel)
-		return RequestEstimate{Model: model, InputTokens: tokens.ForModel(model).Embedding(r.Input.Texts), MaxTokensSet: true}
+		c := tokens.ForModel(model)
+		e := RequestEstimate{Model: model, MaxTokensSet: true}
+		if lo := minTokens(c, r.Input.Texts, func(s string) string { return s }); limit > 0 && lo > limit {
+			e.InputTokens, e.atLeast = lo, true
+			return e
+		}
+		e.InputTokens = c.Embedding(r.Input.Texts)
+		return e
 	}
 	return RequestEstimate{Model: modelOf(body, defaultModel)}
 }
@@ -209,12 +230,29 @@ type messageCount struct {
 }
 
 // chatEstimate is tokens.Counter.ChatRequest's count, the prompt and the
-// replies apart.
-func chatEstimate(model string, c *tokens.Counter, msgs []tokens.Message, n, maxTokens int) RequestEstimate {
-	return RequestEstimate{
-		Model: model, InputTokens: c.ChatPrompt(msgs), OutputTokens: tokens.ReplyTokens(n, maxTokens),
-		MaxTokensSet: maxTokens > 0,
+// replies apart; or, when the texts' lengths alone prove the request costs
+// more than limit (above 0), the replies and the texts' lower bound, with
+// atLeast set, without tokenizing them.
+func chatEstimate(model string, c *tokens.Counter, msgs []tokens.Message, n, maxTokens, limit int) RequestEstimate {
+	e := RequestEstimate{Model: model, OutputTokens: tokens.ReplyTokens(n, maxTokens), MaxTokensSet: maxTokens > 0}
+	// The framing, roles, names and images ChatPrompt adds only add to
+	// the texts' tokens.
+	if lo := minTokens(c, msgs, func(m tokens.Message) string { return m.Text }); limit > 0 && lo+e.OutputTokens > limit {
+		e.InputTokens, e.atLeast = lo, true
+		return e
 	}
+	e.InputTokens = c.ChatPrompt(msgs)
+	return e
+}
+
+// minTokens is the least number of tokens c can count in the texts of
+// items, from their lengths alone.
+func minTokens[T any](c *tokens.Counter, items []T, text func(T) string) int {
+	n := 0
+	for _, it := range items {
+		n += c.MinCount(text(it))
+	}
+	return n
 }
 
 // marksCache reports whether content has a block marked for the prompt

@@ -50,10 +50,13 @@ type Model struct {
 	logger    *slog.Logger
 	adaptive  bool
 	closed    atomic.Bool
-	counts    statusCounts
-	prices    *Prices
-	cache     Cache
-	cacheMode CacheMode
+	// tokenBurst, when the executor says it, is the most tokens one
+	// request may cost (0: no token limit).
+	tokenBurst func() int
+	counts     statusCounts
+	prices     *Prices
+	cache      Cache
+	cacheMode  CacheMode
 }
 
 // Option configures a Model.
@@ -84,6 +87,13 @@ func WithoutAdaptiveLimits() Option { return func(m *Model) { m.adaptive = false
 // *messages.ConfigError names the field) and reads the API key from the
 // environment if cfg does not hold one.
 //
+// When ex says how many tokens one request may cost at most (an Executor
+// with a TokenBurst method, as *runtime.Executor has), the model refuses a
+// request whose texts are so long that their length alone proves it costs
+// more, without counting its tokens: with the *messages.TokenLimitError
+// the executor would give it, whose Tokens is then that lower bound
+// (AtLeast). Counting 30 MB of text takes about a second and a gigabyte.
+//
 // Unless WithHTTPClient gives one, the model makes its own client, whose
 // transport (NewTransport) keeps an idle connection for each call ex runs
 // at once, when ex says how many: an Executor with a Config method that
@@ -99,6 +109,9 @@ func New(ex Executor, cfg EndpointConfig, opts ...Option) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{ex: ex, cfg: r, adaptive: true, ownClient: true}
+	if b, ok := ex.(interface{ TokenBurst() int }); ok {
+		m.tokenBurst = b.TokenBurst
+	}
 	for _, o := range opts {
 		o(m)
 	}
@@ -264,7 +277,9 @@ func (m *Model) Submit(ctx context.Context, payload map[string]any, opts ...Call
 // NewRequest builds the executor request that Submit would submit, for an
 // actor that drives the executor by messages (messages.Submit): its Call
 // makes the HTTP request with the model's client, credentials and retries,
-// and its snapshots carry the same redacted description.
+// and its snapshots carry the same redacted description. A request whose
+// size alone proves it over the executor's token burst is refused here,
+// as Submit refuses it (see New).
 func (m *Model) NewRequest(payload map[string]any, opts ...CallOption) (messages.Request, error) {
 	return m.request(m.invokeOp(payload), opts)
 }
@@ -334,12 +349,21 @@ func (m *Model) request(op operation, opts []CallOption) (messages.Request, erro
 		// After the base's own query (Azure's api-version), if it has one.
 		u.RawQuery = strings.TrimPrefix(u.RawQuery+"&"+query(fields), "&")
 	}
-	header := m.header(o.headers, body != nil)
-	est := m.cfg.estimate(path, body, m.prices)
+	// Given WithTokens, the request is charged what it says, and its
+	// body is counted only for its cost.
+	limit := 0
+	if m.tokenBurst != nil && !o.hasTokens {
+		limit = m.tokenBurst()
+	}
+	est := m.cfg.estimate(path, body, m.prices, limit)
+	if est.atLeast {
+		return messages.Request{}, &messages.TokenLimitError{Tokens: est.Tokens(), Burst: limit, AtLeast: true}
+	}
 	tokens := est.Tokens()
 	if o.hasTokens {
 		tokens = o.tokens
 	}
+	header := m.header(o.headers, body != nil)
 	maxAttempts := o.maxAttempts // the chain of EndpointConfig.MaxAttempts
 	if maxAttempts == 0 {
 		maxAttempts = m.cfg.MaxAttempts

@@ -62,11 +62,18 @@ func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
 type TokenLimitError struct {
 	Tokens int // the request's estimated tokens
 	Burst  int // the token bucket's capacity
+	// AtLeast says Tokens is a lower bound of the estimate: the request
+	// was refused by its size alone, without counting its tokens.
+	AtLeast bool
 }
 
 // Error implements error.
 func (e *TokenLimitError) Error() string {
-	return fmt.Sprintf("lionactor: request needs %d tokens but the token bucket holds at most %d", e.Tokens, e.Burst)
+	atLeast := ""
+	if e.AtLeast {
+		atLeast = "at least "
+	}
+	return fmt.Sprintf("lionactor: request needs %s%d tokens but the token bucket holds at most %d", atLeast, e.Tokens, e.Burst)
 }
 
 // Unwrap returns [ErrTokensExceedBurst].

@@ -53,6 +53,13 @@ func TestTokenLimitError(t *testing.T) {
 	if !errors.As(fmt.Errorf("submit: %w", err), &tl) || tl.Tokens != 5000 || tl.Burst != 4096 {
 		t.Errorf("errors.As = %+v", tl)
 	}
+	if strings.Contains(err.Error(), "at least") {
+		t.Errorf("message %q says \"at least\" of a counted estimate", err.Error())
+	}
+	bound := &messages.TokenLimitError{Tokens: 245760, Burst: 100000, AtLeast: true}
+	if want := "needs at least 245760 tokens"; !strings.Contains(bound.Error(), want) {
+		t.Errorf("message %q does not say %q", bound.Error(), want)
+	}
 }
 
 func TestCallerCrashError(t *testing.T) {

@@ -115,11 +115,32 @@ func TestRatesChangeAtRunTime(t *testing.T) {
 	if err := ex.SetRequestRate(0, time.Second, 0); !errors.Is(err, messages.ErrInvalidConfig) {
 		t.Errorf("SetRequestRate(0) = %v", err)
 	}
+	if got := ex.TokenBurst(); got != 0 {
+		t.Errorf("TokenBurst without a token limit = %d, want 0", got)
+	}
 	if err := ex.SetTokenRate(100, time.Second, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ex.Submit(context.Background(), messages.Request{Call: ok(""), Tokens: 101}); !errors.Is(err, messages.ErrTokensExceedBurst) {
 		t.Errorf("after SetTokenRate(100): %v", err)
+	}
+	if got := ex.TokenBurst(); got != 100 {
+		t.Errorf("TokenBurst after SetTokenRate(100) = %d, want 100", got)
+	}
+	if err := ex.SetTokenRate(100, time.Second, 250); err != nil {
+		t.Fatal(err)
+	}
+	if got := ex.TokenBurst(); got != 250 {
+		t.Errorf("TokenBurst after SetTokenRate(100, burst 250) = %d, want 250", got)
+	}
+	if _, err := ex.Submit(context.Background(), messages.Request{Call: ok(""), Tokens: 250}); err != nil {
+		t.Errorf("a request of TokenBurst tokens: %v", err)
+	}
+	if err := ex.SetTokenRate(0, time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := ex.TokenBurst(); got != 0 {
+		t.Errorf("TokenBurst once the token limit is off = %d, want 0", got)
 	}
 }
 

@@ -395,6 +395,20 @@ func (ex *Executor) Stats() messages.Stats {
 // concerns the whole API key.
 func (ex *Executor) PauseUntil(t time.Time) { ex.tree.Pause(t) }
 
+// TokenBurst returns the most API tokens one request may cost now: the
+// token bucket's capacity as Config.TokenBurst or the last SetTokenRate
+// set it, or 0 without a token limit. Submit refuses a request that costs
+// more (ErrTokensExceedBurst); a model reads it to refuse, without
+// counting its tokens, a request whose size alone proves it would be.
+func (ex *Executor) TokenBurst() int {
+	ex.limitsMu.Lock()
+	defer ex.limitsMu.Unlock()
+	if !ex.limits.TokensEnabled() {
+		return 0
+	}
+	return ex.limits.TokenBurst
+}
+
 // AdjustTokens corrects the token bucket by delta tokens: positive charges
 // tokens used beyond an estimate, negative refunds an over-estimate. The
 // executor already does this for calls that report messages.Usage.

@@ -32,7 +32,7 @@ type batchFlags struct {
 	model, apiKeyEnv         string
 	rpm, tpm, burst          int
 	concurrency, maxAttempts int
-	queue                    int
+	queue, maxLineBytes      int
 	timeout, grace, every    time.Duration
 	ordered, verbose         bool
 	metricsAddr              string
@@ -120,6 +120,7 @@ leaves them running (on a terminal it asks), --cancel-remote cancels them.`,
 	fl.IntVar(&f.maxAttempts, "max-attempts", 5, "attempts per request, the first included")
 	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "timeout of each attempt")
 	fl.IntVar(&f.queue, "queue", 1000, "requests read ahead of the callers")
+	fl.IntVar(&f.maxLineBytes, "max-line-bytes", batch.DefaultMaxLineBytes, "longest input line read, in bytes; a longer one is not held in memory but fails (error kind line_too_long) and the others run")
 	fl.BoolVar(&f.ordered, "ordered", false, "write results in input order instead of completion order")
 	fl.DurationVar(&f.grace, "grace", 30*time.Second, "on Ctrl-C, how long calls in flight may finish")
 	fl.DurationVar(&f.every, "progress-every", 5*time.Second, "interval of progress lines when stderr is not a terminal")
@@ -261,6 +262,11 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 		}
 		f.in = args[0]
 	}
+	if f.maxLineBytes <= 0 {
+		// Not batch.Config's 0, which means the default: a limit of no
+		// bytes would refuse every line.
+		return usagef("--max-line-bytes: must be positive, got %d", f.maxLineBytes)
+	}
 	if f.cost.dryRun {
 		return runDryRun(cmd, e, f)
 	}
@@ -289,7 +295,7 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 	cfg := batch.Config{
 		Endpoint: ep, RPM: f.rpm, TPM: f.tpm, Burst: f.burst, Concurrency: f.concurrency,
 		MaxAttempts: f.maxAttempts, Timeout: f.timeout, Queue: f.queue, Ordered: f.ordered,
-		Grace: f.grace, MetricsAddr: f.metricsAddr,
+		MaxLineBytes: f.maxLineBytes, Grace: f.grace, MetricsAddr: f.metricsAddr,
 		Budget: f.budget, BudgetMembers: f.budgetMembers, BudgetListen: f.budgetListen,
 		RetryFailed: retry, RetryKinds: kinds, RerunChanged: f.rerunChanged,
 		BudgetTLS: f.budgetTLS, BudgetSecret: secret,
@@ -324,7 +330,7 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 	in := batch.Input{R: input}
 	// The first of two passes: the count for progress, and duplicate ids
 	// refused before anything is sent.
-	if in.Total, err = batch.Scan(input); err != nil {
+	if in.Total, err = batch.Scan(input, cfg.MaxLineBytes); err != nil {
 		return usagef("input: %v", err)
 	}
 	if _, err := input.Seek(0, io.SeekStart); err != nil {

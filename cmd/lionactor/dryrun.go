@@ -39,7 +39,8 @@ func runDryRun(cmd *cobra.Command, e env, f *batchFlags) error {
 	cfg := batch.Config{
 		Endpoint: ep, RPM: f.rpm, TPM: f.tpm, Burst: f.burst, Concurrency: f.concurrency,
 		MaxAttempts: f.maxAttempts, Timeout: f.timeout, Queue: f.queue, Grace: f.grace,
-		RetryFailed: retry, RetryKinds: kinds, RerunChanged: f.rerunChanged,
+		MaxLineBytes: f.maxLineBytes,
+		RetryFailed:  retry, RetryKinds: kinds, RerunChanged: f.rerunChanged,
 	}
 	if rf != nil {
 		cfg.Deployments, cfg.Fallbacks = rf.deployments, rf.fallbacks

@@ -19,6 +19,7 @@ var batchFlagOf = map[string]string{
 	"TPM":            "tpm",
 	"Burst":          "burst",
 	"Queue":          "queue",
+	"MaxLineBytes":   "max-line-bytes",
 	"Grace":          "grace",
 	"RetryKinds":     "retry-failed",
 	"Budget":         "budget",

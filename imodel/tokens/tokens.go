@@ -57,7 +57,11 @@ const DefaultMaxTokens = 256
 type Counter struct {
 	codec    tokenizer.Codec
 	encoding string
-	long     longCounts
+	// maxTokenBytes is the length of the encoding's longest token, which
+	// bounds the count by the length of the text (see MinCount); 0 when
+	// unknown.
+	maxTokenBytes int
+	long          longCounts
 }
 
 // longCounts remembers the counts of long texts, which a batch repeats (a
@@ -95,16 +99,20 @@ func (l *longCounts) put(text string, n int) {
 	l.counts.Store(text, n)
 }
 
-// codecs holds one lazily loaded codec per encoding.
+// codecs holds one lazily loaded codec per encoding, with the length in
+// bytes of the encoding's longest token. Both longest tokens are runs of
+// 128 spaces; TestMaxTokenBytes reads the vocabularies to check the
+// lengths against the tokenizer module in go.mod.
 var codecs = map[string]*lazyCodec{
-	O200kBase:  {enc: tokenizer.O200kBase},
-	Cl100kBase: {enc: tokenizer.Cl100kBase},
+	O200kBase:  {enc: tokenizer.O200kBase, maxTokenBytes: 128},
+	Cl100kBase: {enc: tokenizer.Cl100kBase, maxTokenBytes: 128},
 }
 
 type lazyCodec struct {
-	enc     tokenizer.Encoding
-	once    sync.Once
-	counter *Counter
+	enc           tokenizer.Encoding
+	maxTokenBytes int
+	once          sync.Once
+	counter       *Counter
 }
 
 func (l *lazyCodec) get() *Counter {
@@ -120,7 +128,7 @@ func (l *lazyCodec) get() *Counter {
 		// tiktoken counts the decoded string, instead of dropping bytes.
 		// The mode is set before the codec is shared and never again.
 		c.SetErrorMode(tokenizer.ErrorModeReplace)
-		l.counter = &Counter{codec: c, encoding: string(l.enc)}
+		l.counter = &Counter{codec: c, encoding: string(l.enc), maxTokenBytes: l.maxTokenBytes}
 	})
 	return l.counter
 }
@@ -186,6 +194,26 @@ func (c *Counter) Count(text string) int {
 		return n
 	}
 	return c.count(text)
+}
+
+// MinCount returns a lower bound of Count(text) from the length of text
+// alone, without tokenizing it: ⌈len(text) / 128⌉, 128 bytes being the
+// length of the longest token of either encoding. It costs nothing
+// whatever the length, so that a text whose length alone proves it is
+// over a token limit can be refused without the seconds and the memory
+// that counting megabytes takes.
+//
+// It is a bound because every token of a count is a piece of the text:
+// the tokens of Count(text) put end to end are text itself, or, where
+// text holds invalid UTF-8, text with each invalid sequence of one to
+// three bytes replaced by the three bytes of U+FFFD, never shorter. (When
+// the tokenizer fails, Count's own fallback of 4 bytes a token is above
+// it too.)
+func (c *Counter) MinCount(text string) int {
+	if c.maxTokenBytes == 0 {
+		return 0
+	}
+	return (len(text) + c.maxTokenBytes - 1) / c.maxTokenBytes
 }
 
 // count tokenizes text.

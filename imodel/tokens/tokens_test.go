@@ -247,3 +247,83 @@ func TestLongTextsAreCountedOnce(t *testing.T) {
 		t.Errorf("counts %d, %d, %d", first, again, real.count(long))
 	}
 }
+
+// TestMaxTokenBytes reads every token of both vocabularies: the longest is
+// as long as the counters assume, so that MinCount is a lower bound (no
+// token is longer) and no looser than it must be (one is that long).
+func TestMaxTokenBytes(t *testing.T) {
+	for name, l := range codecs {
+		// A codec of its own, in the tokenizer's default error mode:
+		// Decode gives each token's bytes as they are, even those that
+		// are pieces of a UTF-8 sequence.
+		codec, err := tokenizer.Get(l.enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		longest, tokens := 0, 0
+		for id := range uint(300_000) {
+			s, err := codec.Decode([]uint{id})
+			if err != nil {
+				continue // no token has this id
+			}
+			tokens++
+			longest = max(longest, len(s))
+		}
+		if tokens < 100_000 {
+			t.Fatalf("%s: read %d tokens; the vocabulary has more", name, tokens)
+		}
+		if longest != l.maxTokenBytes {
+			t.Errorf("%s: the longest token has %d bytes, the counter assumes %d", name, longest, l.maxTokenBytes)
+		}
+		if got := counterOf(t, name).maxTokenBytes; got != l.maxTokenBytes {
+			t.Errorf("%s: counter has maxTokenBytes %d, want %d", name, got, l.maxTokenBytes)
+		}
+	}
+}
+
+// counterOf is the counter of the encoding called name.
+func counterOf(t *testing.T, name string) *Counter {
+	t.Helper()
+	for _, model := range []string{"gpt-4o", "gpt-4"} {
+		if c := ForModel(model); c.Encoding() == name {
+			return c
+		}
+	}
+	t.Fatalf("no model of encoding %s", name)
+	return nil
+}
+
+// MinCount is never above Count, whatever the text: prose, the runs of
+// spaces and dashes the longest tokens are made of (where it is reached),
+// other scripts, invalid UTF-8, and the Counter's fallback.
+func TestMinCountIsALowerBound(t *testing.T) {
+	texts := []string{
+		"",
+		"a",
+		strings.Repeat("The quick brown fox jumps over the lazy dog. ", 2000),
+		strings.Repeat(" ", 128*50),
+		strings.Repeat("-", 10_000),
+		strings.Repeat("お誕生日おめでとう", 500),
+		strings.Repeat("\xff\xfe\xc3", 3000), // invalid UTF-8: each sequence becomes U+FFFD
+		strings.Repeat("\x00", 4096),
+	}
+	for _, model := range []string{"gpt-4o", "gpt-4"} {
+		c := ForModel(model)
+		for _, text := range texts {
+			if lo, n := c.MinCount(text), c.Count(text); lo > n {
+				t.Errorf("%s: MinCount = %d above Count = %d for %d bytes starting %.20q", c.Encoding(), lo, n, len(text), text)
+			}
+		}
+		spaces := strings.Repeat(" ", 128*50)
+		if lo, n := c.MinCount(spaces), c.Count(spaces); lo != n || lo != 50 {
+			t.Errorf("%s: 50 runs of 128 spaces: MinCount %d, Count %d, want 50 and 50 (the bound is reached)", c.Encoding(), lo, n)
+		}
+	}
+	fallback := &Counter{codec: failingCodec{}, encoding: "broken", maxTokenBytes: 128}
+	if text := strings.Repeat("x", 1000); fallback.MinCount(text) > fallback.Count(text) {
+		t.Error("MinCount above the fallback count")
+	}
+	if got := (&Counter{codec: failingCodec{}}).MinCount("abc"); got != 0 {
+		t.Errorf("MinCount without a known longest token = %d, want 0", got)
+	}
+}

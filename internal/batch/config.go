@@ -37,6 +37,10 @@ type Config struct {
 	Timeout time.Duration
 	// Queue bounds the requests read ahead of the callers.
 	Queue int
+	// MaxLineBytes is the longest input line read, its newline left out;
+	// 0 means DefaultMaxLineBytes. A longer line is never held whole: it
+	// fails (kind "line_too_long") and the rest of the input runs.
+	MaxLineBytes int
 	// Ordered writes results in input order instead of completion order.
 	Ordered bool
 
@@ -124,6 +128,15 @@ type Config struct {
 // burst is the request bucket's capacity: Burst, or 1.
 func (c Config) burst() int { return max(c.Burst, 1) }
 
+// maxLineBytes is the longest input line read: MaxLineBytes, or
+// DefaultMaxLineBytes.
+func (c Config) maxLineBytes() int {
+	if c.MaxLineBytes == 0 {
+		return DefaultMaxLineBytes
+	}
+	return c.MaxLineBytes
+}
+
 func (c Config) logger() *slog.Logger {
 	if c.Logger != nil {
 		return c.Logger
@@ -150,6 +163,8 @@ func (c Config) Validate() error {
 		return bad("Timeout", "must not be negative")
 	case c.Queue <= 0:
 		return bad("Queue", "must be positive")
+	case c.MaxLineBytes < 0:
+		return bad("MaxLineBytes", "must be positive")
 	case c.Grace < 0:
 		return bad("Grace", "must not be negative")
 	case c.BudgetMembers < 0:

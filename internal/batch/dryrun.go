@@ -1,8 +1,6 @@
 package batch
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"maps"
@@ -43,7 +41,7 @@ type DryRunOptions struct {
 // InvalidLine is an input line a run would fail without sending it.
 type InvalidLine struct {
 	Line   int    // 1-based
-	Kind   string // as its result line would name it: invalid_input, invalid_request, too_many_tokens, price_unknown
+	Kind   string // as its result line would name it: invalid_input, line_too_long, invalid_request, too_many_tokens, price_unknown
 	Reason string
 }
 
@@ -179,28 +177,27 @@ func (f *Forecast) read(cfg Config, in Input, est *dryEstimator) error {
 	var invalid []InvalidLine
 	readErr := func() error {
 		defer close(jobs)
-		br := bufio.NewReaderSize(in.R, 1<<16)
+		lr := newLineReader(in.R, cfg.maxLineBytes())
 		ids := newIdentifier()
 		const batchSize = 64
 		pending := make([]dryJob, 0, batchSize)
 		for index := 0; ; index++ {
-			raw, err := br.ReadBytes('\n')
-			if len(bytes.TrimSpace(raw)) > 0 {
+			raw, err := lr.next()
+			if !raw.blank() {
 				f.Requests++
-				parsed, bad := parseLine(raw)
-				id, dup := ids.identify(index, raw, parsed)
+				ln := ids.take(index, raw)
 				switch {
-				case !cfg.verdict(in.Prior, id, index).runs():
+				case !cfg.verdict(in.Prior, ln.id, index).runs():
 					f.DoneBefore++
-				case bad != nil:
-					invalid = append(invalid, InvalidLine{Line: index + 1, Kind: "invalid_input", Reason: bad.Error()})
-				case dup != nil:
-					invalid = append(invalid, InvalidLine{Line: index + 1, Kind: "invalid_input", Reason: dup.Error()})
+				case ln.invalid != nil:
+					invalid = append(invalid, InvalidLine{Line: index + 1, Kind: inputKind(ln.invalid), Reason: ln.invalid.Error()})
+				case ln.dupID != nil:
+					invalid = append(invalid, InvalidLine{Line: index + 1, Kind: "invalid_input", Reason: ln.dupID.Error()})
 					if f.DuplicateID == nil {
-						f.DuplicateID = dup
+						f.DuplicateID = ln.dupID
 					}
 				default:
-					pending = append(pending, dryJob{index: index, body: parsed.body})
+					pending = append(pending, dryJob{index: index, body: ln.parsed.body})
 					if len(pending) == batchSize {
 						jobs <- pending
 						pending = make([]dryJob, 0, batchSize)

@@ -1,7 +1,6 @@
 package batch
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -110,6 +109,21 @@ func newIdentifier() *identifier {
 	return &identifier{occurrences: map[string]int{}, ids: map[string]int{}}
 }
 
+// take parses and identifies the non-blank line at index: all of a line
+// but its verdict, which depends on earlier results. A line too long to
+// read is known by the hash of its bytes, as a line that is not a JSON
+// object is by the hash of its text.
+func (d *identifier) take(index int, l inputLine) line {
+	var ln line
+	if l.long != nil {
+		ln.invalid, ln.id = l.long, d.byContent(l.long.hash)
+		return ln
+	}
+	ln.parsed, ln.invalid = parseLine(l.text)
+	ln.id, ln.dupID = d.identify(index, l.text, ln.parsed)
+	return ln
+}
+
 // identify returns the identity of the non-blank line at index, p being the
 // line parsed (nil if it is not a JSON object). A line whose id an earlier
 // line has gets a *DuplicateIDError, and the identity of a line without an
@@ -154,20 +168,21 @@ func idKey(id json.RawMessage) string {
 }
 
 // Scan reads an input to its end and returns the number of requests in it
-// (its non-blank lines). Two lines with the same id make it fail with a
-// *DuplicateIDError, so that a caller can refuse the input before anything
-// is sent; Run, given such an input, fails the later line instead.
-func Scan(r io.Reader) (int, error) {
+// (its non-blank lines), reading no line longer than maxLineBytes whole
+// (0: DefaultMaxLineBytes), as Run reads them. Two lines with the same id
+// make it fail with a *DuplicateIDError, so that a caller can refuse the
+// input before anything is sent; Run, given such an input, fails the later
+// line instead.
+func Scan(r io.Reader, maxLineBytes int) (int, error) {
 	d := newIdentifier()
-	br := bufio.NewReaderSize(r, 1<<16)
+	lr := newLineReader(r, Config{MaxLineBytes: maxLineBytes}.maxLineBytes())
 	n := 0
 	for index := 0; ; index++ {
-		line, err := br.ReadBytes('\n')
-		if len(bytes.TrimSpace(line)) > 0 {
+		line, err := lr.next()
+		if !line.blank() {
 			n++
-			p, _ := parseLine(line)
-			if _, derr := d.identify(index, line, p); derr != nil {
-				return n, derr
+			if dup := d.take(index, line).dupID; dup != nil {
+				return n, dup
 			}
 		}
 		if err == io.EOF {

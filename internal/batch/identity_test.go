@@ -105,12 +105,19 @@ func TestIdentify(t *testing.T) {
 }
 
 func TestScan(t *testing.T) {
-	n, err := Scan(strings.NewReader("\n" + requestLine(t, 0) + "\n\n  \n" + requestLine(t, 1) + "\nnot json\n" + requestLine(t, 2)))
+	n, err := Scan(strings.NewReader("\n"+requestLine(t, 0)+"\n\n  \n"+requestLine(t, 1)+"\nnot json\n"+requestLine(t, 2)), 0)
 	if n != 4 || err != nil {
 		t.Errorf("Scan = %d, %v; want 4 requests", n, err)
 	}
+	// A line too long is a request, which fails; it has no id, and two
+	// of them (identical) are no duplicate ids.
+	long := `{"id":"same","messages":[{"role":"user","content":"` + strings.Repeat("a", 200) + `"}]}`
+	n, err = Scan(strings.NewReader(requestLine(t, 0)+"\n"+long+"\n"+long+"\n"+requestLine(t, 1)+"\n"), 100)
+	if n != 4 || err != nil {
+		t.Errorf("Scan with lines too long = %d, %v; want 4 requests", n, err)
+	}
 	in := requestLine(t, 0) + "\n\n" + requestLine(t, 1) + "\n" + requestLine(t, 0) + "\n"
-	_, err = Scan(strings.NewReader(in))
+	_, err = Scan(strings.NewReader(in), 0)
 	var dup *DuplicateIDError
 	if !errors.As(err, &dup) || dup.First != 1 || dup.Second != 4 {
 		t.Fatalf("Scan = %v, want lines 1 and 4", err)
@@ -119,7 +126,7 @@ func TestScan(t *testing.T) {
 		t.Errorf("error %q, want it to start with %q", err, want)
 	}
 	boom := errors.New("boom")
-	if _, err := Scan(io.MultiReader(strings.NewReader(requestLine(t, 0)+"\n"), iotest.ErrReader(boom))); !errors.Is(err, boom) {
+	if _, err := Scan(io.MultiReader(strings.NewReader(requestLine(t, 0)+"\n"), iotest.ErrReader(boom)), 0); !errors.Is(err, boom) {
 		t.Errorf("Scan = %v, want the read error", err)
 	}
 }

@@ -43,6 +43,11 @@ func ReadPrior(r io.Reader) (prior *Prior, needsNewline bool, err error) {
 	p := &Prior{byKey: map[string]priorResult{}, byIndex: map[int]priorResult{}}
 	br := bufio.NewReaderSize(r, 1<<16)
 	for {
+		// Unlike an input line (lineReader), a result line is read whole
+		// however long: it holds a reply the run already held whole (up
+		// to the endpoint's MaxResponseBytes, a setting of its own, and
+		// longer once escaped), and a line dropped for its length would
+		// have its request run, and paid for, again.
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {
 			needsNewline = line[len(line)-1] != '\n'

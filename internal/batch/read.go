@@ -1,8 +1,6 @@
 package batch
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"io"
 )
@@ -19,11 +17,11 @@ type readerEnd struct {
 func (r *runner) read(ctx context.Context) readerEnd {
 	var end readerEnd
 	defer close(r.reader)
-	br := bufio.NewReaderSize(r.in.R, 1<<16)
+	lr := newLineReader(r.in.R, r.cfg.maxLineBytes())
 	ids := newIdentifier()
 	for index := 0; ; index++ {
-		line, err := br.ReadBytes('\n')
-		if len(bytes.TrimSpace(line)) == 0 {
+		line, err := lr.next()
+		if line.blank() {
 			if err != nil {
 				if err != io.EOF {
 					end.err = err
@@ -43,7 +41,7 @@ func (r *runner) read(ctx context.Context) readerEnd {
 			case <-ctx.Done():
 				// This line was read but not submitted: it is counted in
 				// Read already; count the lines after it.
-				r.sum.unread(r.countRest(index+1, br, ids))
+				r.sum.unread(r.countRest(index+1, lr, ids))
 				return end
 			}
 			switch r.submit(ctx, index, ln) {
@@ -53,7 +51,7 @@ func (r *runner) read(ctx context.Context) readerEnd {
 				// This line was read but not submitted: it is counted in
 				// Read already, and remains with the lines after it.
 				<-r.window
-				r.sum.unread(r.countRest(index+1, br, ids))
+				r.sum.unread(r.countRest(index+1, lr, ids))
 				r.sum.update(func(s *Snapshot) { s.SpendCapped = true })
 				end.capped = true
 				return end
@@ -68,7 +66,7 @@ func (r *runner) read(ctx context.Context) readerEnd {
 			return end
 		}
 		if ctx.Err() != nil {
-			r.sum.unread(r.countRest(index+1, br, ids))
+			r.sum.unread(r.countRest(index+1, lr, ids))
 			return end
 		}
 	}
@@ -76,8 +74,8 @@ func (r *runner) read(ctx context.Context) readerEnd {
 
 // line is one non-blank input line, parsed, identified and judged.
 type line struct {
-	parsed  *parsedLine // nil if the line is not a JSON object
-	invalid error       // why not
+	parsed  *parsedLine // nil if the line is not a JSON object, or too long to read
+	invalid error       // why not: a *longLineError for a line too long
 	dupID   error       // a *DuplicateIDError, if an earlier line has its id
 	id      identity
 	verdict verdict
@@ -85,10 +83,8 @@ type line struct {
 
 // identify takes line index apart and decides, from the results of earlier
 // runs, whether it runs, counting it in the summary.
-func (r *runner) identify(ids *identifier, index int, raw []byte) line {
-	var ln line
-	ln.parsed, ln.invalid = parseLine(raw)
-	ln.id, ln.dupID = ids.identify(index, raw, ln.parsed)
+func (r *runner) identify(ids *identifier, index int, raw inputLine) line {
+	ln := ids.take(index, raw)
 	ln.verdict = r.cfg.verdict(r.in.Prior, ln.id, index)
 	r.sum.judged(ln.verdict, ln.id.id)
 	return ln
@@ -96,11 +92,11 @@ func (r *runner) identify(ids *identifier, index int, raw []byte) line {
 
 // countRest counts the requests not yet read that would run, so an
 // interrupted run can say how many remain.
-func (r *runner) countRest(index int, br *bufio.Reader, ids *identifier) int {
+func (r *runner) countRest(index int, lr *lineReader, ids *identifier) int {
 	n := 0
 	for ; ; index++ {
-		raw, err := br.ReadBytes('\n')
-		if len(bytes.TrimSpace(raw)) > 0 && r.identify(ids, index, raw).verdict.runs() {
+		raw, err := lr.next()
+		if !raw.blank() && r.identify(ids, index, raw).verdict.runs() {
 			n++
 		}
 		if err != nil {

@@ -372,16 +372,16 @@ func TestRunInterruptAndResume(t *testing.T) {
 	}
 }
 
-// lineReader hands out one line per Read, and calls onAsk when the reader
+// lineByLineReader hands out one line per Read, and calls onAsk when the reader
 // asks for line number `at` (0-based), before handing it out.
-type lineReader struct {
+type lineByLineReader struct {
 	lines []string
 	next  int
 	at    int
 	onAsk func()
 }
 
-func (r *lineReader) Read(p []byte) (int, error) {
+func (r *lineByLineReader) Read(p []byte) (int, error) {
 	if r.next == r.at {
 		r.onAsk()
 	}
@@ -389,7 +389,7 @@ func (r *lineReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if len(p) < len(r.lines[r.next]) {
-		return 0, errors.New("lineReader: buffer too small")
+		return 0, errors.New("lineByLineReader: buffer too small")
 	}
 	n := copy(p, r.lines[r.next])
 	r.next++
@@ -410,7 +410,7 @@ func TestRunInterruptWhileWaitingForRoom(t *testing.T) {
 	// Lines 0 and 1 fill the window (the slow simulator keeps them there):
 	// the reader gets line 2 with the run already interrupted, and finds
 	// no room.
-	lr := &lineReader{at: 2, onAsk: cancel}
+	lr := &lineByLineReader{at: 2, onAsk: cancel}
 	for i := range n {
 		lr.lines = append(lr.lines, requestLine(t, i)+"\n")
 	}

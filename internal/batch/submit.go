@@ -37,7 +37,7 @@ func (r *runner) submit(ctx context.Context, index int, ln line) submitOutcome {
 	}
 	switch {
 	case ln.invalid != nil:
-		fail("invalid_input", "%v", ln.invalid)
+		fail(inputKind(ln.invalid), "%v", ln.invalid)
 		return failed
 	case ln.dupID != nil:
 		// The input was not scanned first: the first line with the id
@@ -78,7 +78,13 @@ func (r *runner) submit(ctx context.Context, index int, ln line) submitOutcome {
 				return notSent
 			}
 		case errors.As(err, &tle):
-			fail("too_many_tokens", "estimated %d tokens exceed the token limit of %d a minute (TPM): the request could never run", tle.Tokens, tle.Burst)
+			// A request refused by its length alone was not counted:
+			// its Tokens is a lower bound.
+			atLeast := ""
+			if tle.AtLeast {
+				atLeast = "at least "
+			}
+			fail("too_many_tokens", "estimated %s%d tokens exceed the token limit of %d a minute (TPM): the request could never run", atLeast, tle.Tokens, tle.Burst)
 		case errors.Is(err, messages.ErrPriceUnknown):
 			fail("price_unknown", "no price for model %q (--max-cost needs every request's price): give it with --prices", rw.model)
 		default:

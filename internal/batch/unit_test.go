@@ -138,6 +138,7 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"MaxAttempts", func(c *Config) { c.MaxAttempts = 0 }},
 		{"Timeout", func(c *Config) { c.Timeout = -time.Second }},
 		{"Queue", func(c *Config) { c.Queue = 0 }},
+		{"MaxLineBytes", func(c *Config) { c.MaxLineBytes = -1 }},
 		{"Grace", func(c *Config) { c.Grace = -time.Second }},
 	}
 	for _, tt := range tests {

@@ -1,8 +1,6 @@
 package batch
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -126,11 +124,11 @@ func (w *apiWriter) emit(lines [][]byte) {
 // stops taking requests (it was interrupted), it counts the rest.
 func (w *apiWriter) requests(yield func(batchapi.Request) bool) {
 	r := w.r
-	br := bufio.NewReaderSize(r.in.R, 1<<16)
+	lr := newLineReader(r.in.R, r.cfg.maxLineBytes())
 	ids := newIdentifier()
 	for index := 0; ; index++ {
-		line, err := br.ReadBytes('\n')
-		if len(bytes.TrimSpace(line)) == 0 {
+		line, err := lr.next()
+		if line.blank() {
 			if err == nil {
 				w.skip(index)
 				continue
@@ -138,7 +136,7 @@ func (w *apiWriter) requests(yield func(batchapi.Request) bool) {
 		} else {
 			r.sum.read()
 			if q, ok := w.request(index, r.identify(ids, index, line)); ok && !yield(q) {
-				r.sum.unread(r.countRest(index+1, br, ids))
+				r.sum.unread(r.countRest(index+1, lr, ids))
 				return
 			}
 		}
@@ -215,7 +213,7 @@ func (w *apiWriter) request(index int, ln line) (batchapi.Request, bool) {
 		w.r.sum.failedInput()
 		w.emit(w.ord.add(index, encode(&Result{Index: index, Key: rw.key, ContentHash: rw.hash, ID: rw.id,
 			Status: messages.StatusFailed.String(), Metadata: rw.metadata,
-			Error: &ResultError{Kind: "invalid_input", Message: fmt.Sprintf("line %d: %v", index+1, invalid)}})))
+			Error: &ResultError{Kind: inputKind(invalid), Message: fmt.Sprintf("line %d: %v", index+1, invalid)}})))
 		return batchapi.Request{}, false
 	}
 	w.rows[rw.key] = &apiRow{index: index, row: rw}
