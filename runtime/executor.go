@@ -40,6 +40,8 @@ type Executor struct {
 	// their Lifecycle, the requests the queue never received (treeStopped).
 	liveMu sync.Mutex
 	live   map[*Handle]*messages.Lifecycle
+	// watches cancels requests whose submit context is done.
+	watches watches
 
 	limitsMu sync.Mutex
 	limits   actors.Limits
@@ -246,7 +248,7 @@ func (ex *Executor) submit(ctx context.Context, r messages.Request, notify func(
 	// time the cancel arrives. A cancel sent before could overtake the
 	// Enqueue and find nothing to cancel.
 	if ctx.Done() != nil {
-		h.watch(ctx)
+		ex.watches.add(ctx, h)
 	}
 	return h, nil
 }

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"fmt"
 	"iter"
 	"sync"
 
@@ -18,12 +17,12 @@ type Handle struct {
 	id    uuid.UUID
 	owner owner // what runs the request
 
-	mu       sync.Mutex
-	events   messages.History
-	changed  chan struct{} // made on demand by a waiting reader, closed on publish
-	done     chan struct{} // made on demand by Done; closed once ended
-	ended    bool          // the terminal snapshot is in
-	stopWait func() bool   // stops the submit context's watcher
+	mu      sync.Mutex
+	events  messages.History
+	changed chan struct{} // made on demand by a waiting reader, closed on publish
+	done    chan struct{} // made on demand by Done; closed once ended
+	ended   bool          // the terminal snapshot is in
+	watch   *ctxWatch     // the submit context's watch, while the request lives
 
 	// reserved is the estimate the executor's spend cap, if it has one,
 	// reserved for the request, to be settled when it ends.
@@ -156,22 +155,6 @@ func (s *sink) Publish(ev messages.Event) {
 	h.publish(ev)
 }
 
-// watch cancels the request when ctx is done, until the request ends.
-func (h *Handle) watch(ctx context.Context) {
-	stop := context.AfterFunc(ctx, func() {
-		h.owner.cancelRequest(h.id, fmt.Errorf("%w: %w", messages.ErrCancelled, context.Cause(ctx)))
-	})
-	h.mu.Lock()
-	ended := h.ended
-	if !ended {
-		h.stopWait = stop
-	}
-	h.mu.Unlock()
-	if ended { // it ended before the watch began: nothing to stop later
-		stop()
-	}
-}
-
 func (h *Handle) publish(ev messages.Event) {
 	if h.notify != nil {
 		h.notify(ev)
@@ -180,21 +163,22 @@ func (h *Handle) publish(ev messages.Event) {
 	h.events.Append(ev)
 	ch := h.changed
 	h.changed = nil
-	stop := h.stopWait
-	var done chan struct{}
+	var (
+		done  chan struct{}
+		watch *ctxWatch
+	)
 	if ev.Status.Terminal() {
-		h.ended, done = true, h.done
+		h.ended, done, watch = true, h.done, h.watch
+		h.watch = nil
 	}
 	h.mu.Unlock()
 	if ch != nil {
 		close(ch)
 	}
-	if ev.Status.Terminal() {
-		if stop != nil {
-			stop()
-		}
-		if done != nil {
-			close(done)
-		}
+	if watch != nil {
+		watch.remove(h)
+	}
+	if done != nil {
+		close(done)
 	}
 }

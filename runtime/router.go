@@ -70,6 +70,7 @@ type Router struct {
 	groups    map[string]*group
 	slots     chan struct{} // queue admission: one per request waiting in the router
 	counts    routerCounts
+	watches   watches // cancels routed requests whose submit context is done
 
 	// mu orders submissions against the start of a stop, as Executor's
 	// does: a submit that passed the running check has its request in the
@@ -552,7 +553,7 @@ func (rt *Router) Submit(ctx context.Context, group string, build Builder) (*Han
 	// Only now may a cancel be sent: it follows the enqueue into the
 	// actor's mailbox, as Executor.Submit's follows its Enqueue.
 	if ctx.Done() != nil {
-		h.watch(ctx)
+		rt.watches.add(ctx, h)
 	}
 	return h, nil
 }
