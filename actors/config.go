@@ -100,3 +100,14 @@ func newConfig(cfg Config) *config {
 		stopped:  make(chan struct{}),
 	}
 }
+
+// stoppedEnd is how a request the stopping tree can no longer run ends:
+// FAILED with the storm's error once a restart storm stopped the tree
+// (whoever submitted it raced the storm, and the storm is why it did not
+// run), CANCELLED with ErrStopped otherwise.
+func (c *config) stoppedEnd() (messages.RequestStatus, error) {
+	if p := c.fatal.Load(); p != nil {
+		return messages.StatusFailed, *p
+	}
+	return messages.StatusCancelled, messages.ErrStopped
+}

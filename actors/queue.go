@@ -156,7 +156,8 @@ func (q *queue) Receive(ctx actor.Context) {
 		// queue has no children: Stopped follows at once, and what is still
 		// in the mailbox is dropped. Enqueues dropped so are ended by the
 		// runtime once the tree is gone; message submits by the mailbox.
-		q.abort(ctx, messages.ErrStopped, false)
+		status, err := q.cfg.stoppedEnd()
+		q.abort(ctx, err, status == messages.StatusFailed)
 	case *actor.Stopped:
 		q.mailbox.stopped(ctx.ActorSystem().Root)
 	}
@@ -316,7 +317,8 @@ func (q *queue) submit(ctx actor.Context, m *messages.Submit) {
 func (q *queue) enqueue(ctx actor.Context, e *entry) {
 	q.register(e)
 	if q.closed {
-		q.end(ctx, e, messages.StatusCancelled, messages.ErrStopped, messages.Result{})
+		status, err := q.cfg.stoppedEnd()
+		q.end(ctx, e, status, err, messages.Result{})
 		return
 	}
 	q.fifo = append(q.fifo, e)
@@ -499,7 +501,8 @@ func (q *queue) outcome(ctx actor.Context, e *entry, res messages.Result, err er
 		// can cancel its call as it stops, and the call's error reach the
 		// queue, before the queue's own Stop. The request did not fail: it
 		// was stopped, as the queue's stop would have said a moment later.
-		q.end(ctx, e, messages.StatusCancelled, messages.ErrStopped, messages.Result{})
+		status, err := q.cfg.stoppedEnd()
+		q.end(ctx, e, status, err, messages.Result{})
 		return
 	}
 	var pause messages.PauseError

@@ -90,13 +90,20 @@ func (t *Tree) Enqueue(id uuid.UUID, lc *messages.Lifecycle, r messages.Request,
 }
 
 // Dropped accounts for a request handed over by Enqueue whose hand-off the
-// queue never read, because the tree stopped first, and which the caller
-// has ended CANCELLED itself: its queue slot comes back and Stats counts it
-// cancelled.
-func (t *Tree) Dropped() {
+// queue never read, because the tree stopped first: its queue slot comes
+// back, and Stats counts it as the caller must end it, which Dropped says:
+// FAILED with the storm's error after a restart storm, else CANCELLED with
+// ErrStopped.
+func (t *Tree) Dropped() (messages.RequestStatus, error) {
 	t.cfg.admission.Release()
 	t.cfg.counters.queued.Add(-1)
-	t.cfg.counters.Cancelled()
+	status, err := t.cfg.stoppedEnd()
+	if status == messages.StatusFailed {
+		t.cfg.counters.failed.Add(1)
+	} else {
+		t.cfg.counters.cancelled.Add(1)
+	}
+	return status, err
 }
 
 // Cancel asks the queue to cancel request id with cause (nil means

@@ -147,8 +147,11 @@ func TestTreeEnqueuePublishesQueuedItself(t *testing.T) {
 	}
 
 	// The queue never read it: the runtime ends it.
-	h.tr.Dropped()
-	ev := lc.Cancel(time.Now(), messages.ErrStopped)
+	status, err := h.tr.Dropped()
+	if status != messages.StatusCancelled || !errors.Is(err, messages.ErrStopped) {
+		t.Errorf("Dropped says end it %v with %v, want CANCELLED with ErrStopped", status, err)
+	}
+	ev := lc.Cancel(time.Now(), err)
 	h.obs.Publish(ev)
 	h.sink.Publish(ev)
 	if s := h.tr.Stats(); s.Queued != 0 || s.Cancelled != 1 {
@@ -261,4 +264,42 @@ func TestQueueAsksAgainWhenItsHeadEnds(t *testing.T) {
 			}
 		})
 	})
+}
+
+// A request that raced a restart storm, and that the stopped tree never
+// ran, ends FAILED with the storm's error, as every request the storm
+// caught does, not CANCELLED as by a stop: whether the queue closed under
+// its hand-off or never read it.
+func TestTreeRequestThatRacedAStormFailsWithIt(t *testing.T) {
+	h := startTree(t, noLimits, nil)
+	storm := messages.ErrRestartStorm
+	h.cfg.fatal.Store(&storm)
+	// The queue has closed (the storm's abort) but still reads its mailbox.
+	done := make(chan struct{})
+	h.sys.Root.Send(h.tree.Queue, &abortQueue{Err: storm, Fail: true, Done: done})
+	waitClosed(t, done, "abort")
+	r := messages.Request{Call: okCall("late")}
+	if err := h.tr.Admit(context.Background(), false, nil); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	lc := messages.NewLifecycle(id, &r, time.Now())
+	pending := lc.Pending(time.Now())
+	h.obs.Publish(pending)
+	h.sink.Publish(pending)
+	h.tr.Enqueue(id, lc, r, h.sink, context.Background())
+	if ev := h.obs.WaitEnd(t, id); ev.Status != messages.StatusFailed || !errors.Is(ev.Err(), messages.ErrRestartStorm) {
+		t.Errorf("a request enqueued after the storm's abort ended %v (%v), want FAILED with ErrRestartStorm", ev.Status, ev.Err())
+	}
+	// One the queue never read: Dropped says the same.
+	if err := h.tr.Admit(context.Background(), false, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.counters.queued.Add(1)
+	if status, err := h.tr.Dropped(); status != messages.StatusFailed || !errors.Is(err, messages.ErrRestartStorm) {
+		t.Errorf("Dropped after a storm says %v with %v, want FAILED with ErrRestartStorm", status, err)
+	}
+	if s := h.tr.Stats(); s.Failed != 2 || s.Cancelled != 0 {
+		t.Errorf("Stats: %d failed, %d cancelled; want 2 failed", s.Failed, s.Cancelled)
+	}
 }

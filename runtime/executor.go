@@ -330,7 +330,8 @@ func (ex *Executor) publish(h *Handle, ev messages.Event) {
 // the requests still live are those whose Enqueue it never read, which
 // protoactor dropped from its mailbox or sent to dead letters. The queue
 // being gone, their Lifecycles are the executor's again, and it ends them
-// CANCELLED with ErrStopped. Taking mu orders this against Submit: a submit
+// as Tree.Dropped says: CANCELLED with ErrStopped, or FAILED with
+// ErrRestartStorm after a storm. Taking mu orders this against Submit: a submit
 // either registered its request before (and it is ended here, if the queue
 // did not) or finds the executor stopping and refuses.
 func (ex *Executor) treeStopped(tree *actors.Tree) {
@@ -346,8 +347,12 @@ func (ex *Executor) treeStopped(tree *actors.Tree) {
 	ex.mu.Unlock()
 
 	for h, lc := range left {
-		tree.Dropped()
-		ev := lc.Cancel(time.Now(), messages.ErrStopped)
+		var ev messages.Event
+		if status, err := tree.Dropped(); status == messages.StatusFailed {
+			ev = lc.Fail(time.Now(), err, messages.Result{})
+		} else {
+			ev = lc.Cancel(time.Now(), err)
+		}
 		ex.settle(h, ev)
 		ex.publish(h, ev)
 	}
