@@ -249,6 +249,37 @@ func (f *batchFlags) endpointConfig(fl *pflag.FlagSet, getenv func(string) strin
 	return ep, nil
 }
 
+// batchConfig is the batch.Config the flags describe, as a run and its dry
+// run both need it: the endpoint, or the deployments of a --config file
+// (returned too, to name their fields in errors), the limits, what to
+// rerun. getenv reads the API keys. The endpoint is not validated here:
+// a dry run has no key to validate.
+func (f *batchFlags) batchConfig(fl *pflag.FlagSet, getenv func(string) string) (batch.Config, *routerFile, error) {
+	rf, err := readRouterFile(f.config, getenv)
+	if err != nil {
+		return batch.Config{}, nil, err
+	}
+	var ep imodel.EndpointConfig
+	if rf != nil {
+		if err := rf.checkFlags(fl); err != nil {
+			return batch.Config{}, nil, err
+		}
+	} else if ep, err = f.endpointConfig(fl, getenv); err != nil {
+		return batch.Config{}, nil, err
+	}
+	retry, kinds := f.retryKinds()
+	cfg := batch.Config{
+		Endpoint: ep, RPM: f.rpm, TPM: f.tpm, Burst: f.burst, Concurrency: f.concurrency,
+		MaxAttempts: f.maxAttempts, Timeout: f.timeout, Queue: f.queue, Ordered: f.ordered,
+		MaxLineBytes: f.maxLineBytes, Grace: f.grace,
+		RetryFailed: retry, RetryKinds: kinds, RerunChanged: f.rerunChanged,
+	}
+	if rf != nil {
+		cfg.Deployments, cfg.Fallbacks = rf.deployments, rf.fallbacks
+	}
+	return cfg, rf, nil
+}
+
 func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 	fl := cmd.Flags()
 	if f.config != "" {
@@ -270,39 +301,20 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 	if f.cost.dryRun {
 		return runDryRun(cmd, e, f)
 	}
-	rf, err := readRouterFile(f.config, e.getenv)
+	cfg, rf, err := f.batchConfig(fl, e.getenv)
 	if err != nil {
 		return err
 	}
-	var ep imodel.EndpointConfig
-	if rf != nil {
-		if err := rf.checkFlags(fl); err != nil {
-			return err
-		}
-	} else {
-		if ep, err = f.endpointConfig(fl, e.getenv); err != nil {
-			return err
-		}
-		if err := ep.Validate(); err != nil {
+	if rf == nil {
+		if err := cfg.Endpoint.Validate(); err != nil {
 			return namingFlags(fl, batchFlagOf, err)
 		}
 	}
-	retry, kinds := f.retryKinds()
-	secret, err := secretFromEnv(e.getenv, "--budget-secret-env", f.budgetSecretEnv)
-	if err != nil {
+	if cfg.BudgetSecret, err = secretFromEnv(e.getenv, "--budget-secret-env", f.budgetSecretEnv); err != nil {
 		return err
 	}
-	cfg := batch.Config{
-		Endpoint: ep, RPM: f.rpm, TPM: f.tpm, Burst: f.burst, Concurrency: f.concurrency,
-		MaxAttempts: f.maxAttempts, Timeout: f.timeout, Queue: f.queue, Ordered: f.ordered,
-		MaxLineBytes: f.maxLineBytes, Grace: f.grace, MetricsAddr: f.metricsAddr,
-		Budget: f.budget, BudgetMembers: f.budgetMembers, BudgetListen: f.budgetListen,
-		RetryFailed: retry, RetryKinds: kinds, RerunChanged: f.rerunChanged,
-		BudgetTLS: f.budgetTLS, BudgetSecret: secret,
-	}
-	if rf != nil {
-		cfg.Deployments, cfg.Fallbacks = rf.deployments, rf.fallbacks
-	}
+	cfg.MetricsAddr = f.metricsAddr
+	cfg.Budget, cfg.BudgetMembers, cfg.BudgetListen, cfg.BudgetTLS = f.budget, f.budgetMembers, f.budgetListen, f.budgetTLS
 	if err := f.cost.apply(&cfg); err != nil {
 		return err
 	}
@@ -348,7 +360,7 @@ func runBatch(cmd *cobra.Command, e env, f *batchFlags, args []string) error {
 			fmt.Fprintf(e.stderr, "lionactor: %s: %d results from before results had keys: those with an id are matched by id, the others by line number as then\n", f.out, n)
 		}
 	}
-	if notice := unmatchedKinds(kinds, in.Prior); notice != "" {
+	if notice := unmatchedKinds(cfg.RetryKinds, in.Prior); notice != "" {
 		fmt.Fprintln(e.stderr, "lionactor: --retry-failed:", notice)
 	}
 

@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lionactor/lionactor/batchapi"
-	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/internal/batch"
 )
 
@@ -21,30 +20,11 @@ const noKey = "dry-run: no key"
 // no key and writes no file.
 func runDryRun(cmd *cobra.Command, e env, f *batchFlags) error {
 	fl := cmd.Flags()
-	withoutKey := func(string) string { return noKey }
-	rf, err := readRouterFile(f.config, withoutKey)
+	cfg, rf, err := f.batchConfig(fl, func(string) string { return noKey })
 	if err != nil {
 		return err
 	}
-	var ep imodel.EndpointConfig
-	if rf != nil {
-		if err := rf.checkFlags(fl); err != nil {
-			return err
-		}
-	} else if ep, err = f.endpointConfig(fl, withoutKey); err != nil {
-		return err
-	}
-	ep.APIKey = ""
-	retry, kinds := f.retryKinds()
-	cfg := batch.Config{
-		Endpoint: ep, RPM: f.rpm, TPM: f.tpm, Burst: f.burst, Concurrency: f.concurrency,
-		MaxAttempts: f.maxAttempts, Timeout: f.timeout, Queue: f.queue, Grace: f.grace,
-		MaxLineBytes: f.maxLineBytes,
-		RetryFailed:  retry, RetryKinds: kinds, RerunChanged: f.rerunChanged,
-	}
-	if rf != nil {
-		cfg.Deployments, cfg.Fallbacks = rf.deployments, rf.fallbacks
-	}
+	cfg.Endpoint.APIKey = ""
 	if f.api.via == viaBatchAPI {
 		// Priced at the batch price; nothing is created, so no journal.
 		cfg.BatchAPI = &batchapi.Config{CompletionWindow: f.api.completionWindow}
@@ -53,7 +33,7 @@ func runDryRun(cmd *cobra.Command, e env, f *batchFlags) error {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
-		return namingFlags(fl, batchFlagOf, err)
+		return namingFlags(fl, batchFlagOf, rf.naming(err))
 	}
 	input, closeInput, err := openInput(cmd.Context(), f.in, e.stdin)
 	if err != nil {
