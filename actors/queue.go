@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/lionactor/lionactor/internal/selftimer"
+	"github.com/lionactor/lionactor/internal/stopmail"
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -78,7 +79,7 @@ type allowance struct {
 type queue struct {
 	cfg     *config
 	limiter *actor.PID
-	mailbox *dropped
+	mailbox *stopmail.Dropped
 
 	nextTicket uint64
 	fifo       []*entry // entries no longer inQueue are skipped when popped
@@ -108,7 +109,7 @@ type busyCaller struct {
 	e   *entry
 }
 
-func newQueue(cfg *config, limiter *actor.PID, mailbox *dropped) *queue {
+func newQueue(cfg *config, limiter *actor.PID, mailbox *stopmail.Dropped) *queue {
 	return &queue{
 		cfg:      cfg,
 		limiter:  limiter,
@@ -159,7 +160,7 @@ func (q *queue) Receive(ctx actor.Context) {
 		status, err := q.cfg.stoppedEnd()
 		q.abort(ctx, err, status == messages.StatusFailed)
 	case *actor.Stopped:
-		q.mailbox.stopped(ctx.ActorSystem().Root)
+		q.mailbox.Stopped(ctx.ActorSystem().Root)
 	}
 	q.dispatch(ctx)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/lionactor/lionactor/internal/stopmail"
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -25,7 +26,7 @@ type abortDone struct{}
 type supervisor struct {
 	cfg      *config
 	ready    chan<- pids
-	mailbox  *dropped
+	mailbox  *stopmail.Dropped
 	self     *actor.PID
 	tree     pids
 	callers  map[string]bool
@@ -61,7 +62,7 @@ func (c *config) propsOptions() []actor.PropsOption {
 
 // Receive implements actor.Actor.
 func (s *supervisor) Receive(ctx actor.Context) {
-	if s.mailbox.isStopped() {
+	if s.mailbox.IsStopped() {
 		// The tree has ended, and yet a message arrives: protoactor's
 		// handleRestart revives even a stopped actor, so a parent's restart
 		// sent just before the stop (its sender resolved the PID before
@@ -115,8 +116,8 @@ func (s *supervisor) Receive(ctx actor.Context) {
 		s.stopping = true
 	case *actor.Stopped:
 		// The children are gone: nothing of the tree handles a message any
-		// more, and what is left in this mailbox is dropped (see dropped).
-		s.mailbox.stopped(ctx.ActorSystem().Root)
+		// more, and what is left in this mailbox is dropped (see package stopmail).
+		s.mailbox.Stopped(ctx.ActorSystem().Root)
 		if s.cfg.OnStopped != nil {
 			s.cfg.OnStopped(s.cfg.tree)
 		}

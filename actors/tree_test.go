@@ -903,7 +903,7 @@ func TestDroppedSubmitsAreRejectedOnceTheActorStopped(t *testing.T) {
 	d.MessageReceived(submit) // the actor still runs: it handles the submit itself
 	p.expectNone(t, 20*time.Millisecond)
 
-	d.stopped(sys.Root)
+	d.Stopped(sys.Root)
 	d.MessageReceived(submit)
 	if m, _ := expect[*messages.Rejected](t, p); m.ID != id || !errors.Is(m.Err, messages.ErrStopped) {
 		t.Errorf("dropped submit answered %+v, want its ID with ErrStopped", m)

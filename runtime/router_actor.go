@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/lionactor/lionactor/internal/selftimer"
+	"github.com/lionactor/lionactor/internal/stopmail"
 	"github.com/lionactor/lionactor/messages"
 )
 
@@ -235,7 +236,7 @@ func (q *routeQueue) pop() {
 // end what the first held.
 type routerState struct {
 	rt      *Router
-	mailbox *droppedRoutes
+	mailbox *stopmail.Dropped
 	entries map[uuid.UUID]*entry
 	queues  []*routeQueue
 	queueOf map[*group]*routeQueue
@@ -270,7 +271,7 @@ type routerActor struct {
 // Receive implements actor.Actor.
 func (ra *routerActor) Receive(ctx actor.Context) {
 	rs := ra.rs
-	if rs.mailbox.isStopped() {
+	if rs.mailbox.IsStopped() {
 		// A restart sent just before the stop revives a stopped actor:
 		// that incarnation only stops again.
 		if _, started := ctx.Message().(*actor.Started); started {
@@ -851,7 +852,7 @@ func (rs *routerState) checkDrained() {
 // orders this against Submit, as Executor.treeStopped does.
 func (rs *routerState) stopped(ctx actor.Context) {
 	rt := rs.rt
-	rs.mailbox.stopped(ctx.ActorSystem().Root)
+	rs.mailbox.Stopped(ctx.ActorSystem().Root)
 	rs.closing = true
 	rs.timer.Stop()
 	rt.mu.Lock()
