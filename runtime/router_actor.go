@@ -589,12 +589,7 @@ func (rs *routerState) attemptEnded(ctx actor.Context, a *attempt) {
 	res := resultOf(e, ev)
 	if a.phase.Load() == phaseReclaimed {
 		d.health.record(a, outcomeAbandoned)
-		switch {
-		case e.cancel != nil:
-			rs.end(e, messages.StatusCancelled, e.cancel, messages.Result{})
-		case rs.closing || rs.aborting:
-			rs.end(e, messages.StatusCancelled, messages.ErrStopped, messages.Result{})
-		default:
+		if !rs.endCancelled(e) {
 			rs.requeue(e, d)
 		}
 		return
@@ -607,12 +602,7 @@ func (rs *routerState) attemptEnded(ctx actor.Context, a *attempt) {
 		return
 	case messages.StatusCancelled:
 		d.health.record(a, outcomeAbandoned)
-		switch {
-		case e.cancel != nil:
-			rs.end(e, messages.StatusCancelled, e.cancel, messages.Result{})
-		case rs.closing || rs.aborting:
-			rs.end(e, messages.StatusCancelled, messages.ErrStopped, messages.Result{})
-		default:
+		if !rs.endCancelled(e) {
 			// The deployment's executor stopped under the attempt (a
 			// restart storm): it takes nothing more, and the request goes
 			// on elsewhere.
@@ -653,6 +643,21 @@ func (rs *routerState) attemptEnded(ctx actor.Context, a *attempt) {
 		return
 	}
 	rs.settle(ctx, e, d, err, res, verdict)
+}
+
+// endCancelled ends e CANCELLED, and says so, if its attempt came back
+// with no outcome of its own to act on while e was cancelled (with the
+// cause asked) or the router stops (ErrStopped); otherwise e goes on.
+func (rs *routerState) endCancelled(e *entry) bool {
+	switch {
+	case e.cancel != nil:
+		rs.end(e, messages.StatusCancelled, e.cancel, messages.Result{})
+	case rs.closing || rs.aborting:
+		rs.end(e, messages.StatusCancelled, messages.ErrStopped, messages.Result{})
+	default:
+		return false
+	}
+	return true
 }
 
 // settle decides what follows an attempt of e that failed at d with err:
