@@ -61,14 +61,15 @@ type Counter struct {
 	// bounds the count by the length of the text (see MinCount); 0 when
 	// unknown.
 	maxTokenBytes int
-	long          longCounts
+	kept          keptCounts
 }
 
-// longCounts remembers the counts of long texts, which a batch repeats (a
-// system prompt, a shared document) and which cost the most to count
-// again. It holds at most longCountsBytes of text; past that it starts
-// afresh, so that a stream of texts seen once costs one reset now and then.
-type longCounts struct {
+// keptCounts remembers the counts of the texts a batch repeats: long ones
+// (a system prompt, a shared document), which cost the most to count
+// again, and short ones (roles, names), which every message has. It holds
+// at most keptBytes of text; past that it starts afresh, so that a stream
+// of texts seen once costs one reset now and then.
+type keptCounts struct {
 	counts sync.Map // string → int
 	bytes  atomic.Int64
 }
@@ -79,24 +80,24 @@ const (
 	// which every message repeats, and cost a tokenizer pass each.
 	longTextBytes  = 512
 	shortTextBytes = 16
-	// longCountsBytes bounds the text kept, per encoding.
-	longCountsBytes = 64 << 20
+	// keptBytes bounds the text kept, per encoding.
+	keptBytes = 64 << 20
 )
 
-func (l *longCounts) get(text string) (int, bool) {
-	n, ok := l.counts.Load(text)
+func (k *keptCounts) get(text string) (int, bool) {
+	n, ok := k.counts.Load(text)
 	if !ok {
 		return 0, false
 	}
 	return n.(int), true
 }
 
-func (l *longCounts) put(text string, n int) {
-	if l.bytes.Add(int64(len(text))) > longCountsBytes {
-		l.counts.Clear()
-		l.bytes.Store(int64(len(text)))
+func (k *keptCounts) put(text string, n int) {
+	if k.bytes.Add(int64(len(text))) > keptBytes {
+		k.counts.Clear()
+		k.bytes.Store(int64(len(text)))
 	}
-	l.counts.Store(text, n)
+	k.counts.Store(text, n)
 }
 
 // codecs holds one lazily loaded codec per encoding, with the length in
@@ -186,11 +187,11 @@ func (c *Counter) Count(text string) int {
 		return 0
 	}
 	if len(text) >= longTextBytes || len(text) <= shortTextBytes {
-		if n, ok := c.long.get(text); ok {
+		if n, ok := c.kept.get(text); ok {
 			return n
 		}
 		n := c.count(text)
-		c.long.put(text, n)
+		c.kept.put(text, n)
 		return n
 	}
 	return c.count(text)

@@ -229,11 +229,11 @@ func TestLongTextsAreCountedOnce(t *testing.T) {
 		t.Errorf("%d tokenizations, want 1 of the long text, 1 of the role and 50 of the middle one", codec.calls)
 	}
 	// Past the bound, the kept counts start afresh: memory stays bounded.
-	big := strings.Repeat("x", longCountsBytes/2+1)
+	big := strings.Repeat("x", keptBytes/2+1)
 	c.Count(big)
 	c.Count(big + "y")
-	if n := c.long.bytes.Load(); n > longCountsBytes {
-		t.Errorf("%d bytes kept, bound %d", n, longCountsBytes)
+	if n := c.kept.bytes.Load(); n > keptBytes {
+		t.Errorf("%d bytes kept, bound %d", n, keptBytes)
 	}
 	before := codec.calls
 	c.Count(long)
