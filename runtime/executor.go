@@ -211,7 +211,7 @@ func (ex *Executor) submit(ctx context.Context, r messages.Request, notify func(
 	if err := ex.tree.Admit(ctx, ex.cfg.WaitForRoom, ex.stopCh); err != nil {
 		return nil, err
 	}
-	if err := ex.reserve(&r); err != nil {
+	if err := ex.cfg.SpendCap.admit(&r); err != nil {
 		ex.tree.Release()
 		return nil, err
 	}
@@ -220,7 +220,7 @@ func (ex *Executor) submit(ctx context.Context, r messages.Request, notify func(
 	defer ex.mu.RUnlock()
 	if err := ex.checkRunningLocked(); err != nil {
 		ex.tree.Release()
-		ex.unreserve(&r)
+		ex.cfg.SpendCap.finish(r.EstimatedCost, 0)
 		return nil, err
 	}
 	id := newID()
@@ -265,33 +265,11 @@ func (ex *Executor) ended(h *Handle, ev messages.Event) {
 	ex.settle(h, ev)
 }
 
-// reserve takes the request's estimated cost from the spend cap, if there
-// is one; a request without a price cannot be counted against it.
-func (ex *Executor) reserve(r *messages.Request) error {
-	if ex.cfg.SpendCap == nil {
-		return nil
-	}
-	if r.Pricing == nil {
-		return fmt.Errorf("%w: a spend cap is set and the request has no Pricing", messages.ErrPriceUnknown)
-	}
-	return ex.cfg.SpendCap.Reserve(r.EstimatedCost)
-}
-
-// unreserve gives back what reserve took for a request that was not
-// accepted after all.
-func (ex *Executor) unreserve(r *messages.Request) {
-	if ex.cfg.SpendCap != nil {
-		ex.cfg.SpendCap.Release(r.EstimatedCost)
-	}
-}
-
 // settle turns the reservation of h's request, which ended with ev, into
 // what it actually cost. It runs once per request: from ended, or from
 // treeStopped for a request the queue never received.
 func (ex *Executor) settle(h *Handle, ev messages.Event) {
-	if ex.cfg.SpendCap != nil {
-		ex.cfg.SpendCap.Settle(h.reserved, ev.Cost().Actual)
-	}
+	ex.cfg.SpendCap.finish(h.reserved, ev.Cost().Actual)
 }
 
 // answer completes a request whose reply is known (Request.Cached) without

@@ -530,7 +530,7 @@ func (rt *Router) Submit(ctx context.Context, group string, build Builder) (*Han
 	defer rt.mu.RUnlock()
 	if err := rt.checkRunningLocked(); err != nil {
 		rt.release()
-		rt.unreserve(e)
+		rt.cfg.SpendCap.finish(e.reserved, 0)
 		return nil, err
 	}
 	id := uuid.New()
@@ -648,24 +648,11 @@ func (rt *Router) release() { <-rt.slots }
 // if the router has one; a request is reserved once, however many
 // attempts it makes, and settled when it ends (publish).
 func (rt *Router) reserve(e *entry) error {
-	if rt.cfg.SpendCap == nil {
-		return nil
-	}
-	if e.first.Pricing == nil {
-		return fmt.Errorf("%w: a spend cap is set and the request has no Pricing", messages.ErrPriceUnknown)
-	}
-	if err := rt.cfg.SpendCap.Reserve(e.first.EstimatedCost); err != nil {
+	if err := rt.cfg.SpendCap.admit(&e.first); err != nil {
 		return err
 	}
 	e.reserved = e.first.EstimatedCost
 	return nil
-}
-
-// unreserve gives back the reservation of a request that was not accepted.
-func (rt *Router) unreserve(e *entry) {
-	if rt.cfg.SpendCap != nil {
-		rt.cfg.SpendCap.Release(e.reserved)
-	}
 }
 
 func (rt *Router) checkRunning() error {
@@ -685,10 +672,10 @@ func (rt *Router) checkRunningLocked() error {
 // then to its handle or its submitting actor. It runs on the router's
 // goroutine or, during an attempt, on the deployment's.
 func (rt *Router) publish(e *entry, ev messages.Event) {
-	if ev.Status.Terminal() && rt.cfg.SpendCap != nil {
+	if ev.Status.Terminal() {
 		// Before anyone sees the end: whoever waits on it finds the
 		// cap settled.
-		rt.cfg.SpendCap.Settle(e.reserved, ev.Cost().Actual)
+		rt.cfg.SpendCap.finish(e.reserved, ev.Cost().Actual)
 	}
 	if rt.cfg.Observer != nil {
 		rt.cfg.Observer(ev)

@@ -44,6 +44,29 @@ func NewSpendCap(limit float64) (*SpendCap, error) {
 	return &SpendCap{limit: limit}, nil
 }
 
+// admit reserves what r is estimated to cost, as an executor's or a
+// router's Submit does: a nil SpendCap (no cap) admits every request, and
+// a cap refuses a request without a price, whose cost it could not count
+// (messages.ErrPriceUnknown).
+func (c *SpendCap) admit(r *messages.Request) error {
+	if c == nil {
+		return nil
+	}
+	if r.Pricing == nil {
+		return fmt.Errorf("%w: a spend cap is set and the request has no Pricing", messages.ErrPriceUnknown)
+	}
+	return c.Reserve(r.EstimatedCost)
+}
+
+// finish settles a reservation admit made: with the request's actual
+// cost once it ended, or 0 when it was not accepted after all. A nil
+// SpendCap has nothing to settle.
+func (c *SpendCap) finish(reserved, actual float64) {
+	if c != nil {
+		c.Settle(reserved, actual)
+	}
+}
+
 // Limit is the cap, in US dollars.
 func (c *SpendCap) Limit() float64 { return c.limit }
 
