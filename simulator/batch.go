@@ -535,16 +535,7 @@ func (s *Server) batchRoute(p provider, methods []string, serve func(*call)) htt
 				"Method "+r.Method+" is not allowed on "+r.URL.Path+"; use "+strings.Join(methods, " or ")+".")
 			return
 		}
-		if !c.authenticate() {
-			return
-		}
-		var err error
-		if c.hooks, err = parseHooks(r.Header); err != nil {
-			c.fail(http.StatusBadRequest, kindInvalidRequest, err.Error())
-			return
-		}
-		if p == anthropic && r.Header.Get("anthropic-version") == "" {
-			c.fail(http.StatusBadRequest, kindInvalidRequest, "anthropic-version: header is required")
+		if !c.admit() {
 			return
 		}
 		f := faultNone

@@ -125,18 +125,10 @@ func (s *Server) endpoint(p provider, serve func(*call)) http.Handler {
 				"Method "+r.Method+" is not allowed on "+r.URL.Path+"; use POST.")
 			return
 		}
-		if !c.authenticate() {
+		if !c.admit() {
 			return
 		}
 		var err error
-		if c.hooks, err = parseHooks(r.Header); err != nil {
-			c.fail(http.StatusBadRequest, kindInvalidRequest, err.Error())
-			return
-		}
-		if p == anthropic && r.Header.Get("anthropic-version") == "" {
-			c.fail(http.StatusBadRequest, kindInvalidRequest, "anthropic-version: header is required")
-			return
-		}
 		c.body, err = io.ReadAll(http.MaxBytesReader(c.w, r.Body, s.cfg.MaxBodyBytes))
 		if err != nil {
 			if errors.As(err, new(*http.MaxBytesError)) {
@@ -160,6 +152,25 @@ func (c *call) azureRoute() bool {
 		return false
 	case !azureAPIVersion.MatchString(v):
 		c.azureError(http.StatusBadRequest, "API version not supported")
+		return false
+	}
+	return true
+}
+
+// admit checks what every endpoint checks before it reads a body: the
+// key, the test hooks and Anthropic's version header. When one fails it
+// answers the request itself and returns false.
+func (c *call) admit() bool {
+	if !c.authenticate() {
+		return false
+	}
+	var err error
+	if c.hooks, err = parseHooks(c.r.Header); err != nil {
+		c.fail(http.StatusBadRequest, kindInvalidRequest, err.Error())
+		return false
+	}
+	if c.p == anthropic && c.r.Header.Get("anthropic-version") == "" {
+		c.fail(http.StatusBadRequest, kindInvalidRequest, "anthropic-version: header is required")
 		return false
 	}
 	return true
