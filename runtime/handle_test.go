@@ -168,3 +168,10 @@ func TestNewIDIsAVersion4UUID(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+// size is the number of Done channels ws watches.
+func (ws *watches) size() int {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return len(ws.byCh)
+}

@@ -96,10 +96,3 @@ func (w *ctxWatch) remove(h *Handle) {
 		w.stop()
 	}
 }
-
-// size is the number of Done channels watched, for tests.
-func (ws *watches) size() int {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	return len(ws.byCh)
-}
