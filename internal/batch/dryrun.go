@@ -5,7 +5,7 @@ import (
 	"io"
 	"maps"
 	"math"
-	"runtime"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +14,7 @@ import (
 	"github.com/lionactor/lionactor/batchapi"
 	"github.com/lionactor/lionactor/imodel"
 	"github.com/lionactor/lionactor/messages"
+	"github.com/lionactor/lionactor/runtime"
 )
 
 // Defaults of a dry run's assumptions.
@@ -161,7 +162,7 @@ type dryTally struct {
 // that would run on every core: the tokenizer is most of the work.
 func (f *Forecast) read(cfg Config, in Input, est *dryEstimator) error {
 	jobs := make(chan []dryJob, 4)
-	workers := max(1, runtime.GOMAXPROCS(0))
+	workers := max(1, goruntime.GOMAXPROCS(0))
 	tallies := make([]dryTally, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -416,7 +417,7 @@ type dryEstimator struct {
 	one    *imodel.Estimator
 	tpm    int                  // the token limit a request must fit
 	groups map[string]*dryGroup // a routed run's, by model
-	only   string               // the one group, when there is one
+	order  []string             // the groups, in the order of their first deployment
 }
 
 type dryGroup struct {
@@ -446,13 +447,9 @@ func newDryEstimator(cfg Config) (*dryEstimator, error) {
 			}
 			g = &dryGroup{est: est, tpm: dep.TPM}
 			d.groups[dep.Group] = g
+			d.order = append(d.order, dep.Group)
 		} else if g.tpm > 0 && (dep.TPM == 0 || dep.TPM > g.tpm) {
 			g.tpm = dep.TPM
-		}
-	}
-	if len(d.groups) == 1 {
-		for name := range d.groups {
-			d.only = name
 		}
 	}
 	return d, nil
@@ -464,13 +461,18 @@ func (d *dryEstimator) estimate(body map[string]any) (imodel.RequestEstimate, in
 		e, err := d.one.Estimate(body)
 		return e, d.tpm, err
 	}
+	// The group and the refusals are the run's (imodel.Router), in its
+	// words: a dry run's reasons are those of the result lines.
 	model, _ := body["model"].(string)
 	if model == "" {
-		model = d.only
+		if len(d.order) != 1 {
+			return imodel.RequestEstimate{}, 0, fmt.Errorf("%w: no model: say which of %v", messages.ErrInvalidRequest, d.order)
+		}
+		model = d.order[0]
 	}
 	g := d.groups[model]
 	if g == nil {
-		return imodel.RequestEstimate{}, 0, fmt.Errorf("%w: no deployment serves model %q", messages.ErrInvalidRequest, model)
+		return imodel.RequestEstimate{}, 0, fmt.Errorf("%w: %q", runtime.ErrUnknownGroup, model)
 	}
 	// The deployment names the model as it calls it, as the run does.
 	b := maps.Clone(body)

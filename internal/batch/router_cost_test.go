@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -35,6 +36,7 @@ func TestRunOverDeploymentsCostsEachLineWhereItRan(t *testing.T) {
 		in.WriteString(modelLine(map[bool]string{true: "fast", false: "smart"}[i%3 != 0], i))
 	}
 	in.WriteString(modelLine("nobody-serves-this", n))
+	in.WriteString(`{"id":"no-model","messages":[{"role":"user","content":"hi"}],"max_tokens":8}` + "\n") // two groups: which?
 	f, err := DryRun(cfg, Input{R: strings.NewReader(in.String())}, DryRunOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -46,10 +48,16 @@ func TestRunOverDeploymentsCostsEachLineWhereItRan(t *testing.T) {
 	prices := imodel.DefaultPrices()
 	var total, estimated float64
 	var tokens int64
-	for _, r := range wantIndices(t, results, seq(0, n+1)) {
-		if r.Index == n {
-			if r.Status != "FAILED" || f.Invalid[0].Line != n+1 || f.Invalid[0].Kind != "invalid_request" {
-				t.Errorf("a line of a model nobody serves: run %s, dry run %+v", r.Status, f.Invalid)
+	if len(f.Invalid) != 2 {
+		t.Fatalf("dry run: invalid lines %+v, want the unknown model's and the one naming none", f.Invalid)
+	}
+	for _, r := range wantIndices(t, results, seq(0, n+2)) {
+		if r.Index >= n {
+			// The dry run gives the run's reason, word for word.
+			dry := f.Invalid[r.Index-n]
+			if r.Status != "FAILED" || dry.Line != r.Index+1 || dry.Kind != r.Error.Kind ||
+				fmt.Sprintf("line %d: %s", r.Index+1, dry.Reason) != r.Error.Message {
+				t.Errorf("line %d: run %s %+v, dry run %+v", r.Index+1, r.Status, r.Error, dry)
 			}
 			continue
 		}
